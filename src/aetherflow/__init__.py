@@ -1,0 +1,73 @@
+"""AetherFlow: flows of plain functions, filled by dependency injection, with scoped state.
+
+>>> from aetherflow import node
+>>> @node
+... def inc(x: int) -> int:
+...     return x + 1
+>>> inc.then(inc).run({"x": 0})
+2
+"""
+
+from __future__ import annotations
+
+from . import providers
+from .context import BaseFlowContext
+from .errors import (
+    AetherFlowError,
+    FlowDefinitionError,
+    JobCancelledError,
+    LoopLimitError,
+    MissingInputError,
+    NodeError,
+    NodeInputError,
+    NodeOutputError,
+    NodeTimeoutError,
+    StateConflictError,
+    StoreError,
+    Suspend,
+)
+from .execution import ExecutionContext, current_execution
+from .flow import Flow
+from .guard import locked
+from .job import Job, JobSuspendedError
+from .node import Node, node
+from .profiles import load_context
+from .scopes import Scope
+from .state import StateHandle
+from .status import JobStatus, NodeStatus
+from .store import open_store
+from .worker import Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AetherFlowError",
+    "BaseFlowContext",
+    "ExecutionContext",
+    "Flow",
+    "FlowDefinitionError",
+    "Job",
+    "JobCancelledError",
+    "JobStatus",
+    "JobSuspendedError",
+    "LoopLimitError",
+    "MissingInputError",
+    "Node",
+    "NodeError",
+    "NodeInputError",
+    "NodeOutputError",
+    "NodeStatus",
+    "NodeTimeoutError",
+    "Scope",
+    "StateConflictError",
+    "StateHandle",
+    "StoreError",
+    "Suspend",
+    "Worker",
+    "current_execution",
+    "load_context",
+    "locked",
+    "node",
+    "open_store",
+    "providers",
+]

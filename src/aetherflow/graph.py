@@ -1,0 +1,431 @@
+"""From building steps to a validated graph, and from a graph to a per-context plan.
+
+`GraphSpec` records what the user built (vertices, explicit edges, branches). `Graph`
+adds the edges implied by parameter names, tells loops (branch edges back upstream)
+from forward edges, and checks the whole thing at once. `Graph.bind` then decides, for
+a given set of provider names, where each parameter of each vertex comes from: that
+`Plan` is what the scheduler executes, compiled once per (flow, context shape).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import FlowDefinitionError, closest
+from .node import Node
+
+BUILTINS = ("execution", "job_state", "node_state", "worker_state")
+
+# Where a parameter's value comes from (see `Binding`).
+B_EXECUTION, B_JOB_STATE, B_NODE_STATE, B_WORKER_STATE = 0, 1, 2, 3
+B_PROVIDER, B_NODE, B_JOIN, B_ITEM, B_INPUT = 4, 5, 6, 7, 8
+_BUILTIN_KIND = dict(zip(BUILTINS, (B_EXECUTION, B_JOB_STATE, B_NODE_STATE, B_WORKER_STATE), strict=True))
+
+
+@dataclass
+class VertexSpec:
+    name: str
+    node: Node
+    preds: list[str] = field(default_factory=list)  # explicit edges: then / fan / connect
+    mapped: bool = False  # runs once per item of its single explicit predecessor's output
+    branches: dict[Any, str] | None = None  # switch value -> target vertex
+    default: str | None = None  # target when the value matches no key
+
+
+class GraphSpec:
+    """What the user built, before validation: vertices, explicit edges, branches."""
+
+    def __init__(self) -> None:
+        self.vertices: dict[str, VertexSpec] = {}
+        self.problems: list[str] = []
+        self._tails: list[str] | None = []
+        self._counts: dict[str, int] = {}
+
+    def first_name(self) -> str:
+        return next(iter(self.vertices), "flow")
+
+    # -- steps ------------------------------------------------------------------------
+
+    def add(self, node: Node) -> str:
+        name = self._new_vertex(node)
+        self._tails = None  # Flow([...]): the tails are whatever ends up a sink
+        return name
+
+    def chain(self, node: Node) -> None:
+        tails = self.tails
+        name = self._new_vertex(node)
+        self.vertices[name].preds.extend(tails)
+        self._tails = [name]
+
+    def fan_out(self, nodes: list[Node]) -> None:
+        tails = self.tails
+        names = [self._new_vertex(n) for n in nodes]
+        for name in names:
+            self.vertices[name].preds.extend(tails)
+        self._tails = names
+
+    def fan_in(self, node: Node) -> None:
+        self.chain(node)
+
+    def map(self, node: Node) -> None:
+        tails = self.tails
+        if len(tails) != 1:
+            self.problems.append(
+                f"map({node.name}) needs exactly one node before it, found {len(tails)} "
+                f"({', '.join(tails) or 'none'}); fan_in(...) them first."
+            )
+        self.chain(node)
+        self.vertices[self._tails[0]].mapped = True  # type: ignore[index]
+
+    def repeat(self, times: int) -> None:
+        tails = self.tails
+        if len(tails) != 1:
+            self.problems.append(f"repeat({times}) needs exactly one node before it, found {tails}.")
+            return
+        node = self.vertices[tails[0]].node
+        for _ in range(times - 1):
+            self.chain(node)
+
+    def branch_on(self, targets: dict[Any, Node], default: Node | None) -> None:
+        tails = self.tails
+        if len(tails) != 1:
+            self.problems.append(
+                f"branch_on(...) needs exactly one node before it to switch on, found {tails}."
+            )
+            return
+        switch = tails[0]
+        forward: list[str] = []
+        resolved = {k: self._branch_target(switch, n, forward) for k, n in targets.items()}
+        d = self._branch_target(switch, default, forward) if default is not None else None
+        self._set_branches(switch, resolved, d)
+        self._tails = forward
+
+    def connect(self, src: Node | str, dst: Node | str) -> None:
+        a, b = self._find(src), self._find(dst)
+        if a and b:
+            self.vertices[b].preds.append(a)
+
+    def branch(self, switch: Node | str, targets: dict[Any, Node | str], default: Node | str | None) -> None:
+        sw = self._find(switch)
+        resolved = {k: self._find(t) for k, t in targets.items()}
+        d = self._find(default) if default is not None else None
+        if sw and all(resolved.values()) and (default is None or d):
+            self._set_branches(sw, resolved, d)  # type: ignore[arg-type]
+
+    def append_flow(self, other: GraphSpec) -> None:
+        tails = self.tails
+        renamed: dict[str, str] = {}
+        for v in other.vertices.values():
+            renamed[v.name] = self._new_vertex(v.node)
+        for v in other.vertices.values():
+            mine = self.vertices[renamed[v.name]]
+            mine.preds.extend(renamed[p] for p in v.preds)
+            mine.mapped = v.mapped
+            if v.branches is not None:
+                mine.branches = {k: renamed[t] for k, t in v.branches.items()}
+                mine.default = renamed[v.default] if v.default else None
+            if not v.preds and not _data_sources(v, other.vertices):
+                mine.preds.extend(tails)
+        self._tails = [renamed[t] for t in other.tails]
+        self.problems.extend(other.problems)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    @property
+    def tails(self) -> list[str]:
+        if self._tails is None:
+            has_succ = {p for v in self.vertices.values() for p in v.preds}
+            has_succ |= {s for v in self.vertices.values() for s in _data_sources(v, self.vertices)}
+            self._tails = [n for n in self.vertices if n not in has_succ]
+        return self._tails
+
+    def _new_vertex(self, node: Node) -> str:
+        n = self._counts.get(node.name, 0) + 1
+        name = node.name if n == 1 else f"{node.name}_{n}"
+        while name in self.vertices:
+            n += 1
+            name = f"{node.name}_{n}"
+        self._counts[node.name] = n
+        self.vertices[name] = VertexSpec(name, node)
+        return name
+
+    def _find(self, ref: Node | str) -> str | None:
+        if isinstance(ref, str):
+            if ref in self.vertices:
+                return ref
+            hint = closest(ref, self.vertices)
+            self.problems.append(
+                f"no node named '{ref}' in the flow"
+                + (f"; did you mean '{hint[0]}'?" if hint else f" (nodes: {', '.join(self.vertices)}).")
+            )
+            return None
+        for v in self.vertices.values():
+            if v.node is ref:
+                return v.name
+        return self._new_vertex(ref)
+
+    def _branch_target(self, switch: str, node: Node, forward: list[str]) -> str:
+        upstream = self._nearest_upstream(switch, node)
+        if upstream is not None:
+            return upstream
+        name = self._new_vertex(node)
+        forward.append(name)
+        return name
+
+    def _nearest_upstream(self, start: str, node: Node) -> str | None:
+        seen = {start}
+        queue = deque([start])
+        while queue:
+            v = self.vertices[queue.popleft()]
+            if v.node is node:
+                return v.name
+            for p in (*v.preds, *_data_sources(v, self.vertices)):
+                if p not in seen:
+                    seen.add(p)
+                    queue.append(p)
+        return None
+
+    def _set_branches(self, switch: str, targets: dict[Any, str], default: str | None) -> None:
+        if not targets:
+            self.problems.append(f"branch on '{switch}' has no targets; give at least one.")
+        self.vertices[switch].branches = targets
+        self.vertices[switch].default = default
+
+
+def _data_sources(v: VertexSpec, vertices: dict[str, VertexSpec]) -> list[str]:
+    return [p.name for p in v.node.params if p.name in vertices and p.name != v.name]
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    param: str
+    kind: int
+    key: Any  # provider name, source vertex, tuple of sources, or input name
+    has_default: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InputSpec:
+    required: bool
+    nodes: tuple[str, ...]
+    secret: bool
+
+
+@dataclass
+class VertexPlan:
+    name: str
+    node: Node
+    index: int
+    bindings: tuple[Binding, ...]
+    needs: tuple[tuple[str, bool], ...]  # (source vertex, param has a default)
+    uses_state: bool
+
+
+@dataclass
+class Plan:
+    """How each vertex's parameters are filled, for one set of provider names."""
+
+    flow: str
+    vertices: list[VertexPlan]
+    inputs: dict[str, InputSpec]
+    provider_names: frozenset[str]
+
+
+class Graph:
+    """A validated graph: forward edges, loop (back) edges, and the structure the scheduler walks."""
+
+    def __init__(self, flow: str, spec: GraphSpec) -> None:
+        self.flow = flow
+        self.spec = spec
+        problems = list(spec.problems)
+        self.names = list(spec.vertices)
+        self.index = {n: i for i, n in enumerate(self.names)}
+        n = len(self.names)
+        self.nodes = [spec.vertices[v].node for v in self.names]
+        self.explicit: list[list[int]] = [[self.index[p] for p in dict.fromkeys(spec.vertices[v].preds)] for v in self.names]
+        data = [[self.index[s] for s in _data_sources(spec.vertices[v], spec.vertices)] for v in self.names]
+        self.mapped = [spec.vertices[v].mapped for v in self.names]
+        # preds (forward) per vertex: explicit, data and forward branch edges
+        preds: list[dict[int, None]] = [dict.fromkeys(self.explicit[i] + data[i]) for i in range(n)]
+        self.branches: list[dict[Any, int] | None] = [None] * n
+        self.branch_default: list[int | None] = [None] * n
+        self.back_targets: list[set[int]] = [set() for _ in range(n)]
+        self.branch_forward: list[set[int]] = [set() for _ in range(n)]
+        ancestors = _Ancestry(preds)
+        for i, name in enumerate(self.names):
+            v = spec.vertices[name]
+            if v.branches is None:
+                continue
+            self.branches[i] = {k: self.index[t] for k, t in v.branches.items()}
+            self.branch_default[i] = self.index[v.default] if v.default else None
+            targets = set(self.branches[i].values())
+            if self.branch_default[i] is not None:
+                targets.add(self.branch_default[i])  # type: ignore[arg-type]
+            for t in targets:
+                if t == i or ancestors.is_ancestor(t, i):
+                    self.back_targets[i].add(t)
+                else:
+                    self.branch_forward[i].add(t)
+                    preds[t][i] = None
+        self.preds = [list(p) for p in preds]
+        self.succs: list[list[int]] = [[] for _ in range(n)]
+        for i, ps in enumerate(self.preds):
+            for p in ps:
+                self.succs[p].append(i)
+        self.order = self._topological_order(problems)
+        self.loop_preds = self._loop_preds() if any(self.back_targets) else [[] for _ in range(n)]
+        self.sinks = [i for i in range(n) if not self.succs[i] and not self.branches[i]]
+        for i in range(n):
+            if self.mapped[i] and len(self.explicit[i]) != 1:
+                problems.append(f"node '{self.names[i]}' is mapped but has {len(self.explicit[i])} upstream nodes; it needs exactly one.")
+        if not self.names:
+            problems.append("it has no nodes; add some with Flow([...]) or flow.add(node).")
+        if problems:
+            raise FlowDefinitionError(flow, problems)
+        self._plans: dict[frozenset[str], Plan] = {}
+
+    def _topological_order(self, problems: list[str]) -> list[int]:
+        indegree = [len(p) for p in self.preds]
+        queue = deque(i for i, d in enumerate(indegree) if d == 0)
+        order = []
+        while queue:
+            i = queue.popleft()
+            order.append(i)
+            for s in self.succs[i]:
+                indegree[s] -= 1
+                if indegree[s] == 0:
+                    queue.append(s)
+        if len(order) < len(self.names):
+            stuck = [self.names[i] for i, d in enumerate(indegree) if d > 0]
+            problems.append(
+                "its nodes form a cycle that does not go through a branch: "
+                + " -> ".join(stuck[:10])
+                + (" ..." if len(stuck) > 10 else "")
+                + ". A node may only read outputs of nodes upstream of it; to loop, use "
+                "branch_on({...: upstream_node}) on a switch node."
+            )
+        return order
+
+    def _loop_preds(self) -> list[list[int]]:
+        """Per vertex, the predecessors that run again in a loop (they re-trigger it)."""
+        in_loop: set[int] = set()
+        for sw, targets in enumerate(self.back_targets):
+            for t in targets:
+                downstream = _reach(t, self.succs)
+                upstream = _reach(sw, self.preds)
+                in_loop |= downstream & upstream
+        # Anything downstream of a loop vertex re-runs when that vertex runs again.
+        affected = set()
+        for v in in_loop:
+            affected |= _reach(v, self.succs)
+        return [[p for p in self.preds[i] if p in in_loop or p in affected] if i in affected else [] for i in range(len(self.names))]
+
+    # -- binding parameters, for one context shape -----------------------------------------
+
+    def bind(self, provider_names: frozenset[str]) -> Plan:
+        plan = self._plans.get(provider_names)
+        if plan is None:
+            plan = self._plans[provider_names] = self._bind(provider_names)
+        return plan
+
+    def _bind(self, providers: frozenset[str]) -> Plan:
+        problems: list[str] = []
+        vertex_names = set(self.names)
+        for name in sorted(providers & set(BUILTINS)):
+            problems.append(
+                f"the context defines a provider named '{name}', but '{name}' is a built-in "
+                "injectable (reserved names: " + ", ".join(BUILTINS) + "); rename the provider."
+            )
+        for name in sorted(vertex_names & set(BUILTINS)):
+            problems.append(f"node '{name}' is named like the built-in injectable '{name}'; rename the function or use @node(name=...).")
+        for name in sorted(vertex_names & providers):
+            problems.append(
+                f"'{name}' is both a node of the flow and a provider of the context, so a "
+                f"parameter named '{name}' would be ambiguous; rename one of them."
+            )
+        inputs: dict[str, dict[str, Any]] = {}
+        plans = [self._bind_vertex(i, providers, inputs, problems) for i in range(len(self.names))]
+        if problems:
+            raise FlowDefinitionError(self.flow, problems)
+        specs = {
+            k: InputSpec(v["required"], tuple(v["nodes"]), v["secret"]) for k, v in inputs.items()
+        }
+        return Plan(self.flow, plans, specs, providers)
+
+    def _bind_vertex(
+        self, i: int, providers: frozenset[str], inputs: dict[str, dict[str, Any]], problems: list[str]
+    ) -> VertexPlan:
+        node, name = self.nodes[i], self.names[i]
+        upstream = self.explicit[i]
+        bindings: list[Binding] = []
+        free: list[Any] = []
+        for p in node.params:
+            has_default = not p.required
+            if p.name in _BUILTIN_KIND:
+                bindings.append(Binding(p.name, _BUILTIN_KIND[p.name], None, has_default))
+            elif p.name in providers:
+                bindings.append(Binding(p.name, B_PROVIDER, p.name, has_default))
+            elif p.name in self.index and p.name != name:
+                kind = B_ITEM if self.mapped[i] and self.index[p.name] in upstream else B_NODE
+                bindings.append(Binding(p.name, kind, p.name, has_default))
+            else:
+                free.append(p)
+        required_free = [p for p in free if p.required]
+        pipe = None
+        already_item = any(b.kind == B_ITEM for b in bindings)
+        if len(required_free) == 1 and upstream and not already_item:
+            pipe = required_free[0]
+            if self.mapped[i]:
+                bindings.append(Binding(pipe.name, B_ITEM, self.names[upstream[0]], False))
+            elif len(upstream) == 1:
+                bindings.append(Binding(pipe.name, B_NODE, self.names[upstream[0]], False))
+            else:
+                srcs = tuple(self.names[u] for u in upstream)
+                bindings.append(Binding(pipe.name, B_JOIN, srcs, False))
+        if self.mapped[i] and not already_item and pipe is None:
+            problems.append(
+                f"node '{name}' ({node.location}) is mapped over '{self.names[upstream[0]]}' but has no "
+                f"parameter to receive one item: give it exactly one required parameter that no "
+                f"node, provider or built-in fills, or name a parameter '{self.names[upstream[0]]}'."
+            )
+        for p in free:
+            if p is pipe:
+                continue
+            bindings.append(Binding(p.name, B_INPUT, p.name, not p.required))
+            entry = inputs.setdefault(p.name, {"required": False, "nodes": [], "secret": False})
+            entry["required"] = entry["required"] or p.required
+            entry["nodes"].append(name)
+            entry["secret"] = entry["secret"] or p.is_secret
+        needs = tuple((b.key, b.has_default) for b in bindings if b.kind == B_NODE)
+        uses_state = any(b.kind in (B_JOB_STATE, B_NODE_STATE, B_WORKER_STATE) for b in bindings)
+        return VertexPlan(name, node, i, tuple(bindings), needs, uses_state)
+
+    def known_names(self, providers: Iterable[str]) -> list[str]:
+        return [*self.names, *providers, *BUILTINS]
+
+
+class _Ancestry:
+    """Answers "is a an ancestor of b" over the explicit and data edges (memoised per b)."""
+
+    def __init__(self, preds: list[dict[int, None]]) -> None:
+        self._preds = preds
+        self._cache: dict[int, set[int]] = {}
+
+    def is_ancestor(self, a: int, b: int) -> bool:
+        if b not in self._cache:
+            self._cache[b] = _reach(b, [list(p) for p in self._preds])
+        return a in self._cache[b]
+
+
+def _reach(start: int, edges: list[list[int]]) -> set[int]:
+    seen = {start}
+    stack = [start]
+    while stack:
+        for nxt in edges[stack.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return seen

@@ -1,0 +1,274 @@
+"""Calling one node: fill its arguments, set the `ExecutionContext`, retry, time out, commit.
+
+This is the single place where user code runs. Everything a call needs that is fixed for
+the whole job is gathered once in `JobCall`; per call, only the arguments, the state
+handles and the `ExecutionContext` are new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from .errors import NodeError, NodeInputError, NodeOutputError, NodeTimeoutError, StateConflictError, Suspend
+from .execution import ExecutionContext, _current
+from .graph import (
+    B_EXECUTION,
+    B_INPUT,
+    B_ITEM,
+    B_JOB_STATE,
+    B_JOIN,
+    B_NODE,
+    B_NODE_STATE,
+    B_PROVIDER,
+    VertexPlan,
+)
+from .node import UNSET, Node
+from .scheduler import JobRun
+from .scopes import JobScopes
+from .state import Commit, StateConflict, StateHandle, StateSpace, commit
+
+
+@dataclass(slots=True)
+class JobCall:
+    """What every node call of one job shares."""
+
+    run: JobRun
+    worker_id: str
+    flow: str
+    injectors: dict[str, Callable[[], Any]]
+    scopes: JobScopes
+    worker_space: Callable[[str, str], StateSpace]  # (flow, node) -> the worker_state space
+    check_value: Callable[[Any, str, str], None] | None  # raises NodeOutputError if not storable
+
+
+@dataclass(slots=True)
+class Outcome:
+    output: Any
+    commits: list[Commit]
+    attempt: int
+
+
+class _Attempts:
+    """Retry policy of one node call: ``retries`` with backoff for ``retry_on``, conflicts apart."""
+
+    __slots__ = ("node", "name", "job_id", "attempt", "conflicts")
+
+    def __init__(self, node: Node, name: str, job_id: str) -> None:
+        self.node, self.name, self.job_id = node, name, job_id
+        self.attempt = 0
+        self.conflicts = 0
+
+    def next(self) -> int:
+        self.attempt += 1
+        return self.attempt
+
+    def delay_after(self, exc: BaseException) -> float:
+        """Seconds to wait before trying again, or raise the error that ends the call."""
+        node = self.node
+        if isinstance(exc, StateConflict):
+            self.conflicts += 1
+            if self.conflicts > node.conflict_retries:
+                raise StateConflictError(
+                    f"{exc}; gave up after {node.conflict_retries} re-runs. Use "
+                    "job_state.apply(key, fn) for read-modify-write, which never conflicts, "
+                    "or raise @node(conflict_retries=...).",
+                    node=self.name, job_id=self.job_id, attempt=self.attempt,
+                ) from exc
+            return 0.0
+        if isinstance(exc, (NodeInputError, NodeOutputError, Suspend)):
+            raise exc  # validation is never retried; Suspend pauses the job
+        retryable = isinstance(exc, node.retry_on) and self.attempt - self.conflicts <= node.retries
+        if retryable:
+            return node.retry_delay * node.backoff ** (self.attempt - self.conflicts - 1)
+        if isinstance(exc, NodeError):
+            raise exc
+        raise NodeError(
+            f"raised {type(exc).__name__}: {exc}", node=self.name, job_id=self.job_id, attempt=self.attempt
+        ) from exc
+
+
+def _arguments(call: JobCall, vp: VertexPlan, ex: ExecutionContext, handles: list[StateHandle], item: Any) -> dict[str, Any]:
+    run = call.run
+    node = vp.node
+    kwargs: dict[str, Any] = {}
+    for b in vp.bindings:
+        kind = b.kind
+        if kind == B_NODE:
+            value = run.outputs.get(b.key, UNSET)
+            if value is UNSET:
+                continue  # from a skipped node: the parameter's default applies
+        elif kind == B_INPUT:
+            value = run.inputs.get(b.key, UNSET)
+            if value is UNSET:
+                continue
+        elif kind == B_PROVIDER:
+            kwargs[b.param] = call.injectors[b.key]()
+            continue
+        elif kind == B_ITEM:
+            value = item
+        elif kind == B_JOIN:
+            value = {src: run.outputs[src] for src in b.key if src in run.outputs}
+        elif kind == B_EXECUTION:
+            kwargs[b.param] = ex
+            continue
+        else:
+            if kind == B_JOB_STATE:
+                space = run.job_space
+            elif kind == B_NODE_STATE:
+                space = run.node_space(vp.name)
+            else:  # B_WORKER_STATE
+                space = call.worker_space(call.flow, vp.name)
+            handle = StateHandle(space)
+            handles.append(handle)
+            kwargs[b.param] = handle
+            continue
+        try:
+            kwargs[b.param] = node.validate_input(b.param, value)
+        except ValidationError as exc:
+            raise NodeInputError(
+                f"parameter '{b.param}' got {_short(value)}, which is not valid for "
+                f"{_type_name(node.annotation(b.param))}: {_first_error(exc)}. "
+                f"Fix the value passed in (from {_source(b.kind, b.key)}) or the annotation.",
+                node=vp.name, job_id=run.job_id, attempt=ex.attempt,
+            ) from exc
+    return kwargs
+
+
+def _finish(call: JobCall, vp: VertexPlan, ex: ExecutionContext, value: Any, handles: list[StateHandle]) -> Outcome:
+    """Validate the return value, check it can be stored, and commit the node's state."""
+    node = vp.node
+    try:
+        output = node.validate_output(value)
+    except ValidationError as exc:
+        raise NodeOutputError(
+            f"returned {_short(value)}, which is not valid for its return annotation "
+            f"{_type_name(node.annotation('return'))}: {_first_error(exc)}.",
+            node=vp.name, job_id=ex.job_id, attempt=ex.attempt,
+        ) from exc
+    if call.check_value is not None:
+        call.check_value(output, vp.name, "output")
+        for h in handles:
+            for key, v in h.snapshot().items():
+                call.check_value(v, vp.name, f"{h.space.scope.value}_state['{key}']")
+    commits = commit(handles, ex.job_id, vp.name) if handles else []
+    return Outcome(output, commits, ex.attempt)
+
+
+def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET) -> Outcome:
+    """Run a sync node to a committed outcome, or raise its `NodeError` (or `Suspend`)."""
+    node = vp.node
+    attempts = _Attempts(node, vp.name, call.run.job_id)
+    while True:
+        ex = ExecutionContext(call.worker_id, call.run.job_id, call.flow, vp.name, iteration, attempts.next(), call.scopes)
+        handles: list[StateHandle] = []
+        token = _current.set(ex)
+        try:
+            kwargs = _arguments(call, vp, ex, handles, item)
+            if node.timeout is None:
+                value = node.fn(**kwargs)
+            else:
+                value = _call_with_timeout(node.fn, kwargs, node.timeout, vp.name, ex)
+            return _finish(call, vp, ex, value, handles)
+        except BaseException as exc:  # noqa: BLE001 - the retry policy decides what ends the call
+            if not isinstance(exc, Exception):
+                raise
+            delay = attempts.delay_after(exc)
+        finally:
+            _current.reset(token)
+        if delay:
+            time.sleep(delay)
+
+
+async def acall_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET) -> Outcome:
+    """`call_node` for ``async def`` nodes, on the worker's event loop."""
+    node = vp.node
+    attempts = _Attempts(node, vp.name, call.run.job_id)
+    while True:
+        ex = ExecutionContext(call.worker_id, call.run.job_id, call.flow, vp.name, iteration, attempts.next(), call.scopes)
+        handles: list[StateHandle] = []
+        token = _current.set(ex)
+        try:
+            kwargs = _arguments(call, vp, ex, handles, item)
+            if node.timeout is None:
+                value = await node.fn(**kwargs)
+            else:
+                try:
+                    value = await asyncio.wait_for(node.fn(**kwargs), node.timeout)
+                except asyncio.TimeoutError:
+                    raise _timeout_error(vp.name, ex, node.timeout) from None
+            return _finish(call, vp, ex, value, handles)
+        except Exception as exc:  # noqa: BLE001 - the retry policy decides what ends the call
+            delay = attempts.delay_after(exc)
+        finally:
+            _current.reset(token)
+        if delay:
+            await asyncio.sleep(delay)
+
+
+def _call_with_timeout(fn: Callable[..., Any], kwargs: dict[str, Any], timeout: float, name: str, ex: ExecutionContext) -> Any:
+    # Python cannot stop a thread: an overrunning call is abandoned on a helper thread and
+    # its state handles are dropped with it, so its writes never commit.
+    box: list[tuple[bool, Any]] = []
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            box.append((True, fn(**kwargs)))
+        except BaseException as exc:  # noqa: BLE001 - handed back to the caller's thread
+            box.append((False, exc))
+        finally:
+            done.set()
+
+    ctx = contextvars.copy_context()
+    threading.Thread(target=ctx.run, args=(target,), name=f"aetherflow-timeout-{name}", daemon=True).start()
+    if not done.wait(timeout):
+        raise _timeout_error(name, ex, timeout)
+    ok, value = box[0]
+    if ok:
+        return value
+    raise value
+
+
+def _timeout_error(name: str, ex: ExecutionContext, timeout: float) -> NodeTimeoutError:
+    return NodeTimeoutError(
+        f"attempt {ex.attempt} ran longer than timeout={timeout}s and was abandoned (its writes are "
+        "discarded). Make the work faster, or raise @node(timeout=...).",
+        node=name, job_id=ex.job_id, attempt=ex.attempt,
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or repr(annotation)
+
+
+def _first_error(exc: ValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return str(exc)
+    e = errors[0]
+    loc = ".".join(str(p) for p in e.get("loc", ()))
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return (f"{loc}: " if loc else "") + e.get("msg", "") + more
+
+
+def _source(kind: int, key: Any) -> str:
+    if kind == B_INPUT:
+        return f"job input '{key}'"
+    if kind == B_ITEM:
+        return f"an item of node '{key}'"
+    if kind == B_JOIN:
+        return "the joined nodes " + ", ".join(f"'{k}'" for k in key)
+    return f"node '{key}'"

@@ -1,0 +1,86 @@
+"""`Job`: the handle `worker.submit` returns — live status, result, outputs and state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from .errors import AetherFlowError
+from .status import JobStatus, NodeStatus
+
+if TYPE_CHECKING:
+    from .flow import Flow
+    from .scheduler import JobRun
+
+
+class JobSuspendedError(AetherFlowError):
+    """``result()`` of a job paused by `Suspend`; resume it with ``worker.resume(job_id, inputs=...)``."""
+
+    def __init__(self, job_id: str, node: str, reason: str) -> None:
+        self.job_id = job_id
+        self.node = node
+        self.reason = reason
+        super().__init__(
+            f"Job {job_id} is suspended at node '{node}'" + (f": {reason}" if reason else "")
+            + f". Resume it with worker.resume('{job_id}', inputs={{...}})."
+        )
+
+
+class Job:
+    """One run of a flow on a worker.
+
+    >>> job = worker.submit(flow, {"path": "users.csv"})
+    >>> job.status            # JobStatus.RUNNING, then "completed" (a str enum)
+    >>> job.result(timeout=5)
+    """
+
+    __slots__ = ("id", "flow", "run", "future", "_status", "_on_cancel", "__weakref__")
+
+    def __init__(self, job_id: str, flow: Flow, run: JobRun, on_cancel: Callable[[Job], None]) -> None:
+        self.id = job_id
+        self._on_cancel = on_cancel
+        self.flow = flow
+        self.run = run
+        self.future: Future[Any] = Future()
+        self._status = JobStatus.PENDING
+
+    @property
+    def status(self) -> JobStatus:
+        return self._status
+
+    def result(self, timeout: float | None = None) -> Any:
+        """What ``flow.run`` would return; raises the job's error. Waits up to ``timeout`` s."""
+        return self.future.result(timeout)
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """``{node: output}`` of every node that completed so far."""
+        with self.run.lock:
+            return dict(self.run.outputs)
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The job's committed ``job_state`` as a plain dict."""
+        return self.run.job_space.snapshot()
+
+    def node_state(self, node: str) -> dict[str, Any]:
+        """The committed ``node_state`` of one node in this job, as a plain dict."""
+        space = self.run.node_spaces.get(node)
+        if space is None and node not in self.run.graph.index:
+            raise KeyError(f"flow '{self.flow.name}' has no node '{node}' (nodes: {', '.join(self.run.graph.names)})")
+        return space.snapshot() if space is not None else {}
+
+    @property
+    def node_statuses(self) -> dict[str, NodeStatus]:
+        return dict(zip(self.run.graph.names, self.run.status, strict=True))
+
+    def cancel(self) -> None:
+        """Stop the job: nodes not started yet never start; running ones finish."""
+        self._on_cancel(self)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.flow.name} {self._status.value}>"

@@ -1,0 +1,286 @@
+"""`@node`: a plain function becomes a `Node`, whose parameters are filled by name.
+
+A `Node` stays callable like its function and is also a one-node flow, so every `Flow`
+method (`then`, `run`, ...) works on it directly.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import typing
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, overload
+
+from pydantic import ConfigDict, SecretBytes, SecretStr, TypeAdapter, ValidationError
+
+from .errors import FlowDefinitionError
+
+if TYPE_CHECKING:
+    from .flow import Flow
+    from .job import Job  # noqa: F401 - used in string annotations below
+    from .worker import Worker
+
+
+class _Unset:
+    """Marks "no value" where ``None`` is a legitimate value (a default, an output)."""
+
+    _instance: _Unset | None = None
+
+    def __new__(cls) -> _Unset:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __reduce__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+_PLAIN_VALIDATED = (int, float, str, bool, bytes, list, dict, tuple, set)
+_ADAPTER_CONFIG = ConfigDict(arbitrary_types_allowed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One parameter of a node's function."""
+
+    name: str
+    default: Any  # UNSET when required
+    annotation: Any  # UNSET when absent
+
+    @property
+    def required(self) -> bool:
+        return self.default is UNSET
+
+    @property
+    def is_secret(self) -> bool:
+        return _mentions_secret(self.annotation)
+
+
+def _mentions_secret(annotation: Any) -> bool:
+    if annotation in (SecretStr, SecretBytes):
+        return True
+    return any(_mentions_secret(arg) for arg in typing.get_args(annotation))
+
+
+class Node:
+    """A function wrapped by `@node`; see `node` for the options."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        retries: int = 0,
+        retry_delay: float = 0.0,
+        backoff: float = 1.0,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        timeout: float | None = None,
+        max_iterations: int = 10_000,
+        conflict_retries: int = 3,
+    ) -> None:
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.retries = _non_negative(retries, "retries", self.name)
+        self.retry_delay = float(retry_delay)
+        self.backoff = float(backoff)
+        self.retry_on = tuple(retry_on)
+        self.timeout = timeout
+        self.max_iterations = max_iterations
+        self.conflict_retries = _non_negative(conflict_retries, "conflict_retries", self.name)
+        self.params = _read_params(fn, self.name)
+        self.param_names = frozenset(p.name for p in self.params)
+        self._hints = _type_hints(fn)
+        self._adapters: dict[str, TypeAdapter[Any] | None] = {}
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    # -- calling --------------------------------------------------------------------
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Node {self.name} at {self.location}>"
+
+    @property
+    def location(self) -> str:
+        code = getattr(self.fn, "__code__", None)
+        if code is None:
+            return "?"
+        return f"{os.path.basename(code.co_filename)}:{code.co_firstlineno}"
+
+    # -- validation, compiled once per parameter --------------------------------------
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def adapter(self, name: str) -> TypeAdapter[Any] | None:
+        """The pydantic adapter for a parameter (or ``"return"``), or None when unannotated."""
+        try:
+            return self._adapters[name]
+        except KeyError:
+            pass
+        hint = self._hints.get(name, Any)
+        adapter = None if hint is Any or hint is None and name == "return" else _make_adapter(hint)
+        self._adapters[name] = adapter
+        return adapter
+
+    def validate_input(self, name: str, value: Any) -> Any:
+        """Coerce ``value`` to the parameter's annotation; raises pydantic's ValidationError."""
+        hint = self._hints.get(name)
+        if hint is None or (hint in _PLAIN_VALIDATED and type(value) is hint):
+            return value
+        adapter = self.adapter(name)
+        return value if adapter is None else adapter.validate_python(value)
+
+    def validate_output(self, value: Any) -> Any:
+        hint = self._hints.get("return")
+        if hint is None or hint is type(None) or (hint in _PLAIN_VALIDATED and type(value) is hint):
+            return value
+        adapter = self.adapter("return")
+        return value if adapter is None else adapter.validate_python(value)
+
+    def annotation(self, name: str) -> Any:
+        return self._hints.get(name, UNSET)
+
+    # -- a node is a one-node flow ------------------------------------------------------
+
+    def as_flow(self) -> Flow:
+        from .flow import Flow
+
+        return Flow([self])
+
+    def then(self, nxt: Node | Flow) -> Flow:
+        return self.as_flow().then(nxt)
+
+    def fan_out_to(self, nodes: Sequence[Node]) -> Flow:
+        return self.as_flow().fan_out_to(nodes)
+
+    def fan_in(self, join: Node) -> Flow:
+        return self.as_flow().fan_in(join)
+
+    def map(self, each: Node) -> Flow:
+        return self.as_flow().map(each)
+
+    def branch_on(self, targets: Mapping[Any, Node], *, default: Node | None = None) -> Flow:
+        return self.as_flow().branch_on(targets, default=default)
+
+    def repeat(self, times: int) -> Flow:
+        return self.as_flow().repeat(times)
+
+    def named(self, name: str) -> Flow:
+        return self.as_flow().named(name)
+
+    @property
+    def inputs(self) -> dict[str, bool]:
+        return self.as_flow().inputs
+
+    def validate(self) -> None:
+        self.as_flow().validate()
+
+    def to_mermaid(self) -> str:
+        return self.as_flow().to_mermaid()
+
+    def to_dot(self) -> str:
+        return self.as_flow().to_dot()
+
+    def run(
+        self,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        context: Any = None,
+        worker: Worker | None = None,
+    ) -> Any:
+        return self.as_flow().run(inputs, context=context, worker=worker)
+
+    def arun(
+        self,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        context: Any = None,
+        worker: Worker | None = None,
+    ) -> Awaitable[Any]:
+        return self.as_flow().arun(inputs, context=context, worker=worker)
+
+
+def _make_adapter(hint: Any) -> TypeAdapter[Any]:
+    try:
+        return TypeAdapter(hint, config=_ADAPTER_CONFIG)
+    except Exception:  # noqa: BLE001 - models carry their own config; pydantic refuses a second
+        return TypeAdapter(hint)
+
+
+def _non_negative(value: int, what: str, node_name: str) -> int:
+    if not isinstance(value, int) or value < 0:
+        raise FlowDefinitionError(
+            node_name, [f"@node({what}=...) must be an int >= 0, got {value!r}."]
+        )
+    return value
+
+
+def _read_params(fn: Callable[..., Any], name: str) -> tuple[Param, ...]:
+    params = []
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
+            raise FlowDefinitionError(
+                name,
+                [
+                    f"node '{name}' has parameter '{p}', but nodes receive their "
+                    "arguments by name: use plain named parameters instead."
+                ],
+            )
+        default = UNSET if p.default is p.empty else p.default
+        annotation = UNSET if p.annotation is p.empty else p.annotation
+        params.append(Param(p.name, default, annotation))
+    return tuple(params)
+
+
+def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - unresolvable forward refs: validate what we can
+        raw = getattr(fn, "__annotations__", {})
+        return {k: v for k, v in raw.items() if not isinstance(v, str)}
+
+
+@overload
+def node(fn: Callable[..., Any], /) -> Node: ...
+
+
+@overload
+def node(
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    retry_delay: float = 0.0,
+    backoff: float = 1.0,
+    retry_on: tuple[type[BaseException], ...] = (Exception,),
+    timeout: float | None = None,
+    max_iterations: int = 10_000,
+    conflict_retries: int = 3,
+) -> Callable[[Callable[..., Any]], Node]: ...
+
+
+def node(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Turn a function (sync or ``async def``) into a `Node`.
+
+    >>> @node
+    ... def load(path: str) -> list[str]:
+    ...     return open(path).read().splitlines()
+    >>> @node(retries=3, retry_delay=0.1, backoff=2.0, retry_on=(IOError,), timeout=5.0)
+    ... async def fetch(url: str, http_client) -> bytes: ...
+    """
+    if fn is not None:
+        return Node(fn)
+    return lambda f: Node(f, **options)

@@ -1,0 +1,178 @@
+"""Every dependency-injector provider, plus the scoped ones AetherFlow adds.
+
+Pick per provider between isolation and sharing:
+
+| provider               | one instance per | seen by                     |
+|------------------------|------------------|-----------------------------|
+| `Singleton`            | context instance | every thread, guarded       |
+| `ThreadLocalSingleton` | worker thread    | one thread, isolated        |
+| `WorkerScoped`         | worker           | the worker's threads, guarded |
+| `JobScoped`            | job              | the job's nodes, guarded    |
+| `NodeScoped`           | (job, node)      | one node, isolated          |
+| `Factory`              | injection        | one call, isolated          |
+
+>>> class AppContext(BaseFlowContext):
+...     counter = providers.Singleton(Counter)              # shared, lock-protected
+...     state = providers.ThreadLocalSingleton(dict)         # isolated per thread
+...     db = providers.WorkerScoped(open_db, teardown=lambda c: c.close())
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from dependency_injector import providers as _di
+from dependency_injector.providers import *  # noqa: F403 - the re-export is the point
+
+from .execution import ExecutionContext, _current
+from .guard import GuardedProxy
+from .scopes import Scope
+
+__all__ = [name for name in dir(_di) if not name.startswith("_") and isinstance(getattr(_di, name), type)]
+__all__ += ["JobScoped", "NodeScoped", "WorkerScoped", "scope_of"]
+
+class _Options:
+    """``guard=`` and ``teardown=`` on AetherFlow's providers, kept across container copies."""
+
+    guard: bool
+    teardown: Callable[[Any], Any] | None
+    scope: Scope
+
+    def _set_options(self, guard: bool, teardown: Callable[[Any], Any] | None) -> None:
+        self.guard = guard
+        self.teardown = teardown
+        self._af_handout: tuple[Any, Any] | None = None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        copied = super().__deepcopy__(memo)  # type: ignore[misc]
+        copied._set_options(self.guard, self.teardown)
+        return copied
+
+    def _wrap(self, instance: Any) -> Any:
+        return GuardedProxy(instance) if self.guard else instance
+
+
+class Singleton(_Options, _di.Singleton):  # type: ignore[misc]
+    """One instance per context, created once even when threads race, guarded in nodes.
+
+    ``guard=False`` hands out the raw object (for objects that are thread-safe themselves);
+    ``teardown=fn`` is called by ``context.shutdown_resources()``.
+    """
+
+    scope = Scope.PROCESS
+
+    def __init__(self, provides: Any = None, *args: Any, guard: bool = True, teardown: Callable[[Any], Any] | None = None, **kwargs: Any) -> None:
+        self._set_options(guard, teardown)
+        self._lock = threading.RLock()
+        super().__init__(provides, *args, **kwargs)
+
+    def _set_options(self, guard: bool, teardown: Callable[[Any], Any] | None) -> None:
+        super()._set_options(guard, teardown)
+        self._lock = threading.RLock()
+
+    def _provide(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        with self._lock:  # one lock per provider: unrelated singletons never wait on each other
+            return super()._provide(args, kwargs)
+
+    def inject(self) -> Any:
+        """The object a node receives: the instance, behind its guard unless ``guard=False``."""
+        instance = self()
+        handout = self._af_handout
+        if handout is None or handout[0] is not instance:
+            handout = self._af_handout = (instance, self._wrap(instance))
+        return handout[1]
+
+
+class ThreadLocalSingleton(_Options, _di.ThreadLocalSingleton):  # type: ignore[misc]
+    """One instance per worker thread, torn down when the worker closes; never shared."""
+
+    scope = Scope.THREAD
+
+    def __init__(self, provides: Any = None, *args: Any, teardown: Callable[[Any], Any] | None = None, **kwargs: Any) -> None:
+        self._set_options(False, teardown)
+        super().__init__(provides, *args, **kwargs)
+
+    def _provide(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        ex = _current.get()
+        if ex is None or ex.scopes is None:  # outside a node: dependency-injector's behaviour
+            return super()._provide(args, kwargs)
+        return ex.scopes.instance(self, ex, lambda: self._factory_twin()(*args, **kwargs))[0]
+
+    def _set_options(self, guard: bool, teardown: Callable[[Any], Any] | None) -> None:
+        super()._set_options(guard, teardown)
+        self._af_twin: _di.Factory | None = None
+
+    def _factory_twin(self) -> _di.Factory:
+        """A plain factory of the same call: instances per thread are kept by the worker."""
+        twin = self._af_twin
+        if twin is None:
+            twin = self._af_twin = _di.Factory(self.provides, *self.args, **self.kwargs)
+        return twin
+
+    def inject(self) -> Any:
+        ex = _current.get()
+        if ex is None or ex.scopes is None:
+            return self()
+        return ex.scopes.instance(self, ex, self._factory_twin())[1]
+
+
+class _Scoped(_Options, _di.Factory):  # type: ignore[misc]
+    """A factory whose instances live as long as a worker, a job or a node run."""
+
+    default_guard = True
+
+    def __init__(self, provides: Any = None, *args: Any, guard: bool | None = None, teardown: Callable[[Any], Any] | None = None, **kwargs: Any) -> None:
+        self._set_options(self.default_guard if guard is None else guard, teardown)
+        super().__init__(provides, *args, **kwargs)
+
+    def _provide(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return _scopes_of(self).instance(self, _current.get(), lambda: super(_Scoped, self)._provide(args, kwargs))[0]
+
+    def inject(self) -> Any:
+        return _scopes_of(self).instance(self, _current.get(), lambda: super(_Scoped, self)._provide((), {}))[1]
+
+
+class WorkerScoped(_Scoped):
+    """One instance per worker, guarded, torn down when the worker closes."""
+
+    scope = Scope.WORKER
+
+
+class JobScoped(_Scoped):
+    """One instance per job, guarded, torn down when the job ends (also on failure)."""
+
+    scope = Scope.JOB
+
+
+class NodeScoped(_Scoped):
+    """One instance per (job, node) — the routine scope — private to that node."""
+
+    scope = Scope.NODE
+    default_guard = False
+
+
+def _scopes_of(provider: _Scoped) -> Any:
+    ex: ExecutionContext | None = _current.get()
+    if ex is None or ex.scopes is None:
+        raise RuntimeError(
+            f"{type(provider).__name__} provider of {provider.provides!r} was called outside a "
+            "running node; its instances live in a worker, job or node scope. Inject it into a "
+            "node parameter, or call the factory directly in a unit test."
+        )
+    return ex.scopes
+
+
+def scope_of(provider: Any) -> Scope:
+    """The lifetime of any provider (dependency-injector's own included)."""
+    scope = getattr(provider, "scope", None)
+    if isinstance(scope, Scope):
+        return scope
+    if isinstance(provider, _di.ThreadLocalSingleton):
+        return Scope.THREAD
+    if isinstance(provider, _di.BaseSingleton):
+        return Scope.PROCESS
+    if isinstance(provider, (_di.Configuration, _di.Object, _di.Resource, _di.Dependency)):
+        return Scope.PROCESS
+    return Scope.INJECTION

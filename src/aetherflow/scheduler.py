@@ -1,0 +1,277 @@
+"""One job's progress through its graph: which vertices are ready, skipped, running or done.
+
+No super-steps: a vertex becomes ready the moment every forward predecessor has
+*settled* (completed or skipped) — a successor of a fast branch never waits for a slow
+sibling. Each predecessor sends one signal per run; a vertex inside a loop is armed
+again after it starts, waiting for the predecessors that run again in the loop.
+
+`JobRun` only decides; it never calls nodes. Its methods take the job's lock, update the
+counters, and return the vertices that became ready, which the worker then runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .errors import LoopLimitError, NodeError
+from .graph import Graph, Plan
+from .node import UNSET
+from .state import StateScope, StateSpace
+from .status import JobStatus, NodeStatus
+
+
+class JobRun:
+    """The scheduler state of one job (guarded by ``lock``)."""
+
+    def __init__(self, job_id: str, graph: Graph, plan: Plan, inputs: dict[str, Any]) -> None:
+        n = len(graph.names)
+        self.job_id = job_id
+        self.graph = graph
+        self.plan = plan
+        self.inputs = inputs
+        self.lock = threading.Lock()
+        self.outputs: dict[str, Any] = {}
+        self.status = [NodeStatus.PENDING] * n
+        self.runs = [0] * n
+        self.stopped: JobStatus | None = None  # FAILED / CANCELLED / SUSPENDED once decided
+        self.error: BaseException | None = None
+        self.suspended: tuple[str, str] | None = None  # (node, reason)
+        self.in_flight = 0
+        self._waiting = [len(p) for p in graph.preds]
+        self._got = [False] * n
+        self._busy = [False] * n  # queued or running: a vertex never runs concurrently with itself
+        self._again = [0] * n
+        self._maps: dict[int, list[Any]] = {}  # vertex -> [results, remaining]
+        self.map_items: dict[int, list[Any]] = {}  # vertex -> the items it is mapped over
+        self.job_space = StateSpace(StateScope.JOB)
+        self.node_spaces: dict[str, StateSpace] = {}
+
+    # -- starting --------------------------------------------------------------------------
+
+    def start(self) -> list[int]:
+        """The sources (vertices with no forward predecessor), now running."""
+        ready: list[int] = []
+        with self.lock:
+            for i, w in enumerate(self._waiting):
+                if w == 0:
+                    self._settle(i, ready, force=True)
+        return ready
+
+    def replay(self, node: str, item: int | None, output: Any) -> None:
+        """Feed a completion recorded before a crash or suspension, without running the node."""
+        i = self.graph.index[node]
+        with self.lock:
+            if item is not None:
+                results = self._maps.setdefault(i, [{}, 0])[0]
+                results[item] = output
+                return
+            self._replayed(i, output)
+
+    def _replayed(self, i: int, output: Any) -> None:
+        self._maps.pop(i, None)
+        self.runs[i] += 1
+        self.status[i] = NodeStatus.COMPLETED
+        self.outputs[self.graph.names[i]] = output
+        self._signal_successors(i, output, [], replaying=True)
+
+    def replayed_items(self, i: int) -> dict[int, Any]:
+        entry = self._maps.get(i)
+        return entry[0] if entry is not None and isinstance(entry[0], dict) else {}
+
+    def node_space(self, name: str) -> StateSpace:
+        space = self.node_spaces.get(name)
+        if space is None:
+            space = self.node_spaces.setdefault(name, StateSpace(StateScope.NODE, name))
+        return space
+
+    # -- progress (each returns the vertices that became ready, and whether the job ended) -----
+
+    def began(self, i: int) -> None:
+        self.status[i] = NodeStatus.RUNNING
+
+    def completed(self, i: int, output: Any) -> tuple[list[int], bool]:
+        ready: list[int] = []
+        with self.lock:
+            self.in_flight -= 1
+            self._busy[i] = False
+            self.status[i] = NodeStatus.COMPLETED
+            self.outputs[self.graph.names[i]] = output
+            if self.stopped is None:
+                self._signal_successors(i, output, ready)
+                if self._again[i] and self.stopped is None:
+                    self._again[i] -= 1
+                    self._activate(i, ready)
+            return ready, self._ended(ready)
+
+    def start_map(self, i: int, items: list[Any]) -> tuple[list[int], list[Any]]:
+        """Split a mapped vertex's one task into one per item not done yet: ``(todo, results)``."""
+        with self.lock:
+            done = self.replayed_items(i)
+            results = [done.get(k, UNSET) for k in range(len(items))]
+            todo = [k for k in range(len(items)) if k not in done]
+            if todo:
+                self._maps[i] = [results, len(todo)]
+                self.in_flight += len(todo) - 1
+            else:
+                self._maps.pop(i, None)
+        return todo, results
+
+    def item_completed(self, i: int, k: int, output: Any) -> tuple[list[int], bool]:
+        with self.lock:
+            entry = self._maps.get(i)
+            if entry is None or self.stopped is not None:
+                self.in_flight -= 1
+                return [], self._ended([])
+            entry[0][k] = output
+            entry[1] -= 1
+            if entry[1] > 0:
+                self.in_flight -= 1
+                return [], False
+            del self._maps[i]
+        return self.completed(i, entry[0])
+
+    def failed(self, i: int, error: BaseException) -> bool:
+        with self.lock:
+            self.in_flight -= 1
+            self._busy[i] = False
+            self.status[i] = NodeStatus.FAILED
+            self._stop(JobStatus.FAILED, error)
+            return self._ended([])
+
+    def suspend(self, i: int, reason: str) -> bool:
+        with self.lock:
+            self.in_flight -= 1
+            self._busy[i] = False
+            self.status[i] = NodeStatus.SUSPENDED
+            if self.stopped is None:
+                self.suspended = (self.graph.names[i], reason)
+            self._stop(JobStatus.SUSPENDED, None)
+            return self._ended([])
+
+    def dropped(self, i: int) -> bool:
+        """A queued vertex that will not start because the job stopped."""
+        with self.lock:
+            self.in_flight -= 1
+            self._busy[i] = False
+            return self._ended([])
+
+    def finish_if_idle(self) -> bool:
+        with self.lock:
+            return self._ended([])
+
+    def cancel(self) -> bool:
+        with self.lock:
+            self._stop(JobStatus.CANCELLED, None)
+            return self._ended([])
+
+    # -- internals (called with the lock held) ---------------------------------------------------
+
+    def _stop(self, status: JobStatus, error: BaseException | None) -> None:
+        if self.stopped is None:
+            self.stopped = status
+            self.error = error
+
+    def _ended(self, ready: list[int]) -> bool:
+        if self.in_flight or ready:
+            return False
+        self.in_flight = -1  # ended: report it exactly once
+        return True
+
+    def _signal_successors(self, i: int, output: Any, ready: list[int], replaying: bool = False) -> None:
+        g = self.graph
+        branches = g.branches[i]
+        if branches is None:
+            for s in g.succs[i]:
+                self._signal(s, True, ready)
+            return
+        chosen = self._choose(i, branches, output)
+        if chosen is None:
+            return
+        loops_back = chosen in g.back_targets[i]
+        for s in g.succs[i]:
+            if s in g.branch_forward[i]:
+                if not loops_back:
+                    self._signal(s, s == chosen, ready)
+            else:
+                self._signal(s, True, ready)
+        if loops_back:
+            self._activate(chosen, ready)
+
+    def _choose(self, i: int, branches: dict[Any, int], value: Any) -> int | None:
+        try:
+            chosen = branches.get(value)
+        except TypeError:
+            chosen = None
+        if chosen is None:
+            chosen = self.graph.branch_default[i]
+        if chosen is None:
+            name = self.graph.names[i]
+            keys = ", ".join(repr(k) for k in branches)
+            self._stop(
+                JobStatus.FAILED,
+                NodeError(
+                    f"returned {value!r}, which matches no branch (keys: {keys}). Return one of "
+                    "the keys, or give branch_on({...}, default=node) a fallback.",
+                    node=name,
+                    job_id=self.job_id,
+                ),
+            )
+            self.status[i] = NodeStatus.FAILED
+        return chosen
+
+    def _signal(self, s: int, completed: bool, ready: list[int]) -> None:
+        self._waiting[s] -= 1
+        if completed:
+            self._got[s] = True
+        if self._waiting[s] <= 0:
+            self._settle(s, ready)
+
+    def _settle(self, s: int, ready: list[int], force: bool = False) -> None:
+        runs_it = (force or self._got[s]) and not self._misses_input(s)
+        self._waiting[s] = len(self.graph.loop_preds[s])
+        self._got[s] = False
+        if runs_it:
+            self._activate(s, ready)
+        else:
+            if self.status[s] is NodeStatus.PENDING:
+                self.status[s] = NodeStatus.SKIPPED
+            for t in self.graph.succs[s]:
+                self._signal(t, False, ready)
+
+    def _misses_input(self, s: int) -> bool:
+        outputs = self.outputs
+        return any(src not in outputs and not has_default for src, has_default in self.plan.vertices[s].needs)
+
+    def _activate(self, i: int, ready: list[int]) -> None:
+        if self.stopped is not None:
+            return
+        if self._busy[i]:
+            self._again[i] += 1
+            return
+        node = self.graph.nodes[i]
+        if self.runs[i] >= node.max_iterations:
+            self.status[i] = NodeStatus.FAILED
+            self._stop(JobStatus.FAILED, LoopLimitError(self.graph.names[i], node.max_iterations, self.job_id))
+            return
+        self.runs[i] += 1
+        self._busy[i] = True
+        self.in_flight += 1
+        ready.append(i)
+
+    # -- results ---------------------------------------------------------------------------------
+
+    def final_status(self) -> JobStatus:
+        if self.stopped is not None:
+            return self.stopped
+        for i, st in enumerate(self.status):
+            if st is NodeStatus.PENDING:
+                self.status[i] = NodeStatus.SKIPPED  # never reached: on a branch not taken
+        return JobStatus.COMPLETED
+
+    def result(self) -> Any:
+        names = self.graph.names
+        sinks = self.graph.sinks
+        if len(sinks) == 1:
+            return self.outputs.get(names[sinks[0]])
+        return {names[i]: self.outputs[names[i]] for i in sinks if names[i] in self.outputs}

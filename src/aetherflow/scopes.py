@@ -1,0 +1,127 @@
+"""Lifetimes: the ordered `Scope` enum and `ScopeCache`, which owns instances and their teardown.
+
+A cache creates each instance once (per key, even when threads race), remembers how to
+tear it down (a generator's code after ``yield``, or the provider's ``teardown=``), and
+tears everything down exactly once, newest first, logging failures without stopping.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from collections.abc import Callable
+from enum import IntEnum
+from typing import Any
+
+log = logging.getLogger("aetherflow.scopes")
+
+
+class Scope(IntEnum):
+    """How long one instance lives; a larger value lives shorter."""
+
+    PROCESS = 0  # Singleton: one per context instance
+    WORKER = 1  # WorkerScoped
+    THREAD = 2  # ThreadLocalSingleton: one per worker thread
+    JOB = 3  # JobScoped
+    NODE = 4  # NodeScoped: one per (job, node), the "routine" scope
+    INJECTION = 5  # Factory: a new one every time
+
+
+Creator = Callable[[], Any]
+Wrapper = Callable[[Any], Any]
+
+
+class ScopeCache:
+    """Instances of one scope (one worker, one thread or one job), with their teardowns."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._entries: dict[Any, tuple[Any, Any]] = {}
+        self._creating: dict[Any, threading.RLock] = {}
+        self._teardowns: list[tuple[str, Callable[[], Any]]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def get(self, key: Any, name: str, create: Creator, teardown: Callable[[Any], Any] | None, wrap: Wrapper | None) -> tuple[Any, Any]:
+        """``(instance, handed_out)`` for ``key``, creating it on first use."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            return entry
+        with self._lock:
+            lock = self._creating.setdefault(key, threading.RLock())
+        with lock:  # one lock per key: unrelated providers never wait on each other
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = self._create(key, name, create, teardown, wrap)
+        return entry
+
+    def _create(self, key: Any, name: str, create: Creator, teardown: Callable[[Any], Any] | None, wrap: Wrapper | None) -> tuple[Any, Any]:
+        if self._closed:
+            raise RuntimeError(f"{self.label} has ended; provider '{name}' cannot be created in it any more.")
+        made = create()
+        if inspect.isgenerator(made):
+            gen = made
+            instance = next(gen)
+            self._add_teardown(name, lambda: _finish_generator(gen, name))
+        else:
+            instance = made
+            if teardown is not None:
+                self._add_teardown(name, lambda: teardown(instance))
+        entry = (instance, wrap(instance) if wrap is not None else instance)
+        self._entries[key] = entry
+        return entry
+
+    def _add_teardown(self, name: str, fn: Callable[[], Any]) -> None:
+        with self._lock:
+            self._teardowns.append((name, fn))
+
+    def close(self) -> list[BaseException]:
+        """Tear down every instance, newest first, once; returns the failures (also logged)."""
+        with self._lock:
+            if self._closed:
+                return []
+            self._closed = True
+            teardowns, self._teardowns = self._teardowns, []
+            self._entries.clear()
+        failures: list[BaseException] = []
+        for name, fn in reversed(teardowns):
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - one failing teardown must not stop the rest
+                log.error("Teardown of '%s' in %s failed", name, self.label, exc_info=True)
+                failures.append(exc)
+        return failures
+
+
+def _finish_generator(gen: Any, name: str) -> None:
+    try:
+        next(gen)
+    except StopIteration:
+        return
+    raise RuntimeError(f"the generator of provider '{name}' yielded twice; a scoped generator must yield exactly once.")
+
+
+class JobScopes:
+    """The caches one job's node calls resolve scoped providers from."""
+
+    __slots__ = ("worker", "job", "thread_cache")
+
+    def __init__(self, worker: ScopeCache, job: ScopeCache, thread_cache: Callable[[], ScopeCache]) -> None:
+        self.worker = worker
+        self.job = job
+        self.thread_cache = thread_cache
+
+    def instance(self, provider: Any, ex: Any, create: Creator) -> tuple[Any, Any]:
+        scope = provider.scope
+        key: Any = provider
+        if scope is Scope.WORKER:
+            cache = self.worker
+        elif scope is Scope.JOB:
+            cache = self.job
+        elif scope is Scope.NODE:
+            cache, key = self.job, (provider, ex.node)
+        else:
+            cache = self.thread_cache()
+        wrap = provider._wrap if provider.guard else None
+        return cache.get(key, repr(provider.provides), create, provider.teardown, wrap)

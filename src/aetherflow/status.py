@@ -1,0 +1,33 @@
+"""Lifecycles of a job and of a node run, as `str` enums (``job.status == "completed"``)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class JobStatus(str, Enum):
+    PENDING = "pending"  # recorded, no node started yet
+    RUNNING = "running"  # nodes are running or ready
+    COMPLETED = "completed"  # every reachable node completed or was skipped
+    FAILED = "failed"  # a node failed; no further node was started
+    SUSPENDED = "suspended"  # a node raised Suspend; waits for worker.resume(...)
+    CANCELLED = "cancelled"  # job.cancel(): pending nodes never started
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class NodeStatus(str, Enum):
+    PENDING = "pending"  # not started (yet)
+    RUNNING = "running"
+    COMPLETED = "completed"  # its output and state writes are committed
+    FAILED = "failed"  # raised; its writes were discarded
+    SKIPPED = "skipped"  # on a branch not taken, or its input came from a skipped node
+    SUSPENDED = "suspended"  # raised Suspend; runs again when the job resumes
+
+    def __str__(self) -> str:
+        return self.value

@@ -1,0 +1,46 @@
+"""Stores, selected by URL: ``memory://``, ``sqlite:///path.db``, ``postgresql://...``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import StoreError
+from .base import Progress, RunFacts, Store
+from .memory import MemoryStore
+from .records import EventRecord, FlowStats, JobRecord, NodeRunRecord, NodeStats, StateRecord
+
+__all__ = [
+    "EventRecord",
+    "FlowStats",
+    "JobRecord",
+    "MemoryStore",
+    "NodeRunRecord",
+    "NodeStats",
+    "Progress",
+    "RunFacts",
+    "StateRecord",
+    "Store",
+    "open_store",
+]
+
+
+def open_store(url: str = "memory://", **options: Any) -> Store:
+    """Open the store a URL names.
+
+    >>> open_store("sqlite:///.aetherflow/runs.db").jobs(status="failed", limit=10)
+    """
+    durability = options.pop("durability", "sync")
+    if url.startswith("memory://"):
+        return MemoryStore(**options)
+    if url.startswith("sqlite://"):
+        from .sqlite import SQLiteStore
+
+        return SQLiteStore(url, durability=durability, **options)
+    if url.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url, durability=durability, **options)
+    raise StoreError(
+        f"Unknown store URL {url!r}: expected 'memory://', 'sqlite:///relative.db', "
+        "'sqlite:////absolute/path.db' or 'postgresql://user@host:port/db'."
+    )

@@ -1,0 +1,119 @@
+"""The `Store` every backend implements: what the worker records, and what users query."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..node import UNSET
+from ..state import Commit
+from ..status import JobStatus, NodeStatus
+from .records import EventRecord, FlowStats, JobRecord, NodeRunRecord, StateRecord
+
+
+@dataclass(slots=True)
+class RunFacts:
+    """What the worker reports when one node run ends."""
+
+    job_id: str
+    node: str
+    iteration: int
+    attempt: int
+    status: NodeStatus
+    thread: str
+    started: float
+    finished: float
+    output: Any = UNSET
+    commits: Sequence[Commit] = ()
+    error: str | None = None
+    traceback: str | None = None
+    item: int | None = None
+
+
+@dataclass
+class Progress:
+    """What a resumed job starts from: its completed runs in order, and its committed state."""
+
+    job: JobRecord
+    completed: list[tuple[str, int | None, Any]]  # (node, item or None, output), in completion order
+    state: dict[tuple[str, str], dict[str, tuple[Any, int]]] = field(default_factory=dict)
+    suspended: str | None = None
+
+
+class Store(ABC):
+    """Records jobs, node runs, state commits and events; answers history queries."""
+
+    persistent = False  # True when values leave the process (they are then stored as JSON)
+    url = "memory://"
+
+    # -- written by workers -----------------------------------------------------------
+
+    @abstractmethod
+    def create_job(self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float) -> None: ...
+
+    @abstractmethod
+    def set_job_status(self, job_id: str, status: JobStatus, ts: float, *, output: Any = UNSET, error: str | None = None) -> None: ...
+
+    @abstractmethod
+    def record_run(self, facts: RunFacts) -> None: ...
+
+    def heartbeat(self, worker: str, pid: int, host: str, ts: float) -> None:
+        """Say that ``worker`` is alive (persistent stores use it to find dead workers)."""
+
+    def flush(self) -> None:
+        """Make everything recorded so far durable."""
+
+    def close(self) -> None:
+        self.flush()
+
+    # -- recovery ---------------------------------------------------------------------
+
+    @abstractmethod
+    def progress(self, job_id: str) -> Progress: ...
+
+    def orphaned_jobs(self, lease: float, now: float) -> list[str]:
+        """Jobs left running or pending by a worker that is gone (none in memory)."""
+        return []
+
+    def claim(self, job_id: str, worker: str) -> bool:
+        """Take over a job for ``worker``; False when another worker already has it."""
+        return True
+
+    # -- queries ------------------------------------------------------------------------
+
+    @abstractmethod
+    def jobs(
+        self,
+        flow: str | None = None,
+        status: str | JobStatus | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]: ...
+
+    @abstractmethod
+    def job(self, job_id: str) -> JobRecord: ...
+
+    @abstractmethod
+    def node_runs(self, job_id: str) -> list[NodeRunRecord]: ...
+
+    @abstractmethod
+    def events(self, job_id: str, types: Sequence[str] | None = None) -> list[EventRecord]: ...
+
+    @abstractmethod
+    def state_history(self, job_id: str, key: str | None = None) -> list[StateRecord]: ...
+
+    @abstractmethod
+    def stats(self, flow: str, since: datetime | None = None) -> FlowStats: ...
+
+    @abstractmethod
+    def prune(self, older_than: datetime) -> int: ...
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

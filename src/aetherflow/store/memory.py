@@ -1,0 +1,178 @@
+"""`memory://`: the library's default store, in this process, bounded to ``max_jobs`` finished jobs."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..errors import StoreError
+from ..node import UNSET
+from ..state import DELETED
+from ..status import JobStatus, NodeStatus
+from .base import Progress, RunFacts, Store
+from .records import EventRecord, JobRecord, NodeRunRecord, StateRecord, epoch, utc
+from .stats import flow_stats
+
+
+@dataclass
+class _Job:
+    id: str
+    flow: str
+    inputs: dict[str, Any]
+    worker: str
+    created: float
+    status: JobStatus = JobStatus.PENDING
+    started: float | None = None
+    finished: float | None = None
+    output: Any = None
+    error: str | None = None
+    runs: list[RunFacts] = field(default_factory=list)
+    events: list[tuple[int, float, str, str | None, dict[str, Any]]] = field(default_factory=list)
+
+    def record(self) -> JobRecord:
+        return JobRecord(
+            self.id, self.flow, self.status, self.inputs, self.output, self.error,
+            utc(self.created), utc(self.started), utc(self.finished), self.worker,  # type: ignore[arg-type]
+        )
+
+
+class MemoryStore(Store):
+    """Keeps everything in dicts; the oldest finished jobs beyond ``max_jobs`` are dropped."""
+
+    def __init__(self, max_jobs: int = 10_000) -> None:
+        self.max_jobs = max_jobs
+        self._jobs: OrderedDict[str, _Job] = OrderedDict()
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._seq = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def _event(self, job: _Job, ts: float, type_: str, node: str | None = None, data: dict[str, Any] | None = None) -> None:
+        job.events.append((next(self._seq), ts, type_, node, data or {}))
+
+    # -- writes ---------------------------------------------------------------------
+
+    def create_job(self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float) -> None:
+        job = _Job(job_id, flow, dict(inputs), worker, ts)
+        with self._lock:
+            self._jobs[job_id] = job
+            self._event(job, ts, "job_created", data={"inputs": job.inputs})
+
+    def set_job_status(self, job_id: str, status: JobStatus, ts: float, *, output: Any = UNSET, error: str | None = None) -> None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return  # dropped by the retention bound
+            job.status = status
+            if status is JobStatus.RUNNING and job.started is None:
+                job.started = ts
+            if status.finished or status is JobStatus.SUSPENDED:
+                job.finished = ts
+            if output is not UNSET:
+                job.output = output
+            job.error = error
+            self._event(job, ts, f"job_{status.value}", data={"error": error} if error else None)
+            if status.finished:
+                self._finished[job_id] = None
+                self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        while len(self._finished) > self.max_jobs:
+            old, _ = self._finished.popitem(last=False)
+            self._jobs.pop(old, None)
+
+    def record_run(self, facts: RunFacts) -> None:
+        job = self._jobs.get(facts.job_id)
+        if job is None:
+            return
+        with self._lock:
+            job.runs.append(facts)
+            self._event(job, facts.started, "node_started", facts.node, {"iteration": facts.iteration, "attempt": facts.attempt})
+            for c in facts.commits:
+                self._event(job, c.ts, "state_committed", facts.node, {"scope": c.scope.value, "keys": [w.key for w in c.writes]})
+            data = {"error": facts.error} if facts.error else {}
+            self._event(job, facts.finished, f"node_{facts.status.value}", facts.node, data)
+
+    # -- recovery ---------------------------------------------------------------------
+
+    def progress(self, job_id: str) -> Progress:
+        job = self._get(job_id)
+        completed = []
+        state: dict[tuple[str, str], dict[str, tuple[Any, int]]] = {}
+        suspended = None
+        for run in job.runs:
+            if run.status is NodeStatus.COMPLETED:
+                completed.append((run.node, run.item, run.output))
+                for c in run.commits:
+                    if c.scope.value == "worker":
+                        continue
+                    space = state.setdefault((c.scope.value, c.namespace), {})
+                    for w in c.writes:
+                        space[w.key] = (UNSET if w.value is DELETED else w.value, w.version)
+            elif run.status is NodeStatus.SUSPENDED:
+                suspended = run.node
+        return Progress(job.record(), completed, state, suspended)
+
+    # -- queries --------------------------------------------------------------------------
+
+    def _get(self, job_id: str) -> _Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise StoreError(f"No job {job_id!r} in {self.url} (it may never have run here, or was dropped past max_jobs={self.max_jobs}).")
+        return job
+
+    def jobs(self, flow: str | None = None, status: str | JobStatus | None = None, since: datetime | None = None, until: datetime | None = None, limit: int = 100) -> list[JobRecord]:
+        lo, hi = epoch(since), epoch(until)
+        with self._lock:
+            found = []
+            for job in reversed(self._jobs.values()):
+                if (flow is None or job.flow == flow) and (status is None or job.status == status) and (lo is None or job.created >= lo) and (hi is None or job.created < hi):
+                    found.append(job.record())
+                    if len(found) >= limit:
+                        break
+        return found
+
+    def job(self, job_id: str) -> JobRecord:
+        return self._get(job_id).record()
+
+    def node_runs(self, job_id: str) -> list[NodeRunRecord]:
+        runs = sorted(self._get(job_id).runs, key=lambda r: r.started)
+        return [
+            NodeRunRecord(r.job_id, r.node, r.iteration, r.attempt, r.status, r.thread, utc(r.started), utc(r.finished), r.error, r.traceback, r.item)  # type: ignore[arg-type]
+            for r in runs
+        ]
+
+    def events(self, job_id: str, types: Sequence[str] | None = None) -> list[EventRecord]:
+        evs = sorted(self._get(job_id).events, key=lambda e: (e[1], e[0]))
+        return [EventRecord(seq, utc(ts), t, n, d) for seq, ts, t, n, d in evs if types is None or t in types]  # type: ignore[arg-type]
+
+    def state_history(self, job_id: str, key: str | None = None) -> list[StateRecord]:
+        out = []
+        for run in self._get(job_id).runs:
+            for c in run.commits:
+                for w in c.writes:
+                    if key is None or w.key == key:
+                        deleted = w.value is DELETED
+                        out.append(StateRecord(c.scope.value, c.namespace, w.key, None if deleted else w.value, w.version, utc(c.ts), deleted))  # type: ignore[arg-type]
+        return sorted(out, key=lambda s: s.ts)
+
+    def stats(self, flow: str, since: datetime | None = None) -> Any:
+        lo = epoch(since) or 0.0
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if j.flow == flow and j.created >= lo]
+            runs = [(r.node, r.status.value, r.finished - r.started) for j in jobs for r in j.runs]
+        return flow_stats(flow, [j.status.value for j in jobs], runs)
+
+    def prune(self, older_than: datetime) -> int:
+        cutoff = epoch(older_than) or time.time()
+        with self._lock:
+            old = [jid for jid, j in self._jobs.items() if j.status.finished and (j.finished or j.created) < cutoff]
+            for jid in old:
+                self._jobs.pop(jid, None)
+                self._finished.pop(jid, None)
+        return len(old)

@@ -1,0 +1,93 @@
+"""What a store returns from its queries: frozen records, times as aware UTC datetimes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from ..status import JobStatus, NodeStatus
+
+
+def utc(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+def epoch(when: datetime | float | None) -> float | None:
+    if when is None or isinstance(when, (int, float)):
+        return when
+    if when.tzinfo is None:
+        raise ValueError(f"expected an aware datetime (with tzinfo), found naive {when!r}")
+    return when.timestamp()
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    flow: str
+    status: JobStatus
+    inputs: dict[str, Any]
+    output: Any
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    worker: str
+
+
+@dataclass(frozen=True)
+class NodeRunRecord:
+    job_id: str
+    node: str
+    iteration: int
+    attempt: int
+    status: NodeStatus
+    thread: str
+    started_at: datetime
+    finished_at: datetime | None
+    error: str | None = None
+    traceback: str | None = None
+    item: int | None = None  # the item index, for one run of a mapped node
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    seq: int
+    ts: datetime
+    type: str
+    node: str | None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StateRecord:
+    scope: str
+    namespace: str
+    key: str
+    value: Any
+    version: int
+    ts: datetime
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class NodeStats:
+    runs: int
+    failed: int
+    p50: float  # seconds
+    p95: float
+
+
+@dataclass(frozen=True)
+class FlowStats:
+    flow: str
+    counts: dict[str, int]  # job status -> number of jobs
+    success_rate: float  # completed / finished
+    nodes: dict[str, NodeStats]
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    i = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[i]

@@ -1,0 +1,43 @@
+"""Values as JSON for persistent stores (pydantic models included); pickle only when asked.
+
+Secrets stay secret: pydantic serialises `SecretStr`/`SecretBytes` as ``"**********"``, so
+their plain value never reaches a table or a file; a store's ``redact=`` hook handles others.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+from ..errors import NodeOutputError
+from .base import Store
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(to_jsonable_python(value), separators=(",", ":"))
+
+
+def from_json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def value_checker(store: Store) -> Callable[[Any, str, str], None] | None:
+    """For a JSON store, a function that fails a node whose value JSON cannot hold."""
+    if not store.persistent or getattr(store, "pickle", False):
+        return None
+
+    def check(value: Any, node: str, what: str) -> None:
+        try:
+            to_jsonable_python(value)
+        except (PydanticSerializationError, TypeError, ValueError) as exc:
+            raise NodeOutputError(
+                f"its {what} {type(value).__name__} cannot be stored as JSON in {store.url}: {exc}. "
+                "Return JSON-able data (dicts, lists, str, numbers, pydantic models), or open the "
+                "store with pickle=True if you trust everyone who can write to it.",
+                node=node,
+            ) from exc
+
+    return check

@@ -1,0 +1,47 @@
+"""Pictures of a flow: Mermaid and Graphviz DOT text."""
+
+from __future__ import annotations
+
+import re
+
+from .graph import GraphSpec, _data_sources
+
+
+def _edges(spec: GraphSpec) -> list[tuple[str, str, str]]:
+    """``(src, dst, label)``: plain edges unlabelled, branch edges labelled with their value."""
+    edges: dict[tuple[str, str], str] = {}
+    for v in spec.vertices.values():
+        for p in (*v.preds, *_data_sources(v, spec.vertices)):
+            edges.setdefault((p, v.name), "map" if v.mapped else "")
+        for value, target in (v.branches or {}).items():
+            edges[(v.name, target)] = repr(value)
+        if v.default:
+            edges[(v.name, v.default)] = "default"
+    return [(a, b, label) for (a, b), label in edges.items()]
+
+
+def _id(name: str) -> str:
+    return re.sub(r"\W", "_", name)
+
+
+def to_mermaid(spec: GraphSpec) -> str:
+    lines = ["flowchart TD"]
+    for name, v in spec.vertices.items():
+        shape = ("{", "}") if v.branches else ("[[", "]]") if v.mapped else ("[", "]")
+        lines.append(f'    {_id(name)}{shape[0]}"{name}"{shape[1]}')
+    for a, b, label in _edges(spec):
+        arrow = f' -->|"{label}"| ' if label else " --> "
+        lines.append(f"    {_id(a)}{arrow}{_id(b)}")
+    return "\n".join(lines) + "\n"
+
+
+def to_dot(spec: GraphSpec, name: str = "flow") -> str:
+    lines = [f'digraph "{name}" {{', "    rankdir=TB;", "    node [shape=box];"]
+    for vname, v in spec.vertices.items():
+        shape = "diamond" if v.branches else "box3d" if v.mapped else "box"
+        lines.append(f'    "{vname}" [shape={shape}];')
+    for a, b, label in _edges(spec):
+        attr = f' [label="{label}"]' if label else ""
+        lines.append(f'    "{a}" -> "{b}"{attr};')
+    lines.append("}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,557 @@
+"""`Worker`: a long-lived executor that runs many jobs of many flows at once.
+
+It owns its threads (fed by one `queue.SimpleQueue`), an event loop thread for
+``async def`` nodes (started on first use), the worker- and thread-scoped instances, the
+`worker_state` spaces, and a store. A thread that finishes a node runs the node's first
+ready successor itself, so a chain pays no thread hand-off per node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from queue import SimpleQueue
+from typing import Any
+
+from .context import is_context_class, provider_names
+from .errors import AetherFlowError, JobCancelledError, MissingInputError, NodeError, StoreError, Suspend, closest
+from .flow import Flow
+from .graph import B_PROVIDER, Plan
+from .invoke import JobCall, Outcome, acall_node, call_node
+from .job import Job, JobSuspendedError
+from .lifetimes import check_lifetimes
+from .node import UNSET, Node
+from .scheduler import JobRun
+from .scopes import JobScopes, ScopeCache
+from .state import StateScope, StateSpace
+from .status import JobStatus, NodeStatus
+from .store import Store, open_store
+from .store.base import RunFacts
+from .store.serialize import value_checker
+
+log = logging.getLogger("aetherflow.worker")
+
+EVENTS = ("job_started", "node_started", "node_completed", "node_failed", "job_finished")
+_Task = tuple[JobCall, Job, int, int]  # (call, job, vertex, item index or -1)
+
+
+def _default_threads() -> int:
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+class Worker:
+    """Runs jobs on its own threads; a context manager.
+
+    >>> with Worker(AppContext, threads=8, store="sqlite:///runs.db") as worker:
+    ...     job = worker.submit(flow, {"path": "users.csv"})
+    ...     print(job.result())
+    """
+
+    def __init__(
+        self,
+        context: Any = None,
+        *,
+        threads: int | None = None,
+        store: Store | str | None = None,
+        durability: str = "sync",
+        flows: Iterable[Flow | Node] | None = None,
+        name: str | None = None,
+        blas_threads: int | None = UNSET,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        lease: float = 30.0,
+    ) -> None:
+        self.id = name or f"worker-{uuid.uuid4().hex[:8]}"
+        self.context = context
+        self.threads = threads or _default_threads()
+        self.lease = lease
+        if durability not in ("sync", "async"):
+            raise ValueError(f"durability must be 'sync' or 'async', found {durability!r}.")
+        self._owns_store = not isinstance(store, Store)
+        self.store: Store = open_store(store or "memory://", durability=durability) if self._owns_store else store  # type: ignore[arg-type]
+        self._check_value = value_checker(self.store)
+        self._flows: dict[str, Flow] = {}
+        for f in flows or ():
+            self.add_flow(f)
+        self._hooks: dict[str, list[Callable[[str, dict[str, Any]], None]]] = defaultdict(list)
+        if on_event is not None:
+            for event in EVENTS:
+                self._hooks[event].append(on_event)
+        self._queue: SimpleQueue[_Task | None] = SimpleQueue()
+        self._lock = threading.Lock()
+        self._active: dict[str, tuple[Job, JobCall]] = {}
+        self._idle = threading.Condition(self._lock)
+        self._closed = False
+        self._contexts: dict[type, Any] = {}
+        self._injectors: dict[tuple[int, int], dict[str, Callable[[], Any]]] = {}
+        self._worker_cache = ScopeCache(f"worker {self.id}")
+        self._local = threading.local()
+        self._thread_caches: list[ScopeCache] = []
+        self._worker_spaces: dict[tuple[str, str], StateSpace] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        if blas_threads is UNSET:
+            blas_threads = 1 if self.threads > 1 else None
+        self._blas = blas_threads
+        if blas_threads is not None:
+            from . import blas
+
+            blas.acquire(blas_threads)
+        self._pool = [
+            threading.Thread(target=self._serve, name=f"{self.id}-{n}", daemon=True) for n in range(self.threads)
+        ]
+        for t in self._pool:
+            t.start()
+        self._heartbeat_stop = threading.Event()
+        if self.store.persistent:
+            self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time())
+            threading.Thread(target=self._beat, name=f"{self.id}-heartbeat", daemon=True).start()
+
+    # -- public API -----------------------------------------------------------------------
+
+    def add_flow(self, flow: Flow | Node) -> Flow:
+        """Make ``flow`` known by name, for `resume` and `recover`."""
+        f = flow.as_flow() if isinstance(flow, Node) else flow
+        self._flows[f.name] = f
+        return f
+
+    def on(self, event: str, fn: Callable[[str, dict[str, Any]], None]) -> None:
+        """Call ``fn(event, data)`` on ``event`` (one of `EVENTS`)."""
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; expected one of {', '.join(EVENTS)}.")
+        self._hooks[event].append(fn)
+
+    def submit(self, flow: Flow | Node, inputs: Mapping[str, Any] | None = None, *, context: Any = None) -> Job:
+        """Start one job of ``flow`` and return its `Job` at once."""
+        f = flow.as_flow() if isinstance(flow, Node) else flow
+        ctx = self._context_for(f, context)
+        plan = f.graph.bind(provider_names(ctx))
+        values = dict(inputs) if inputs else {}
+        _check_inputs(plan, values, f)
+        job_id = uuid.uuid4().hex
+        self.store.create_job(job_id, f.name, self._storable_inputs(plan, values), self.id, time.time())
+        run = JobRun(job_id, f.graph, plan, values)
+        return self._launch(f, run, ctx, run.start())
+
+    def run(self, flow: Flow | Node, inputs: Mapping[str, Any] | None = None, *, context: Any = None) -> Any:
+        """Submit one job and wait for its result."""
+        return self.submit(flow, inputs, context=context).result()
+
+    def map(self, flow: Flow | Node, many_inputs: Iterable[Mapping[str, Any]], *, context: Any = None, progress: bool = True) -> list[Any]:
+        """Run one job per inputs mapping, all at once; outputs in input order."""
+        from .progress import progress_bar
+
+        jobs = [self.submit(flow, inputs, context=context) for inputs in many_inputs]
+        with progress_bar(len(jobs), f"{jobs[0].flow.name if jobs else ''}", enabled=progress) as advance:
+            results = []
+            for job in jobs:
+                try:
+                    results.append(job.result())
+                finally:
+                    advance()
+        return results
+
+    def resume(self, job_id: str, flow: Flow | Node | None = None, inputs: Mapping[str, Any] | None = None, *, context: Any = None) -> Job:
+        """Continue a job from its committed progress; completed nodes are not run again."""
+        with self._lock:
+            live = self._active.get(job_id, (None, None))[0]
+        if live is not None and live.status is not JobStatus.SUSPENDED:
+            raise AetherFlowError(f"Job {job_id} is still {live.status.value} on this worker; wait for it or cancel it first.")
+        progress = self.store.progress(job_id)
+        f = self._flow_for(progress.job.flow, flow)
+        ctx = self._context_for(f, context)
+        plan = f.graph.bind(provider_names(ctx))
+        values = {**progress.job.inputs, **(inputs or {})}
+        _check_inputs(plan, values, f)
+        run = JobRun(job_id, f.graph, plan, values)
+        for (scope, namespace), entries in progress.state.items():
+            space = run.job_space if scope == StateScope.JOB.value else run.node_space(namespace)
+            space.restore(entries)
+        ready = set(run.start())
+        for node, item, output in progress.completed:
+            if node not in run.graph.index:
+                raise StoreError(f"Job {job_id} recorded a run of node '{node}', which flow '{f.name}' does not have; resume it with the flow it was started with.")
+            if item is not None:
+                run.replay(node, item, output)
+                continue
+            i = run.graph.index[node]
+            if i not in ready:
+                continue  # a run that the recorded branch choices make unreachable now
+            ready.discard(i)
+            more, _ = run.completed(i, output)
+            ready.update(more)
+        if inputs:
+            self.store.set_job_status(job_id, JobStatus.PENDING, time.time(), error=None)
+        return self._launch(f, run, ctx, sorted(ready))
+
+    def recover(self, flows: Iterable[Flow | Node] | None = None) -> list[Job]:
+        """Take over every job whose worker is gone (dead process here, or expired heartbeat)."""
+        for f in flows or ():
+            self.add_flow(f)
+        jobs = []
+        for job_id in self.store.orphaned_jobs(self.lease, time.time()):
+            if self.store.claim(job_id, self.id):
+                jobs.append(self.resume(job_id))
+        return jobs
+
+    def worker_state(self, flow: str, node: str) -> dict[str, Any]:
+        """The committed ``worker_state`` of ``node`` in ``flow``, as a plain dict."""
+        space = self._worker_spaces.get((flow, node))
+        return space.snapshot() if space is not None else {}
+
+    def close(self) -> None:
+        """Wait for running jobs (not suspended ones), then dispose worker- and thread-scoped instances."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            while any(j.status is not JobStatus.SUSPENDED for j, _ in self._active.values()):
+                self._idle.wait(0.5)
+        for _ in self._pool:
+            self._queue.put(None)
+        for t in self._pool:
+            t.join()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._loop_thread is not None:
+                self._loop_thread.join()
+        for cache in self._thread_caches:
+            cache.close()  # caches of threads that are not the worker's own (loop, helpers)
+        self._worker_cache.close()
+        self._heartbeat_stop.set()
+        if self._owns_store:
+            self.store.close()
+        else:
+            self.store.flush()
+        if self._blas is not None:
+            from . import blas
+
+            blas.release()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.id} threads={self.threads} store={self.store.url}>"
+
+    # -- starting jobs ----------------------------------------------------------------------
+
+    def _launch(self, flow: Flow, run: JobRun, ctx: Any, ready: list[int]) -> Job:
+        if self._closed:
+            raise AetherFlowError(f"Worker {self.id} is closed; create a new Worker to run more jobs.")
+        job = Job(run.job_id, flow, run, self._cancel)
+        scopes = JobScopes(self._worker_cache, ScopeCache(f"job {run.job_id}"), self._thread_cache)
+        call = JobCall(run, self.id, flow.name, self._injectors_for(ctx, run.plan), scopes, self._worker_space, self._check_value)
+        with self._lock:
+            self._active[job.id] = (job, call)
+        job._status = JobStatus.RUNNING
+        self.store.set_job_status(job.id, JobStatus.RUNNING, time.time())
+        if self._hooks:
+            self._emit("job_started", job=job.id, flow=flow.name)
+        if not ready:
+            if run.finish_if_idle():  # nothing left to run: every vertex already completed
+                self._finish(job, call)
+            return job
+        for i in ready:
+            self._queue.put((call, job, i, -1))
+        return job
+
+    def _context_for(self, flow: Flow, context: Any) -> Any:
+        ctx = context if context is not None else flow.context if flow.context is not None else self.context
+        if ctx is None:
+            return None
+        if is_context_class(ctx):
+            instance = self._contexts.get(ctx)
+            if instance is None:
+                with self._lock:
+                    instance = self._contexts.get(ctx)
+                    if instance is None:
+                        instance = self._contexts[ctx] = ctx()
+            ctx = instance
+        if isinstance(ctx, type) or not hasattr(ctx, "providers"):
+            raise TypeError(f"context must be a BaseFlowContext subclass or instance, found {ctx!r}.")
+        return ctx
+
+    def _injectors_for(self, ctx: Any, plan: Plan) -> dict[str, Callable[[], Any]]:
+        key = (id(ctx), id(plan))
+        injectors = self._injectors.get(key)
+        if injectors is None:
+            injectors = {}
+            if ctx is not None:
+                check_lifetimes(ctx, plan.flow)
+                for vp in plan.vertices:
+                    for b in vp.bindings:
+                        if b.kind == B_PROVIDER:
+                            provider = ctx.providers[b.key]
+                            injectors[b.key] = getattr(provider, "inject", provider)
+            self._injectors[key] = injectors
+        return injectors
+
+    def _storable_inputs(self, plan: Plan, values: dict[str, Any]) -> dict[str, Any]:
+        secret = [k for k, spec in plan.inputs.items() if spec.secret and k in values]
+        if not secret:
+            return values
+        return {k: ("**********" if k in secret else v) for k, v in values.items()}
+
+    def _flow_for(self, name: str, flow: Flow | Node | None) -> Flow:
+        if flow is not None:
+            return flow.as_flow() if isinstance(flow, Node) else flow
+        known = self._flows.get(name)
+        if known is None:
+            raise AetherFlowError(
+                f"Cannot resume a job of flow '{name}': this worker does not know that flow. "
+                f"Pass it (worker.resume(job_id, flow=...)) or register it with Worker(flows=[...]). "
+                f"Known flows: {', '.join(self._flows) or 'none'}."
+            )
+        return known
+
+    # -- running nodes ----------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        get = self._queue.get
+        thread = threading.current_thread().name
+        while True:
+            task = get()
+            if task is None:
+                break
+            try:
+                self._execute(task, thread)
+            except BaseException:  # noqa: BLE001 - a bug here must not kill the worker thread
+                log.critical("AetherFlow internal error while running a node", exc_info=True)
+        cache = getattr(self._local, "cache", None)
+        if cache is not None:
+            cache.close()  # thread-scoped instances are torn down on their own thread
+
+    def _execute(self, task: _Task, thread: str) -> None:
+        call, job, i, k = task
+        run = call.run
+        while True:
+            if run.stopped is not None:
+                if run.dropped(i):
+                    self._finish(job, call)
+                return
+            vp = run.plan.vertices[i]
+            if vp.node.is_async:
+                self._run_async(task)
+                return
+            if k < 0 and run.graph.mapped[i]:
+                nxt = self._start_map(call, job, i)
+                if nxt is None:
+                    return
+                task = nxt
+                call, job, i, k = task
+                continue
+            run.began(i)
+            started = time.time()
+            try:
+                outcome: Outcome | BaseException = call_node(call, vp, run.runs[i], run.map_items[i][k] if k >= 0 else UNSET)
+            except (NodeError, Suspend, AetherFlowError) as exc:
+                outcome = exc
+            ready = self._settle(call, job, i, k, started, thread, outcome)
+            if not ready:
+                return
+            for r in ready[1:]:
+                self._queue.put((call, job, r, -1))
+            i, k = ready[0], -1
+            task = (call, job, i, k)
+
+    def _start_map(self, call: JobCall, job: Job, i: int) -> _Task | None:
+        run = call.run
+        source = run.graph.names[run.graph.explicit[i][0]]
+        try:
+            items = list(run.outputs[source])
+        except TypeError as exc:
+            err = NodeError(f"is mapped over '{source}', whose output {type(run.outputs[source]).__name__} is not iterable; return a list.", node=run.graph.names[i], job_id=run.job_id)
+            err.__cause__ = exc
+            if run.failed(i, err):
+                self._finish(job, call)
+            return None
+        run.map_items[i] = items
+        todo, results = run.start_map(i, items)
+        if not todo:
+            ready, ended = run.completed(i, results)
+            if ended:
+                self._finish(job, call)
+                return None
+            for r in ready[1:]:
+                self._queue.put((call, job, r, -1))
+            return (call, job, ready[0], -1) if ready else None
+        for k in todo[1:]:
+            self._queue.put((call, job, i, k))
+        return (call, job, i, todo[0])
+
+    def _settle(self, call: JobCall, job: Job, i: int, k: int, started: float, thread: str, outcome: Outcome | BaseException) -> list[int]:
+        """Record a finished call and tell the scheduler; returns the vertices now ready."""
+        run = call.run
+        name = run.graph.names[i]
+        item = k if k >= 0 else None
+        if isinstance(outcome, Outcome):
+            self.store.record_run(RunFacts(run.job_id, name, run.runs[i], outcome.attempt, NodeStatus.COMPLETED, thread, started, time.time(), outcome.output, outcome.commits, item=item))
+            if self._hooks:
+                self._emit("node_completed", job=run.job_id, node=name, output=outcome.output)
+            ready, ended = run.item_completed(i, k, outcome.output) if k >= 0 else run.completed(i, outcome.output)
+        elif isinstance(outcome, Suspend):
+            self.store.record_run(RunFacts(run.job_id, name, run.runs[i], 1, NodeStatus.SUSPENDED, thread, started, time.time(), error=outcome.reason, item=item))
+            ready, ended = [], run.suspend(i, outcome.reason)
+        else:
+            attempt = getattr(outcome, "attempt", 1)
+            tb = "".join(traceback.format_exception(outcome))
+            self.store.record_run(RunFacts(run.job_id, name, run.runs[i], attempt, NodeStatus.FAILED, thread, started, time.time(), error=str(outcome), traceback=tb, item=item))
+            if self._hooks:
+                self._emit("node_failed", job=run.job_id, node=name, error=outcome)
+            log.error("Node '%s' failed in job %s: %s", name, run.job_id, outcome, extra={"job_id": run.job_id, "node": name})
+            ready, ended = [], run.failed(i, outcome)
+        if ended:
+            self._finish(job, call)
+        return ready
+
+    def _run_async(self, task: _Task) -> None:
+        loop = self._event_loop()
+        asyncio.run_coroutine_threadsafe(self._acall(task), loop)
+
+    async def _acall(self, task: _Task) -> None:
+        call, job, i, k = task
+        run = call.run
+        run.began(i)
+        started = time.time()
+        try:
+            outcome: Outcome | BaseException = await acall_node(call, run.plan.vertices[i], run.runs[i], run.map_items[i][k] if k >= 0 else UNSET)
+        except (NodeError, Suspend, AetherFlowError) as exc:
+            outcome = exc
+        for r in self._settle(call, job, i, k, started, "asyncio", outcome):
+            self._queue.put((call, job, r, -1))
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            with self._lock:
+                if self._loop is None:
+                    loop = asyncio.new_event_loop()
+                    started = threading.Event()
+
+                    def serve() -> None:
+                        asyncio.set_event_loop(loop)
+                        loop.call_soon(started.set)
+                        loop.run_forever()
+
+                    self._loop_thread = threading.Thread(target=serve, name=f"{self.id}-asyncio", daemon=True)
+                    self._loop_thread.start()
+                    started.wait()
+                    self._loop = loop
+        return self._loop
+
+    # -- finishing jobs -------------------------------------------------------------------------
+
+    def _finish(self, job: Job, call: JobCall) -> None:
+        run = call.run
+        status = run.final_status()
+        call.scopes.job.close()  # teardowns end before result() returns
+        output = run.result() if status is JobStatus.COMPLETED else UNSET
+        error = None if run.error is None else str(run.error)
+        if status is JobStatus.SUSPENDED and run.suspended:
+            error = f"suspended at '{run.suspended[0]}': {run.suspended[1]}"
+        self.store.set_job_status(job.id, status, time.time(), output=self._stored_output(output), error=error)
+        job._status = status
+        with self._lock:
+            if status is not JobStatus.SUSPENDED:
+                self._active.pop(job.id, None)
+            self._idle.notify_all()
+        if self._hooks:
+            self._emit("job_finished", job=job.id, flow=job.flow.name, status=status)
+        if status is JobStatus.COMPLETED:
+            job.future.set_result(output)
+        elif status is JobStatus.FAILED:
+            job.future.set_exception(run.error or AetherFlowError(f"Job {job.id} failed."))
+        elif status is JobStatus.CANCELLED:
+            job.future.set_exception(JobCancelledError(job.id))
+        else:
+            node, reason = run.suspended or ("?", "")
+            job.future.set_exception(JobSuspendedError(job.id, node, reason))
+
+    def _stored_output(self, output: Any) -> Any:
+        if output is UNSET or self._check_value is None:
+            return output
+        try:
+            self._check_value(output, "(job)", "output")
+        except AetherFlowError:
+            return repr(output)
+        return output
+
+    def _cancel(self, job: Job) -> None:
+        with self._lock:
+            entry = self._active.get(job.id)
+        if entry is not None and entry[0] is job and job.run.cancel():
+            self._finish(job, entry[1])
+
+    # -- scopes and state ----------------------------------------------------------------------
+
+    def _thread_cache(self) -> ScopeCache:
+        cache: ScopeCache | None = getattr(self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = ScopeCache(f"thread {threading.current_thread().name}")
+            if threading.current_thread() not in self._pool:
+                with self._lock:
+                    self._thread_caches.append(cache)
+        return cache
+
+    def _worker_space(self, flow: str, node: str) -> StateSpace:
+        key = (flow, node)
+        space = self._worker_spaces.get(key)
+        if space is None:
+            with self._lock:
+                space = self._worker_spaces.setdefault(key, StateSpace(StateScope.WORKER, f"{flow}/{node}"))
+        return space
+
+    def _emit(self, event: str, **data: Any) -> None:
+        for fn in self._hooks.get(event, ()):
+            try:
+                fn(event, data)
+            except Exception:  # noqa: BLE001 - a broken hook must not break the job
+                log.error("on_event hook %r failed for %s", fn, event, exc_info=True)
+
+    def _beat(self) -> None:
+        while not self._heartbeat_stop.wait(self.lease / 3):
+            try:
+                self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time())
+            except Exception:  # noqa: BLE001 - a missed beat is retried next period
+                log.warning("Heartbeat of %s failed", self.id, exc_info=True)
+
+
+def _check_inputs(plan: Plan, values: dict[str, Any], flow: Flow) -> None:
+    missing = {name: list(spec.nodes) for name, spec in plan.inputs.items() if spec.required and name not in values}
+    if not missing:
+        return
+    known = [*flow.graph.names, *plan.provider_names, *(k for k in plan.inputs if k not in missing), *values]
+    hints = {}
+    for name in missing:
+        near = closest(name, known)
+        if near:
+            what = "node" if near[0] in flow.graph.index else "provider" if near[0] in plan.provider_names else "input"
+            hints[name] = f"Did you mean the {what} '{near[0]}'?"
+    raise MissingInputError(flow.name, missing, hints)
+
+
+_default: Worker | None = None
+_default_lock = threading.Lock()
+
+
+def default_worker() -> Worker:
+    """The worker behind ``flow.run()`` without ``worker=``: created on first use, closed at exit."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Worker(name=f"default-{os.getpid()}")
+                atexit.register(_default.close)
+    return _default
+
