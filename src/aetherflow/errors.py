@@ -51,7 +51,7 @@ class MissingInputError(AetherFlowError, LookupError):
             needed = ", ".join(f"'{n}'" for n in nodes)
             part = f"input '{name}' (needed by node {needed})"
             if name in hints:
-                part += f". {hints[name]}"
+                part += f"; {hints[name][0].lower()}{hints[name][1:-1]}"
             parts.append(part)
         super().__init__(
             f"Job of flow '{flow}' is missing required "

@@ -99,6 +99,7 @@ class Node:
         self.param_names = frozenset(p.name for p in self.params)
         self._hints = _type_hints(fn)
         self._adapters: dict[str, TypeAdapter[Any] | None] = {}
+        self._flow: Flow | None = None
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
@@ -157,9 +158,13 @@ class Node:
     # -- a node is a one-node flow ------------------------------------------------------
 
     def as_flow(self) -> Flow:
-        from .flow import Flow
+        """The one-node flow of this node (built once: its validated graph is reused)."""
+        flow = self._flow
+        if flow is None:
+            from .flow import Flow
 
-        return Flow([self])
+            flow = self._flow = Flow([self])
+        return flow
 
     def then(self, nxt: Node | Flow) -> Flow:
         return self.as_flow().then(nxt)

@@ -105,12 +105,25 @@ def _finish_generator(gen: Any, name: str) -> None:
 class JobScopes:
     """The caches one job's node calls resolve scoped providers from."""
 
-    __slots__ = ("worker", "job", "thread_cache")
+    __slots__ = ("worker", "job_id", "_job", "thread_cache")
 
-    def __init__(self, worker: ScopeCache, job: ScopeCache, thread_cache: Callable[[], ScopeCache]) -> None:
+    def __init__(self, worker: ScopeCache, job_id: str, thread_cache: Callable[[], ScopeCache]) -> None:
         self.worker = worker
-        self.job = job
+        self.job_id = job_id
+        self._job: ScopeCache | None = None  # created on first use: most jobs have no job scope
         self.thread_cache = thread_cache
+
+    @property
+    def job(self) -> ScopeCache:
+        if self._job is None:
+            self._job = ScopeCache(f"job {self.job_id}")
+        return self._job
+
+    def close(self) -> list[BaseException]:
+        """End the job scope: tear down its job- and node-scoped instances."""
+        if self._job is None:
+            self._job = ScopeCache(f"job {self.job_id}")  # so nothing can be created after the end
+        return self._job.close()
 
     def instance(self, provider: Any, ex: Any, create: Creator) -> tuple[Any, Any]:
         scope = provider.scope

@@ -12,6 +12,7 @@ import asyncio
 import atexit
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -42,6 +43,11 @@ log = logging.getLogger("aetherflow.worker")
 
 EVENTS = ("job_started", "node_started", "node_completed", "node_failed", "job_finished")
 _Task = tuple[JobCall, Job, int, int]  # (call, job, vertex, item index or -1)
+
+
+def new_job_id() -> str:
+    """A random 128-bit id; `uuid4` reads os.urandom per call, which costs more than a node."""
+    return uuid.UUID(int=random.getrandbits(128), version=4).hex
 
 
 def _default_threads() -> int:
@@ -136,7 +142,7 @@ class Worker:
         plan = f.graph.bind(provider_names(ctx))
         values = dict(inputs) if inputs else {}
         _check_inputs(plan, values, f)
-        job_id = uuid.uuid4().hex
+        job_id = new_job_id()
         self.store.create_job(job_id, f.name, self._storable_inputs(plan, values), self.id, time.time())
         run = JobRun(job_id, f.graph, plan, values)
         return self._launch(f, run, ctx, run.start())
@@ -251,7 +257,7 @@ class Worker:
         if self._closed:
             raise AetherFlowError(f"Worker {self.id} is closed; create a new Worker to run more jobs.")
         job = Job(run.job_id, flow, run, self._cancel)
-        scopes = JobScopes(self._worker_cache, ScopeCache(f"job {run.job_id}"), self._thread_cache)
+        scopes = JobScopes(self._worker_cache, run.job_id, self._thread_cache)
         call = JobCall(run, self.id, flow.name, self._injectors_for(ctx, run.plan), scopes, self._worker_space, self._check_value)
         with self._lock:
             self._active[job.id] = (job, call)
@@ -410,7 +416,7 @@ class Worker:
             self.store.record_run(RunFacts(run.job_id, name, run.runs[i], attempt, NodeStatus.FAILED, thread, started, time.time(), error=str(outcome), traceback=tb, item=item))
             if self._hooks:
                 self._emit("node_failed", job=run.job_id, node=name, error=outcome)
-            log.error("Node '%s' failed in job %s: %s", name, run.job_id, outcome, extra={"job_id": run.job_id, "node": name})
+            log.info("%s", outcome, extra={"job_id": run.job_id, "node": name})
             ready, ended = [], run.failed(i, outcome)
         if ended:
             self._finish(job, call)
@@ -455,7 +461,7 @@ class Worker:
     def _finish(self, job: Job, call: JobCall) -> None:
         run = call.run
         status = run.final_status()
-        call.scopes.job.close()  # teardowns end before result() returns
+        call.scopes.close()  # teardowns end before result() returns
         output = run.result() if status is JobStatus.COMPLETED else UNSET
         error = None if run.error is None else str(run.error)
         if status is JobStatus.SUSPENDED and run.suspended:

@@ -1,0 +1,32 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench docs clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,postgres,dask]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/demo.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests examples benchmarks
+	$(PY) -m mypy
+
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict --quiet --site-dir site
+
+test: lint docs
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) -m pip install -q apache-hamilton
+	$(PY) benchmarks/compare.py --write docs/benchmarks.md
+
+clean:
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache
