@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -84,6 +85,7 @@ class Node:
         timeout: float | None = None,
         max_iterations: int = 10_000,
         conflict_retries: int = 3,
+        localns: dict[str, Any] | None = None,
     ) -> None:
         self.fn = fn
         self.name = name or fn.__name__
@@ -97,7 +99,8 @@ class Node:
         self.conflict_retries = _non_negative(conflict_retries, "conflict_retries", self.name)
         self.params = _read_params(fn, self.name)
         self.param_names = frozenset(p.name for p in self.params)
-        self._hints = _type_hints(fn)
+        self._localns = localns
+        self._resolved: dict[str, Any] | None = None
         self._adapters: dict[str, TypeAdapter[Any] | None] = {}
         self._flow: Flow | None = None
         self.__doc__ = fn.__doc__
@@ -119,6 +122,14 @@ class Node:
         return f"{os.path.basename(code.co_filename)}:{code.co_firstlineno}"
 
     # -- validation, compiled once per parameter --------------------------------------
+
+    @property
+    def _hints(self) -> dict[str, Any]:
+        # Resolved on first use, so annotations may name classes defined after the node.
+        hints = self._resolved
+        if hints is None:
+            hints = self._resolved = _type_hints(self.fn, self._localns)
+        return hints
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -251,12 +262,20 @@ def _read_params(fn: Callable[..., Any], name: str) -> tuple[Param, ...]:
     return tuple(params)
 
 
-def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+def _type_hints(fn: Callable[..., Any], localns: dict[str, Any] | None) -> dict[str, Any]:
+    """Resolve annotations one by one, so one unresolvable name only skips its own check."""
     try:
-        return typing.get_type_hints(fn)
-    except Exception:  # noqa: BLE001 - unresolvable forward refs: validate what we can
-        raw = getattr(fn, "__annotations__", {})
-        return {k: v for k, v in raw.items() if not isinstance(v, str)}
+        return typing.get_type_hints(fn, localns=localns)
+    except Exception:  # noqa: BLE001 - fall back to resolving each annotation on its own
+        pass
+    hints = {}
+    globalns = getattr(fn, "__globals__", {})
+    for name, ann in getattr(fn, "__annotations__", {}).items():
+        try:
+            hints[name] = eval(ann, globalns, localns or {}) if isinstance(ann, str) else ann  # noqa: S307
+        except Exception:  # noqa: BLE001, S112 - unresolvable: that parameter is not validated
+            continue
+    return hints
 
 
 @overload
@@ -286,6 +305,9 @@ def node(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     >>> @node(retries=3, retry_delay=0.1, backoff=2.0, retry_on=(IOError,), timeout=5.0)
     ... async def fetch(url: str, http_client) -> bytes: ...
     """
+    caller = sys._getframe(1)
+    # A node defined inside a function may annotate with classes local to that function.
+    localns = None if caller.f_locals is caller.f_globals else dict(caller.f_locals)
     if fn is not None:
-        return Node(fn)
-    return lambda f: Node(f, **options)
+        return Node(fn, localns=localns)
+    return lambda f: Node(f, localns=localns, **options)

@@ -229,6 +229,7 @@ class Worker:
             self._loop.call_soon_threadsafe(self._loop.stop)
             if self._loop_thread is not None:
                 self._loop_thread.join()
+            self._loop.close()
         for cache in self._thread_caches:
             cache.close()  # caches of threads that are not the worker's own (loop, helpers)
         self._worker_cache.close()
@@ -347,10 +348,6 @@ class Worker:
                 if run.dropped(i):
                     self._finish(job, call)
                 return
-            vp = run.plan.vertices[i]
-            if vp.node.is_async:
-                self._run_async(task)
-                return
             if k < 0 and run.graph.mapped[i]:
                 nxt = self._start_map(call, job, i)
                 if nxt is None:
@@ -358,6 +355,10 @@ class Worker:
                 task = nxt
                 call, job, i, k = task
                 continue
+            vp = run.plan.vertices[i]
+            if vp.node.is_async:
+                self._run_async(task)
+                return
             run.began(i)
             started = time.time()
             try:

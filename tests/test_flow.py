@@ -1,0 +1,300 @@
+"""Building flows: chains, fan-out/in, map, branches, loops, explicit form, pictures."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from aetherflow import Flow, FlowDefinitionError, LoopLimitError, NodeError, node
+
+
+@node
+def inc(x: int) -> int:
+    return x + 1
+
+
+@node
+def double(x: int) -> int:
+    return x * 2
+
+
+def test_then_pipes_single_parameter(worker) -> None:
+    """inc.then(double): double's only free parameter receives inc's output."""
+    assert inc.then(double).run({"x": 3}, worker=worker) == 8
+
+
+def test_same_node_twice_is_two_vertices(worker) -> None:
+    flow = inc.then(inc)
+    assert flow.graph.names == ["inc", "inc_2"]
+    assert flow.run({"x": 0}, worker=worker) == 2
+
+
+def test_repeat_runs_n_copies(worker) -> None:
+    assert inc.repeat(5).run({"x": 0}, worker=worker) == 5
+
+
+def test_fluent_steps_do_not_change_their_parent(worker) -> None:
+    base = inc.then(double)
+    a = base.then(inc)
+    b = base.then(double)
+    assert base.run({"x": 1}, worker=worker) == 4
+    assert a.run({"x": 1}, worker=worker) == 5
+    assert b.run({"x": 1}, worker=worker) == 8
+
+
+@node
+def source(x: int) -> int:
+    return x
+
+
+@node
+def left(source: int) -> int:
+    return source + 1
+
+
+@node
+def right(source: int) -> int:
+    return source + 2
+
+
+@node
+def merge(left: int, right: int) -> int:
+    return left * right
+
+
+@node
+def gather(parts: dict) -> dict:
+    return parts
+
+
+def test_fan_out_and_in_by_parameter_names(worker) -> None:
+    assert source.fan_out_to([left, right]).fan_in(merge).run({"x": 1}, worker=worker) == 6
+
+
+def test_join_single_free_parameter_gets_dict_of_upstreams(worker) -> None:
+    flow = source.fan_out_to([left, right]).fan_in(gather)
+    assert flow.run({"x": 1}, worker=worker) == {"left": 2, "right": 3}
+
+
+def test_any_ancestor_output_is_reachable_by_name(worker) -> None:
+    @node
+    def report(source: int, right: int) -> str:
+        return f"{source}->{right}"
+
+    flow = source.then(right).then(report)
+    assert flow.run({"x": 5}, worker=worker) == "5->7"
+
+
+def test_flow_from_list_infers_edges_from_names(worker) -> None:
+    @node
+    def load(path: str) -> list[str]:
+        return path.split(",")
+
+    @node
+    def clean(load: list[str]) -> list[str]:
+        return [s.strip() for s in load]
+
+    @node
+    def count(clean: list[str]) -> int:
+        return len(clean)
+
+    flow = Flow([count, clean, load], name="etl")
+    assert flow.name == "etl"
+    assert flow.inputs == {"path": True}
+    assert flow.run({"path": "a, b ,c"}, worker=worker) == 3
+
+
+def test_several_sinks_return_a_dict(worker) -> None:
+    assert source.fan_out_to([left, right]).run({"x": 1}, worker=worker) == {"left": 2, "right": 3}
+
+
+@node
+def split(n: int) -> list[int]:
+    return list(range(n))
+
+
+@node
+def square(i: int) -> int:
+    return i * i
+
+
+@node
+def total(values: list[int]) -> int:
+    return sum(values)
+
+
+def test_map_runs_once_per_item_in_order(worker) -> None:
+    assert split.map(square).run({"n": 6}, worker=worker) == [0, 1, 4, 9, 16, 25]
+    assert split.map(square).fan_in(total).run({"n": 4}, worker=worker) == 14
+
+
+def test_map_over_empty_list_gives_empty_list(worker) -> None:
+    assert split.map(square).run({"n": 0}, worker=worker) == []
+
+
+def test_map_over_non_iterable_fails_clearly(worker) -> None:
+    @node
+    def scalar() -> int:
+        return 3
+
+    with pytest.raises(NodeError, match="not iterable"):
+        scalar.map(square).run(worker=worker)
+
+
+@node
+def is_even(x: int) -> bool:
+    return x % 2 == 0
+
+
+@node
+def even(x: int) -> str:
+    return f"{x} is even"
+
+
+@node
+def odd(x: int) -> str:
+    return f"{x} is odd"
+
+
+def test_branch_takes_one_path_and_skips_the_other(worker) -> None:
+    flow = is_even.branch_on({True: even, False: odd})
+    assert flow.run({"x": 2}, worker=worker) == {"even": "2 is even"}
+    job = worker.submit(flow, {"x": 3})
+    assert job.result() == {"odd": "3 is odd"}
+    assert job.node_statuses["even"] == "skipped"
+
+
+def test_branch_value_matching_no_key_fails_naming_value_and_keys(worker) -> None:
+    @node
+    def pick(x: int) -> int:
+        return x
+
+    flow = pick.branch_on({1: even, 2: odd})
+    with pytest.raises(NodeError, match=r"returned 7, which matches no branch \(keys: 1, 2\)"):
+        flow.run({"x": 7}, worker=worker)
+
+
+def test_branch_default_catches_other_values(worker) -> None:
+    @node
+    def pick(x: int) -> int:
+        return x
+
+    @node
+    def other(x: int) -> str:
+        return "other"
+
+    assert pick.branch_on({1: even}, default=other).run({"x": 9}, worker=worker) == {"other": "other"}
+
+
+def test_node_after_skipped_node_is_skipped_unless_default(worker) -> None:
+    @node
+    def after(odd: str) -> str:
+        return odd.upper()
+
+    @node
+    def tolerant(odd: str = "none") -> str:
+        return odd
+
+    flow = is_even.branch_on({True: even, False: odd}).then(after)
+    job = worker.submit(flow, {"x": 2})
+    job.result()
+    assert job.node_statuses["after"] == "skipped"
+    flow2 = is_even.branch_on({True: even, False: odd}).fan_in(tolerant)
+    assert flow2.run({"x": 2}, worker=worker) == "none"
+
+
+def test_loop_through_branch_repeats_until_exit(worker) -> None:
+    @node
+    def step(job_state) -> int:
+        return job_state.apply("n", lambda n: n + 1, default=0)
+
+    @node
+    def more(step: int) -> bool:
+        return step < 5
+
+    @node
+    def done(step: int) -> int:
+        return step
+
+    flow = step.then(more).branch_on({True: step, False: done})
+    job = worker.submit(flow)
+    assert job.result() == 5
+    assert job.state == {"n": 5}
+
+
+def test_loop_limit_stops_endless_loops(worker) -> None:
+    @node(max_iterations=20)
+    def spin() -> bool:
+        return True
+
+    @node
+    def never() -> None:
+        return None
+
+    flow = spin.branch_on({True: spin, False: never})
+    with pytest.raises(LoopLimitError, match="max_iterations=20"):
+        flow.run(worker=worker)
+
+
+def test_explicit_form_builds_a_loop(worker) -> None:
+    @node
+    def tick(job_state) -> int:
+        return job_state.apply("t", lambda t: t + 1, default=0)
+
+    @node
+    def finish(job_state) -> int:
+        return job_state["t"]
+
+    @node
+    def check(tick: int) -> bool:
+        return tick >= 3
+
+    flow = Flow("ticker")
+    flow.add(tick, check, finish)
+    flow.connect(tick, check)
+    flow.branch(check, {False: tick, True: finish})
+    assert flow.run(worker=worker) == 3
+
+
+def test_cycle_without_branch_is_a_definition_error() -> None:
+    @node
+    def ping(pong: int) -> int:
+        return pong
+
+    @node
+    def pong(ping: int) -> int:
+        return ping
+
+    with pytest.raises(FlowDefinitionError, match="cycle that does not go through a branch"):
+        Flow([ping, pong]).validate()
+
+
+def test_ten_thousand_node_chain_builds_and_runs(worker) -> None:
+    """No recursion anywhere: 10,000 vertices in a chain."""
+    limit = sys.getrecursionlimit()
+    flow = inc.repeat(10_000)
+    assert len(flow.graph.names) == 10_000 > limit
+    assert flow.run({"x": 0}, worker=worker) == 10_000
+
+
+def test_plain_function_in_flow_is_explained() -> None:
+    def plain(x: int) -> int:
+        return x
+
+    with pytest.raises(FlowDefinitionError, match="decorate it with @node"):
+        inc.then(plain)  # type: ignore[arg-type]
+
+
+def test_mermaid_and_dot_show_nodes_and_branch_labels() -> None:
+    flow = is_even.branch_on({True: even, False: odd})
+    mermaid = flow.to_mermaid()
+    assert mermaid.startswith("flowchart TD")
+    assert 'is_even -->|"True"| even' in mermaid
+    dot = flow.to_dot()
+    assert '"is_even" -> "odd" [label="False"];' in dot
+
+
+def test_named_renames_the_flow() -> None:
+    assert inc.then(double).named("calc").name == "calc"
+    assert inc.then(double).name == "inc"

@@ -1,0 +1,321 @@
+"""Worker: many jobs at once, no step barrier, async nodes, retries, timeouts, cancel, events."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from aetherflow import (
+    ExecutionContext,
+    Flow,
+    JobCancelledError,
+    JobStatus,
+    MissingInputError,
+    NodeError,
+    NodeTimeoutError,
+    Worker,
+    current_execution,
+    node,
+)
+
+
+@node
+def inc(x: int) -> int:
+    return x + 1
+
+
+def test_submit_returns_job_with_live_status_and_outputs(worker) -> None:
+    gate = threading.Event()
+
+    @node
+    def wait(x: int) -> int:
+        gate.wait(5)
+        return x
+
+    job = worker.submit(inc.then(wait), {"x": 1})
+    assert job.status == JobStatus.RUNNING == "running"
+    gate.set()
+    assert job.result(timeout=5) == 2
+    assert job.status == "completed"
+    assert job.outputs == {"inc": 2, "wait": 2}
+
+
+def test_successor_of_fast_branch_does_not_wait_for_slow_sibling() -> None:
+    """No super-step barrier: fast -> after runs while slow is still running."""
+    slow_release = threading.Event()
+    after_ran = threading.Event()
+
+    @node
+    def root() -> int:
+        return 1
+
+    @node
+    def slow(root: int) -> int:
+        assert slow_release.wait(5)
+        return root
+
+    @node
+    def fast(root: int) -> int:
+        return root
+
+    @node
+    def after(fast: int) -> int:
+        after_ran.set()
+        return fast
+
+    with Worker(threads=4) as w:
+        job = w.submit(Flow([root, slow, fast, after]))
+        assert after_ran.wait(5), "after waited for slow"
+        slow_release.set()
+        assert job.result(5) == {"slow": 1, "after": 1}
+
+
+def test_independent_nodes_run_in_parallel_threads() -> None:
+    barrier = threading.Barrier(4, timeout=5)
+
+    @node
+    def root() -> int:
+        return 0
+
+    branches = []
+    for i in range(4):
+        def meet(root: int) -> str:
+            barrier.wait()  # only passes if 4 nodes run at the same time
+            return threading.current_thread().name
+        meet.__name__ = f"meet{i}"
+        branches.append(node(meet))
+    with Worker(threads=4) as w:
+        out = root.fan_out_to(branches).run(worker=w)
+    assert len(set(out.values())) == 4
+
+
+def test_many_jobs_of_many_flows_at_once() -> None:
+    @node
+    def square(x: int) -> int:
+        return x * x
+
+    with Worker(threads=8) as w:
+        jobs = [w.submit(inc if i % 2 else square, {"x": i}) for i in range(400)]
+        results = [j.result(30) for j in jobs]
+    assert results == [i + 1 if i % 2 else i * i for i in range(400)]
+
+
+def test_map_returns_outputs_in_input_order(worker) -> None:
+    assert worker.map(inc, [{"x": i} for i in range(50)], progress=False) == list(range(1, 51))
+
+
+def test_async_nodes_run_concurrently_on_the_event_loop(worker) -> None:
+    @node
+    def fan() -> list[int]:
+        return list(range(20))
+
+    @node
+    async def nap(i: int) -> int:
+        await asyncio.sleep(0.2)
+        return i
+
+    started = time.perf_counter()
+    assert fan.map(nap).run(worker=worker) == list(range(20))
+    assert time.perf_counter() - started < 2.0  # 20 x 0.2 s in sequence would be 4 s
+
+
+def test_sync_and_async_nodes_mix_in_one_flow(worker) -> None:
+    @node
+    async def ahead(x: int) -> int:
+        await asyncio.sleep(0)
+        return x * 10
+
+    assert inc.then(ahead).then(inc).run({"x": 1}, worker=worker) == 21
+
+
+def test_arun_awaits_without_blocking() -> None:
+    async def main() -> tuple[int, int]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        t = asyncio.create_task(ticker())
+        out = await slow_inc.arun({"x": 41}, worker=w)
+        t.cancel()
+        return out, ticks
+
+    @node
+    def slow_inc(x: int) -> int:
+        time.sleep(0.2)
+        return x + 1
+
+    with Worker(threads=2) as w:
+        out, ticks = asyncio.run(main())
+    assert out == 42
+    assert ticks >= 5  # the loop kept running while the job ran
+
+
+def test_retries_with_backoff_then_success(worker) -> None:
+    attempts: list[ExecutionContext] = []
+
+    @node(retries=3, retry_delay=0.01, backoff=2.0, retry_on=(OSError,))
+    def flaky(execution) -> str:
+        attempts.append(execution)
+        if len(attempts) < 3:
+            raise OSError("temporary")
+        return "ok"
+
+    assert flaky.run(worker=worker) == "ok"
+    assert [a.attempt for a in attempts] == [1, 2, 3]
+
+
+def test_retry_only_on_listed_exceptions(worker) -> None:
+    calls = []
+
+    @node(retries=3, retry_on=(OSError,))
+    def wrong() -> None:
+        calls.append(1)
+        raise ValueError("not retryable")
+
+    with pytest.raises(NodeError) as info:
+        wrong.run(worker=worker)
+    assert len(calls) == 1
+    assert isinstance(info.value.__cause__, ValueError)
+    assert info.value.node == "wrong" and info.value.job_id
+
+
+def test_last_error_raised_after_retries_exhausted(worker) -> None:
+    @node(retries=2)
+    def always() -> None:
+        raise OSError("down")
+
+    with pytest.raises(NodeError, match="attempt 3.*OSError: down"):
+        always.run(worker=worker)
+
+
+def test_sync_timeout_abandons_attempt(worker) -> None:
+    @node(timeout=0.05)
+    def stuck(job_state) -> None:
+        job_state.set("written", True)
+        time.sleep(0.5)
+
+    job = worker.submit(stuck)
+    with pytest.raises(NodeTimeoutError, match="timeout=0.05s"):
+        job.result(5)
+    assert job.state == {}  # the abandoned attempt's writes are discarded
+
+
+def test_async_timeout(worker) -> None:
+    @node(timeout=0.05)
+    async def astuck() -> None:
+        await asyncio.sleep(2)
+
+    with pytest.raises(NodeTimeoutError):
+        astuck.run(worker=worker)
+
+
+def test_cancel_stops_pending_nodes(worker) -> None:
+    gate = threading.Event()
+    ran = []
+
+    @node
+    def first() -> int:
+        gate.wait(5)
+        return 1
+
+    @node
+    def second(first: int) -> int:
+        ran.append("second")
+        return first
+
+    job = worker.submit(first.then(second))
+    job.cancel()
+    gate.set()
+    with pytest.raises(JobCancelledError):
+        job.result(5)
+    assert job.status == "cancelled"
+    assert ran == []
+
+
+def test_missing_input_fails_before_any_node_runs(worker) -> None:
+    ran = []
+
+    @node
+    def load(path: str) -> str:
+        ran.append(path)
+        return path
+
+    @node
+    def clean(laod: str) -> str:
+        return laod
+
+    with pytest.raises(MissingInputError) as info:
+        worker.submit(Flow([load, clean]), {"path": "x"})
+    assert ran == []
+    assert str(info.value) == (
+        "Job of flow 'load' is missing required input 'laod' (needed by node 'clean'); "
+        "did you mean the node 'load'. Pass it in the job's inputs, e.g. flow.run({'laod': ...})."
+    )
+
+
+def test_execution_context_is_set_while_a_node_runs(worker) -> None:
+    seen = []
+
+    @node
+    def where(execution) -> str:
+        seen.append((execution, current_execution()))
+        return execution.node
+
+    job = worker.submit(where.named("places"))
+    assert job.result() == "where"
+    injected, current = seen[0]
+    assert injected is current
+    assert (injected.flow, injected.job_id, injected.worker_id, injected.iteration, injected.attempt) == (
+        "places", job.id, worker.id, 1, 1)
+    assert current_execution() is None
+
+
+def test_on_event_hooks_see_node_and_job_events() -> None:
+    events = []
+    with Worker(threads=2, on_event=lambda e, d: events.append(e)) as w:
+        inc.run({"x": 1}, worker=w)
+    assert events == ["job_started", "node_completed", "job_finished"]
+
+
+def test_failed_node_error_carries_node_and_job(worker) -> None:
+    @node
+    def boom() -> None:
+        raise RuntimeError("kaput")
+
+    job = worker.submit(boom)
+    with pytest.raises(NodeError) as info:
+        job.result()
+    assert info.value.node == "boom" and info.value.job_id == job.id
+    assert job.status == "failed"
+
+
+def test_close_waits_for_running_jobs() -> None:
+    w = Worker(threads=2)
+
+    @node
+    def slowish() -> str:
+        time.sleep(0.2)
+        return "done"
+
+    job = w.submit(slowish)
+    w.close()
+    assert job.done() and job.result() == "done"
+
+
+def test_closed_worker_refuses_new_jobs() -> None:
+    w = Worker(threads=1)
+    w.close()
+    w.close()  # idempotent
+    with pytest.raises(Exception, match="closed"):
+        w.submit(inc, {"x": 1})
+
+
+def test_flow_run_without_worker_uses_default_worker() -> None:
+    assert inc.then(inc).run({"x": 0}) == 2
