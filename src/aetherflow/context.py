@@ -24,13 +24,11 @@ class FlowContext(containers.DynamicContainer):  # type: ignore[misc]
     def shutdown_resources(self) -> Any:
         """Tear down the context's singletons (``teardown=`` or generator), then its resources."""
         for name, provider in reversed(list(self.providers.items())):
-            if isinstance(provider, Singleton) and provider.initialized and provider.teardown:
-                instance = provider()
+            if isinstance(provider, Singleton):
                 try:
-                    provider.teardown(instance)
+                    provider.shutdown()
                 except Exception:  # noqa: BLE001 - a failing teardown must not stop the others
                     log.error("Teardown of singleton '%s' failed", name, exc_info=True)
-                provider.reset()
         return super().shutdown_resources()
 
 

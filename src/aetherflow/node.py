@@ -202,8 +202,8 @@ class Node:
     def inputs(self) -> dict[str, bool]:
         return self.as_flow().inputs
 
-    def validate(self) -> None:
-        self.as_flow().validate()
+    def validate(self, context: Any = None) -> None:
+        self.as_flow().validate(context)
 
     def to_mermaid(self) -> str:
         return self.as_flow().to_mermaid()

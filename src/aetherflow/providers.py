@@ -19,6 +19,7 @@ Pick per provider between isolation and sharing:
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +29,8 @@ from dependency_injector.providers import *  # noqa: F403 - the re-export is the
 
 from .execution import ExecutionContext, _current
 from .guard import GuardedProxy
-from .scopes import Scope
+from .node import UNSET
+from .scopes import Scope, _finish_generator
 
 __all__ = [name for name in dir(_di) if not name.startswith("_") and isinstance(getattr(_di, name), type)]
 __all__ += ["JobScoped", "NodeScoped", "WorkerScoped", "scope_of"]
@@ -71,14 +73,44 @@ class Singleton(_Options, _di.Singleton):  # type: ignore[misc]
     def _set_options(self, guard: bool, teardown: Callable[[Any], Any] | None) -> None:
         super()._set_options(guard, teardown)
         self._lock = threading.RLock()
+        self._af_instance: Any = UNSET
+        self._af_generator: Any = None
 
     def _provide(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        instance = self._af_instance
+        if instance is not UNSET:
+            return instance
         with self._lock:  # one lock per provider: unrelated singletons never wait on each other
-            return super()._provide(args, kwargs)
+            if self._af_instance is UNSET:
+                made = super()._provide(args, kwargs)
+                if inspect.isgenerator(made):
+                    self._af_generator = made
+                    made = next(made)
+                self._af_instance = made
+            return self._af_instance
+
+    def reset(self) -> None:
+        with self._lock:
+            super().reset()
+            self._af_instance = UNSET
+            self._af_generator = None
+            self._af_handout = None
+
+    def shutdown(self) -> None:
+        """Tear the instance down (generator or ``teardown=``) and forget it."""
+        with self._lock:
+            instance, gen = self._af_instance, self._af_generator
+            if instance is UNSET:
+                return
+            self.reset()
+        if gen is not None:
+            _finish_generator(gen, repr(self.provides))
+        elif self.teardown is not None:
+            self.teardown(instance)
 
     def inject(self) -> Any:
         """The object a node receives: the instance, behind its guard unless ``guard=False``."""
-        instance = self()
+        instance = self() if self.overridden else self._provide((), {})
         handout = self._af_handout
         if handout is None or handout[0] is not instance:
             handout = self._af_handout = (instance, self._wrap(instance))
