@@ -67,8 +67,10 @@ def load_context(path: str | os.PathLike[str]) -> Any:
 
 def _import(ref: str, folder: Path, where: str) -> Any:
     module_name, _, attr = ref.partition(":")
-    if str(folder.resolve()) not in sys.path:
-        sys.path.insert(0, str(folder.resolve()))  # a profile may sit beside its module
+    # The base is importable as installed, from the current folder, or beside the profile.
+    for place in (str(folder.resolve()), os.getcwd()):
+        if place not in sys.path:
+            sys.path.append(place)
     try:
         module = importlib.import_module(module_name)
         return getattr(module, attr)
