@@ -156,7 +156,7 @@ def _finish(call: JobCall, vp: VertexPlan, ex: ExecutionContext, value: Any, han
     if call.check_value is not None:
         call.check_value(output, vp.name, "output")
         for h in handles:
-            for key, v in h.snapshot().items():
+            for key, v in h.pending_values():
                 call.check_value(v, vp.name, f"{h.space.scope.value}_state['{key}']")
     commits = commit(handles, ex.job_id, vp.name) if handles else []
     return Outcome(output, commits, ex.attempt)

@@ -174,6 +174,10 @@ class StateHandle:
     def dirty(self) -> bool:
         return bool(self._ops)
 
+    def pending_values(self) -> list[tuple[str, Any]]:
+        """The values this node wrote (as it sees them), deletions left out."""
+        return [(k, v) for k, v in self._overlay.items() if v is not DELETED]
+
     def discard(self) -> None:
         self._overlay.clear()
         self._ops.clear()

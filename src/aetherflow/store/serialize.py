@@ -16,8 +16,15 @@ from ..errors import NodeOutputError
 from .base import Store
 
 
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
 def to_json(value: Any) -> str:
-    return json.dumps(to_jsonable_python(value), separators=(",", ":"))
+    """JSON text of ``value``; plain data takes the C encoder, the rest goes through pydantic."""
+    try:
+        return _encode(value)
+    except (TypeError, ValueError):
+        return _encode(to_jsonable_python(value))
 
 
 def from_json(text: str | None) -> Any:
@@ -31,7 +38,7 @@ def value_checker(store: Store) -> Callable[[Any, str, str], None] | None:
 
     def check(value: Any, node: str, what: str) -> None:
         try:
-            to_jsonable_python(value)
+            to_json(value)
         except (PydanticSerializationError, TypeError, ValueError) as exc:
             raise NodeOutputError(
                 f"its {what} {type(value).__name__} cannot be stored as JSON in {store.url}: {exc}. "
