@@ -398,7 +398,7 @@ class Graph:
             entry = inputs.setdefault(p.name, {"required": False, "nodes": [], "secret": False})
             entry["required"] = entry["required"] or p.required
             entry["nodes"].append(name)
-            entry["secret"] = entry["secret"] or p.is_secret
+            entry["secret"] = entry["secret"] or node.is_secret(p.name)
         needs = tuple((b.key, b.has_default) for b in bindings if b.kind == B_NODE)
         uses_state = any(b.kind in (B_JOB_STATE, B_NODE_STATE, B_WORKER_STATE) for b in bindings)
         return VertexPlan(name, node, i, tuple(bindings), needs, uses_state)

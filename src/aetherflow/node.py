@@ -59,10 +59,6 @@ class Param:
     def required(self) -> bool:
         return self.default is UNSET
 
-    @property
-    def is_secret(self) -> bool:
-        return _mentions_secret(self.annotation)
-
 
 def _mentions_secret(annotation: Any) -> bool:
     if annotation in (SecretStr, SecretBytes):
@@ -165,6 +161,10 @@ class Node:
 
     def annotation(self, name: str) -> Any:
         return self._hints.get(name, UNSET)
+
+    def is_secret(self, name: str) -> bool:
+        """Whether a parameter is annotated `SecretStr`/`SecretBytes` (its input is stored redacted)."""
+        return _mentions_secret(self._hints.get(name))
 
     # -- a node is a one-node flow ------------------------------------------------------
 

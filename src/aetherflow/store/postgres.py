@@ -1,0 +1,103 @@
+"""``postgresql://user@host:port/db``: the store for real deployments (psycopg 3 + a pool).
+
+A dropped connection is not fatal: the writer reconnects and re-runs the whole
+transaction (it was rolled back by the server), and readers come from a pool that checks
+connections before handing them out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..errors import StoreError
+from .sql import SCHEMA_VERSION, SQLStore, Statement, migrations
+
+try:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "PostgreSQL storage needs psycopg. Install it with: pip install 'aetherflow[postgres]'"
+    ) from exc
+
+_MIGRATION_LOCK = 0x2AE7F10  # advisory lock id: one process migrates at a time
+
+
+class PostgresStore(SQLStore):
+    """A store in a PostgreSQL database."""
+
+    null_safe_eq = "IS NOT DISTINCT FROM"
+
+    def __init__(self, url: str, *, pool_size: int = 8, **options: Any) -> None:
+        self._dsn = url
+        self._conn: Any = None
+        try:
+            self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True, check=ConnectionPool.check_connection, timeout=30)
+            self._pool.wait(timeout=30)
+        except Exception as exc:
+            raise StoreError(f"Cannot connect to PostgreSQL at {_safe(url)}: {exc}. Is the server running, and does the database exist?") from exc
+        super().__init__(url, **options)
+        self.url = _safe(url)
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    def _writer_conn(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self._dsn, autocommit=False)
+        return self._conn
+
+    def _migrate(self) -> None:
+        conn = self._writer_conn()
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            cur.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            cur.execute("SELECT value FROM meta WHERE key = 'schema_version'")
+            row = cur.fetchone()
+            current = int(row[0]) if row else 0
+            if current > SCHEMA_VERSION:
+                raise StoreError(f"The database has schema version {current}, newer than this AetherFlow knows ({SCHEMA_VERSION}); upgrade aetherflow.")
+            for version, steps in migrations("DOUBLE PRECISION", "BIGSERIAL PRIMARY KEY"):
+                if version > current:
+                    for step in steps:
+                        cur.execute(step)
+            cur.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                (str(SCHEMA_VERSION),),
+            )
+
+    def _execute_batch(self, statements: list[Statement]) -> None:
+        conn = self._writer_conn()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                for sql, rows in statements:
+                    cur.executemany(self._sql(sql), rows)
+        except psycopg.OperationalError:
+            conn.close()  # reconnect on the retry; the server rolled the transaction back
+            raise
+
+    @contextmanager
+    def _reading(self) -> Iterator[Any]:
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            yield cur
+
+    def _retryable(self, exc: BaseException) -> bool:
+        return isinstance(exc, (psycopg.OperationalError, psycopg.errors.SerializationFailure))
+
+    def close(self) -> None:
+        super().close()
+        if self._conn is not None:
+            self._conn.close()
+        self._pool.close()
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages and records."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        creds, _, host = rest.rpartition("@")
+        user = creds.split(":", 1)[0]
+        return f"{scheme}{sep}{user}@{host}"
+    return url

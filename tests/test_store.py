@@ -1,0 +1,300 @@
+"""The same contract for every store: memory, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, SecretStr
+
+from aetherflow import NodeError, NodeOutputError, StoreError, Suspend, Worker, node, open_store
+from aetherflow.store import Store
+
+from storecase import store_url
+
+KINDS = ["memory", "sqlite", "postgres"]
+
+
+@pytest.fixture(params=KINDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    s = open_store(store_url(request.param, tmp_path))
+    yield s
+    s.close()
+
+
+@node
+def load(n: int) -> list[int]:
+    return list(range(n))
+
+
+@node
+def total(load: list[int], job_state, node_state) -> int:
+    job_state.set("sum", sum(load))
+    node_state.apply("calls", lambda c: c + 1, default=0)
+    return sum(load)
+
+
+FLOW = load.then(total).named("summing")
+
+
+def test_store_records_job_with_inputs_output_and_times(store: Store) -> None:
+    with Worker(threads=2, store=store) as w:
+        job = w.submit(FLOW, {"n": 4})
+        assert job.result() == 6
+    rec = store.job(job.id)
+    assert (rec.id, rec.flow, rec.status, rec.inputs, rec.output, rec.error) == (job.id, "summing", "completed", {"n": 4}, 6, None)
+    assert rec.created_at.tzinfo is timezone.utc
+    assert rec.created_at <= rec.started_at <= rec.finished_at
+    assert rec.worker == w.id
+
+
+def test_store_records_node_runs_in_start_order(store: Store) -> None:
+    with Worker(threads=2, store=store) as w:
+        job = w.submit(FLOW, {"n": 3})
+        job.result()
+    runs = store.node_runs(job.id)
+    assert [(r.node, r.status, r.iteration, r.attempt) for r in runs] == [("load", "completed", 1, 1), ("total", "completed", 1, 1)]
+    assert all(r.thread and r.started_at <= r.finished_at for r in runs)
+
+
+def test_store_records_every_commit_with_versions(store: Store) -> None:
+    with Worker(threads=2, store=store) as w:
+        job = w.submit(FLOW, {"n": 3})
+        job.result()
+    history = store.state_history(job.id)
+    assert [(h.scope, h.namespace, h.key, h.value, h.version) for h in history] == [("job", "", "sum", 3, 1), ("node", "total", "calls", 1, 1)]
+    assert [h.key for h in store.state_history(job.id, key="sum")] == ["sum"]
+
+
+def test_store_event_log_is_ordered_and_filterable(store: Store) -> None:
+    with Worker(threads=2, store=store) as w:
+        job = w.submit(FLOW, {"n": 2})
+        job.result()
+    events = store.events(job.id)
+    types = [e.type for e in events]
+    assert types[0] == "job_created" and types[-1] == "job_completed"
+    assert types.count("node_completed") == 2 and "state_committed" in types
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
+    assert [e.node for e in store.events(job.id, types=["node_completed"])] == ["load", "total"]
+
+
+def test_store_records_failure_with_traceback(store: Store) -> None:
+    @node
+    def broken(n: int) -> int:
+        raise ValueError(f"bad n={n}")
+
+    with Worker(threads=1, store=store) as w:
+        job = w.submit(broken, {"n": 1})
+        with pytest.raises(NodeError):
+            job.result()
+    rec = store.job(job.id)
+    assert rec.status == "failed" and "bad n=1" in rec.error
+    [run] = store.node_runs(job.id)
+    assert run.status == "failed" and "ValueError: bad n=1" in run.traceback
+
+
+def test_store_queries_filter_by_flow_status_and_time(store: Store) -> None:
+    @node
+    def maybe(ok: bool) -> bool:
+        if not ok:
+            raise RuntimeError("no")
+        return ok
+
+    start = datetime.now(timezone.utc) - timedelta(seconds=1)
+    with Worker(threads=2, store=store) as w:
+        jobs = [w.submit(maybe, {"ok": i % 3 != 0}) for i in range(9)]
+        for j in jobs:
+            try:
+                j.result()
+            except NodeError:
+                pass
+        w.submit(FLOW, {"n": 1}).result()
+    assert len(store.jobs(flow="maybe")) == 9
+    assert len(store.jobs(flow="maybe", status="failed")) == 3
+    assert len(store.jobs(limit=4)) == 4
+    newest = store.jobs(limit=1)[0]
+    assert newest.flow == "summing"
+    assert store.jobs(since=start + timedelta(hours=1)) == []
+    assert len(store.jobs(until=start)) == 0
+    stats = store.stats("maybe")
+    assert stats.counts == {"completed": 6, "failed": 3}
+    assert stats.success_rate == pytest.approx(6 / 9)
+    assert stats.nodes["maybe"].runs == 9 and stats.nodes["maybe"].failed == 3
+    assert stats.nodes["maybe"].p50 <= stats.nodes["maybe"].p95
+
+
+def test_store_prune_drops_old_finished_jobs(store: Store) -> None:
+    with Worker(threads=1, store=store) as w:
+        old = w.submit(FLOW, {"n": 1})
+        old.result()
+    assert store.prune(older_than=datetime.now(timezone.utc) + timedelta(seconds=1)) == 1
+    with pytest.raises(StoreError, match="No job"):
+        store.job(old.id)
+
+
+def test_store_redacts_secret_inputs_outputs_and_state(store: Store, tmp_path: Path) -> None:
+    @node
+    def login(password: SecretStr, job_state) -> dict:
+        job_state.set("token", SecretStr("tok-" + password.get_secret_value()))
+        return {"user": "ada", "password": password}
+
+    with Worker(threads=1, store=store) as w:
+        job = w.submit(login, {"password": "hunter2"})
+        assert job.result()["password"].get_secret_value() == "hunter2"
+    if store.persistent:
+        rec = store.job(job.id)
+        assert rec.inputs == {"password": "**********"}
+        assert rec.output == {"user": "ada", "password": "**********"}
+        assert [h.value for h in store.state_history(job.id)] == ["**********"]
+        if "sqlite" in store.url:
+            raw = Path(store.url.removeprefix("sqlite:///")).read_bytes()
+            assert b"hunter2" not in raw
+
+
+def test_store_redact_hook_applies_to_other_values(tmp_path: Path) -> None:
+    def hide_emails(value: object) -> object:
+        return {k: ("<hidden>" if k == "email" else v) for k, v in value.items()} if isinstance(value, dict) else value
+
+    store = open_store(f"sqlite:///{tmp_path / 'r.db'}", redact=hide_emails)
+
+    @node
+    def profile(name: str) -> dict:
+        return {"name": name, "email": f"{name}@example.org"}
+
+    with Worker(threads=1, store=store) as w:
+        job = w.submit(profile, {"name": "ada"})
+        job.result()
+    assert store.job(job.id).output == {"name": "ada", "email": "<hidden>"}
+    store.close()
+
+
+def test_store_keeps_pydantic_models_as_json(tmp_path: Path) -> None:
+    class Point(BaseModel):
+        x: int
+        y: int
+
+    @node
+    def make() -> Point:
+        return Point(x=1, y=2)
+
+    with Worker(threads=1, store=f"sqlite:///{tmp_path / 'r.db'}") as w:
+        job = w.submit(make)
+        assert job.result() == Point(x=1, y=2)
+        assert w.store.job(job.id).output == {"x": 1, "y": 2}
+
+
+def test_unstorable_value_fails_the_node_naming_it(tmp_path: Path) -> None:
+    @node
+    def opaque() -> object:
+        return object()
+
+    with Worker(threads=1, store=f"sqlite:///{tmp_path / 'r.db'}") as w, pytest.raises(NodeOutputError, match="cannot be stored as JSON.*pickle=True"):
+        opaque.run(worker=w)
+
+
+def test_pickle_is_opt_in(tmp_path: Path) -> None:
+    class Opaque:
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Opaque)
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    store = open_store(url, pickle=True)
+
+    @node
+    def make() -> tuple:
+        return (1, 2)
+
+    with Worker(threads=1, store=store) as w:
+        job = w.submit(make)
+        job.result()
+    assert store.job(job.id).output == (1, 2)  # pickle keeps the tuple
+    store.close()
+    with pytest.raises(StoreError, match="pickle=True"):
+        open_store(url).job(job.id)
+
+
+def test_async_durability_flushes_at_job_end_and_close(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    with Worker(threads=2, store=url, durability="async") as w:
+        ids = [w.submit(FLOW, {"n": i}) for i in range(20)]
+        for j in ids:
+            j.result()
+    store = open_store(url)
+    assert len(store.jobs(flow="summing")) == 20
+    assert all(r.status == "completed" for r in store.jobs(flow="summing"))
+    store.close()
+
+
+def test_memory_store_keeps_at_most_max_jobs() -> None:
+    from aetherflow.store import MemoryStore
+
+    store = MemoryStore(max_jobs=5)
+    with Worker(threads=2, store=store) as w:
+        for i in range(12):
+            w.submit(FLOW, {"n": i}).result()
+    assert len(store.jobs(limit=100)) == 5
+
+
+def test_unknown_store_url_lists_the_choices() -> None:
+    with pytest.raises(StoreError, match="expected 'memory://', 'sqlite:///relative.db'"):
+        open_store("mysql://x")
+
+
+def test_suspend_and_resume_with_new_inputs(store: Store) -> None:
+    ran = []
+
+    @node
+    def prepare(amount: int) -> int:
+        ran.append("prepare")
+        return amount
+
+    @node
+    def approve(prepare: int, approved: bool | None = None) -> str:
+        if approved is None:
+            raise Suspend("waiting for a human")
+        return "paid" if approved else "refused"
+
+    flow = prepare.then(approve).named("payment")
+    with Worker(threads=2, store=store, flows=[flow]) as w:
+        job = w.submit(flow, {"amount": 10})
+        with pytest.raises(Exception, match="suspended at node 'approve': waiting for a human"):
+            job.result()
+        assert job.status == "suspended"
+        assert store.job(job.id).status == "suspended"
+        resumed = w.resume(job.id, inputs={"approved": True})
+        assert resumed.result() == "paid"
+    assert ran == ["prepare"]  # completed nodes are not run again
+    assert store.job(job.id).status == "completed"
+    assert store.job(job.id).output == "paid"
+
+
+def test_resume_restores_committed_state(store: Store) -> None:
+    @node
+    def first(job_state) -> int:
+        job_state.set("seen", ["first"])
+        return 1
+
+    @node
+    def second(first: int, job_state, go: bool = False) -> list:
+        if not go:
+            raise Suspend("later")
+        return job_state["seen"] + ["second"]
+
+    flow = first.then(second).named("two-steps")
+    with Worker(threads=1, store=store) as w:
+        job = w.submit(flow)
+        with pytest.raises(Exception, match="suspended"):
+            job.result()
+    time.sleep(0.01)
+    with Worker(threads=1, store=store, flows=[flow]) as w2:
+        assert w2.resume(job.id, inputs={"go": True}).result() == ["first", "second"]
+
+
+def test_resume_of_unknown_flow_says_how_to_pass_it(store: Store) -> None:
+    with Worker(threads=1, store=store) as w:
+        job = w.submit(FLOW, {"n": 1})
+        job.result()
+    with Worker(threads=1, store=store) as w2, pytest.raises(Exception, match=r"worker.resume\(job_id, flow=...\)"):
+        w2.resume(job.id)
