@@ -1,0 +1,127 @@
+"""Fault tests: killed processes, a second process on one SQLite file, dropped connections."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from resources import crashing
+
+from aetherflow import Worker, node, open_store
+
+from storecase import postgres_url
+
+RESOURCES = Path(__file__).parent / "resources"
+
+
+def _crash(url: str, marker: Path, jobs: int = 1) -> int:
+    env = {**os.environ, "AETHERFLOW_CRASH": "1", "AETHERFLOW_MARKER": str(marker), "PYTHONPATH": str(RESOURCES.parent)}
+    proc = subprocess.run([sys.executable, str(RESOURCES / "crashing.py"), url, str(jobs)], env=env, timeout=60, capture_output=True)
+    return proc.returncode
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_killed_process_job_is_recovered_without_rerunning_completed_nodes(tmp_path: Path, trial: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    marker = tmp_path / "marker"
+    assert _crash(url, marker) == 17
+    assert marker.read_text().split() == ["a", "b"]
+    monkeypatch.setattr(crashing, "MARKER", str(marker))
+    with Worker(threads=2, store=url, flows=[crashing.FLOW]) as w:
+        [job] = w.recover()
+        out = job.result(30)
+    assert out == {"result": 4, "a": 0, "trail": ["b"]}
+    ran = Counter(marker.read_text().split())
+    assert ran == {"a": 1, "b": 1, "c": 1, "d": 1}
+    store = open_store(url)
+    assert store.job(job.id).status == "completed"
+    store.close()
+
+
+def test_recover_takes_every_orphaned_job_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    marker = tmp_path / "marker"
+    _crash(url, marker, jobs=3)
+    monkeypatch.setattr(crashing, "MARKER", str(marker))
+    started = time.perf_counter()
+    with Worker(threads=2, store=url, flows=[crashing.FLOW]) as w:
+        jobs = w.recover()
+        assert len(jobs) >= 1
+        for job in jobs:
+            assert job.result(30)["result"] >= 4
+        assert w.recover() == []  # nothing left to take over
+    assert time.perf_counter() - started < 20  # at once, not after a lease timeout
+
+
+def test_recover_leaves_jobs_of_live_workers_alone(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    gate = threading.Event()
+
+    @node
+    def waits() -> int:
+        gate.wait(10)
+        return 1
+
+    with Worker(threads=2, store=url) as busy:
+        job = busy.submit(waits)
+        time.sleep(0.05)
+        with Worker(threads=1, store=url) as other:
+            assert other.recover(flows=[waits]) == []
+        gate.set()
+        assert job.result(10) == 1
+
+
+def test_two_processes_write_one_sqlite_file_without_lock_errors(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    open_store(url).close()  # create the schema first
+    proc = subprocess.Popen([sys.executable, str(RESOURCES / "writer_process.py"), url, "300"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    @node
+    def here(i: int, job_state) -> int:
+        job_state.set("i", i)
+        return i
+
+    with Worker(threads=8, store=url) as w:
+        jobs = [w.submit(here.named("first-process"), {"i": i}) for i in range(300)]
+        assert [j.result(60) for j in jobs] == list(range(300))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "locked" not in err
+    store = open_store(url)
+    assert len(store.jobs(flow="first-process", limit=1000)) == 300
+    assert len(store.jobs(flow="second-process", limit=1000)) == 300
+    store.close()
+
+
+def test_postgres_survives_a_dropped_connection_mid_run() -> None:
+    url = postgres_url()
+    import psycopg
+
+    @node
+    def step(i: int, job_state) -> int:
+        job_state.set("i", i)
+        time.sleep(0.002)
+        return i
+
+    def kill_backends() -> None:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+    with Worker(threads=4, store=url) as w:
+        jobs = [w.submit(step.named("pg-drop"), {"i": i}) for i in range(100)]
+        time.sleep(0.05)
+        kill_backends()
+        results = [j.result(60) for j in jobs]
+        kill_backends()
+        more = w.submit(step.named("pg-drop"), {"i": 100}).result(60)
+    assert results == list(range(100)) and more == 100
+    store = open_store(url)
+    assert len(store.jobs(flow="pg-drop", limit=1000)) == 101
+    assert all(j.status == "completed" for j in store.jobs(flow="pg-drop", limit=1000))
+    store.close()
