@@ -63,6 +63,13 @@ class Store(ABC):
     def heartbeat(self, worker: str, pid: int, host: str, ts: float) -> None:
         """Say that ``worker`` is alive (persistent stores use it to find dead workers)."""
 
+    def remember_target(self, flow: str, target: str) -> None:
+        """Remember where a flow's code lives (``file.py:flow``), so the CLI can resume its jobs."""
+        self._targets = {**getattr(self, "_targets", {}), flow: target}
+
+    def target_of(self, flow: str) -> str | None:
+        return getattr(self, "_targets", {}).get(flow)
+
     def flush(self) -> None:
         """Make everything recorded so far durable."""
 

@@ -52,6 +52,7 @@ def migrations(real: str, serial_pk: str) -> list[tuple[int, list[str]]]:
             f"CREATE TABLE events (seq {serial_pk}, job_id TEXT NOT NULL, ts {real} NOT NULL, type TEXT NOT NULL, node TEXT, data TEXT)",
             "CREATE INDEX events_job ON events (job_id, seq)",
             f"CREATE TABLE workers (id TEXT PRIMARY KEY, pid INTEGER, host TEXT, heartbeat {real})",
+            "CREATE TABLE targets (flow TEXT PRIMARY KEY, target TEXT NOT NULL)",
         ]),
     ]
 
@@ -185,6 +186,13 @@ class SQLStore(Store):
 
     def heartbeat(self, worker: str, pid: int, host: str, ts: float) -> None:
         self._submit([("DELETE FROM workers WHERE id = ?", [(worker,)]), ("INSERT INTO workers (id, pid, host, heartbeat) VALUES (?, ?, ?, ?)", [(worker, pid, host, ts)])])
+
+    def remember_target(self, flow: str, target: str) -> None:
+        self._submit([("DELETE FROM targets WHERE flow = ?", [(flow,)]), ("INSERT INTO targets (flow, target) VALUES (?, ?)", [(flow, target)])])
+
+    def target_of(self, flow: str) -> str | None:
+        rows = self._rows("SELECT target FROM targets WHERE flow = ?", [flow])
+        return rows[0][0] if rows else None
 
     def flush(self) -> None:
         self._writer.flush()

@@ -1,0 +1,287 @@
+"""The ``aetherflow`` command: run flows, list and show jobs, resume, draw graphs, stats.
+
+The default store is ``.aetherflow/runs.db`` under the current folder (SQLite, created on
+first use). Errors print one line saying what went wrong and how to fix it, and exit
+non-zero; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import AetherFlowError
+from .job import JobSuspendedError
+from .report import as_json, html_report
+from .store import Store, open_store
+from .targets import TargetError, load_target, parse_value
+
+DEFAULT_STORE = "sqlite:///.aetherflow/runs.db"
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Run AetherFlow flows and look at their history.")
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+_settings = {"debug": False}
+
+StoreOpt = Annotated[str, typer.Option("--store", help="Store URL (sqlite:///..., postgresql://..., memory://).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+class UsageProblem(AetherFlowError):
+    """A bad command-line value; the message says which and how to fix it."""
+
+
+class Suspended(AetherFlowError):
+    """The job paused (exit code 3): not a failure, it waits for `aetherflow resume`."""
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
+    _settings["debug"] = debug
+
+
+def _open(url: str) -> Store:
+    if url == DEFAULT_STORE:
+        Path(".aetherflow").mkdir(exist_ok=True)
+    return open_store(url)
+
+
+def _inputs(pairs: list[str], file: Path | None) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if file is not None:
+        try:
+            loaded = json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageProblem(f"--inputs {file}: cannot read a JSON object ({exc}).") from None
+        if not isinstance(loaded, dict):
+            raise UsageProblem(f"--inputs {file}: expected a JSON object of inputs, found {type(loaded).__name__}.")
+        values.update(loaded)
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise UsageProblem(f"--input {pair!r}: expected key=value, e.g. --input n=3.")
+        values[key] = parse_value(text)
+    return values
+
+
+@app.command()
+def run(
+    target: Annotated[str, typer.Argument(help="path/to/file.py:flow or package.module:flow")],
+    input: Annotated[list[str] | None, typer.Option("--input", "-i", help="An input as key=value (JSON values parse).")] = None,
+    inputs: Annotated[Path | None, typer.Option("--inputs", help="A JSON file of inputs.")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="Worker threads.")] = None,
+    store: StoreOpt = DEFAULT_STORE,
+    context: Annotated[Path | None, typer.Option("--context", help="A TOML context profile.")] = None,
+) -> None:
+    """Run one job of a flow and print its output as JSON on the last line."""
+    from .profiles import load_context
+    from .progress import progress_bar
+    from .worker import Worker
+
+    flow = load_target(target)
+    values = _inputs(input or [], inputs)
+    ctx = load_context(context) if context is not None else None
+    st = _open(store)
+    st.remember_target(flow.name, target)
+    with Worker(ctx, threads=threads, store=st) as worker:
+        with progress_bar(len(flow.graph.names), flow.name, enabled=len(flow.graph.names) > 1) as advance:
+            worker.on("node_completed", lambda _e, _d: advance())
+            job = worker.submit(flow, values)
+            err.print(f"job {job.id} ({flow.name})", style="dim", highlight=False)
+            try:
+                output = job.result()
+            except JobSuspendedError as exc:
+                raise Suspended(f"Job {job.id} is suspended at node '{exc.node}'" + (f": {exc.reason}" if exc.reason else "") + f". Continue it with: aetherflow resume {job.id[:12]} --input key=value") from None
+            finally:
+                st.flush()
+    print(_json_line(output))
+    st.close()
+
+
+def _json_line(value: Any) -> str:
+    try:
+        from .store.serialize import to_json
+
+        return to_json(value)
+    except (TypeError, ValueError):
+        return json.dumps(repr(value))
+
+
+@app.command()
+def jobs(
+    flow: Annotated[str | None, typer.Option("--flow", help="Only this flow.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="pending|running|completed|failed|suspended|cancelled")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO time, or an age like 30m, 2h, 7d.")] = None,
+    limit: Annotated[int, typer.Option("--limit")] = 20,
+    store: StoreOpt = DEFAULT_STORE,
+    as_json_: JsonOpt = False,
+) -> None:
+    """List jobs, newest first."""
+    st = _open(store)
+    records = st.jobs(flow=flow, status=status, since=_when(since), limit=limit)
+    if as_json_:
+        print(json.dumps([as_json(r) for r in records]))
+        return
+    table = Table("id", "flow", "status", "created", "duration", "error")
+    table.columns[0].no_wrap = True
+    for r in records:
+        table.add_row(r.id[:12], r.flow, _styled(r.status.value), r.created_at.strftime("%Y-%m-%d %H:%M:%S"), _duration(r.started_at, r.finished_at), (r.error or "")[:60])
+    out.print(table)
+
+
+@app.command()
+def show(
+    job_id: Annotated[str, typer.Argument(help="A job id (a unique prefix is enough).")],
+    store: StoreOpt = DEFAULT_STORE,
+    as_json_: JsonOpt = False,
+    html: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report here.")] = None,
+) -> None:
+    """One job: its status and a per-node timeline."""
+    st = _open(store)
+    job = st.job(_full_id(st, job_id))
+    runs = st.node_runs(job.id)
+    if html is not None:
+        target = st.target_of(job.flow)
+        spec = load_target(target).spec if target else None
+        html.write_text(html_report(job, runs, spec))
+        err.print(f"wrote {html}")
+    if as_json_:
+        print(json.dumps({"job": as_json(job), "node_runs": [as_json(r) for r in runs]}))
+        return
+    out.print(f"[bold]{job.flow}[/] job {job.id}: {_styled(job.status.value)}  {_duration(job.started_at, job.finished_at)}", highlight=False)
+    if job.error:
+        out.print(f"  error: {job.error}", highlight=False)
+    table = Table("node", "status", "iter", "try", "thread", "start (ms)", "duration")
+    t0 = job.started_at or job.created_at
+    for r in runs:
+        offset = (r.started_at - t0).total_seconds() * 1000
+        table.add_row(r.node + (f"[{r.item}]" if r.item is not None else ""), _styled(r.status.value), str(r.iteration), str(r.attempt), r.thread, f"{offset:.1f}", _duration(r.started_at, r.finished_at))
+    out.print(table)
+
+
+@app.command()
+def resume(
+    job_id: Annotated[str, typer.Argument(help="The job to continue.")],
+    input: Annotated[list[str] | None, typer.Option("--input", "-i", help="New or changed input as key=value.")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="Where the flow's code is, if not the one `run` used.")] = None,
+    store: StoreOpt = DEFAULT_STORE,
+) -> None:
+    """Continue a suspended or crashed job; completed nodes are not run again."""
+    from .worker import Worker
+
+    st = _open(store)
+    record = st.job(_full_id(st, job_id))
+    where = target or st.target_of(record.flow)
+    if where is None:
+        raise UsageProblem(f"Job {record.id} belongs to flow '{record.flow}', whose code location is unknown; pass --target path/to/file.py:flow.")
+    flow = load_target(where)
+    with Worker(store=st, flows=[flow]) as worker:
+        job = worker.resume(record.id, inputs=_inputs(input or [], None) or None)
+        output = job.result()
+    print(_json_line(output))
+    st.close()
+
+
+@app.command()
+def graph(
+    target: Annotated[str, typer.Argument(help="path/to/file.py:flow or package.module:flow")],
+    format: Annotated[str, typer.Option("--format", help="mermaid or dot")] = "mermaid",
+) -> None:
+    """Print a flow's graph as Mermaid or Graphviz DOT."""
+    flow = load_target(target)
+    if format not in ("mermaid", "dot"):
+        raise UsageProblem(f"--format must be 'mermaid' or 'dot', found {format!r}.")
+    flow.validate()
+    print(flow.to_mermaid() if format == "mermaid" else flow.to_dot(), end="")
+
+
+@app.command()
+def stats(
+    flow: Annotated[str, typer.Argument(help="A flow name.")],
+    since: Annotated[str | None, typer.Option("--since")] = None,
+    store: StoreOpt = DEFAULT_STORE,
+    as_json_: JsonOpt = False,
+) -> None:
+    """Counts, success rate and per-node p50/p95 of one flow."""
+    st = _open(store)
+    s = st.stats(flow, since=_when(since))
+    if as_json_:
+        print(json.dumps(as_json(s)))
+        return
+    out.print(f"[bold]{flow}[/]: " + ", ".join(f"{k} {v}" for k, v in sorted(s.counts.items())) + f"; success rate {s.success_rate:.1%}", highlight=False)
+    table = Table("node", "runs", "failed", "p50 (ms)", "p95 (ms)")
+    for name, n in sorted(s.nodes.items()):
+        table.add_row(name, str(n.runs), str(n.failed), f"{n.p50 * 1000:.2f}", f"{n.p95 * 1000:.2f}")
+    out.print(table)
+
+
+def _full_id(st: Store, prefix: str) -> str:
+    if len(prefix) >= 32:
+        return prefix
+    matches = [j.id for j in st.jobs(limit=10_000) if j.id.startswith(prefix)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise UsageProblem(f"No job id starts with {prefix!r}; list jobs with `aetherflow jobs`.")
+    raise UsageProblem(f"{len(matches)} jobs start with {prefix!r}; give more characters.")
+
+
+def _when(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[:-1].isdigit() and text[-1] in units:
+        return datetime.now(timezone.utc) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageProblem(f"--since {text!r}: expected an ISO time (2026-01-31T12:00) or an age like 30m, 2h, 7d.") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _duration(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return ""
+    seconds = (end - start).total_seconds()
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def _styled(status: str) -> str:
+    color = {"completed": "green", "failed": "red", "suspended": "yellow", "running": "blue", "cancelled": "magenta"}.get(status, "white")
+    return f"[{color}]{status}[/]"
+
+
+def main() -> None:
+    """Console-script entry point: one clear line per error, non-zero exit."""
+    try:
+        app(standalone_mode=False)
+    except (AetherFlowError, TargetError) as exc:
+        _fail(exc, 2 if isinstance(exc, (UsageProblem, TargetError)) else 3 if isinstance(exc, Suspended) else 1)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+        if isinstance(exc, SystemExit):
+            raise
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        _fail(exc, 1)
+
+
+def _fail(exc: BaseException, code: int) -> None:
+    if _settings["debug"]:
+        traceback.print_exception(exc)
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    err.print(f"error: {message}", highlight=False, markup=False)
+    sys.exit(code)

@@ -1,0 +1,143 @@
+"""The console script, driven in a subprocess in a temporary folder, as a new user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FLOWS = '''
+from aetherflow import Suspend, node
+
+@node
+def load(n: int) -> list[int]:
+    return list(range(n))
+
+@node
+def total(load: list[int]) -> int:
+    return sum(load)
+
+flow = load.then(total).named("summing")
+
+@node
+def ask(n: int, ok: bool | None = None) -> str:
+    if ok is None:
+        raise Suspend("need ok")
+    return "yes" if ok else "no"
+
+approval = ask.named("approval")
+
+@node
+def boom(n: int) -> int:
+    raise ValueError("bad n")
+'''
+
+
+def aetherflow(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("aetherflow", path=os.path.dirname(sys.executable)) or "aetherflow"
+    return subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "flows.py").write_text(FLOWS)
+    return tmp_path
+
+
+def test_run_prints_output_json_on_last_line_and_creates_default_store(project: Path) -> None:
+    result = aetherflow(project, "run", "flows.py:flow", "--input", "n=5")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == 10
+    assert (project / ".aetherflow" / "runs.db").is_file()
+
+
+def test_run_with_inputs_file_and_module_target(project: Path) -> None:
+    (project / "in.json").write_text('{"n": 4}')
+    result = aetherflow(project, "run", "flows:flow", "--inputs", "in.json", "--threads", "2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "6"
+
+
+def test_bad_target_names_what_exists(project: Path) -> None:
+    result = aetherflow(project, "run", "flows.py:flwo", "-i", "n=1")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: 'flwo' in flows.py does not exist. Did you mean 'flow'? Flows there: approval, ask, boom, flow, load, total."
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_input_names_the_input(project: Path) -> None:
+    result = aetherflow(project, "run", "flows.py:flow")
+    assert result.returncode == 1
+    assert "missing required input 'n' (needed by node 'load')" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 or result.stderr.count("error:") == 1
+
+
+def test_failing_node_is_one_line_unless_debug(project: Path) -> None:
+    plain = aetherflow(project, "run", "flows.py:boom", "-i", "n=1")
+    assert plain.returncode == 1
+    assert "error: Node 'boom'" in plain.stderr and "ValueError: bad n" in plain.stderr
+    assert "Traceback" not in plain.stderr
+    debug = aetherflow(project, "--debug", "run", "flows.py:boom", "-i", "n=1")
+    assert "Traceback" in debug.stderr
+
+
+def test_jobs_lists_newest_first_as_table_and_json(project: Path) -> None:
+    aetherflow(project, "run", "flows.py:flow", "-i", "n=2")
+    aetherflow(project, "run", "flows.py:boom", "-i", "n=1")
+    table = aetherflow(project, "jobs")
+    assert table.returncode == 0 and "summing" in table.stdout and "failed" in table.stdout
+    records = json.loads(aetherflow(project, "jobs", "--json").stdout)
+    assert [(r["flow"], r["status"]) for r in records] == [("boom", "failed"), ("summing", "completed")]
+    only = json.loads(aetherflow(project, "jobs", "--json", "--status", "completed").stdout)
+    assert [r["flow"] for r in only] == ["summing"]
+
+
+def test_show_prints_timeline_and_writes_html_report(project: Path) -> None:
+    aetherflow(project, "run", "flows.py:flow", "-i", "n=3")
+    job_id = json.loads(aetherflow(project, "jobs", "--json").stdout)[0]["id"]
+    shown = aetherflow(project, "show", job_id[:8])
+    assert shown.returncode == 0, shown.stderr
+    assert "load" in shown.stdout and "total" in shown.stdout and "completed" in shown.stdout
+    data = json.loads(aetherflow(project, "show", job_id, "--json").stdout)
+    assert [r["node"] for r in data["node_runs"]] == ["load", "total"]
+    report = project / "report.html"
+    assert aetherflow(project, "show", job_id, "--html", str(report)).returncode == 0
+    page = report.read_text()
+    assert 'data-node="load"' in page and 'data-node="total"' in page and 'class="timeline"' in page
+    embedded = json.loads(page.split('id="aetherflow-data">')[1].split("</script>")[0])
+    assert [r["node"] for r in embedded["runs"]] == ["load", "total"]
+    assert "http" not in page.replace("http://www.w3.org/2000/svg", "")  # opens without network
+
+
+def test_resume_a_suspended_job(project: Path) -> None:
+    first = aetherflow(project, "run", "flows.py:approval", "-i", "n=1")
+    assert first.returncode == 3
+    assert "aetherflow resume" in first.stderr
+    job_id = json.loads(aetherflow(project, "jobs", "--json", "--status", "suspended").stdout)[0]["id"]
+    resumed = aetherflow(project, "resume", job_id, "--input", "ok=true")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip().splitlines()[-1] == '"yes"'
+    assert json.loads(aetherflow(project, "jobs", "--json").stdout)[0]["status"] == "completed"
+
+
+def test_graph_prints_mermaid_and_dot(project: Path) -> None:
+    mermaid = aetherflow(project, "graph", "flows.py:flow")
+    assert mermaid.stdout.startswith("flowchart TD") and "load --> total" in mermaid.stdout
+    dot = aetherflow(project, "graph", "flows.py:flow", "--format", "dot")
+    assert '"load" -> "total";' in dot.stdout
+    bad = aetherflow(project, "graph", "flows.py:flow", "--format", "png")
+    assert bad.returncode == 2 and "mermaid' or 'dot'" in bad.stderr
+
+
+def test_stats_table_and_json(project: Path) -> None:
+    for n in (1, 2, 3):
+        aetherflow(project, "run", "flows.py:flow", "-i", f"n={n}")
+    data = json.loads(aetherflow(project, "stats", "summing", "--json").stdout)
+    assert data["counts"] == {"completed": 3} and data["success_rate"] == 1.0
+    assert set(data["nodes"]) == {"load", "total"}
+    assert "success rate 100.0%" in aetherflow(project, "stats", "summing").stdout
