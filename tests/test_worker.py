@@ -319,3 +319,20 @@ def test_closed_worker_refuses_new_jobs() -> None:
 
 def test_flow_run_without_worker_uses_default_worker() -> None:
     assert inc.then(inc).run({"x": 0}) == 2
+
+
+def test_blas_threads_capped_for_worker_lifetime_and_restored() -> None:
+    pytest.importorskip("numpy")
+    from threadpoolctl import threadpool_info
+
+    def blas() -> list[int]:
+        return [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+
+    before = blas()
+    if not before:
+        pytest.skip("numpy has no BLAS pool to limit here")
+    with Worker(threads=4):
+        assert set(blas()) == {1}
+    assert blas() == before
+    with Worker(threads=4, blas_threads=None):
+        assert blas() == before
