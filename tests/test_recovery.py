@@ -11,10 +11,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from resources import crashing
 
 from aetherflow import Worker, node, open_store
-
+from resources import crashing
 from storecase import postgres_url
 
 RESOURCES = Path(__file__).parent / "resources"
@@ -90,7 +89,7 @@ def test_two_processes_write_one_sqlite_file_without_lock_errors(tmp_path: Path)
     with Worker(threads=8, store=url) as w:
         jobs = [w.submit(here.named("first-process"), {"i": i}) for i in range(300)]
         assert [j.result(60) for j in jobs] == list(range(300))
-    out, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "locked" not in err
     store = open_store(url)

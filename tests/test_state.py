@@ -177,7 +177,7 @@ def test_parallel_read_then_set_is_rerun_so_no_update_is_lost(worker) -> None:
     def root() -> int:
         return 0
 
-    def make(name: str):  # noqa: ANN202 - test helper
+    def make(name: str):
         def bump(root: int, job_state, execution) -> int:
             value = job_state.get("k", 0)
             if execution.attempt == 1:

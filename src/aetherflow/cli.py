@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,11 +35,11 @@ StoreOpt = Annotated[str, typer.Option("--store", help="Store URL (sqlite:///...
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
-class UsageProblem(AetherFlowError):
+class UsageError(AetherFlowError):
     """A bad command-line value; the message says which and how to fix it."""
 
 
-class Suspended(AetherFlowError):
+class StillSuspendedError(AetherFlowError):
     """The job paused (exit code 3): not a failure, it waits for `aetherflow resume`."""
 
 
@@ -60,14 +60,14 @@ def _inputs(pairs: list[str], file: Path | None) -> dict[str, Any]:
         try:
             loaded = json.loads(file.read_text())
         except (OSError, ValueError) as exc:
-            raise UsageProblem(f"--inputs {file}: cannot read a JSON object ({exc}).") from None
+            raise UsageError(f"--inputs {file}: cannot read a JSON object ({exc}).") from None
         if not isinstance(loaded, dict):
-            raise UsageProblem(f"--inputs {file}: expected a JSON object of inputs, found {type(loaded).__name__}.")
+            raise UsageError(f"--inputs {file}: expected a JSON object of inputs, found {type(loaded).__name__}.")
         values.update(loaded)
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
-            raise UsageProblem(f"--input {pair!r}: expected key=value, e.g. --input n=3.")
+            raise UsageError(f"--input {pair!r}: expected key=value, e.g. --input n=3.")
         values[key] = parse_value(text)
     return values
 
@@ -91,17 +91,16 @@ def run(
     ctx = load_context(context) if context is not None else None
     st = _open(store)
     st.remember_target(flow.name, target)
-    with Worker(ctx, threads=threads, store=st) as worker:
-        with progress_bar(len(flow.graph.names), flow.name, enabled=len(flow.graph.names) > 1) as advance:
-            worker.on("node_completed", lambda _e, _d: advance())
-            job = worker.submit(flow, values)
-            err.print(f"job {job.id} ({flow.name})", style="dim", highlight=False)
-            try:
-                output = job.result()
-            except JobSuspendedError as exc:
-                raise Suspended(f"Job {job.id} is suspended at node '{exc.node}'" + (f": {exc.reason}" if exc.reason else "") + f". Continue it with: aetherflow resume {job.id[:12]} --input key=value") from None
-            finally:
-                st.flush()
+    with Worker(ctx, threads=threads, store=st) as worker, progress_bar(len(flow.graph.names), flow.name, enabled=len(flow.graph.names) > 1) as advance:
+        worker.on("node_completed", lambda _e, _d: advance())
+        job = worker.submit(flow, values)
+        err.print(f"job {job.id} ({flow.name})", style="dim", highlight=False)
+        try:
+            output = job.result()
+        except JobSuspendedError as exc:
+            raise StillSuspendedError(f"Job {job.id} is suspended at node '{exc.node}'" + (f": {exc.reason}" if exc.reason else "") + f". Continue it with: aetherflow resume {job.id[:12]} --input key=value") from None
+        finally:
+            st.flush()
     print(_json_line(output))
     st.close()
 
@@ -181,7 +180,7 @@ def resume(
     record = st.job(_full_id(st, job_id))
     where = target or st.target_of(record.flow)
     if where is None:
-        raise UsageProblem(f"Job {record.id} belongs to flow '{record.flow}', whose code location is unknown; pass --target path/to/file.py:flow.")
+        raise UsageError(f"Job {record.id} belongs to flow '{record.flow}', whose code location is unknown; pass --target path/to/file.py:flow.")
     flow = load_target(where)
     with Worker(store=st, flows=[flow]) as worker:
         job = worker.resume(record.id, inputs=_inputs(input or [], None) or None)
@@ -198,7 +197,7 @@ def graph(
     """Print a flow's graph as Mermaid or Graphviz DOT."""
     flow = load_target(target)
     if format not in ("mermaid", "dot"):
-        raise UsageProblem(f"--format must be 'mermaid' or 'dot', found {format!r}.")
+        raise UsageError(f"--format must be 'mermaid' or 'dot', found {format!r}.")
     flow.validate()
     print(flow.to_mermaid() if format == "mermaid" else flow.to_dot(), end="")
 
@@ -230,8 +229,8 @@ def _full_id(st: Store, prefix: str) -> str:
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise UsageProblem(f"No job id starts with {prefix!r}; list jobs with `aetherflow jobs`.")
-    raise UsageProblem(f"{len(matches)} jobs start with {prefix!r}; give more characters.")
+        raise UsageError(f"No job id starts with {prefix!r}; list jobs with `aetherflow jobs`.")
+    raise UsageError(f"{len(matches)} jobs start with {prefix!r}; give more characters.")
 
 
 def _when(text: str | None) -> datetime | None:
@@ -239,12 +238,12 @@ def _when(text: str | None) -> datetime | None:
         return None
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     if text[:-1].isdigit() and text[-1] in units:
-        return datetime.now(timezone.utc) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+        return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise UsageProblem(f"--since {text!r}: expected an ISO time (2026-01-31T12:00) or an age like 30m, 2h, 7d.") from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        raise UsageError(f"--since {text!r}: expected an ISO time (2026-01-31T12:00) or an age like 30m, 2h, 7d.") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _duration(start: datetime | None, end: datetime | None) -> str:
@@ -264,11 +263,11 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except (AetherFlowError, TargetError) as exc:
-        _fail(exc, 2 if isinstance(exc, (UsageProblem, TargetError)) else 3 if isinstance(exc, Suspended) else 1)
+        _fail(exc, 2 if isinstance(exc, (UsageError, TargetError)) else 3 if isinstance(exc, StillSuspendedError) else 1)
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+    except Exception as exc:
         if isinstance(exc, SystemExit):
             raise
         import click

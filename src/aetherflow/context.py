@@ -21,15 +21,15 @@ log = logging.getLogger("aetherflow.context")
 class FlowContext(containers.DynamicContainer):  # type: ignore[misc]
     """What instantiating a `BaseFlowContext` subclass returns (dependency-injector's design)."""
 
-    def shutdown_resources(self) -> Any:
+    def shutdown_resources(self, *args: Any, **kwargs: Any) -> Any:
         """Tear down the context's singletons (``teardown=`` or generator), then its resources."""
         for name, provider in reversed(list(self.providers.items())):
             if isinstance(provider, Singleton):
                 try:
                     provider.shutdown()
-                except Exception:  # noqa: BLE001 - a failing teardown must not stop the others
+                except Exception:
                     log.error("Teardown of singleton '%s' failed", name, exc_info=True)
-        return super().shutdown_resources()
+        return super().shutdown_resources(*args, **kwargs)
 
 
 class BaseFlowContext(containers.DeclarativeContainer):  # type: ignore[misc]

@@ -214,7 +214,10 @@ class Flow:
 
 
 def _add_step(n: Node) -> _Step:
-    return lambda s: s.add(n)
+    def step(spec: GraphSpec) -> None:
+        spec.add(n)
+
+    return step
 
 
 def _as_node(obj: Any) -> Node:

@@ -259,9 +259,10 @@ class Graph:
             v = spec.vertices[name]
             if v.branches is None:
                 continue
-            self.branches[i] = {k: self.index[t] for k, t in v.branches.items()}
+            choices = {k: self.index[t] for k, t in v.branches.items()}
+            self.branches[i] = choices
             self.branch_default[i] = self.index[v.default] if v.default else None
-            targets = set(self.branches[i].values())
+            targets = set(choices.values())
             if self.branch_default[i] is not None:
                 targets.add(self.branch_default[i])  # type: ignore[arg-type]
             for t in targets:

@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+
 class GuardedProxy:
     """Wraps a shared object; ``isinstance(proxy, type(obj))`` still holds."""
 
-    __slots__ = ("_af_obj", "_af_lock", "__dict__", "__weakref__")
+    __slots__ = ("__dict__", "__weakref__", "_af_lock", "_af_obj")
 
     def __init__(self, obj: Any, lock: threading.RLock | None = None) -> None:
         object.__setattr__(self, "_af_obj", obj)
@@ -26,7 +27,7 @@ class GuardedProxy:
 
     # isinstance() and type checks see the wrapped object's class.
     @property  # type: ignore[misc]
-    def __class__(self) -> type:  # noqa: D105
+    def __class__(self) -> type:
         return type(self._af_obj)
 
     def __getattr__(self, name: str) -> Any:

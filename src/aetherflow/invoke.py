@@ -59,7 +59,7 @@ class Outcome:
 class _Attempts:
     """Retry policy of one node call: ``retries`` with backoff for ``retry_on``, conflicts apart."""
 
-    __slots__ = ("node", "name", "job_id", "attempt", "conflicts")
+    __slots__ = ("attempt", "conflicts", "job_id", "name", "node")
 
     def __init__(self, node: Node, name: str, job_id: str) -> None:
         self.node, self.name, self.job_id = node, name, job_id
@@ -177,7 +177,7 @@ def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET) 
             else:
                 value = _call_with_timeout(node.fn, kwargs, node.timeout, vp.name, ex)
             return _finish(call, vp, ex, value, handles)
-        except BaseException as exc:  # noqa: BLE001 - the retry policy decides what ends the call
+        except BaseException as exc:
             if not isinstance(exc, Exception):
                 raise
             delay = attempts.delay_after(exc)
@@ -202,7 +202,7 @@ async def acall_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = 
             else:
                 try:
                     value = await asyncio.wait_for(node.fn(**kwargs), node.timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise _timeout_error(vp.name, ex, node.timeout) from None
             return _finish(call, vp, ex, value, handles)
         except Exception as exc:  # noqa: BLE001 - the retry policy decides what ends the call

@@ -35,7 +35,7 @@ class Job:
     >>> job.result(timeout=5)
     """
 
-    __slots__ = ("id", "flow", "run", "future", "_status", "_on_cancel", "__weakref__")
+    __slots__ = ("__weakref__", "_on_cancel", "_status", "flow", "future", "id", "run")
 
     def __init__(self, job_id: str, flow: Flow, run: JobRun, on_cancel: Callable[[Job], None]) -> None:
         self.id = job_id

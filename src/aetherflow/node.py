@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
 
-from pydantic import ConfigDict, SecretBytes, SecretStr, TypeAdapter, ValidationError
+from pydantic import ConfigDict, SecretBytes, SecretStr, TypeAdapter
 
 from .errors import FlowDefinitionError
 
@@ -140,7 +140,7 @@ class Node:
         except KeyError:
             pass
         hint = self._hints.get(name, Any)
-        adapter = None if hint is Any or hint is None and name == "return" else _make_adapter(hint)
+        adapter = None if hint is Any or (hint is None and name == "return") else _make_adapter(hint)
         self._adapters[name] = adapter
         return adapter
 
@@ -272,8 +272,8 @@ def _type_hints(fn: Callable[..., Any], localns: dict[str, Any] | None) -> dict[
     globalns = getattr(fn, "__globals__", {})
     for name, ann in getattr(fn, "__annotations__", {}).items():
         try:
-            hints[name] = eval(ann, globalns, localns or {}) if isinstance(ann, str) else ann  # noqa: S307
-        except Exception:  # noqa: BLE001, S112 - unresolvable: that parameter is not validated
+            hints[name] = eval(ann, globalns, localns or {}) if isinstance(ann, str) else ann
+        except Exception:  # noqa: BLE001 - unresolvable: that parameter is not validated
             continue
     return hints
 

@@ -82,8 +82,8 @@ def _rescoped(provider: Any, kind: type) -> Any:
     """The same construction (callable, args, kwargs), with another lifetime."""
     if not hasattr(provider, "provides"):
         raise FlowDefinitionError("profile", [f"provider {provider!r} has no factory to re-scope."])
-    options = {}
-    for option in ("guard", "teardown"):
-        if hasattr(provider, option) and option in kind.__init__.__code__.co_varnames:
-            options[option] = getattr(provider, option)
+    accepts = {"guard"} if kind in (af.Singleton, af.WorkerScoped, af.JobScoped, af.NodeScoped) else set()
+    if kind is not _di.Factory:
+        accepts.add("teardown")
+    options = {k: getattr(provider, k) for k in accepts if getattr(provider, k, None) is not None}
     return kind(provider.provides, *provider.args, **provider.kwargs, **options)

@@ -21,28 +21,121 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable as _Fn
 from typing import Any
 
 from dependency_injector import providers as _di
-from dependency_injector.providers import *  # noqa: F403 - the re-export is the point
+from dependency_injector.providers import (  # every dependency-injector provider, re-exported
+    AbstractCallable,
+    AbstractCoroutine,
+    AbstractFactory,
+    AbstractSingleton,
+    Aggregate,
+    AttributeGetter,
+    BaseResource,
+    BaseSingleton,
+    Callable,
+    CallableDelegate,
+    Configuration,
+    ConfigurationOption,
+    Container,
+    ContextLocalResource,
+    ContextLocalSingleton,
+    Coroutine,
+    CoroutineDelegate,
+    Delegate,
+    DelegatedCallable,
+    DelegatedCoroutine,
+    DelegatedFactory,
+    DelegatedSingleton,
+    DelegatedThreadLocalSingleton,
+    DelegatedThreadSafeSingleton,
+    DependenciesContainer,
+    Dependency,
+    Dict,
+    ExternalDependency,
+    Factory,
+    FactoryAggregate,
+    FactoryDelegate,
+    ItemGetter,
+    List,
+    MethodCaller,
+    Object,
+    ProvidedInstance,
+    Provider,
+    Resource,
+    Selector,
+    Self,
+    SingletonDelegate,
+    ThreadSafeSingleton,
+    TypedConfigurationOption,
+)
 
 from .execution import ExecutionContext, _current
 from .guard import GuardedProxy
 from .node import UNSET
 from .scopes import Scope, _finish_generator
 
-__all__ = [name for name in dir(_di) if not name.startswith("_") and isinstance(getattr(_di, name), type)]
-__all__ += ["JobScoped", "NodeScoped", "WorkerScoped", "scope_of"]
+__all__ = [
+    "AbstractCallable",
+    "AbstractCoroutine",
+    "AbstractFactory",
+    "AbstractSingleton",
+    "Aggregate",
+    "AttributeGetter",
+    "BaseResource",
+    "BaseSingleton",
+    "Callable",
+    "CallableDelegate",
+    "Configuration",
+    "ConfigurationOption",
+    "Container",
+    "ContextLocalResource",
+    "ContextLocalSingleton",
+    "Coroutine",
+    "CoroutineDelegate",
+    "Delegate",
+    "DelegatedCallable",
+    "DelegatedCoroutine",
+    "DelegatedFactory",
+    "DelegatedSingleton",
+    "DelegatedThreadLocalSingleton",
+    "DelegatedThreadSafeSingleton",
+    "DependenciesContainer",
+    "Dependency",
+    "Dict",
+    "ExternalDependency",
+    "Factory",
+    "FactoryAggregate",
+    "FactoryDelegate",
+    "ItemGetter",
+    "List",
+    "MethodCaller",
+    "Object",
+    "ProvidedInstance",
+    "Provider",
+    "Resource",
+    "Selector",
+    "Self",
+    "SingletonDelegate",
+    "ThreadSafeSingleton",
+    "TypedConfigurationOption",
+    "Singleton",
+    "ThreadLocalSingleton",
+    "JobScoped",
+    "NodeScoped",
+    "WorkerScoped",
+    "scope_of",
+]
 
 class _Options:
     """``guard=`` and ``teardown=`` on AetherFlow's providers, kept across container copies."""
 
     guard: bool
-    teardown: Callable[[Any], Any] | None
+    teardown: _Fn[[Any], Any] | None
     scope: Scope
 
-    def _set_options(self, guard: bool, teardown: Callable[[Any], Any] | None) -> None:
+    def _set_options(self, guard: bool, teardown: _Fn[[Any], Any] | None) -> None:
         self.guard = guard
         self.teardown = teardown
         self._af_handout: tuple[Any, Any] | None = None
@@ -56,7 +149,7 @@ class _Options:
         return GuardedProxy(instance) if self.guard else instance
 
 
-class Singleton(_Options, _di.Singleton):  # type: ignore[misc]
+class Singleton(_Options, _di.Singleton[Any]):  # type: ignore[misc]
     """One instance per context, created once even when threads race, guarded in nodes.
 
     ``guard=False`` hands out the raw object (for objects that are thread-safe themselves);
@@ -65,12 +158,12 @@ class Singleton(_Options, _di.Singleton):  # type: ignore[misc]
 
     scope = Scope.PROCESS
 
-    def __init__(self, provides: Any = None, *args: Any, guard: bool = True, teardown: Callable[[Any], Any] | None = None, **kwargs: Any) -> None:
+    def __init__(self, provides: Any = None, *args: Any, guard: bool = True, teardown: _Fn[[Any], Any] | None = None, **kwargs: Any) -> None:
         self._set_options(guard, teardown)
         self._lock = threading.RLock()
         super().__init__(provides, *args, **kwargs)
 
-    def _set_options(self, guard: bool, teardown: Callable[[Any], Any] | None) -> None:
+    def _set_options(self, guard: bool, teardown: _Fn[[Any], Any] | None) -> None:
         super()._set_options(guard, teardown)
         self._lock = threading.RLock()
         self._af_instance: Any = UNSET
@@ -82,14 +175,14 @@ class Singleton(_Options, _di.Singleton):  # type: ignore[misc]
             return instance
         with self._lock:  # one lock per provider: unrelated singletons never wait on each other
             if self._af_instance is UNSET:
-                made = super()._provide(args, kwargs)
+                made = super()._provide(args, kwargs)  # type: ignore[misc]
                 if inspect.isgenerator(made):
                     self._af_generator = made
                     made = next(made)
                 self._af_instance = made
             return self._af_instance
 
-    def reset(self) -> None:
+    def reset(self) -> Any:
         with self._lock:
             super().reset()
             self._af_instance = UNSET
@@ -117,26 +210,26 @@ class Singleton(_Options, _di.Singleton):  # type: ignore[misc]
         return handout[1]
 
 
-class ThreadLocalSingleton(_Options, _di.ThreadLocalSingleton):  # type: ignore[misc]
+class ThreadLocalSingleton(_Options, _di.ThreadLocalSingleton[Any]):  # type: ignore[misc]
     """One instance per worker thread, torn down when the worker closes; never shared."""
 
     scope = Scope.THREAD
 
-    def __init__(self, provides: Any = None, *args: Any, teardown: Callable[[Any], Any] | None = None, **kwargs: Any) -> None:
+    def __init__(self, provides: Any = None, *args: Any, teardown: _Fn[[Any], Any] | None = None, **kwargs: Any) -> None:
         self._set_options(False, teardown)
         super().__init__(provides, *args, **kwargs)
 
     def _provide(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         ex = _current.get()
         if ex is None or ex.scopes is None:  # outside a node: dependency-injector's behaviour
-            return super()._provide(args, kwargs)
+            return super()._provide(args, kwargs)  # type: ignore[misc]
         return ex.scopes.instance(self, ex, lambda: self._factory_twin()(*args, **kwargs))[0]
 
-    def _set_options(self, guard: bool, teardown: Callable[[Any], Any] | None) -> None:
+    def _set_options(self, guard: bool, teardown: _Fn[[Any], Any] | None) -> None:
         super()._set_options(guard, teardown)
-        self._af_twin: _di.Factory | None = None
+        self._af_twin: _di.Factory[Any] | None = None
 
-    def _factory_twin(self) -> _di.Factory:
+    def _factory_twin(self) -> _di.Factory[Any]:
         """A plain factory of the same call: instances per thread are kept by the worker."""
         twin = self._af_twin
         if twin is None:
@@ -150,20 +243,20 @@ class ThreadLocalSingleton(_Options, _di.ThreadLocalSingleton):  # type: ignore[
         return ex.scopes.instance(self, ex, self._factory_twin())[1]
 
 
-class _Scoped(_Options, _di.Factory):  # type: ignore[misc]
+class _Scoped(_Options, _di.Factory[Any]):  # type: ignore[misc]
     """A factory whose instances live as long as a worker, a job or a node run."""
 
     default_guard = True
 
-    def __init__(self, provides: Any = None, *args: Any, guard: bool | None = None, teardown: Callable[[Any], Any] | None = None, **kwargs: Any) -> None:
+    def __init__(self, provides: Any = None, *args: Any, guard: bool | None = None, teardown: _Fn[[Any], Any] | None = None, **kwargs: Any) -> None:
         self._set_options(self.default_guard if guard is None else guard, teardown)
         super().__init__(provides, *args, **kwargs)
 
     def _provide(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        return _scopes_of(self).instance(self, _current.get(), lambda: super(_Scoped, self)._provide(args, kwargs))[0]
+        return _scopes_of(self).instance(self, _current.get(), lambda: super(_Scoped, self)._provide(args, kwargs))[0]  # type: ignore[misc]
 
     def inject(self) -> Any:
-        return _scopes_of(self).instance(self, _current.get(), lambda: super(_Scoped, self)._provide((), {}))[1]
+        return _scopes_of(self).instance(self, _current.get(), lambda: super(_Scoped, self)._provide((), {}))[1]  # type: ignore[misc]
 
 
 class WorkerScoped(_Scoped):

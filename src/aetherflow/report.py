@@ -115,11 +115,11 @@ def _timeline_svg(runs: list[NodeRunRecord]) -> str:
     for i, lane in enumerate(lanes):
         parts.append(f'<text x="4" y="{34 + 26 * i}">{html.escape(lane)}</text>')
     for r in runs:
-        lane = lanes.index(r.thread)
+        row = lanes.index(r.thread)
         x = left + (r.started_at.timestamp() - start) / span * width
         w = max(2.0, ((r.finished_at or r.started_at).timestamp() - r.started_at.timestamp()) / span * width)
         tip = f"{r.node} #{r.iteration} try {r.attempt}: {r.status.value}"
-        parts.append(f'<rect class="run" data-node="{html.escape(r.node)}" x="{x:.1f}" y="{20 + 26 * lane}" width="{w:.1f}" height="20" fill="{_COLORS.get(r.status.value, "#888")}"><title>{html.escape(tip)}</title></rect>')
+        parts.append(f'<rect class="run" data-node="{html.escape(r.node)}" x="{x:.1f}" y="{20 + 26 * row}" width="{w:.1f}" height="20" fill="{_COLORS.get(r.status.value, "#888")}"><title>{html.escape(tip)}</title></rect>')
     parts.append(f'<text x="{left}" y="{34 + 26 * len(lanes)}">0 s</text><text x="{left + width - 60}" y="{34 + 26 * len(lanes)}">{span:.3f} s</text>')
     parts.append("</svg>")
     return "\n".join(parts)

@@ -88,7 +88,7 @@ class ScopeCache:
         for name, fn in reversed(teardowns):
             try:
                 fn()
-            except Exception as exc:  # noqa: BLE001 - one failing teardown must not stop the rest
+            except Exception as exc:
                 log.error("Teardown of '%s' in %s failed", name, self.label, exc_info=True)
                 failures.append(exc)
         return failures
@@ -105,7 +105,7 @@ def _finish_generator(gen: Any, name: str) -> None:
 class JobScopes:
     """The caches one job's node calls resolve scoped providers from."""
 
-    __slots__ = ("worker", "job_id", "_job", "thread_cache")
+    __slots__ = ("_job", "job_id", "thread_cache", "worker")
 
     def __init__(self, worker: ScopeCache, job_id: str, thread_cache: Callable[[], ScopeCache]) -> None:
         self.worker = worker

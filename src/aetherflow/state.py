@@ -73,7 +73,7 @@ class StateConflict(Exception):  # noqa: N818 - internal signal: the worker re-r
 class StateSpace:
     """The committed values of one namespace: key -> (value, version)."""
 
-    __slots__ = ("scope", "namespace", "entries", "lock")
+    __slots__ = ("entries", "lock", "namespace", "scope")
 
     def __init__(self, scope: StateScope, namespace: str = "") -> None:
         self.scope = scope
@@ -103,7 +103,7 @@ class StateHandle:
     ...     return job_state.get("total", 0)
     """
 
-    __slots__ = ("space", "_overlay", "_ops", "_reads")
+    __slots__ = ("_ops", "_overlay", "_reads", "space")
 
     def __init__(self, space: StateSpace) -> None:
         self.space = space

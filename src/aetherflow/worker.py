@@ -82,7 +82,7 @@ class Worker:
         if durability not in ("sync", "async"):
             raise ValueError(f"durability must be 'sync' or 'async', found {durability!r}.")
         self._owns_store = not isinstance(store, Store)
-        self.store: Store = open_store(store or "memory://", durability=durability) if self._owns_store else store  # type: ignore[arg-type]
+        self.store: Store = store if isinstance(store, Store) else open_store(store or "memory://", durability=durability)
         self._check_value = value_checker(self.store)
         self._flows: dict[str, Flow] = {}
         for f in flows or ():
@@ -334,7 +334,7 @@ class Worker:
                 break
             try:
                 self._execute(task, thread)
-            except BaseException:  # noqa: BLE001 - a bug here must not kill the worker thread
+            except BaseException:
                 log.critical("AetherFlow internal error while running a node", exc_info=True)
         cache = getattr(self._local, "cache", None)
         if cache is not None:
@@ -523,14 +523,14 @@ class Worker:
         for fn in self._hooks.get(event, ()):
             try:
                 fn(event, data)
-            except Exception:  # noqa: BLE001 - a broken hook must not break the job
+            except Exception:
                 log.error("on_event hook %r failed for %s", fn, event, exc_info=True)
 
     def _beat(self) -> None:
         while not self._heartbeat_stop.wait(self.lease / 3):
             try:
                 self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time())
-            except Exception:  # noqa: BLE001 - a missed beat is retried next period
+            except Exception:
                 log.warning("Heartbeat of %s failed", self.id, exc_info=True)
 
 

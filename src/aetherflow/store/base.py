@@ -60,7 +60,7 @@ class Store(ABC):
     @abstractmethod
     def record_run(self, facts: RunFacts) -> None: ...
 
-    def heartbeat(self, worker: str, pid: int, host: str, ts: float) -> None:
+    def heartbeat(self, worker: str, pid: int, host: str, ts: float) -> None:  # noqa: B027 - optional hook
         """Say that ``worker`` is alive (persistent stores use it to find dead workers)."""
 
     def remember_target(self, flow: str, target: str) -> None:
@@ -70,7 +70,7 @@ class Store(ABC):
     def target_of(self, flow: str) -> str | None:
         return getattr(self, "_targets", {}).get(flow)
 
-    def flush(self) -> None:
+    def flush(self) -> None:  # noqa: B027 - optional hook: in-memory stores have nothing to flush
         """Make everything recorded so far durable."""
 
     def close(self) -> None:

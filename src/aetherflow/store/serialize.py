@@ -15,7 +15,6 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from ..errors import NodeOutputError
 from .base import Store
 
-
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 

@@ -72,7 +72,7 @@ class SQLStore(Store):
         self._live_lock = threading.Lock()
         self._owners: dict[str, str | None] = {}
         self._migrate()
-        self._writer = BatchWriter(url.rsplit("/", 1)[-1], self._transact, sync=durability == "sync")
+        self._writer: BatchWriter[list[Statement]] = BatchWriter(url.rsplit("/", 1)[-1], self._transact, sync=durability == "sync")
 
     # -- dialect ------------------------------------------------------------------------
 
@@ -110,16 +110,16 @@ class SQLStore(Store):
         if text.startswith("pickle:"):
             if not self.pickle:
                 raise StoreError(f"{self.url} holds pickled values; open it with pickle=True to read them (only if you trust who wrote them).")
-            return pickle.loads(base64.b64decode(text[7:]))  # noqa: S301 - opt-in, documented
+            return pickle.loads(base64.b64decode(text[7:]))
         return json.loads(text)
 
     # -- writes ----------------------------------------------------------------------------
 
     def _submit(self, statements: list[Statement]) -> None:
-        self._writer.submit(lambda _: statements)  # type: ignore[arg-type,return-value]
+        self._writer.submit(statements)
 
-    def _transact(self, batch: list[Callable[[Any], list[Statement]]]) -> None:
-        statements = [s for op in batch for s in op(None)]
+    def _transact(self, batch: list[list[Statement]]) -> None:
+        statements = [s for item in batch for s in item]
         retry(f"write to {self.url}", lambda: self._execute_batch(statements), self._retryable)
 
     def create_job(self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float) -> None:
@@ -269,7 +269,7 @@ class SQLStore(Store):
         ids = [r[0] for r in self._rows("SELECT id FROM jobs WHERE status IN (?, ?, ?) AND COALESCE(finished_at, created_at) < ?", [*finished, cutoff])]
         for start in range(0, len(ids), 500):
             chunk = [(i,) for i in ids[start:start + 500]]
-            self._writer.submit(lambda _, chunk=chunk: [(f"DELETE FROM {table} WHERE {col} = ?", chunk) for table, col in (  # type: ignore[misc]
+            self._writer.submit([(f"DELETE FROM {table} WHERE {col} = ?", chunk) for table, col in (
                 ("events", "job_id"), ("state_writes", "job_id"), ("state_snapshots", "job_id"), ("node_runs", "job_id"), ("jobs", "id"))])
         self.flush()
         return len(ids)
@@ -318,7 +318,7 @@ class SQLStore(Store):
         # same job at once, only the first update matches.
         previous = self._owners.pop(job_id, None)
         sql = f"UPDATE jobs SET worker = ? WHERE id = ? AND worker {self.null_safe_eq} ?"
-        self._writer.submit(lambda _: [(sql, [(worker, job_id, previous)])])  # type: ignore[arg-type,return-value]
+        self._writer.submit([(sql, [(worker, job_id, previous)])])
         return self.job(job_id).worker == worker
 
 

@@ -13,21 +13,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger("aetherflow.store")
 
-Op = Callable[[Any], None]  # applies one write on the writer's connection
+T = TypeVar("T")  # one queued write, as the store defines it
 
 
-class BatchWriter:
-    """Commits queued ops in batches: on the callers' threads (sync) or a background thread (async)."""
+class BatchWriter(Generic[T]):
+    """Commits queued items in batches: on the callers' threads (sync) or a background thread (async)."""
 
-    def __init__(self, name: str, transact: Callable[[list[Op]], None], *, sync: bool, interval: float = 0.005) -> None:
+    def __init__(self, name: str, transact: Callable[[list[T]], None], *, sync: bool, interval: float = 0.005) -> None:
         self.sync = sync
         self.interval = interval
         self._transact = transact
-        self._pending: list[Op] = []
+        self._pending: list[T] = []
         self._batch_no = 0  # number of the batch now being collected
         self._done_no = 0  # batches numbered below this are committed (or failed)
         self._errors: dict[int, BaseException] = {}
@@ -39,12 +39,12 @@ class BatchWriter:
             self._thread = threading.Thread(target=self._run, name=f"aetherflow-writer-{name}", daemon=True)
             self._thread.start()
 
-    def submit(self, op: Op) -> None:
-        """Queue ``op``; in sync mode, return once it is committed (or raise its error)."""
+    def submit(self, item: T) -> None:
+        """Queue ``item``; in sync mode, return once it is committed (or raise its error)."""
         with self._cond:
             if self._closed:
                 raise RuntimeError("the store is closed")
-            self._pending.append(op)
+            self._pending.append(item)
             ticket = self._batch_no
             if not self.sync:
                 if len(self._pending) >= 1000:
@@ -103,11 +103,11 @@ class BatchWriter:
             with self._committing:
                 self._commit_pending()
 
-    def _commit(self, batch: list[Op]) -> BaseException | None:
+    def _commit(self, batch: list[T]) -> BaseException | None:
         try:
             self._transact(batch)
             return None
-        except Exception as exc:  # noqa: BLE001 - reported to the waiting callers, or logged
+        except Exception as exc:
             if not self.sync:
                 log.error("Background write of %d records failed", len(batch), exc_info=True)
             return exc
