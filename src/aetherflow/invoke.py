@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -31,22 +31,34 @@ from .graph import (
     VertexPlan,
 )
 from .node import UNSET, Node
-from .scheduler import JobRun
 from .scopes import JobScopes
 from .state import Commit, StateConflict, StateHandle, StateSpace, commit
+
+
+class RunView(Protocol):
+    """What a node call reads of its job: a `JobRun` here, a snapshot of one on a Dask worker."""
+
+    job_id: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    job_space: StateSpace
+
+    def node_space(self, name: str) -> StateSpace: ...
 
 
 @dataclass(slots=True)
 class JobCall:
     """What every node call of one job shares."""
 
-    run: JobRun
+    run: RunView
     worker_id: str
     flow: str
     injectors: dict[str, Callable[[], Any]]
     scopes: JobScopes
     worker_space: Callable[[str, str], StateSpace]  # (flow, node) -> the worker_state space
     check_value: Callable[[Any, str, str], None] | None  # raises NodeOutputError if not storable
+    commit: Callable[[list[StateHandle], str, str], list[Commit]] = commit  # Dask defers it to the driver
+    context: Any = None  # the context instance the job resolves providers from
 
 
 @dataclass(slots=True)
@@ -158,7 +170,7 @@ def _finish(call: JobCall, vp: VertexPlan, ex: ExecutionContext, value: Any, han
         for h in handles:
             for key, v in h.pending_values():
                 call.check_value(v, vp.name, f"{h.space.scope.value}_state['{key}']")
-    commits = commit(handles, ex.job_id, vp.name) if handles else []
+    commits = call.commit(handles, ex.job_id, vp.name) if handles else []
     return Outcome(output, commits, ex.attempt)
 
 

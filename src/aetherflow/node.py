@@ -117,6 +117,14 @@ class Node:
             return "?"
         return f"{os.path.basename(code.co_filename)}:{code.co_firstlineno}"
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Travels to Dask workers: resolve annotations here, leave caches and the
+        # defining frame's locals behind (they may hold anything, even a client).
+        self._resolved = self._hints
+        state = dict(self.__dict__)
+        state.update(_localns=None, _adapters={}, _flow=None)
+        return state
+
     # -- validation, compiled once per parameter --------------------------------------
 
     @property

@@ -178,6 +178,17 @@ class StateHandle:
         """The values this node wrote (as it sees them), deletions left out."""
         return [(k, v) for k, v in self._overlay.items() if v is not DELETED]
 
+    def writeset(self) -> tuple[dict[str, list[_Op]], dict[str, int]]:
+        """The buffered writes and the versions read: what travels back from a Dask task."""
+        return self._ops, self._reads
+
+    @classmethod
+    def from_writeset(cls, space: StateSpace, ops: dict[str, list[_Op]], reads: dict[str, int]) -> StateHandle:
+        """A handle on ``space`` carrying writes made elsewhere, ready for `commit`."""
+        handle = cls(space)
+        handle._ops, handle._reads = ops, reads
+        return handle
+
     def discard(self) -> None:
         self._overlay.clear()
         self._ops.clear()

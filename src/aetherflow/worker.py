@@ -259,7 +259,7 @@ class Worker:
             raise AetherFlowError(f"Worker {self.id} is closed; create a new Worker to run more jobs.")
         job = Job(run.job_id, flow, run, self._cancel)
         scopes = JobScopes(self._worker_cache, run.job_id, self._thread_cache)
-        call = JobCall(run, self.id, flow.name, self._injectors_for(ctx, run.plan), scopes, self._worker_space, self._check_value)
+        call = JobCall(run, self.id, flow.name, self._injectors_for(ctx, run.plan), scopes, self._worker_space, self._check_value, context=ctx)
         with self._lock:
             self._active[job.id] = (job, call)
         job._status = JobStatus.RUNNING
@@ -342,7 +342,7 @@ class Worker:
 
     def _execute(self, task: _Task, thread: str) -> None:
         call, job, i, k = task
-        run = call.run
+        run = job.run
         while True:
             if run.stopped is not None:
                 if run.dropped(i):
@@ -356,13 +356,13 @@ class Worker:
                 call, job, i, k = task
                 continue
             vp = run.plan.vertices[i]
-            if vp.node.is_async:
+            if vp.node.is_async and self._local_async:
                 self._run_async(task)
                 return
             run.began(i)
             started = time.time()
             try:
-                outcome: Outcome | BaseException = call_node(call, vp, run.runs[i], run.map_items[i][k] if k >= 0 else UNSET)
+                outcome: Outcome | BaseException = self._call_node(call, vp, run.runs[i], run.map_items[i][k] if k >= 0 else UNSET)
             except (NodeError, Suspend, AetherFlowError) as exc:
                 outcome = exc
             ready = self._settle(call, job, i, k, started, thread, outcome)
@@ -373,8 +373,12 @@ class Worker:
             i, k = ready[0], -1
             task = (call, job, i, k)
 
+    # Where a node call happens; `aetherflow.dask.DaskWorker` sends it to the cluster instead.
+    _local_async = True
+    _call_node = staticmethod(call_node)
+
     def _start_map(self, call: JobCall, job: Job, i: int) -> _Task | None:
-        run = call.run
+        run = job.run
         source = run.graph.names[run.graph.explicit[i][0]]
         try:
             items = list(run.outputs[source])
@@ -400,7 +404,7 @@ class Worker:
 
     def _settle(self, call: JobCall, job: Job, i: int, k: int, started: float, thread: str, outcome: Outcome | BaseException) -> list[int]:
         """Record a finished call and tell the scheduler; returns the vertices now ready."""
-        run = call.run
+        run = job.run
         name = run.graph.names[i]
         item = k if k >= 0 else None
         if isinstance(outcome, Outcome):
@@ -429,7 +433,7 @@ class Worker:
 
     async def _acall(self, task: _Task) -> None:
         call, job, i, k = task
-        run = call.run
+        run = job.run
         run.began(i)
         started = time.time()
         try:
@@ -460,9 +464,9 @@ class Worker:
     # -- finishing jobs -------------------------------------------------------------------------
 
     def _finish(self, job: Job, call: JobCall) -> None:
-        run = call.run
+        run = job.run
         status = run.final_status()
-        call.scopes.close()  # teardowns end before result() returns
+        self._close_job_scopes(call)  # teardowns end before result() returns
         output = run.result() if status is JobStatus.COMPLETED else UNSET
         error = None if run.error is None else str(run.error)
         if status is JobStatus.SUSPENDED and run.suspended:
@@ -484,6 +488,9 @@ class Worker:
         else:
             node, reason = run.suspended or ("?", "")
             job.future.set_exception(JobSuspendedError(job.id, node, reason))
+
+    def _close_job_scopes(self, call: JobCall) -> None:
+        call.scopes.close()
 
     def _stored_output(self, output: Any) -> Any:
         if output is UNSET or self._check_value is None:

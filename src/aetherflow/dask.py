@@ -1,0 +1,287 @@
+"""Scale-out: `DaskWorker` runs nodes as tasks on a `dask.distributed` cluster.
+
+The scheduler, the store and every commit stay in the driver. A node call travels to a
+Dask worker with what it reads (the outputs it names, its inputs, snapshots of
+``job_state``/``node_state``/``worker_state`` with their versions); it comes back with its
+output and its write-sets, which the driver commits with the usual rules, re-sending the
+node when a read-then-set lost a race. So state semantics do not change.
+
+Scopes on the cluster (a worker plugin holds them on each Dask worker):
+
+- `WorkerScoped`: one per Dask worker, torn down when that worker closes;
+- `ThreadLocalSingleton`: one per Dask worker thread;
+- `JobScoped` / `NodeScoped`: one per (Dask worker, job) / (Dask worker, job, node),
+  torn down on every Dask worker when the job ends;
+- `Singleton`: one per Dask worker *process* — guarded there, but not shared across
+  machines (nothing in-process can be).
+
+Contexts travel by reference (``module:Class``), so they must be importable on the
+workers; nodes, inputs and outputs travel with cloudpickle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+try:
+    import distributed
+    from distributed.diagnostics.plugin import WorkerPlugin
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("Running on Dask needs dask.distributed. Install it with: pip install 'aetherflow[dask]'") from exc
+
+from .errors import AetherFlowError, NodeError, StateConflictError, Suspend
+from .graph import B_JOIN, B_NODE, B_PROVIDER, B_WORKER_STATE, VertexPlan
+from .invoke import JobCall, Outcome, acall_node, call_node
+from .node import UNSET
+from .scopes import JobScopes, Scope, ScopeCache
+from .state import Commit, StateConflict, StateHandle, StateScope, StateSpace, commit
+from .worker import Worker
+
+PLUGIN = "aetherflow"
+
+
+class ContextNotImportableError(AetherFlowError, TypeError):
+    """A context class that a Dask worker could not import."""
+
+
+@dataclass
+class _Snapshot:
+    """One node call, as sent to a Dask worker."""
+
+    vp: VertexPlan
+    job_id: str
+    flow: str
+    iteration: int
+    item: Any
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    context: str | None  # "module:Class"
+    state: dict[str, dict[str, tuple[Any, int]]]  # "job" / "node" / "worker" -> entries
+
+
+@dataclass
+class _Returned:
+    """What comes back: the outcome, or the error, and the write-sets to commit."""
+
+    output: Any = UNSET
+    attempt: int = 1
+    error: BaseException | None = None
+    writesets: list[tuple[str, Any, Any]] = field(default_factory=list)  # (scope, ops, reads)
+    where: str = ""
+
+
+class _View:
+    """The `RunView` a node call reads on a Dask worker: snapshots of the driver's job."""
+
+    def __init__(self, snap: _Snapshot) -> None:
+        self.job_id = snap.job_id
+        self.inputs = snap.inputs
+        self.outputs = snap.outputs
+        self.job_space = _space(StateScope.JOB, "", snap.state.get("job", {}))
+        self._node = _space(StateScope.NODE, snap.vp.name, snap.state.get("node", {}))
+        self.worker = _space(StateScope.WORKER, f"{snap.flow}/{snap.vp.name}", snap.state.get("worker", {}))
+
+    def node_space(self, name: str) -> StateSpace:
+        return self._node
+
+
+def _space(scope: StateScope, namespace: str, entries: dict[str, tuple[Any, int]]) -> StateSpace:
+    space = StateSpace(scope, namespace)
+    space.entries.update(entries)
+    return space
+
+
+class AetherFlowPlugin(WorkerPlugin):  # type: ignore[misc]
+    """Holds AetherFlow's scopes on one Dask worker: contexts, worker/thread/job caches."""
+
+    name = PLUGIN
+
+    def setup(self, worker: Any) -> None:
+        self.address = getattr(worker, "address", "dask")
+        self.cache = ScopeCache(f"dask worker {self.address}")
+        self.contexts: dict[str, Any] = {}
+        self.jobs: dict[str, JobScopes] = {}
+        self._local = threading.local()
+        self._threads: list[ScopeCache] = []
+        self._lock = threading.Lock()
+
+    def teardown(self, worker: Any) -> None:
+        for scopes in list(self.jobs.values()):
+            scopes.close()
+        for cache in self._threads:
+            cache.close()
+        self.cache.close()
+
+    def context(self, ref: str | None) -> Any:
+        if ref is None:
+            return None
+        with self._lock:
+            ctx = self.contexts.get(ref)
+            if ctx is None:
+                module, _, qualname = ref.partition(":")
+                try:
+                    cls: Any = importlib.import_module(module)
+                    for part in qualname.split("."):
+                        cls = getattr(cls, part)
+                except (ImportError, AttributeError) as exc:
+                    raise ContextNotImportableError(f"Dask worker {self.address} cannot import the context {ref}: {exc}. Define contexts in a module the workers can import.") from None
+                ctx = self.contexts[ref] = cls()
+        return ctx
+
+    def scopes(self, job_id: str) -> JobScopes:
+        with self._lock:
+            scopes = self.jobs.get(job_id)
+            if scopes is None:
+                scopes = self.jobs[job_id] = JobScopes(self.cache, job_id, self._thread_cache)
+        return scopes
+
+    def end_job(self, job_id: str) -> None:
+        with self._lock:
+            scopes = self.jobs.pop(job_id, None)
+        if scopes is not None:
+            scopes.close()
+
+    def _thread_cache(self) -> ScopeCache:
+        cache: ScopeCache | None = getattr(self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = ScopeCache(f"thread {threading.current_thread().name}")
+            with self._lock:
+                self._threads.append(cache)
+        return cache
+
+
+def _plugin() -> AetherFlowPlugin:
+    plugin: Any = distributed.get_worker().plugins[PLUGIN]
+    return plugin  # type: ignore[no-any-return]
+
+
+def _run_remote(snap: _Snapshot) -> _Returned:
+    """Runs on a Dask worker: one node call to its outcome, writes kept for the driver."""
+    plugin = _plugin()
+    view = _View(snap)
+    ctx = plugin.context(snap.context)
+    injectors = {}
+    for b in snap.vp.bindings:
+        if b.kind == B_PROVIDER:
+            provider = ctx.providers[b.key]
+            injectors[b.key] = getattr(provider, "inject", provider)
+    deferred: list[StateHandle] = []
+
+    def defer(handles: list[StateHandle], job_id: str, node: str) -> list[Commit]:
+        deferred[:] = handles
+        return []
+
+    call = JobCall(view, f"dask:{plugin.address}", snap.flow, injectors, plugin.scopes(snap.job_id), lambda f, n: view.worker, None, defer)
+    try:
+        if snap.vp.node.is_async:
+            outcome = asyncio.run(acall_node(call, snap.vp, snap.iteration, snap.item))
+        else:
+            outcome = call_node(call, snap.vp, snap.iteration, snap.item)
+    except (NodeError, Suspend) as exc:
+        return _Returned(error=exc, where=plugin.address)
+    writesets = [(h.space.scope.value, *h.writeset()) for h in deferred]
+    return _Returned(outcome.output, outcome.attempt, None, writesets, plugin.address)
+
+
+def _end_job(job_id: str, dask_worker: Any = None) -> None:
+    plugin: Any = (dask_worker or distributed.get_worker()).plugins.get(PLUGIN)
+    if plugin is not None:
+        plugin.end_job(job_id)
+
+
+class DaskWorker(Worker):
+    """A `Worker` whose nodes run as tasks on a Dask cluster; the scheduler stays here.
+
+    >>> from distributed import LocalCluster
+    >>> with LocalCluster(n_workers=2) as cluster, DaskWorker(cluster.scheduler_address) as worker:
+    ...     print(worker.map(flow, [{"n": i} for i in range(100)]))
+    """
+
+    _local_async = False
+
+    def __init__(self, client_or_address: Any, context: Any = None, *, threads: int = 64, **options: Any) -> None:
+        if isinstance(client_or_address, distributed.Client):
+            self.client, self._owns_client = client_or_address, False
+        else:
+            self.client, self._owns_client = distributed.Client(client_or_address), True  # type: ignore[no-untyped-call]
+        self.client.register_plugin(AetherFlowPlugin(), name=PLUGIN)
+        options.setdefault("blas_threads", None)  # the Dask workers' processes do the math
+        super().__init__(context, threads=threads, **options)
+
+    def _call_node(self, call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET) -> Outcome:  # type: ignore[override]
+        # A read-then-set that loses a race is sent again, as a local node would be re-run.
+        run = call.run
+        ctx = self._context_ref(call)
+        conflicts = 0
+        while True:
+            snap = _Snapshot(vp, run.job_id, call.flow, iteration, item, run.inputs, _needed_outputs(vp, run.outputs), ctx, self._state_snapshot(call, vp))
+            try:
+                returned: _Returned = self.client.submit(_run_remote, snap, pure=False, retries=2).result()
+            except Exception as exc:
+                raise NodeError(f"could not run on the Dask cluster: {type(exc).__name__}: {exc}", node=vp.name, job_id=run.job_id) from exc
+            if returned.error is not None:
+                raise returned.error
+            handles = [StateHandle.from_writeset(self._space_for(call, vp, scope), ops, reads) for scope, ops, reads in returned.writesets]
+            try:
+                commits = commit(handles, run.job_id, vp.name)
+            except StateConflict as exc:
+                conflicts += 1
+                if conflicts > vp.node.conflict_retries:
+                    raise StateConflictError(f"{exc}; gave up after {vp.node.conflict_retries} re-runs.", node=vp.name, job_id=run.job_id) from exc
+                continue
+            return Outcome(returned.output, commits, returned.attempt)
+
+    def _context_ref(self, call: JobCall) -> str | None:
+        if call.context is None:
+            return None
+        cls = getattr(call.context, "declarative_parent", None)
+        if cls is None or cls.__module__ == "__main__" or "<locals>" in cls.__qualname__:
+            raise ContextNotImportableError(
+                f"The context of flow '{call.flow}' must be a BaseFlowContext subclass defined at the top of an "
+                f"importable module to run on Dask (found {cls!r}); profiles loaded from TOML stay in this process."
+            )
+        return f"{cls.__module__}:{cls.__qualname__}"
+
+    def _state_snapshot(self, call: JobCall, vp: VertexPlan) -> dict[str, dict[str, tuple[Any, int]]]:
+        run = call.run
+        out = {"job": _entries(run.job_space), "node": _entries(run.node_space(vp.name))}
+        if any(b.kind == B_WORKER_STATE for b in vp.bindings):
+            out["worker"] = _entries(call.worker_space(call.flow, vp.name))
+        return out
+
+    def _space_for(self, call: JobCall, vp: VertexPlan, scope: str) -> StateSpace:
+        if scope == StateScope.JOB.value:
+            return call.run.job_space
+        if scope == StateScope.NODE.value:
+            return call.run.node_space(vp.name)
+        return call.worker_space(call.flow, vp.name)
+
+    def _close_job_scopes(self, call: JobCall) -> None:
+        super()._close_job_scopes(call)
+        if _uses_job_scopes(call):
+            self.client.run(_end_job, call.run.job_id)
+
+    def close(self) -> None:
+        super().close()
+        if self._owns_client:
+            self.client.close()  # type: ignore[no-untyped-call]
+
+
+def _uses_job_scopes(call: JobCall) -> bool:
+    from .providers import scope_of
+
+    return any(scope_of(getattr(p, "__self__", p)) in (Scope.JOB, Scope.NODE) for p in call.injectors.values())
+
+
+def _needed_outputs(vp: VertexPlan, outputs: dict[str, Any]) -> dict[str, Any]:
+    names = [b.key for b in vp.bindings if b.kind == B_NODE] + [k for b in vp.bindings if b.kind == B_JOIN for k in b.key]
+    return {n: outputs[n] for n in names if n in outputs}
+
+
+def _entries(space: StateSpace) -> dict[str, tuple[Any, int]]:
+    with space.lock:
+        return dict(space.entries)

@@ -1,0 +1,134 @@
+"""DaskWorker on a real LocalCluster with 2 worker processes: same results, same state rules."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("distributed")
+from distributed import Client, LocalCluster
+
+from aetherflow import StateConflictError, Worker, node
+from aetherflow.dask import DaskWorker
+
+# distributed warns about ports, closing comms and slow heartbeats on busy machines: not ours
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::RuntimeWarning"), pytest.mark.filterwarnings("ignore::ResourceWarning"), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+RESOURCES = Path(__file__).parent / "resources"
+sys.path.insert(0, str(RESOURCES))
+import dask_flows  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCluster, Path]]:
+    log = tmp_path_factory.mktemp("dask-log")
+    os.environ["AETHERFLOW_DASK_LOG"] = str(log)
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(RESOURCES), str(RESOURCES.parent.parent / "src"), os.environ.get("PYTHONPATH", "")])
+    with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0") as c:
+        yield c, log
+
+
+@pytest.fixture
+def dask_worker(cluster: tuple[LocalCluster, Path]) -> Iterator[DaskWorker]:
+    with Client(cluster[0]) as client, DaskWorker(client, dask_flows.DaskContext) as w:
+        yield w
+
+
+def test_map_and_join_give_the_thread_workers_result(dask_worker: DaskWorker) -> None:
+    with Worker(threads=4) as local:
+        expected = local.run(dask_flows.squares, {"n": 12})
+    job = dask_worker.submit(dask_flows.squares, {"n": 12})
+    assert job.result(60) == expected == sum(i * i for i in range(12))
+    assert job.state == {"total": expected}
+
+
+def test_loops_and_state_commit_in_the_driver(dask_worker: DaskWorker) -> None:
+    job = dask_worker.submit(dask_flows.loop)
+    assert job.result(60) == 4
+    assert job.state == {"n": 4}
+    assert job.node_state("step") == {"calls": 4}
+
+
+def test_worker_state_counts_across_jobs(dask_worker: DaskWorker) -> None:
+    flow = dask_flows.count.named("dask-count")
+    dask_worker.map(flow, [{} for _ in range(10)], progress=False)
+    assert dask_worker.worker_state("dask-count", "count") == {"jobs": 10}
+
+
+def test_nodes_run_in_the_dask_worker_processes(dask_worker: DaskWorker) -> None:
+    out = dask_worker.map(dask_flows.where, [{"i": i} for i in range(30)], progress=False)
+    pids = {p for _, p, _ in out}
+    assert os.getpid() not in pids
+    assert all(conn_pid == pid for conn_pid, pid, _ in out)  # the WorkerScoped conn is the process's own
+
+
+def test_worker_scoped_setup_once_per_dask_worker_and_teardown_on_close(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    log.mkdir()
+    os.environ["AETHERFLOW_DASK_LOG"] = str(log)
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(RESOURCES), os.environ.get("PYTHONPATH", "")])
+    with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0") as c, Client(c) as client, DaskWorker(client, dask_flows.DaskContext) as w:
+        w.map(dask_flows.where, [{"i": i} for i in range(40)], progress=False)
+        setups = sorted(p.name for p in log.iterdir() if p.name.startswith("setup"))
+        assert len(setups) == 2
+        assert all((log / s).read_text() == "setup\n" for s in setups)
+    teardowns = [p for p in log.iterdir() if p.name.startswith("teardown")]
+    assert len(teardowns) == 2
+
+
+def test_conflicting_read_then_set_is_resent_then_fails(dask_worker: DaskWorker) -> None:
+    @node(conflict_retries=1)
+    def greedy(job_state) -> None:
+        job_state.get("k")
+        job_state.set("k", 1)
+
+    job = dask_worker.submit(greedy)
+    # a commit lands between every snapshot and its write-set: the driver re-sends, then gives up
+    space = job.run.job_space
+    stop = threading.Event()
+
+    def spoil() -> None:
+        from aetherflow.state import StateHandle, commit
+
+        while not stop.is_set():
+            h = StateHandle(space)
+            h.set("k", 0)
+            commit([h], job.id, "spoiler")
+
+    t = threading.Thread(target=spoil)
+    t.start()
+    try:
+        with pytest.raises(StateConflictError):
+            job.result(60)
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_value_that_cannot_travel_names_the_node(dask_worker: DaskWorker) -> None:
+    @node
+    def unpicklable() -> object:
+        return threading.Lock()
+
+    with pytest.raises(Exception, match="unpicklable"):
+        dask_worker.submit(unpicklable).result(60)
+
+
+def test_killed_dask_worker_tasks_are_retried(cluster: tuple[LocalCluster, Path]) -> None:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c, Client(c) as client, DaskWorker(client) as w:
+        @node
+        def die_once(i: int, marker: str) -> int:
+            import os as _os
+
+            if i == 0 and not _os.path.exists(marker):
+                open(marker, "w").close()
+                _os._exit(1)  # kills the Dask worker process running this task
+            return i
+
+        marker = str(Path(os.environ["AETHERFLOW_DASK_LOG"]) / "died")
+        assert w.map(die_once, [{"i": i, "marker": marker} for i in range(6)], progress=False) == list(range(6))
