@@ -7,27 +7,32 @@ a node (a provider, a state handle, user code) reads the same facts from the sam
 from __future__ import annotations
 
 from contextvars import ContextVar
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class ExecutionContext:
-    """Facts about the node call in progress; injectable as ``execution``.
+class ExecutionContext(NamedTuple):
+    """Facts about the node call in progress (immutable); injectable as ``execution``.
 
     >>> @node
     ... def where(execution):
     ...     return f"{execution.flow}.{execution.node} try {execution.attempt}"
     """
 
+    # A NamedTuple, not a frozen dataclass: one is built per node call, and a frozen
+    # dataclass's __init__ costs several times more.
     worker_id: str
     job_id: str
     flow: str
     node: str
     iteration: int = 1
     attempt: int = 1
-    # The job's scope caches: how scoped providers find their instance. Private.
-    scopes: Any = field(default=None, repr=False, compare=False)
+    scopes: Any = None  # the job's scope caches, for scoped providers; private
+
+    def __repr__(self) -> str:
+        return (
+            f"ExecutionContext(worker_id={self.worker_id!r}, job_id={self.job_id!r}, flow={self.flow!r}, "
+            f"node={self.node!r}, iteration={self.iteration}, attempt={self.attempt})"
+        )
 
 
 _current: ContextVar[ExecutionContext | None] = ContextVar("aetherflow_execution", default=None)

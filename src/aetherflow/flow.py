@@ -54,9 +54,9 @@ class Flow:
 
     @property
     def name(self) -> str:
-        if self._name is not None:
-            return self._name
-        return self._parent.name if self._parent is not None else self.spec.first_name()
+        if self._name is None:  # a fluent flow is named after its first node
+            self._name = self._parent.name if self._parent is not None else self.spec.first_name()
+        return self._name
 
     def named(self, name: str) -> Flow:
         """This flow under another name (names key `worker_state` and history)."""

@@ -10,8 +10,8 @@ a given set of provider names, where each parameter of each vertex comes from: t
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import FlowDefinitionError, closest
@@ -22,6 +22,7 @@ BUILTINS = ("execution", "job_state", "node_state", "worker_state")
 # Where a parameter's value comes from (see `Binding`).
 B_EXECUTION, B_JOB_STATE, B_NODE_STATE, B_WORKER_STATE = 0, 1, 2, 3
 B_PROVIDER, B_NODE, B_JOIN, B_ITEM, B_INPUT = 4, 5, 6, 7, 8
+_VALUE_KINDS = (B_NODE, B_JOIN, B_ITEM, B_INPUT)  # validated; services and built-ins are not
 _BUILTIN_KIND = dict(zip(BUILTINS, (B_EXECUTION, B_JOB_STATE, B_NODE_STATE, B_WORKER_STATE), strict=True))
 
 
@@ -205,6 +206,7 @@ class Binding:
     kind: int
     key: Any  # provider name, source vertex, tuple of sources, or input name
     has_default: bool
+    check: Callable[[Any], Any] | None = None  # pydantic validation, for values (not services)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +224,7 @@ class VertexPlan:
     bindings: tuple[Binding, ...]
     needs: tuple[tuple[str, bool], ...]  # (source vertex, param has a default)
     uses_state: bool
+    check_output: Callable[[Any], Any] | None = None
 
 
 @dataclass
@@ -232,6 +235,9 @@ class Plan:
     vertices: list[VertexPlan]
     inputs: dict[str, InputSpec]
     provider_names: frozenset[str]
+
+    def __post_init__(self) -> None:
+        self.required_inputs = tuple(name for name, spec in self.inputs.items() if spec.required)
 
 
 class Graph:
@@ -272,6 +278,7 @@ class Graph:
                     self.branch_forward[i].add(t)
                     preds[t][i] = None
         self.preds = [list(p) for p in preds]
+        self.pred_counts = [len(p) for p in self.preds]
         self.succs: list[list[int]] = [[] for _ in range(n)]
         for i, ps in enumerate(self.preds):
             for p in ps:
@@ -400,9 +407,10 @@ class Graph:
             entry["required"] = entry["required"] or p.required
             entry["nodes"].append(name)
             entry["secret"] = entry["secret"] or node.is_secret(p.name)
+        bindings = [replace(b, check=node.checker(b.param)) if b.kind in _VALUE_KINDS else b for b in bindings]
         needs = tuple((b.key, b.has_default) for b in bindings if b.kind == B_NODE)
         uses_state = any(b.kind in (B_JOB_STATE, B_NODE_STATE, B_WORKER_STATE) for b in bindings)
-        return VertexPlan(name, node, i, tuple(bindings), needs, uses_state)
+        return VertexPlan(name, node, i, tuple(bindings), needs, uses_state, node.checker("return"))
 
     def known_names(self, providers: Iterable[str]) -> list[str]:
         return [*self.names, *providers, *BUILTINS]

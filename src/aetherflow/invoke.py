@@ -41,7 +41,9 @@ class RunView(Protocol):
     job_id: str
     inputs: dict[str, Any]
     outputs: dict[str, Any]
-    job_space: StateSpace
+
+    @property
+    def job_space(self) -> StateSpace: ...
 
     def node_space(self, name: str) -> StateSpace: ...
 
@@ -78,10 +80,6 @@ class _Attempts:
         self.attempt = 0
         self.conflicts = 0
 
-    def next(self) -> int:
-        self.attempt += 1
-        return self.attempt
-
     def delay_after(self, exc: BaseException) -> float:
         """Seconds to wait before trying again, or raise the error that ends the call."""
         node = self.node
@@ -109,7 +107,6 @@ class _Attempts:
 
 def _arguments(call: JobCall, vp: VertexPlan, ex: ExecutionContext, handles: list[StateHandle], item: Any) -> dict[str, Any]:
     run = call.run
-    node = vp.node
     kwargs: dict[str, Any] = {}
     for b in vp.bindings:
         kind = b.kind
@@ -132,39 +129,46 @@ def _arguments(call: JobCall, vp: VertexPlan, ex: ExecutionContext, handles: lis
             kwargs[b.param] = ex
             continue
         else:
-            if kind == B_JOB_STATE:
-                space = run.job_space
-            elif kind == B_NODE_STATE:
-                space = run.node_space(vp.name)
-            else:  # B_WORKER_STATE
-                space = call.worker_space(call.flow, vp.name)
-            handle = StateHandle(space)
+            handle = StateHandle(_state_space(call, vp, kind))
             handles.append(handle)
             kwargs[b.param] = handle
             continue
+        check = b.check
+        if check is None:
+            kwargs[b.param] = value
+            continue
         try:
-            kwargs[b.param] = node.validate_input(b.param, value)
+            kwargs[b.param] = check(value)
         except ValidationError as exc:
             raise NodeInputError(
                 f"parameter '{b.param}' got {_short(value)}, which is not valid for "
-                f"{_type_name(node.annotation(b.param))}: {_first_error(exc)}. "
+                f"{_type_name(vp.node.annotation(b.param))}: {_first_error(exc)}. "
                 f"Fix the value passed in (from {_source(b.kind, b.key)}) or the annotation.",
                 node=vp.name, job_id=run.job_id, attempt=ex.attempt,
             ) from exc
     return kwargs
 
 
+def _state_space(call: JobCall, vp: VertexPlan, kind: int) -> StateSpace:
+    if kind == B_JOB_STATE:
+        return call.run.job_space
+    if kind == B_NODE_STATE:
+        return call.run.node_space(vp.name)
+    return call.worker_space(call.flow, vp.name)
+
+
 def _finish(call: JobCall, vp: VertexPlan, ex: ExecutionContext, value: Any, handles: list[StateHandle]) -> Outcome:
     """Validate the return value, check it can be stored, and commit the node's state."""
-    node = vp.node
-    try:
-        output = node.validate_output(value)
-    except ValidationError as exc:
-        raise NodeOutputError(
-            f"returned {_short(value)}, which is not valid for its return annotation "
-            f"{_type_name(node.annotation('return'))}: {_first_error(exc)}.",
-            node=vp.name, job_id=ex.job_id, attempt=ex.attempt,
-        ) from exc
+    output = value
+    if vp.check_output is not None:
+        try:
+            output = vp.check_output(value)
+        except ValidationError as exc:
+            raise NodeOutputError(
+                f"returned {_short(value)}, which is not valid for its return annotation "
+                f"{_type_name(vp.node.annotation('return'))}: {_first_error(exc)}.",
+                node=vp.name, job_id=ex.job_id, attempt=ex.attempt,
+            ) from exc
     if call.check_value is not None:
         call.check_value(output, vp.name, "output")
         for h in handles:
@@ -177,9 +181,10 @@ def _finish(call: JobCall, vp: VertexPlan, ex: ExecutionContext, value: Any, han
 def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET) -> Outcome:
     """Run a sync node to a committed outcome, or raise its `NodeError` (or `Suspend`)."""
     node = vp.node
-    attempts = _Attempts(node, vp.name, call.run.job_id)
+    attempts: _Attempts | None = None  # built on the first failure: most calls never need it
+    attempt = 1
     while True:
-        ex = ExecutionContext(call.worker_id, call.run.job_id, call.flow, vp.name, iteration, attempts.next(), call.scopes)
+        ex = ExecutionContext(call.worker_id, call.run.job_id, call.flow, vp.name, iteration, attempt, call.scopes)
         handles: list[StateHandle] = []
         token = _current.set(ex)
         try:
@@ -189,12 +194,14 @@ def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET) 
             else:
                 value = _call_with_timeout(node.fn, kwargs, node.timeout, vp.name, ex)
             return _finish(call, vp, ex, value, handles)
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                raise
+        except Exception as exc:  # noqa: BLE001 - the retry policy decides what ends the call
+            if attempts is None:
+                attempts = _Attempts(node, vp.name, call.run.job_id)
+            attempts.attempt = attempt
             delay = attempts.delay_after(exc)
         finally:
             _current.reset(token)
+        attempt += 1
         if delay:
             time.sleep(delay)
 
@@ -203,8 +210,9 @@ async def acall_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = 
     """`call_node` for ``async def`` nodes, on the worker's event loop."""
     node = vp.node
     attempts = _Attempts(node, vp.name, call.run.job_id)
+    attempt = 1
     while True:
-        ex = ExecutionContext(call.worker_id, call.run.job_id, call.flow, vp.name, iteration, attempts.next(), call.scopes)
+        ex = ExecutionContext(call.worker_id, call.run.job_id, call.flow, vp.name, iteration, attempt, call.scopes)
         handles: list[StateHandle] = []
         token = _current.set(ex)
         try:
@@ -218,9 +226,11 @@ async def acall_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = 
                     raise _timeout_error(vp.name, ex, node.timeout) from None
             return _finish(call, vp, ex, value, handles)
         except Exception as exc:  # noqa: BLE001 - the retry policy decides what ends the call
+            attempts.attempt = attempt
             delay = attempts.delay_after(exc)
         finally:
             _current.reset(token)
+        attempt += 1
         if delay:
             await asyncio.sleep(delay)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
@@ -35,15 +36,21 @@ class Job:
     >>> job.result(timeout=5)
     """
 
-    __slots__ = ("__weakref__", "_on_cancel", "_status", "flow", "future", "id", "run")
+    # Completion is a plain lock held until the job ends: a `Future` (a Condition inside)
+    # costs more to build than a trivial node, and most jobs are never awaited by asyncio.
+    __slots__ = ("__weakref__", "_done", "_error", "_future", "_on_cancel", "_status", "_value", "flow", "id", "run")
 
     def __init__(self, job_id: str, flow: Flow, run: JobRun, on_cancel: Callable[[Job], None]) -> None:
         self.id = job_id
         self._on_cancel = on_cancel
         self.flow = flow
         self.run = run
-        self.future: Future[Any] = Future()
         self._status = JobStatus.PENDING
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._future: Future[Any] | None = None
 
     @property
     def status(self) -> JobStatus:
@@ -51,10 +58,43 @@ class Job:
 
     def result(self, timeout: float | None = None) -> Any:
         """What ``flow.run`` would return; raises the job's error. Waits up to ``timeout`` s."""
-        return self.future.result(timeout)
+        if not self._done.acquire(timeout=-1 if timeout is None else timeout):
+            raise TimeoutError(f"Job {self.id} did not finish within {timeout} s (status: {self._status.value}).")
+        self._done.release()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
     def done(self) -> bool:
-        return self.future.done()
+        return not self._done.locked()
+
+    @property
+    def future(self) -> Future[Any]:
+        """A `concurrent.futures.Future` of the result (for asyncio: ``asyncio.wrap_future``)."""
+        if self._future is None:
+            self._future = Future()
+            if self.done():
+                self._settle_future()
+        return self._future
+
+    def _finished(self, value: Any, error: BaseException | None) -> None:
+        """Called once by the worker when the job ends (after its teardowns)."""
+        self._value, self._error = value, error
+        self._done.release()
+        if self._future is not None:
+            self._settle_future()
+
+    def _settle_future(self) -> None:
+        future = self._future
+        if future is None or future.done():
+            return
+        try:
+            if self._error is not None:
+                future.set_exception(self._error)
+            else:
+                future.set_result(self._value)
+        except Exception:  # noqa: BLE001 - the other thread set it in the same instant
+            pass
 
     @property
     def outputs(self) -> dict[str, Any]:

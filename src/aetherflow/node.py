@@ -152,20 +152,22 @@ class Node:
         self._adapters[name] = adapter
         return adapter
 
-    def validate_input(self, name: str, value: Any) -> Any:
-        """Coerce ``value`` to the parameter's annotation; raises pydantic's ValidationError."""
-        hint = self._hints.get(name)
-        if hint is None or (hint in _PLAIN_VALIDATED and type(value) is hint):
-            return value
-        adapter = self.adapter(name)
-        return value if adapter is None else adapter.validate_python(value)
+    def checker(self, name: str) -> Callable[[Any], Any] | None:
+        """A function validating and coercing one parameter (or ``"return"``), None if unannotated.
 
-    def validate_output(self, value: Any) -> Any:
-        hint = self._hints.get("return")
-        if hint is None or hint is type(None) or (hint in _PLAIN_VALIDATED and type(value) is hint):
-            return value
-        adapter = self.adapter("return")
-        return value if adapter is None else adapter.validate_python(value)
+        Built once per parameter; a value whose type is exactly a plain annotation
+        (``int``, ``str``, ...) passes without calling pydantic.
+        """
+        hint = self._hints.get(name)
+        if hint is None or hint is Any or hint is type(None):
+            return None
+        adapter = self.adapter(name)
+        if adapter is None:
+            return None
+        validate = adapter.validate_python
+        if hint in _PLAIN_VALIDATED:
+            return lambda value: value if type(value) is hint else validate(value)
+        return validate
 
     def annotation(self, name: str) -> Any:
         return self._hints.get(name, UNSET)

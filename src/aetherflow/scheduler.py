@@ -22,7 +22,16 @@ from .status import JobStatus, NodeStatus
 
 
 class JobRun:
-    """The scheduler state of one job (guarded by ``lock``)."""
+    """The scheduler state of one job (guarded by ``lock``).
+
+    Counters live in dicts of ints and bytearrays, which the cyclic garbage collector does
+    not track: a worker holding thousands of jobs must not make every collection walk them.
+    """
+
+    __slots__ = (
+        "_again", "_busy", "_got", "_job_space", "_maps", "_skipped_any", "_waiting", "error", "graph", "in_flight",
+        "inputs", "job_id", "lock", "map_items", "node_spaces", "outputs", "plan", "runs", "status", "stopped", "suspended",
+    )
 
     def __init__(self, job_id: str, graph: Graph, plan: Plan, inputs: dict[str, Any]) -> None:
         n = len(graph.names)
@@ -33,19 +42,30 @@ class JobRun:
         self.lock = threading.Lock()
         self.outputs: dict[str, Any] = {}
         self.status = [NodeStatus.PENDING] * n
-        self.runs = [0] * n
+        self.runs = dict.fromkeys(range(n), 0)  # a dict of ints is not tracked by the GC
         self.stopped: JobStatus | None = None  # FAILED / CANCELLED / SUSPENDED once decided
         self.error: BaseException | None = None
         self.suspended: tuple[str, str] | None = None  # (node, reason)
         self.in_flight = 0
-        self._waiting = [len(p) for p in graph.preds]
-        self._got = [False] * n
-        self._busy = [False] * n  # queued or running: a vertex never runs concurrently with itself
-        self._again = [0] * n
+        self._waiting = dict(enumerate(graph.pred_counts))
+        self._got = bytearray(n)
+        self._busy = bytearray(n)  # queued or running: a vertex never runs concurrently with itself
+        self._again: dict[int, int] = {}
+        self._skipped_any = False
         self._maps: dict[int, list[Any]] = {}  # vertex -> [results, remaining]
         self.map_items: dict[int, list[Any]] = {}  # vertex -> the items it is mapped over
-        self.job_space = StateSpace(StateScope.JOB)
+        self._job_space: StateSpace | None = None
         self.node_spaces: dict[str, StateSpace] = {}
+
+    @property
+    def job_space(self) -> StateSpace:
+        space = self._job_space
+        if space is None:
+            with self.lock:
+                if self._job_space is None:
+                    self._job_space = StateSpace(StateScope.JOB)
+                space = self._job_space
+        return space
 
     # -- starting --------------------------------------------------------------------------
 
@@ -53,7 +73,7 @@ class JobRun:
         """The sources (vertices with no forward predecessor), now running."""
         ready: list[int] = []
         with self.lock:
-            for i, w in enumerate(self._waiting):
+            for i, w in list(self._waiting.items()):
                 if w == 0:
                     self._settle(i, ready, force=True)
         return ready
@@ -94,12 +114,12 @@ class JobRun:
         ready: list[int] = []
         with self.lock:
             self.in_flight -= 1
-            self._busy[i] = False
+            self._busy[i] = 0
             self.status[i] = NodeStatus.COMPLETED
             self.outputs[self.graph.names[i]] = output
             if self.stopped is None:
                 self._signal_successors(i, output, ready)
-                if self._again[i] and self.stopped is None:
+                if self._again.get(i) and self.stopped is None:
                     self._again[i] -= 1
                     self._activate(i, ready)
             return ready, self._ended(ready)
@@ -134,7 +154,7 @@ class JobRun:
     def failed(self, i: int, error: BaseException) -> bool:
         with self.lock:
             self.in_flight -= 1
-            self._busy[i] = False
+            self._busy[i] = 0
             self.status[i] = NodeStatus.FAILED
             self._stop(JobStatus.FAILED, error)
             return self._ended([])
@@ -142,7 +162,7 @@ class JobRun:
     def suspend(self, i: int, reason: str) -> bool:
         with self.lock:
             self.in_flight -= 1
-            self._busy[i] = False
+            self._busy[i] = 0
             self.status[i] = NodeStatus.SUSPENDED
             if self.stopped is None:
                 self.suspended = (self.graph.names[i], reason)
@@ -153,7 +173,7 @@ class JobRun:
         """A queued vertex that will not start because the job stopped."""
         with self.lock:
             self.in_flight -= 1
-            self._busy[i] = False
+            self._busy[i] = 0
             return self._ended([])
 
     def finish_if_idle(self) -> bool:
@@ -182,8 +202,13 @@ class JobRun:
         g = self.graph
         branches = g.branches[i]
         if branches is None:
+            waiting, got = self._waiting, self._got
             for s in g.succs[i]:
-                self._signal(s, True, ready)
+                w = waiting[s] - 1
+                waiting[s] = w
+                got[s] = 1
+                if w <= 0:
+                    self._settle(s, ready)
             return
         chosen = self._choose(i, branches, output)
         if chosen is None:
@@ -221,25 +246,29 @@ class JobRun:
         return chosen
 
     def _signal(self, s: int, completed: bool, ready: list[int]) -> None:
-        self._waiting[s] -= 1
+        waiting = self._waiting[s] - 1
+        self._waiting[s] = waiting
         if completed:
-            self._got[s] = True
-        if self._waiting[s] <= 0:
+            self._got[s] = 1
+        if waiting <= 0:
             self._settle(s, ready)
 
     def _settle(self, s: int, ready: list[int], force: bool = False) -> None:
         runs_it = (force or self._got[s]) and not self._misses_input(s)
         self._waiting[s] = len(self.graph.loop_preds[s])
-        self._got[s] = False
+        self._got[s] = 0
         if runs_it:
             self._activate(s, ready)
         else:
+            self._skipped_any = True
             if self.status[s] is NodeStatus.PENDING:
                 self.status[s] = NodeStatus.SKIPPED
             for t in self.graph.succs[s]:
                 self._signal(t, False, ready)
 
     def _misses_input(self, s: int) -> bool:
+        if not self._skipped_any:
+            return False  # nothing was skipped: every needed output exists
         outputs = self.outputs
         return any(src not in outputs and not has_default for src, has_default in self.plan.vertices[s].needs)
 
@@ -247,7 +276,7 @@ class JobRun:
         if self.stopped is not None:
             return
         if self._busy[i]:
-            self._again[i] += 1
+            self._again[i] = self._again.get(i, 0) + 1
             return
         node = self.graph.nodes[i]
         if self.runs[i] >= node.max_iterations:
@@ -255,7 +284,7 @@ class JobRun:
             self._stop(JobStatus.FAILED, LoopLimitError(self.graph.names[i], node.max_iterations, self.job_id))
             return
         self.runs[i] += 1
-        self._busy[i] = True
+        self._busy[i] = 1
         self.in_flight += 1
         ready.append(i)
 

@@ -46,8 +46,8 @@ _Task = tuple[JobCall, Job, int, int]  # (call, job, vertex, item index or -1)
 
 
 def new_job_id() -> str:
-    """A random 128-bit id; `uuid4` reads os.urandom per call, which costs more than a node."""
-    return uuid.UUID(int=random.getrandbits(128), version=4).hex
+    """A random 128-bit hex id; `uuid4` reads os.urandom per call, which costs more than a node."""
+    return f"{random.getrandbits(128):032x}"
 
 
 def _default_threads() -> int:
@@ -111,6 +111,10 @@ class Worker:
             from . import blas
 
             blas.acquire(blas_threads)
+        # Bound methods handed to every job, made once (each would be a new object per job).
+        self._thread_cache_fn = self._thread_cache
+        self._worker_space_fn = self._worker_space
+        self._cancel_fn = self._cancel
         self._pool = [
             threading.Thread(target=self._serve, name=f"{self.id}-{n}", daemon=True) for n in range(self.threads)
         ]
@@ -219,8 +223,8 @@ class Worker:
             if self._closed:
                 return
             self._closed = True
-            while any(j.status is not JobStatus.SUSPENDED for j, _ in self._active.values()):
-                self._idle.wait(0.5)
+            while any(j.status is not JobStatus.SUSPENDED for j, _ in list(self._active.values())):
+                self._idle.wait(0.05)
         for _ in self._pool:
             self._queue.put(None)
         for t in self._pool:
@@ -257,11 +261,10 @@ class Worker:
     def _launch(self, flow: Flow, run: JobRun, ctx: Any, ready: list[int]) -> Job:
         if self._closed:
             raise AetherFlowError(f"Worker {self.id} is closed; create a new Worker to run more jobs.")
-        job = Job(run.job_id, flow, run, self._cancel)
-        scopes = JobScopes(self._worker_cache, run.job_id, self._thread_cache)
-        call = JobCall(run, self.id, flow.name, self._injectors_for(ctx, run.plan), scopes, self._worker_space, self._check_value, context=ctx)
-        with self._lock:
-            self._active[job.id] = (job, call)
+        job = Job(run.job_id, flow, run, self._cancel_fn)
+        scopes = JobScopes(self._worker_cache, run.job_id, self._thread_cache_fn)
+        call = JobCall(run, self.id, flow.name, self._injectors_for(ctx, run.plan), scopes, self._worker_space_fn, self._check_value, context=ctx)
+        self._active[job.id] = (job, call)  # atomic; no lock on the per-job path
         job._status = JobStatus.RUNNING
         self.store.set_job_status(job.id, JobStatus.RUNNING, time.time())
         if self._hooks:
@@ -359,7 +362,7 @@ class Worker:
             if vp.node.is_async and self._local_async:
                 self._run_async(task)
                 return
-            run.began(i)
+            run.status[i] = NodeStatus.RUNNING
             started = time.time()
             try:
                 outcome: Outcome | BaseException = self._call_node(call, vp, run.runs[i], run.map_items[i][k] if k >= 0 else UNSET)
@@ -408,7 +411,7 @@ class Worker:
         name = run.graph.names[i]
         item = k if k >= 0 else None
         if isinstance(outcome, Outcome):
-            self.store.record_run(RunFacts(run.job_id, name, run.runs[i], outcome.attempt, NodeStatus.COMPLETED, thread, started, time.time(), outcome.output, outcome.commits, item=item))
+            self.store.record_run(RunFacts(run.job_id, name, run.runs[i], outcome.attempt, NodeStatus.COMPLETED, thread, started, time.time(), outcome.output, outcome.commits, None, None, item))
             if self._hooks:
                 self._emit("node_completed", job=run.job_id, node=name, output=outcome.output)
             ready, ended = run.item_completed(i, k, outcome.output) if k >= 0 else run.completed(i, outcome.output)
@@ -473,21 +476,22 @@ class Worker:
             error = f"suspended at '{run.suspended[0]}': {run.suspended[1]}"
         self.store.set_job_status(job.id, status, time.time(), output=self._stored_output(output), error=error)
         job._status = status
-        with self._lock:
-            if status is not JobStatus.SUSPENDED:
-                self._active.pop(job.id, None)
-            self._idle.notify_all()
+        if status is not JobStatus.SUSPENDED:
+            self._active.pop(job.id, None)
+        if self._closed:
+            with self._lock:
+                self._idle.notify_all()
         if self._hooks:
             self._emit("job_finished", job=job.id, flow=job.flow.name, status=status)
         if status is JobStatus.COMPLETED:
-            job.future.set_result(output)
+            job._finished(output, None)
         elif status is JobStatus.FAILED:
-            job.future.set_exception(run.error or AetherFlowError(f"Job {job.id} failed."))
+            job._finished(None, run.error or AetherFlowError(f"Job {job.id} failed."))
         elif status is JobStatus.CANCELLED:
-            job.future.set_exception(JobCancelledError(job.id))
+            job._finished(None, JobCancelledError(job.id))
         else:
             node, reason = run.suspended or ("?", "")
-            job.future.set_exception(JobSuspendedError(job.id, node, reason))
+            job._finished(None, JobSuspendedError(job.id, node, reason))
 
     def _close_job_scopes(self, call: JobCall) -> None:
         call.scopes.close()
@@ -542,9 +546,12 @@ class Worker:
 
 
 def _check_inputs(plan: Plan, values: dict[str, Any], flow: Flow) -> None:
-    missing = {name: list(spec.nodes) for name, spec in plan.inputs.items() if spec.required and name not in values}
-    if not missing:
+    for name in plan.required_inputs:
+        if name not in values:
+            break
+    else:
         return
+    missing = {name: list(spec.nodes) for name, spec in plan.inputs.items() if spec.required and name not in values}
     known = [*flow.graph.names, *plan.provider_names, *(k for k in plan.inputs if k not in missing), *values]
     hints = {}
     for name in missing:

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..node import UNSET
 from ..state import Commit
@@ -14,9 +14,8 @@ from ..status import JobStatus, NodeStatus
 from .records import EventRecord, FlowStats, JobRecord, NodeRunRecord, StateRecord
 
 
-@dataclass(slots=True)
-class RunFacts:
-    """What the worker reports when one node run ends."""
+class RunFacts(NamedTuple):
+    """What the worker reports when one node run ends (a NamedTuple: one is built per node run)."""
 
     job_id: str
     node: str

@@ -20,7 +20,7 @@ from .records import EventRecord, JobRecord, NodeRunRecord, StateRecord, epoch, 
 from .stats import flow_stats
 
 
-@dataclass
+@dataclass(slots=True)
 class _Job:
     id: str
     flow: str
@@ -57,46 +57,45 @@ class MemoryStore(Store):
 
     # -- writes ---------------------------------------------------------------------
 
+    # Writes take no lock: each is a few dict/list operations that are atomic under the GIL,
+    # and a lock here makes worker threads queue behind one another (a lock convoy).
+
     def create_job(self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float) -> None:
         job = _Job(job_id, flow, dict(inputs), worker, ts)
-        with self._lock:
-            self._jobs[job_id] = job
-            self._event(job, ts, "job_created", data={"inputs": job.inputs})
+        self._event(job, ts, "job_created", data={"inputs": job.inputs})
+        self._jobs[job_id] = job
 
     def set_job_status(self, job_id: str, status: JobStatus, ts: float, *, output: Any = UNSET, error: str | None = None) -> None:
-        with self._lock:
-            job = self._jobs.get(job_id)
-            if job is None:
-                return  # dropped by the retention bound
-            job.status = status
-            if status is JobStatus.RUNNING and job.started is None:
-                job.started = ts
-            if status.finished or status is JobStatus.SUSPENDED:
-                job.finished = ts
-            if output is not UNSET:
-                job.output = output
-            job.error = error
-            self._event(job, ts, f"job_{status.value}", data={"error": error} if error else None)
-            if status.finished:
-                self._finished[job_id] = None
-                self._drop_oldest()
+        job = self._jobs.get(job_id)
+        if job is None:
+            return  # dropped by the retention bound
+        job.status = status
+        if status is JobStatus.RUNNING and job.started is None:
+            job.started = ts
+        if status.finished or status is JobStatus.SUSPENDED:
+            job.finished = ts
+        if output is not UNSET:
+            job.output = output
+        job.error = error
+        self._event(job, ts, f"job_{status.value}", data={"error": error} if error else None)
+        if status.finished:
+            self._finished[job_id] = None
+            self._drop_oldest()
 
     def _drop_oldest(self) -> None:
         while len(self._finished) > self.max_jobs:
-            old, _ = self._finished.popitem(last=False)
+            try:
+                old, _ = self._finished.popitem(last=False)
+            except KeyError:
+                return  # another thread dropped it first
             self._jobs.pop(old, None)
 
     def record_run(self, facts: RunFacts) -> None:
+        # The hot path of the default store: one append (atomic under the GIL). The run's
+        # events are derived from it when someone asks for them.
         job = self._jobs.get(facts.job_id)
-        if job is None:
-            return
-        with self._lock:
+        if job is not None:
             job.runs.append(facts)
-            self._event(job, facts.started, "node_started", facts.node, {"iteration": facts.iteration, "attempt": facts.attempt})
-            for c in facts.commits:
-                self._event(job, c.ts, "state_committed", facts.node, {"scope": c.scope.value, "keys": [w.key for w in c.writes]})
-            data = {"error": facts.error} if facts.error else {}
-            self._event(job, facts.finished, f"node_{facts.status.value}", facts.node, data)
 
     # -- recovery ---------------------------------------------------------------------
 
@@ -130,7 +129,7 @@ class MemoryStore(Store):
         lo, hi = epoch(since), epoch(until)
         with self._lock:
             found = []
-            for job in reversed(self._jobs.values()):
+            for job in reversed(list(self._jobs.values())):
                 if (flow is None or job.flow == flow) and (status is None or job.status == status) and (lo is None or job.created >= lo) and (hi is None or job.created < hi):
                     found.append(job.record())
                     if len(found) >= limit:
@@ -148,8 +147,16 @@ class MemoryStore(Store):
         ]
 
     def events(self, job_id: str, types: Sequence[str] | None = None) -> list[EventRecord]:
-        evs = sorted(self._get(job_id).events, key=lambda e: (e[1], e[0]))
-        return [EventRecord(seq, utc(ts), t, n, d) for seq, ts, t, n, d in evs if types is None or t in types]  # type: ignore[arg-type]
+        job = self._get(job_id)
+        evs: list[tuple[float, int, str, str | None, dict[str, Any]]] = [(ts, order, t, n, d) for order, (_, ts, t, n, d) in enumerate(job.events)]
+        for k, run in enumerate(job.runs):
+            base = (k + 1) * 1_000_000
+            evs.append((run.started, base, "node_started", run.node, {"iteration": run.iteration, "attempt": run.attempt}))
+            for j, c in enumerate(run.commits):
+                evs.append((c.ts, base + 1 + j, "state_committed", run.node, {"scope": c.scope.value, "keys": [w.key for w in c.writes]}))
+            evs.append((run.finished, base + 999_999, f"node_{run.status.value}", run.node, {"error": run.error} if run.error else {}))
+        evs.sort(key=lambda e: (e[0], e[1]))
+        return [EventRecord(seq, utc(ts), t, n, d) for seq, (ts, _, t, n, d) in enumerate(evs, 1) if types is None or t in types]  # type: ignore[arg-type]
 
     def state_history(self, job_id: str, key: str | None = None) -> list[StateRecord]:
         out = []
@@ -164,14 +171,14 @@ class MemoryStore(Store):
     def stats(self, flow: str, since: datetime | None = None) -> Any:
         lo = epoch(since) or 0.0
         with self._lock:
-            jobs = [j for j in self._jobs.values() if j.flow == flow and j.created >= lo]
+            jobs = [j for j in list(self._jobs.values()) if j.flow == flow and j.created >= lo]
             runs = [(r.node, r.status.value, r.finished - r.started) for j in jobs for r in j.runs]
         return flow_stats(flow, [j.status.value for j in jobs], runs)
 
     def prune(self, older_than: datetime) -> int:
         cutoff = epoch(older_than) or time.time()
         with self._lock:
-            old = [jid for jid, j in self._jobs.items() if j.status.finished and (j.finished or j.created) < cutoff]
+            old = [jid for jid, j in list(self._jobs.items()) if j.status.finished and (j.finished or j.created) < cutoff]
             for jid in old:
                 self._jobs.pop(jid, None)
                 self._finished.pop(jid, None)
