@@ -26,6 +26,7 @@ test: lint docs
 
 bench: $(STAMP)
 	$(PY) -m pip install -q apache-hamilton
+	$(PY) -m pytest benchmarks -o addopts="" --benchmark-only -q --benchmark-columns=min,median,ops
 	$(PY) benchmarks/compare.py --write docs/benchmarks.md
 
 clean:
