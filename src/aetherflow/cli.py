@@ -151,7 +151,8 @@ def show(
         target = st.target_of(job.flow)
         spec = load_target(target).spec if target else None
         html.write_text(html_report(job, runs, spec))
-        err.print(f"wrote {html}")
+        print(f"wrote {html}: the flow graph and a timeline of {len(runs)} node runs")
+        return
     if as_json_:
         print(json.dumps({"job": as_json(job), "node_runs": [as_json(r) for r in runs]}))
         return
