@@ -19,7 +19,7 @@ lint: $(STAMP)
 	$(PY) -m mypy
 
 docs: $(STAMP)
-	$(PY) -m mkdocs build --strict --quiet --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet --site-dir site
 
 test: lint docs
 	$(PY) -m pytest
