@@ -102,6 +102,11 @@ def _finish_generator(gen: Any, name: str) -> None:
     raise RuntimeError(f"the generator of provider '{name}' yielded twice; a scoped generator must yield exactly once.")
 
 
+_creating = threading.Lock()
+_ENDED = ScopeCache("a job that has ended")
+_ENDED.close()
+
+
 class JobScopes:
     """The caches one job's node calls resolve scoped providers from."""
 
@@ -115,14 +120,21 @@ class JobScopes:
 
     @property
     def job(self) -> ScopeCache:
-        if self._job is None:
-            self._job = ScopeCache(f"job {self.job_id}")
-        return self._job
+        cache = self._job
+        if cache is None:
+            with _creating:  # rare: the first job- or node-scoped provider of this job
+                if self._job is None:
+                    self._job = ScopeCache(f"job {self.job_id}")
+                cache = self._job
+        return cache
 
     def close(self) -> list[BaseException]:
         """End the job scope: tear down its job- and node-scoped instances."""
         if self._job is None:
-            self._job = ScopeCache(f"job {self.job_id}")  # so nothing can be created after the end
+            with _creating:
+                if self._job is None:
+                    self._job = _ENDED  # refuses anything created after the end
+                    return []
         return self._job.close()
 
     def instance(self, provider: Any, ex: Any, create: Creator) -> tuple[Any, Any]:

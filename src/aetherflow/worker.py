@@ -198,8 +198,6 @@ class Worker:
             ready.discard(i)
             more, _ = run.completed(i, output)
             ready.update(more)
-        if inputs:
-            self.store.set_job_status(job_id, JobStatus.PENDING, time.time(), error=None)
         return self._launch(f, run, ctx, sorted(ready))
 
     def recover(self, flows: Iterable[Flow | Node] | None = None) -> list[Job]:
