@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 
@@ -281,7 +282,32 @@ def test_on_event_hooks_see_node_and_job_events() -> None:
     events = []
     with Worker(threads=2, on_event=lambda e, d: events.append(e)) as w:
         inc.run({"x": 1}, worker=w)
-    assert events == ["job_started", "node_completed", "job_finished"]
+    assert events == ["job_started", "node_started", "node_completed", "job_finished"]
+
+
+def test_worker_on_registers_one_event_and_rejects_unknown_names() -> None:
+    failed = []
+    with Worker(threads=1) as w:
+        w.on("node_failed", lambda e, d: failed.append((d["node"], type(d["error"]).__name__)))
+
+        @node
+        def boom() -> None:
+            raise ValueError("x")
+
+        with pytest.raises(NodeError):
+            boom.run(worker=w)
+        with pytest.raises(ValueError, match="unknown event 'node_done'"):
+            w.on("node_done", print)
+    assert failed == [("boom", "NodeError")]
+
+
+def test_log_records_carry_job_id_and_node(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="aetherflow.worker"), Worker(threads=1) as w:
+        job = w.submit(inc, {"x": 1})
+        job.result()
+    node_records = [r for r in caplog.records if getattr(r, "node", None) == "inc"]
+    assert {r.getMessage().split(" in job")[0] for r in node_records} == {"Node 'inc' started", "Node 'inc' completed"}
+    assert all(r.job_id == job.id for r in node_records)
 
 
 def test_failed_node_error_carries_node_and_job(worker) -> None:

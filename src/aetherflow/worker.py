@@ -361,6 +361,8 @@ class Worker:
                 self._run_async(task)
                 return
             run.status[i] = NodeStatus.RUNNING
+            if self._observed:
+                self._started(job, i, k)
             started = time.time()
             try:
                 outcome: Outcome | BaseException = self._call_node(call, vp, run.runs[i], run.map_items[i][k] if k >= 0 else UNSET)
@@ -410,8 +412,10 @@ class Worker:
         item = k if k >= 0 else None
         if isinstance(outcome, Outcome):
             self.store.record_run(RunFacts(run.job_id, name, run.runs[i], outcome.attempt, NodeStatus.COMPLETED, thread, started, time.time(), outcome.output, outcome.commits, None, None, item))
-            if self._hooks:
-                self._emit("node_completed", job=run.job_id, node=name, output=outcome.output)
+            if self._observed:
+                if self._hooks:
+                    self._emit("node_completed", job=run.job_id, node=name, output=outcome.output)
+                log.debug("Node '%s' completed in job %s", name, run.job_id, extra={"job_id": run.job_id, "node": name})
             ready, ended = run.item_completed(i, k, outcome.output) if k >= 0 else run.completed(i, outcome.output)
         elif isinstance(outcome, Suspend):
             self.store.record_run(RunFacts(run.job_id, name, run.runs[i], 1, NodeStatus.SUSPENDED, thread, started, time.time(), error=outcome.reason, item=item))
@@ -422,7 +426,7 @@ class Worker:
             self.store.record_run(RunFacts(run.job_id, name, run.runs[i], attempt, NodeStatus.FAILED, thread, started, time.time(), error=str(outcome), traceback=tb, item=item))
             if self._hooks:
                 self._emit("node_failed", job=run.job_id, node=name, error=outcome)
-            log.info("%s", outcome, extra={"job_id": run.job_id, "node": name})
+            log.warning("%s", outcome, extra={"job_id": run.job_id, "node": name})
             ready, ended = [], run.failed(i, outcome)
         if ended:
             self._finish(job, call)
@@ -436,6 +440,8 @@ class Worker:
         call, job, i, k = task
         run = job.run
         run.began(i)
+        if self._observed:
+            self._started(job, i, k)
         started = time.time()
         try:
             outcome: Outcome | BaseException = await acall_node(call, run.plan.vertices[i], run.runs[i], run.map_items[i][k] if k >= 0 else UNSET)
@@ -481,6 +487,7 @@ class Worker:
                 self._idle.notify_all()
         if self._hooks:
             self._emit("job_finished", job=job.id, flow=job.flow.name, status=status)
+        log.info("Job %s of flow '%s' %s", job.id, job.flow.name, status.value, extra={"job_id": job.id, "node": None})
         if status is JobStatus.COMPLETED:
             job._finished(output, None)
         elif status is JobStatus.FAILED:
@@ -527,6 +534,17 @@ class Worker:
             with self._lock:
                 space = self._worker_spaces.setdefault(key, StateSpace(StateScope.WORKER, f"{flow}/{node}"))
         return space
+
+    @property
+    def _observed(self) -> bool:
+        """Whether anyone listens to per-node events (hooks, or DEBUG logging): the hot path asks."""
+        return bool(self._hooks) or log.isEnabledFor(logging.DEBUG)
+
+    def _started(self, job: Job, i: int, k: int) -> None:
+        name = job.run.graph.names[i]
+        if self._hooks:
+            self._emit("node_started", job=job.id, node=name, item=None if k < 0 else k)
+        log.debug("Node '%s' started in job %s", name, job.id, extra={"job_id": job.id, "node": name})
 
     def _emit(self, event: str, **data: Any) -> None:
         for fn in self._hooks.get(event, ()):

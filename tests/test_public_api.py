@@ -1,0 +1,40 @@
+"""The public API is what `aetherflow/__init__.py` exports, and importing it stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import aetherflow
+
+DESIGN_NAMES = {
+    "node", "Node", "Flow", "Worker", "Job", "BaseFlowContext", "providers", "ExecutionContext",
+    "current_execution", "locked", "load_context", "open_store", "JobStatus", "NodeStatus", "Suspend",
+    "AetherFlowError", "FlowDefinitionError", "MissingInputError", "NodeError", "NodeInputError",
+    "NodeOutputError", "NodeTimeoutError", "StateConflictError", "LoopLimitError", "StoreError",
+}
+
+
+def test_all_lists_every_public_name_and_only_those() -> None:
+    public = {name for name in vars(aetherflow) if not name.startswith("_")}
+    modules = {name for name in public if type(getattr(aetherflow, name)).__name__ == "module"} - {"providers"}
+    modules |= {"annotations"}  # from __future__
+    assert set(aetherflow.__all__) == public - modules
+    assert DESIGN_NAMES <= set(aetherflow.__all__)
+
+
+def test_import_does_not_pull_psycopg_or_dask() -> None:
+    code = "import sys, aetherflow; print(sorted(m for m in sys.modules if m.split('.')[0] in ('psycopg', 'dask', 'distributed')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_package_is_typed() -> None:
+    from importlib.resources import files
+
+    assert files("aetherflow").joinpath("py.typed").is_file()
+
+
+def test_statuses_compare_as_strings() -> None:
+    assert aetherflow.JobStatus.COMPLETED == "completed"
+    assert str(aetherflow.NodeStatus.SKIPPED) == "skipped"
