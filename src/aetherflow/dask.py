@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,6 +194,36 @@ def _end_job(job_id: str, dask_worker: Any = None) -> None:
         plugin.end_job(job_id)
 
 
+@dataclass
+class _Sending:
+    """A node call on its way to the cluster (sent again after a lost state race)."""
+
+    call: JobCall
+    job: Any
+    i: int
+    k: int
+    started: float
+    conflicts: int = 0
+
+
+@dataclass
+class _Arrived:
+    """A finished Dask task, queued for the worker's threads to commit and continue."""
+
+    sending: _Sending
+    future: Any
+    error: BaseException | None
+
+
+def returned_where(arrived: _Arrived) -> str:
+    """The Dask worker that ran the task: the thread column of the node run."""
+    try:
+        result = arrived.future.result(timeout=0) if arrived.future is not None else None
+    except Exception:  # noqa: BLE001 - the task failed: no address to report
+        return "dask"
+    return f"dask:{result.where}" if isinstance(result, _Returned) and result.where else "dask"
+
+
 class DaskWorker(Worker):
     """A `Worker` whose nodes run as tasks on a Dask cluster; the scheduler stays here.
 
@@ -203,7 +234,7 @@ class DaskWorker(Worker):
 
     _local_async = False
 
-    def __init__(self, client_or_address: Any, context: Any = None, *, threads: int = 64, **options: Any) -> None:
+    def __init__(self, client_or_address: Any, context: Any = None, *, threads: int = 8, **options: Any) -> None:
         if isinstance(client_or_address, distributed.Client):
             self.client, self._owns_client = client_or_address, False
         else:
@@ -212,28 +243,55 @@ class DaskWorker(Worker):
         options.setdefault("blas_threads", None)  # the Dask workers' processes do the math
         super().__init__(context, threads=threads, **options)
 
-    def _call_node(self, call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET) -> Outcome:  # type: ignore[override]
-        # A read-then-set that loses a race is sent again, as a local node would be re-run.
-        run = call.run
-        ctx = self._context_ref(call)
-        conflicts = 0
-        while True:
-            snap = _Snapshot(vp, run.job_id, call.flow, iteration, item, run.inputs, _needed_outputs(vp, run.outputs), ctx, self._state_snapshot(call, vp))
-            try:
-                returned: _Returned = self.client.submit(_run_remote, snap, pure=False, retries=2).result()
-            except Exception as exc:
-                raise NodeError(f"could not run on the Dask cluster: {type(exc).__name__}: {exc}", node=vp.name, job_id=run.job_id) from exc
+    def _run_node(self, call: JobCall, job: Any, i: int, k: int) -> None:  # type: ignore[override]
+        # Never blocks a worker thread: the task's result comes back through the queue.
+        self._send(_Sending(call, job, i, k, time.time()))
+
+    def _send(self, sending: _Sending) -> None:
+        call, run = sending.call, sending.job.run
+        vp = run.plan.vertices[sending.i]
+        item = run.map_items[sending.i][sending.k] if sending.k >= 0 else UNSET
+        snap = _Snapshot(vp, run.job_id, call.flow, run.runs[sending.i], item, run.inputs, _needed_outputs(vp, run.outputs), self._context_ref(call), self._state_snapshot(call, vp))
+        try:
+            future = self.client.submit(_run_remote, snap, pure=False, retries=2)
+        except Exception as exc:  # noqa: BLE001 - e.g. a value that cannot be pickled
+            self._queue.put(_Arrived(sending, None, exc))
+            return
+        future.add_done_callback(lambda f: self._queue.put(_Arrived(sending, f, None)))  # type: ignore[no-untyped-call]
+
+    def _execute(self, task: Any, thread: str) -> None:
+        if type(task) is _Arrived:
+            self._arrived(task, thread)
+        else:
+            super()._execute(task, thread)
+
+    def _arrived(self, arrived: _Arrived, thread: str) -> None:
+        s = arrived.sending
+        vp = s.job.run.plan.vertices[s.i]
+        outcome: Outcome | BaseException
+        try:
+            if arrived.error is not None:
+                raise arrived.error
+            returned: _Returned = arrived.future.result()  # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001 - reported as the node's error
+            outcome = NodeError(f"could not run on the Dask cluster: {type(exc).__name__}: {exc}", node=vp.name, job_id=s.job.id)
+            outcome.__cause__ = exc
+        else:
             if returned.error is not None:
-                raise returned.error
-            handles = [StateHandle.from_writeset(self._space_for(call, vp, scope), ops, reads) for scope, ops, reads in returned.writesets]
-            try:
-                commits = commit(handles, run.job_id, vp.name)
-            except StateConflict as exc:
-                conflicts += 1
-                if conflicts > vp.node.conflict_retries:
-                    raise StateConflictError(f"{exc}; gave up after {vp.node.conflict_retries} re-runs.", node=vp.name, job_id=run.job_id) from exc
-                continue
-            return Outcome(returned.output, commits, returned.attempt)
+                outcome = returned.error
+            else:
+                handles = [StateHandle.from_writeset(self._space_for(s.call, vp, scope), ops, reads) for scope, ops, reads in returned.writesets]
+                try:
+                    outcome = Outcome(returned.output, commit(handles, s.job.id, vp.name), returned.attempt)
+                except StateConflict as exc:
+                    # A read-then-set lost a race: send the node again, as a local one is re-run.
+                    s.conflicts += 1
+                    if s.conflicts <= vp.node.conflict_retries:
+                        self._send(s)
+                        return
+                    outcome = StateConflictError(f"{exc}; gave up after {vp.node.conflict_retries} re-runs.", node=vp.name, job_id=s.job.id)
+                    outcome.__cause__ = exc
+        self._continue(s.call, s.job, s.i, s.k, s.started, returned_where(arrived), outcome)
 
     def _context_ref(self, call: JobCall) -> str | None:
         if call.context is None:

@@ -91,7 +91,7 @@ class Worker:
         if on_event is not None:
             for event in EVENTS:
                 self._hooks[event].append(on_event)
-        self._queue: SimpleQueue[_Task | None] = SimpleQueue()
+        self._queue: SimpleQueue[Any] = SimpleQueue()  # tasks, or None to stop a thread
         self._lock = threading.Lock()
         self._active: dict[str, tuple[Job, JobCall]] = {}
         self._idle = threading.Condition(self._lock)
@@ -341,7 +341,7 @@ class Worker:
         if cache is not None:
             cache.close()  # thread-scoped instances are torn down on their own thread
 
-    def _execute(self, task: _Task, thread: str) -> None:
+    def _execute(self, task: Any, thread: str) -> None:
         call, job, i, k = task
         run = job.run
         while True:
@@ -364,10 +364,9 @@ class Worker:
             if self._observed:
                 self._started(job, i, k)
             started = time.time()
-            try:
-                outcome: Outcome | BaseException = self._call_node(call, vp, run.runs[i], run.map_items[i][k] if k >= 0 else UNSET)
-            except (NodeError, Suspend, AetherFlowError) as exc:
-                outcome = exc
+            outcome = self._run_node(call, job, i, k)
+            if outcome is None:
+                return  # finishes elsewhere: `DaskWorker` continues when its task returns
             ready = self._settle(call, job, i, k, started, thread, outcome)
             if not ready:
                 return
@@ -378,7 +377,19 @@ class Worker:
 
     # Where a node call happens; `aetherflow.dask.DaskWorker` sends it to the cluster instead.
     _local_async = True
-    _call_node = staticmethod(call_node)
+
+    def _run_node(self, call: JobCall, job: Job, i: int, k: int) -> Outcome | BaseException | None:
+        """Call the node here and now; returns its outcome or error (None: it finishes later)."""
+        run = job.run
+        try:
+            return call_node(call, run.plan.vertices[i], run.runs[i], run.map_items[i][k] if k >= 0 else UNSET)
+        except (NodeError, Suspend, AetherFlowError) as exc:
+            return exc
+
+    def _continue(self, call: JobCall, job: Job, i: int, k: int, started: float, thread: str, outcome: Outcome | BaseException) -> None:
+        """Settle a call that finished off the worker's threads, and queue what became ready."""
+        for r in self._settle(call, job, i, k, started, thread, outcome):
+            self._queue.put((call, job, r, -1))
 
     def _start_map(self, call: JobCall, job: Job, i: int) -> _Task | None:
         run = job.run
@@ -447,8 +458,7 @@ class Worker:
             outcome: Outcome | BaseException = await acall_node(call, run.plan.vertices[i], run.runs[i], run.map_items[i][k] if k >= 0 else UNSET)
         except (NodeError, Suspend, AetherFlowError) as exc:
             outcome = exc
-        for r in self._settle(call, job, i, k, started, "asyncio", outcome):
-            self._queue.put((call, job, r, -1))
+        self._continue(call, job, i, k, started, "asyncio", outcome)
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
