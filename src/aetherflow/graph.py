@@ -285,6 +285,7 @@ class Graph:
                 self.succs[p].append(i)
         self.order = self._topological_order(problems)
         self.loop_preds = self._loop_preds() if any(self.back_targets) else [[] for _ in range(n)]
+        self.rearm = [len(lp) for lp in self.loop_preds]  # signals a vertex waits for after it ran
         self.sinks = [i for i in range(n) if not self.succs[i] and not self.branches[i]]
         for i in range(n):
             if self.mapped[i] and len(self.explicit[i]) != 1:

@@ -61,6 +61,7 @@ class JobCall:
     check_value: Callable[[Any, str, str], None] | None  # raises NodeOutputError if not storable
     commit: Callable[[list[StateHandle], str, str], list[Commit]] = commit  # Dask defers it to the driver
     context: Any = None  # the context instance the job resolves providers from
+    observed: bool = False  # someone listens to per-node events (hooks or DEBUG logs)
 
 
 @dataclass(slots=True)

@@ -254,11 +254,17 @@ class JobRun:
             self._settle(s, ready)
 
     def _settle(self, s: int, ready: list[int], force: bool = False) -> None:
-        runs_it = (force or self._got[s]) and not self._misses_input(s)
-        self._waiting[s] = len(self.graph.loop_preds[s])
+        runs_it = (force or self._got[s]) and (not self._skipped_any or not self._misses_input(s))
+        self._waiting[s] = self.graph.rearm[s]
         self._got[s] = 0
         if runs_it:
-            self._activate(s, ready)
+            if self.stopped is None and not self._busy[s] and self.runs[s] < self.graph.nodes[s].max_iterations:
+                self.runs[s] += 1  # the common case of _activate, inlined: this is the hottest path
+                self._busy[s] = 1
+                self.in_flight += 1
+                ready.append(s)
+            else:
+                self._activate(s, ready)
         else:
             self._skipped_any = True
             if self.status[s] is NodeStatus.PENDING:
@@ -267,8 +273,6 @@ class JobRun:
                 self._signal(t, False, ready)
 
     def _misses_input(self, s: int) -> bool:
-        if not self._skipped_any:
-            return False  # nothing was skipped: every needed output exists
         outputs = self.outputs
         return any(src not in outputs and not has_default for src, has_default in self.plan.vertices[s].needs)
 

@@ -262,6 +262,7 @@ class Worker:
         job = Job(run.job_id, flow, run, self._cancel_fn)
         scopes = JobScopes(self._worker_cache, run.job_id, self._thread_cache_fn)
         call = JobCall(run, self.id, flow.name, self._injectors_for(ctx, run.plan), scopes, self._worker_space_fn, self._check_value, context=ctx)
+        call.observed = bool(self._hooks) or log.isEnabledFor(logging.DEBUG)  # per-node events wanted
         self._active[job.id] = (job, call)  # atomic; no lock on the per-job path
         job._status = JobStatus.RUNNING
         self.store.set_job_status(job.id, JobStatus.RUNNING, time.time())
@@ -361,7 +362,7 @@ class Worker:
                 self._run_async(task)
                 return
             run.status[i] = NodeStatus.RUNNING
-            if self._observed:
+            if call.observed:
                 self._started(job, i, k)
             started = time.time()
             outcome = self._run_node(call, job, i, k)
@@ -423,7 +424,7 @@ class Worker:
         item = k if k >= 0 else None
         if isinstance(outcome, Outcome):
             self.store.record_run(RunFacts(run.job_id, name, run.runs[i], outcome.attempt, NodeStatus.COMPLETED, thread, started, time.time(), outcome.output, outcome.commits, None, None, item))
-            if self._observed:
+            if call.observed:
                 if self._hooks:
                     self._emit("node_completed", job=run.job_id, node=name, output=outcome.output)
                 log.debug("Node '%s' completed in job %s", name, run.job_id, extra={"job_id": run.job_id, "node": name})
@@ -451,7 +452,7 @@ class Worker:
         call, job, i, k = task
         run = job.run
         run.began(i)
-        if self._observed:
+        if call.observed:
             self._started(job, i, k)
         started = time.time()
         try:
@@ -544,11 +545,6 @@ class Worker:
             with self._lock:
                 space = self._worker_spaces.setdefault(key, StateSpace(StateScope.WORKER, f"{flow}/{node}"))
         return space
-
-    @property
-    def _observed(self) -> bool:
-        """Whether anyone listens to per-node events (hooks, or DEBUG logging): the hot path asks."""
-        return bool(self._hooks) or log.isEnabledFor(logging.DEBUG)
 
     def _started(self, job: Job, i: int, k: int) -> None:
         name = job.run.graph.names[i]
