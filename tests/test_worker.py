@@ -380,3 +380,16 @@ def test_blas_threads_capped_for_worker_lifetime_and_restored() -> None:
         pytest.skip("numpy has no BLAS pool to limit here")
     assert set(inside) == {1}
     assert after == before == opted_out == single
+
+
+def test_store_that_cannot_record_fails_the_node_instead_of_hanging() -> None:
+    from aetherflow.store import MemoryStore
+
+    class BrokenStore(MemoryStore):
+        def record_run(self, facts):  # noqa: ANN001, ANN202 - test double
+            raise OSError("disk full")
+
+    with Worker(threads=1, store=BrokenStore()) as w:
+        job = w.submit(inc, {"x": 1})
+        with pytest.raises(NodeError, match="could not be recorded.*disk full"):
+            job.result(timeout=10)

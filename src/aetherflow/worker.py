@@ -423,26 +423,42 @@ class Worker:
         name = run.graph.names[i]
         item = k if k >= 0 else None
         if isinstance(outcome, Outcome):
-            self.store.record_run(RunFacts(run.job_id, name, run.runs[i], outcome.attempt, NodeStatus.COMPLETED, thread, started, time.time(), outcome.output, outcome.commits, None, None, item))
-            if call.observed:
-                if self._hooks:
-                    self._emit("node_completed", job=run.job_id, node=name, output=outcome.output)
-                log.debug("Node '%s' completed in job %s", name, run.job_id, extra={"job_id": run.job_id, "node": name})
-            ready, ended = run.item_completed(i, k, outcome.output) if k >= 0 else run.completed(i, outcome.output)
-        elif isinstance(outcome, Suspend):
-            self.store.record_run(RunFacts(run.job_id, name, run.runs[i], 1, NodeStatus.SUSPENDED, thread, started, time.time(), error=outcome.reason, item=item))
-            ready, ended = [], run.suspend(i, outcome.reason)
+            facts = RunFacts(run.job_id, name, run.runs[i], outcome.attempt, NodeStatus.COMPLETED, thread, started, time.time(), outcome.output, outcome.commits, None, None, item)
+            try:
+                self.store.record_run(facts)
+            except Exception as exc:  # noqa: BLE001 - a completion that cannot be recorded fails the node
+                outcome = NodeError(f"completed, but its run could not be recorded in {self.store.url}: {type(exc).__name__}: {exc}", node=name, job_id=run.job_id)
+                outcome.__cause__ = exc
+            else:
+                if call.observed:
+                    if self._hooks:
+                        self._emit("node_completed", job=run.job_id, node=name, output=outcome.output)
+                    log.debug("Node '%s' completed in job %s", name, run.job_id, extra={"job_id": run.job_id, "node": name})
+                ready, ended = run.item_completed(i, k, outcome.output) if k >= 0 else run.completed(i, outcome.output)
+                if ended:
+                    self._finish(job, call)
+                return ready
+        if isinstance(outcome, Suspend):
+            self._record(RunFacts(run.job_id, name, run.runs[i], 1, NodeStatus.SUSPENDED, thread, started, time.time(), error=outcome.reason, item=item))
+            ended = run.suspend(i, outcome.reason)
         else:
             attempt = getattr(outcome, "attempt", 1)
             tb = "".join(traceback.format_exception(outcome))
-            self.store.record_run(RunFacts(run.job_id, name, run.runs[i], attempt, NodeStatus.FAILED, thread, started, time.time(), error=str(outcome), traceback=tb, item=item))
+            self._record(RunFacts(run.job_id, name, run.runs[i], attempt, NodeStatus.FAILED, thread, started, time.time(), error=str(outcome), traceback=tb, item=item))
             if self._hooks:
                 self._emit("node_failed", job=run.job_id, node=name, error=outcome)
             log.warning("%s", outcome, extra={"job_id": run.job_id, "node": name})
-            ready, ended = [], run.failed(i, outcome)
+            ended = run.failed(i, outcome)
         if ended:
             self._finish(job, call)
-        return ready
+        return []
+
+    def _record(self, facts: RunFacts) -> None:
+        """Record a run that did not complete; if even that fails, the log has it."""
+        try:
+            self.store.record_run(facts)
+        except Exception:  # the job still ends; the store is what failed
+            log.error("Could not record run of '%s' in job %s", facts.node, facts.job_id, exc_info=True, extra={"job_id": facts.job_id, "node": facts.node})
 
     def _run_async(self, task: _Task) -> None:
         loop = self._event_loop()
@@ -489,7 +505,10 @@ class Worker:
         error = None if run.error is None else str(run.error)
         if status is JobStatus.SUSPENDED and run.suspended:
             error = f"suspended at '{run.suspended[0]}': {run.suspended[1]}"
-        self.store.set_job_status(job.id, status, time.time(), output=self._stored_output(output), error=error)
+        try:
+            self.store.set_job_status(job.id, status, time.time(), output=self._stored_output(output), error=error)
+        except Exception:  # the caller still gets the result; the log has the failure
+            log.error("Could not record the end of job %s", job.id, exc_info=True, extra={"job_id": job.id, "node": None})
         job._status = status
         if status is not JobStatus.SUSPENDED:
             self._active.pop(job.id, None)

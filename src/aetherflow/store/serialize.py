@@ -15,6 +15,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from ..errors import NodeOutputError
 from .base import Store
 
+_SCALARS = frozenset({str, int, bool})  # not float: NaN and infinity are not JSON
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
@@ -36,6 +37,8 @@ def value_checker(store: Store) -> Callable[[Any, str, str], None] | None:
         return None
 
     def check(value: Any, node: str, what: str) -> None:
+        if value is None or type(value) in _SCALARS:
+            return  # always storable: skip the trial encoding
         try:
             to_json(value)
         except (PydanticSerializationError, TypeError, ValueError) as exc:

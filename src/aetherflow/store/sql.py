@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import StoreError
 from ..node import UNSET
-from ..state import DELETED
+from ..state import DELETED, StateScope
 from ..status import JobStatus, NodeStatus
 from .base import Progress, RunFacts, Store
 from .records import EventRecord, FlowStats, JobRecord, NodeRunRecord, StateRecord, epoch, utc
@@ -33,6 +33,7 @@ from .writer import BatchWriter, retry
 Statement = tuple[str, list[tuple[Any, ...]]]  # SQL with "?" placeholders, rows of parameters
 
 SCHEMA_VERSION = 1
+_TEXT: dict[Any, str] = {member: member.value for enum in (JobStatus, NodeStatus, StateScope) for member in enum}
 
 
 def migrations(real: str, serial_pk: str) -> list[tuple[int, list[str]]]:
@@ -153,18 +154,21 @@ class SQLStore(Store):
 
     def record_run(self, facts: RunFacts) -> None:
         f = facts
+        status = _TEXT[f.status]
         statements: list[Statement] = [
             ("INSERT INTO node_runs (job_id, node, iteration, attempt, status, thread, started_at, finished_at, output, item, error, traceback) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-             [(f.job_id, f.node, f.iteration, f.attempt, f.status.value, f.thread, f.started, f.finished, self._dump(f.output), f.item, f.error, f.traceback)]),
+             [(f.job_id, f.node, f.iteration, f.attempt, status, f.thread, f.started, f.finished, self._dump(f.output), f.item, f.error, f.traceback)]),
         ]
-        events: list[tuple[Any, ...]] = [(f.job_id, f.started, "node_started", f.node, self._dump({"iteration": f.iteration, "attempt": f.attempt}))]
+        # Event data of fixed shape is written as text directly: this runs for every node.
+        events: list[tuple[Any, ...]] = [(f.job_id, f.started, "node_started", f.node, f'{{"iteration":{f.iteration},"attempt":{f.attempt}}}')]
         writes = []
         for c in f.commits:
+            scope = _TEXT[c.scope]
             for w in c.writes:
                 deleted = w.value is DELETED
-                writes.append((f.job_id, c.scope.value, c.namespace, w.key, None if deleted else self._dump(w.value), int(deleted), w.version, f.node, c.ts))
-            events.append((f.job_id, c.ts, "state_committed", f.node, self._dump({"scope": c.scope.value, "keys": [w.key for w in c.writes]})))
-        events.append((f.job_id, f.finished, f"node_{f.status.value}", f.node, self._dump({"error": f.error}) if f.error else None))
+                writes.append((f.job_id, scope, c.namespace, w.key, None if deleted else self._dump(w.value), int(deleted), w.version, f.node, c.ts))
+            events.append((f.job_id, c.ts, "state_committed", f.node, to_json({"scope": scope, "keys": [w.key for w in c.writes]})))
+        events.append((f.job_id, f.finished, "node_" + status, f.node, self._dump({"error": f.error}) if f.error else None))
         if writes:
             statements.append(("INSERT INTO state_writes (job_id, scope, namespace, key, value, deleted, version, node, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", writes))
             statements.extend(self._snapshot_if_due(f.job_id, writes, f.finished))
