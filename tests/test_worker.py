@@ -393,3 +393,16 @@ def test_store_that_cannot_record_fails_the_node_instead_of_hanging() -> None:
         job = w.submit(inc, {"x": 1})
         with pytest.raises(NodeError, match="could not be recorded.*disk full"):
             job.result(timeout=10)
+
+
+def test_internal_error_fails_the_job_instead_of_hanging(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aetherflow import AetherFlowError
+
+    with Worker(threads=1) as w:
+        def broken(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("scheduler bug")
+
+        monkeypatch.setattr(w, "_run_node", broken)
+        job = w.submit(inc, {"x": 1})
+        with pytest.raises(AetherFlowError, match="internal error in AetherFlow while running node 'inc'"):
+            job.result(timeout=10)

@@ -336,8 +336,9 @@ class Worker:
                 break
             try:
                 self._execute(task, thread)
-            except BaseException:
+            except BaseException as exc:  # a bug here must not kill the thread or hang the job
                 log.critical("AetherFlow internal error while running a node", exc_info=True)
+                self._fail_task(task, exc)
         cache = getattr(self._local, "cache", None)
         if cache is not None:
             cache.close()  # thread-scoped instances are torn down on their own thread
@@ -452,6 +453,19 @@ class Worker:
         if ended:
             self._finish(job, call)
         return []
+
+    def _fail_task(self, task: Any, exc: BaseException) -> None:
+        """Fail the job of a task that hit an internal error, so its result() does not wait forever."""
+        if not (isinstance(task, tuple) and len(task) == 4):
+            return
+        call, job, i, _ = task
+        error = AetherFlowError(f"internal error in AetherFlow while running node '{job.run.graph.names[i]}': {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        try:
+            if job.run.failed(i, error):
+                self._finish(job, call)
+        except Exception:  # the job's state is beyond repair; the log has both errors
+            log.critical("Could not fail job %s after an internal error", job.id, exc_info=True)
 
     def _record(self, facts: RunFacts) -> None:
         """Record a run that did not complete; if even that fails, the log has it."""
