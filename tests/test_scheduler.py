@@ -31,7 +31,7 @@ def build(preds: list[list[int]]) -> Flow:
         params = ", ".join(f"v{p}: int" for p in ps) or "seed: int"
         body = " + ".join(f"v{p}" for p in ps) or "seed"
         ns: dict[str, object] = {}
-        exec(f"def v{i}({params}) -> int:\n    return ({body}) * 3 % 1000 + {i}\n", ns)  # noqa: S102 - generated nodes
+        exec(f"def v{i}({params}) -> int:\n    return ({body}) * 3 % 1000 + {i}\n", ns)
         nodes.append(node(ns[f"v{i}"]))
     return Flow(nodes, name="random-dag")
 

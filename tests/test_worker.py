@@ -386,7 +386,7 @@ def test_store_that_cannot_record_fails_the_node_instead_of_hanging() -> None:
     from aetherflow.store import MemoryStore
 
     class BrokenStore(MemoryStore):
-        def record_run(self, facts):  # noqa: ANN001, ANN202 - test double
+        def record_run(self, facts):
             raise OSError("disk full")
 
     with Worker(threads=1, store=BrokenStore()) as w:
