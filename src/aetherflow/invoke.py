@@ -12,6 +12,7 @@ import contextvars
 import threading
 import time
 from collections.abc import Callable
+from contextvars import Token
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -179,15 +180,20 @@ def _finish(call: JobCall, vp: VertexPlan, ex: ExecutionContext, value: Any, han
     return Outcome(output, commits, ex.attempt)
 
 
+def _enter(call: JobCall, vp: VertexPlan, iteration: int, attempt: int) -> tuple[ExecutionContext, Token[ExecutionContext | None]]:
+    """The one place the `ExecutionContext` of a node call is made and set (seed 001)."""
+    ex = ExecutionContext(call.worker_id, call.run.job_id, call.flow, vp.name, iteration, attempt, call.scopes)
+    return ex, _current.set(ex)
+
+
 def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET) -> Outcome:
     """Run a sync node to a committed outcome, or raise its `NodeError` (or `Suspend`)."""
     node = vp.node
     attempts: _Attempts | None = None  # built on the first failure: most calls never need it
     attempt = 1
     while True:
-        ex = ExecutionContext(call.worker_id, call.run.job_id, call.flow, vp.name, iteration, attempt, call.scopes)
+        ex, token = _enter(call, vp, iteration, attempt)
         handles: list[StateHandle] = []
-        token = _current.set(ex)
         try:
             kwargs = _arguments(call, vp, ex, handles, item)
             if node.timeout is None:
@@ -213,9 +219,8 @@ async def acall_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = 
     attempts = _Attempts(node, vp.name, call.run.job_id)
     attempt = 1
     while True:
-        ex = ExecutionContext(call.worker_id, call.run.job_id, call.flow, vp.name, iteration, attempt, call.scopes)
+        ex, token = _enter(call, vp, iteration, attempt)
         handles: list[StateHandle] = []
-        token = _current.set(ex)
         try:
             kwargs = _arguments(call, vp, ex, handles, item)
             if node.timeout is None:

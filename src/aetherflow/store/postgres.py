@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..errors import StoreError
-from .sql import SCHEMA_VERSION, SQLStore, Statement, migrations
+from .sql import SCHEMA_VERSION, SQLStore, Statement, migrate
 
 try:
     import psycopg
@@ -56,13 +56,7 @@ class PostgresStore(SQLStore):
             cur.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             cur.execute("SELECT value FROM meta WHERE key = 'schema_version'")
             row = cur.fetchone()
-            current = int(row[0]) if row else 0
-            if current > SCHEMA_VERSION:
-                raise StoreError(f"The database has schema version {current}, newer than this AetherFlow knows ({SCHEMA_VERSION}); upgrade aetherflow.")
-            for version, steps in migrations("DOUBLE PRECISION", "BIGSERIAL PRIMARY KEY"):
-                if version > current:
-                    for step in steps:
-                        cur.execute(step)
+            migrate(int(row[0]) if row else 0, cur.execute, "DOUBLE PRECISION", "BIGSERIAL PRIMARY KEY", _safe(self._dsn))
             cur.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
                 (str(SCHEMA_VERSION),),

@@ -58,6 +58,16 @@ def migrations(real: str, serial_pk: str) -> list[tuple[int, list[str]]]:
     ]
 
 
+def migrate(current: int, execute: Callable[[str], Any], real: str, serial_pk: str, where: str) -> None:
+    """Apply the schema steps newer than ``current``, through ``execute`` (inside a transaction)."""
+    if current > SCHEMA_VERSION:
+        raise StoreError(f"{where} has schema version {current}, newer than this AetherFlow knows ({SCHEMA_VERSION}); upgrade aetherflow.")
+    for version, steps in migrations(real, serial_pk):
+        if version > current:
+            for step in steps:
+                execute(step)
+
+
 class SQLStore(Store):
     """A store on a SQL database, written through one batching writer thread."""
 

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from ..errors import StoreError
-from .sql import SCHEMA_VERSION, SQLStore, Statement, migrations
+from .sql import SCHEMA_VERSION, SQLStore, Statement, migrate
 
 
 def sqlite_path(url: str) -> tuple[Path, dict[str, str]]:
@@ -58,13 +58,7 @@ class SQLiteStore(SQLStore):
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            current = int(row[0]) if row else 0
-            if current > SCHEMA_VERSION:
-                raise StoreError(f"{self.path} has schema version {current}, newer than this AetherFlow knows ({SCHEMA_VERSION}); upgrade aetherflow.")
-            for version, steps in migrations("REAL", "INTEGER PRIMARY KEY AUTOINCREMENT"):
-                if version > current:
-                    for step in steps:
-                        conn.execute(step)
+            migrate(int(row[0]) if row else 0, conn.execute, "REAL", "INTEGER PRIMARY KEY AUTOINCREMENT", str(self.path))
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             conn.execute("COMMIT")
         except BaseException:
