@@ -67,4 +67,4 @@ if __name__ == "__main__":
         print("job state:", job.state)
         runs = worker.store.node_runs(job.id)
         print(f"history: job {job.id[:12]} {worker.store.job(job.id).status}, {len(runs)} node runs on threads", sorted({r.thread for r in runs}))
-    print("see it again with: aetherflow jobs   (or: .venv/bin/aetherflow show", job.id[:12] + ")")
+    print(f"see it again with: .venv/bin/aetherflow jobs   and   .venv/bin/aetherflow show {job.id[:12]}")

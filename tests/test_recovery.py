@@ -124,3 +124,75 @@ def test_postgres_survives_a_dropped_connection_mid_run() -> None:
     assert len(store.jobs(flow="pg-drop", limit=1000)) == 101
     assert all(j.status == "completed" for j in store.jobs(flow="pg-drop", limit=1000))
     store.close()
+
+
+SLOW_JOB = """
+import sys, time
+from aetherflow import Worker, node
+
+@node
+def first(x: int, job_state) -> int:
+    job_state.set("first", x)
+    return x + 1
+
+@node
+def slow(first: int) -> int:
+    print("SLOW STARTED", flush=True)
+    time.sleep(60)
+    return first
+
+flow = first.then(slow).named("killed")
+with Worker(threads=1, store=sys.argv[1]) as w:
+    w.submit(flow, {"x": 1}).result()
+"""
+
+
+def test_sigkilled_process_mid_node_is_recovered(tmp_path: Path) -> None:
+    import signal
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    with subprocess.Popen([sys.executable, "-c", SLOW_JOB, url], stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "SLOW STARTED"  # first completed, slow is running
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    ran = []
+
+    @node
+    def first(x: int, job_state) -> int:
+        ran.append("first")
+        return x + 1
+
+    @node
+    def slow(first: int) -> int:
+        ran.append("slow")
+        return first * 10
+
+    with Worker(threads=1, store=url, flows=[first.then(slow).named("killed")]) as w:
+        [job] = w.recover()
+        assert job.result(30) == 20
+        assert job.state == {"first": 1}  # restored from the killed process's commit
+    assert ran == ["slow"]
+
+
+def test_recover_takes_jobs_whose_heartbeat_expired(tmp_path: Path) -> None:
+    """A worker on another host that stopped beating: its job is taken after the lease."""
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+
+    @node
+    def lonely(x: int) -> int:
+        return x * 2
+
+    store = open_store(url)
+    store.create_job("a" * 32, "lonely", {"x": 21}, "ghost-worker", time.time() - 120)
+    store.set_job_status("a" * 32, __import__("aetherflow").JobStatus.RUNNING, time.time() - 120)
+    store.heartbeat("ghost-worker", 12345, "another-host", time.time() - 120)
+    store.flush()
+    with Worker(threads=1, store=store, flows=[lonely], lease=300) as w:
+        assert w.recover() == []  # heartbeat 2 minutes old, lease 5 minutes: still alive
+    with Worker(threads=1, store=store, flows=[lonely], lease=60) as w:
+        [job] = w.recover()
+        assert job.result(10) == 42
+    assert store.job("a" * 32).status == "completed"
+    store.close()

@@ -351,9 +351,11 @@ class Graph:
         for name in sorted(vertex_names & set(BUILTINS)):
             problems.append(f"node '{name}' is named like the built-in injectable '{name}'; rename the function or use @node(name=...).")
         for name in sorted(vertex_names & providers):
+            users = [f"'{v}' ({self.nodes[i].location})" for i, v in enumerate(self.names) if name in self.nodes[i].param_names and v != name]
+            where = f" (parameter '{name}' of node {', '.join(users)})" if users else ""
             problems.append(
                 f"'{name}' is both a node of the flow and a provider of the context, so a "
-                f"parameter named '{name}' would be ambiguous; rename one of them."
+                f"parameter named '{name}' would be ambiguous{where}; rename the node or the provider."
             )
         inputs: dict[str, dict[str, Any]] = {}
         plans = [self._bind_vertex(i, providers, inputs, problems) for i in range(len(self.names))]
