@@ -238,6 +238,7 @@ class Plan:
 
     def __post_init__(self) -> None:
         self.required_inputs = tuple(name for name, spec in self.inputs.items() if spec.required)
+        self.secret_inputs = tuple(name for name, spec in self.inputs.items() if spec.secret)
 
 
 class Graph:

@@ -131,10 +131,9 @@ class JobScopes:
     def close(self) -> list[BaseException]:
         """End the job scope: tear down its job- and node-scoped instances."""
         if self._job is None:
-            with _creating:
-                if self._job is None:
-                    self._job = _ENDED  # refuses anything created after the end
-                    return []
+            # No lock: the job has ended, so no node of it can be creating its cache now.
+            self._job = _ENDED  # refuses anything created after the end
+            return []
         return self._job.close()
 
     def instance(self, provider: Any, ex: Any, create: Creator) -> tuple[Any, Any]:

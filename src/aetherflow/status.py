@@ -18,7 +18,7 @@ class JobStatus(str, Enum):
 
     @property
     def finished(self) -> bool:
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+        return self in FINISHED
 
 
 class NodeStatus(str, Enum):
@@ -31,3 +31,7 @@ class NodeStatus(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+ENDED = FINISHED | {JobStatus.SUSPENDED}  # no node runs any more (until a resume)

@@ -147,9 +147,9 @@ class Worker:
         values = dict(inputs) if inputs else {}
         _check_inputs(plan, values, f)
         job_id = new_job_id()
-        self.store.create_job(job_id, f.name, self._storable_inputs(plan, values), self.id, time.time())
+        self.store.create_job(job_id, f.name, self._storable_inputs(plan, values), self.id, time.time(), running=True)
         run = JobRun(job_id, f.graph, plan, values)
-        return self._launch(f, run, ctx, run.start())
+        return self._launch(f, run, ctx, run.start(), recorded=True)
 
     def run(self, flow: Flow | Node, inputs: Mapping[str, Any] | None = None, *, context: Any = None) -> Any:
         """Submit one job and wait for its result."""
@@ -256,7 +256,7 @@ class Worker:
 
     # -- starting jobs ----------------------------------------------------------------------
 
-    def _launch(self, flow: Flow, run: JobRun, ctx: Any, ready: list[int]) -> Job:
+    def _launch(self, flow: Flow, run: JobRun, ctx: Any, ready: list[int], recorded: bool = False) -> Job:
         if self._closed:
             raise AetherFlowError(f"Worker {self.id} is closed; create a new Worker to run more jobs.")
         job = Job(run.job_id, flow, run, self._cancel_fn)
@@ -265,7 +265,8 @@ class Worker:
         call.observed = bool(self._hooks) or log.isEnabledFor(logging.DEBUG)  # per-node events wanted
         self._active[job.id] = (job, call)  # atomic; no lock on the per-job path
         job._status = JobStatus.RUNNING
-        self.store.set_job_status(job.id, JobStatus.RUNNING, time.time())
+        if not recorded:  # a resumed job; a new one was recorded as running when created
+            self.store.set_job_status(job.id, JobStatus.RUNNING, time.time())
         if self._hooks:
             self._emit("job_started", job=job.id, flow=flow.name)
         if not ready:
@@ -308,9 +309,9 @@ class Worker:
         return injectors
 
     def _storable_inputs(self, plan: Plan, values: dict[str, Any]) -> dict[str, Any]:
-        secret = [k for k, spec in plan.inputs.items() if spec.secret and k in values]
-        if not secret:
+        if not plan.secret_inputs:
             return values
+        secret = [k for k in plan.secret_inputs if k in values]
         return {k: ("**********" if k in secret else v) for k, v in values.items()}
 
     def _flow_for(self, name: str, flow: Flow | Node | None) -> Flow:
@@ -530,8 +531,9 @@ class Worker:
             with self._lock:
                 self._idle.notify_all()
         if self._hooks:
-            self._emit("job_finished", job=job.id, flow=job.flow.name, status=status)
-        log.info("Job %s of flow '%s' %s", job.id, job.flow.name, status.value, extra={"job_id": job.id, "node": None})
+            self._emit("job_finished", job=job.id, flow=call.flow, status=status)
+        if call.observed:
+            log.debug("Job %s of flow '%s' %s", job.id, call.flow, status.value, extra={"job_id": job.id, "node": None})
         if status is JobStatus.COMPLETED:
             job._finished(output, None)
         elif status is JobStatus.FAILED:

@@ -51,7 +51,8 @@ class Store(ABC):
     # -- written by workers -----------------------------------------------------------
 
     @abstractmethod
-    def create_job(self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float) -> None: ...
+    def create_job(self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False) -> None:
+        """Record a new job (``running=True``: its nodes start at once, so it is recorded as running)."""
 
     @abstractmethod
     def set_job_status(self, job_id: str, status: JobStatus, ts: float, *, output: Any = UNSET, error: str | None = None) -> None: ...

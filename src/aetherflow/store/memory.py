@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections import OrderedDict
@@ -14,7 +13,7 @@ from typing import Any
 from ..errors import StoreError
 from ..node import UNSET
 from ..state import DELETED
-from ..status import JobStatus, NodeStatus
+from ..status import ENDED, FINISHED, JobStatus, NodeStatus
 from .base import Progress, RunFacts, Store
 from .records import EventRecord, JobRecord, NodeRunRecord, StateRecord, epoch, utc
 from .stats import flow_stats
@@ -33,7 +32,7 @@ class _Job:
     output: Any = None
     error: str | None = None
     runs: list[RunFacts] = field(default_factory=list)
-    events: list[tuple[int, float, str, str | None, dict[str, Any]]] = field(default_factory=list)
+    changes: list[tuple[float, JobStatus, str | None]] = field(default_factory=list)  # status changes
 
     def record(self) -> JobRecord:
         return JobRecord(
@@ -49,20 +48,20 @@ class MemoryStore(Store):
         self.max_jobs = max_jobs
         self._jobs: OrderedDict[str, _Job] = OrderedDict()
         self._finished: OrderedDict[str, None] = OrderedDict()
-        self._seq = itertools.count(1)
         self._lock = threading.Lock()
-
-    def _event(self, job: _Job, ts: float, type_: str, node: str | None = None, data: dict[str, Any] | None = None) -> None:
-        job.events.append((next(self._seq), ts, type_, node, data or {}))
 
     # -- writes ---------------------------------------------------------------------
 
     # Writes take no lock: each is a few dict/list operations that are atomic under the GIL,
     # and a lock here makes worker threads queue behind one another (a lock convoy).
 
-    def create_job(self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float) -> None:
-        job = _Job(job_id, flow, dict(inputs), worker, ts)
-        self._event(job, ts, "job_created", data={"inputs": job.inputs})
+    # Events are derived from the job's facts when asked for (see `events`), not built per write.
+
+    def create_job(self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False) -> None:
+        job = _Job(job_id, flow, inputs, worker, ts)
+        if running:
+            job.status, job.started = JobStatus.RUNNING, ts
+            job.changes.append((ts, JobStatus.RUNNING, None))
         self._jobs[job_id] = job
 
     def set_job_status(self, job_id: str, status: JobStatus, ts: float, *, output: Any = UNSET, error: str | None = None) -> None:
@@ -72,13 +71,13 @@ class MemoryStore(Store):
         job.status = status
         if status is JobStatus.RUNNING and job.started is None:
             job.started = ts
-        if status.finished or status is JobStatus.SUSPENDED:
+        if status in ENDED:
             job.finished = ts
         if output is not UNSET:
             job.output = output
         job.error = error
-        self._event(job, ts, f"job_{status.value}", data={"error": error} if error else None)
-        if status.finished:
+        job.changes.append((ts, status, error))
+        if status in FINISHED:
             self._finished[job_id] = None
             self._drop_oldest()
 
@@ -148,7 +147,8 @@ class MemoryStore(Store):
 
     def events(self, job_id: str, types: Sequence[str] | None = None) -> list[EventRecord]:
         job = self._get(job_id)
-        evs: list[tuple[float, int, str, str | None, dict[str, Any]]] = [(ts, order, t, n, d) for order, (_, ts, t, n, d) in enumerate(job.events)]
+        evs: list[tuple[float, int, str, str | None, dict[str, Any]]] = [(job.created, 0, "job_created", None, {"inputs": job.inputs})]
+        evs += [(ts, order, f"job_{st.value}", None, {"error": err} if err else {}) for order, (ts, st, err) in enumerate(job.changes, 1)]
         for k, run in enumerate(job.runs):
             base = (k + 1) * 1_000_000
             evs.append((run.started, base, "node_started", run.node, {"iteration": run.iteration, "attempt": run.attempt}))

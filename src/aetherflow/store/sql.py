@@ -23,7 +23,7 @@ from typing import Any
 from ..errors import StoreError
 from ..node import UNSET
 from ..state import DELETED, StateScope
-from ..status import JobStatus, NodeStatus
+from ..status import ENDED, FINISHED, JobStatus, NodeStatus
 from .base import Progress, RunFacts, Store
 from .records import EventRecord, FlowStats, JobRecord, NodeRunRecord, StateRecord, epoch, utc
 from .serialize import to_json
@@ -133,12 +133,15 @@ class SQLStore(Store):
         statements = [s for item in batch for s in item]
         retry(f"write to {self.url}", lambda: self._execute_batch(statements), self._retryable)
 
-    def create_job(self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float) -> None:
+    def create_job(self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False) -> None:
+        status = JobStatus.RUNNING if running else JobStatus.PENDING
+        events = [(job_id, ts, "job_created", None, self._dump({"flow": flow}))]
+        if running:
+            events.append((job_id, ts, "job_running", None, None))
         self._submit([
-            ("INSERT INTO jobs (id, flow, status, inputs, created_at, worker) VALUES (?, ?, ?, ?, ?, ?)",
-             [(job_id, flow, JobStatus.PENDING.value, self._dump(inputs), ts, worker)]),
-            ("INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)",
-             [(job_id, ts, "job_created", None, self._dump({"flow": flow}))]),
+            ("INSERT INTO jobs (id, flow, status, inputs, created_at, started_at, worker) VALUES (?, ?, ?, ?, ?, ?, ?)",
+             [(job_id, flow, status.value, self._dump(inputs), ts, ts if running else None, worker)]),
+            ("INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)", events),
         ])
 
     def set_job_status(self, job_id: str, status: JobStatus, ts: float, *, output: Any = UNSET, error: str | None = None) -> None:
@@ -147,13 +150,13 @@ class SQLStore(Store):
         if status is JobStatus.RUNNING:
             sets.append("started_at = COALESCE(started_at, ?)")
             params.append(ts)
-        if status.finished or status is JobStatus.SUSPENDED:
+        if status in ENDED:
             sets.append("finished_at = ?")
             params.append(ts)
         if output is not UNSET:
             sets.append("output = ?")
             params.append(self._dump(output))
-        if status.finished:
+        if status in FINISHED:
             with self._live_lock:
                 self._live.pop(job_id, None)
         self._submit([
