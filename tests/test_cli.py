@@ -141,3 +141,11 @@ def test_stats_table_and_json(project: Path) -> None:
     assert data["counts"] == {"completed": 3} and data["success_rate"] == 1.0
     assert set(data["nodes"]) == {"load", "total"}
     assert "success rate 100.0%" in aetherflow(project, "stats", "summing").stdout
+
+
+def test_bad_command_line_is_explained_with_exit_code_2(project: Path) -> None:
+    missing = aetherflow(project, "run")
+    assert missing.returncode == 2 and "Missing argument 'target'" in missing.stderr
+    bad = aetherflow(project, "jobs", "--limit", "many")
+    assert bad.returncode == 2 and "--limit" in bad.stderr
+    assert aetherflow(project).returncode == 2  # no command: help, as a usage error

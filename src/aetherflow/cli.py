@@ -17,11 +17,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.exceptions import TyperException
 
 from .errors import AetherFlowError
 from .job import JobSuspendedError
-from .report import as_json, html_report
+from .report import html_report
 from .store import Store, open_store
+from .store.records import as_json
 from .targets import TargetError, load_target, parse_value
 
 DEFAULT_STORE = "sqlite:///.aetherflow/runs.db"
@@ -268,14 +270,12 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)
-    except Exception as exc:
-        if isinstance(exc, SystemExit):
-            raise
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except TyperException as exc:  # a bad option or a missing argument: click explains it
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        sys.exit(getattr(exc, "exit_code", 2))
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence: one line, no traceback
         _fail(exc, 1)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import json
-from typing import Any
 
 from .graph import GraphSpec, _data_sources
 from .store.records import JobRecord, NodeRunRecord
@@ -138,21 +137,3 @@ def _ms(r: NodeRunRecord) -> str:
     if r.finished_at is None:
         return ""
     return f"{(r.finished_at - r.started_at).total_seconds() * 1000:.2f}"
-
-
-def as_json(obj: Any) -> Any:
-    """A record (dataclass) as JSON-able data, datetimes as ISO text."""
-    from dataclasses import asdict, is_dataclass
-    from datetime import datetime
-
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return as_json(asdict(obj))
-    if isinstance(obj, dict):
-        return {k: as_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [as_json(v) for v in obj]
-    if isinstance(obj, datetime):
-        return obj.isoformat()
-    if hasattr(obj, "value") and isinstance(getattr(obj, "value", None), str):
-        return obj.value
-    return obj

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,3 +91,18 @@ def percentile(sorted_values: list[float], q: float) -> float:
         return 0.0
     i = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
     return sorted_values[i]
+
+
+def as_json(obj: Any) -> Any:
+    """A record (dataclass) as JSON-able data, datetimes as ISO text."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return as_json(asdict(obj))
+    if isinstance(obj, dict):
+        return {k: as_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [as_json(v) for v in obj]
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if hasattr(obj, "value") and isinstance(getattr(obj, "value", None), str):
+        return obj.value
+    return obj
