@@ -296,3 +296,33 @@ def test_resume_of_unknown_flow_says_how_to_pass_it(store: Store) -> None:
         job.result()
     with Worker(threads=1, store=store) as w2, pytest.raises(Exception, match=r"worker.resume\(job_id, flow=...\)"):
         w2.resume(job.id)
+
+
+def test_resume_after_many_commits_reads_snapshot_and_later_writes(store: Store) -> None:
+    """Past `snapshot_every` commits, resume starts from a snapshot plus the writes after it."""
+
+    @node
+    def tick(job_state, node_state) -> int:
+        node_state.apply("runs", lambda r: r + 1, default=0)
+        return job_state.apply("n", lambda n: n + 1, default=0)
+
+    @node
+    def again(tick: int) -> bool:
+        return tick < 250
+
+    @node
+    def gate(job_state, release: bool = False) -> int:
+        if not release:
+            raise Suspend("hold")
+        return job_state["n"]
+
+    flow = tick.then(again).branch_on({True: tick, False: gate}).named("many-commits")
+    with Worker(threads=2, store=store) as w:
+        job = w.submit(flow)
+        with pytest.raises(Exception, match="suspended"):
+            job.result(60)
+    with Worker(threads=2, store=store, flows=[flow]) as w2:
+        resumed = w2.resume(job.id, inputs={"release": True})
+        assert resumed.result(60) == 250
+        assert resumed.state == {"n": 250}
+        assert resumed.node_state("tick") == {"runs": 250}
