@@ -285,11 +285,21 @@ def state(quick: bool) -> Section:
         job_state.set("i", i)
         return worker_state.apply("n", lambda v: v + 1, default=0)
 
+    @node
+    def write(x: int, job_state: Any) -> int:
+        job_state.set("x", x)
+        return x + 1
+
+    chain_len = 500 if quick else 2000
+    chain = write.repeat(chain_len)
     with Worker(threads=8) as w:
+        chain.run({"x": 0}, worker=w)
+        t_chain = best(lambda: chain.run({"x": 0}, worker=w), 3)
         inputs = [{"i": i} for i in range(jobs)]
         w.map(bump, inputs[:50], progress=False)
         t_jobs = best(lambda: w.map(bump, inputs, progress=False), 3)
-    sec.extra.append(f"Through a worker (8 threads, one job per commit pair, job + worker state): **{2 * jobs / t_jobs:,.0f} commits/s**.")
+    sec.extra.append(f"On one worker, a {chain_len}-node chain where every node commits a key: **{chain_len / t_chain:,.0f} commits/s** (target ≥ 100,000/s), node runs included.")
+    sec.extra.append(f"On one worker, {jobs} one-node jobs each committing `job_state` and `worker_state`: {2 * jobs / t_jobs:,.0f} commits/s (job creation included).")
     return sec
 
 

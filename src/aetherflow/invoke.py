@@ -11,10 +11,10 @@ import asyncio
 import contextvars
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextvars import Token
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from pydantic import ValidationError
 
@@ -65,10 +65,11 @@ class JobCall:
     observed: bool = False  # someone listens to per-node events (hooks or DEBUG logs)
 
 
-@dataclass(slots=True)
-class Outcome:
+class Outcome(NamedTuple):
+    """A completed call: its (validated) output, the commits it made, the attempt that won."""
+
     output: Any
-    commits: list[Commit]
+    commits: Sequence[Commit]
     attempt: int
 
 
@@ -176,7 +177,7 @@ def _finish(call: JobCall, vp: VertexPlan, ex: ExecutionContext, value: Any, han
         for h in handles:
             for key, v in h.pending_values():
                 call.check_value(v, vp.name, f"{h.space.scope.value}_state['{key}']")
-    commits = call.commit(handles, ex.job_id, vp.name) if handles else []
+    commits = call.commit(handles, ex.job_id, vp.name) if handles else ()
     return Outcome(output, commits, ex.attempt)
 
 
