@@ -451,6 +451,7 @@ def render(sections: list[Section], charts: dict[str, str]) -> str:
 
 
 def draw(sections: list[Section], folder: Path) -> dict[str, str]:
+    """PNG charts beside the page; returns {chart name: relative path}."""
     try:
         import matplotlib
 
@@ -459,44 +460,41 @@ def draw(sections: list[Section], folder: Path) -> dict[str, str]:
     except ImportError:
         return {}
     folder.mkdir(parents=True, exist_ok=True)
-    charts = {}
+    charts: dict[str, str] = {}
+
+    def chart(name: str, plot: Callable[[Any], None], xlabel: str, ylabel: str = "", width: float = 7) -> None:
+        fig, ax = plt.subplots(figsize=(width, 3.5))
+        plot(ax)
+        ax.set_xlabel(xlabel)
+        if ylabel:
+            ax.set_ylabel(ylabel)
+        fig.tight_layout()
+        fig.savefig(folder / f"{name}.png", dpi=110)
+        plt.close(fig)
+        charts[name] = f"img/{name}.png"
+
     engine = next((s for s in sections if s.chart == "engine"), None)
     if engine:
-        fig, ax = plt.subplots(figsize=(8, 3.5))
-        labels = [f"{r.what}\nvs {r.baseline}" for r in engine.rows]
-        ax.barh(labels, [r.ratio for r in engine.rows], color="#3f6fb5")
-        ax.axvline(1.0, color="#888", lw=1)
-        ax.set_xlabel("ratio to baseline (lower is better)")
-        ax.tick_params(axis="y", labelsize=7)
-        fig.tight_layout()
-        fig.savefig(folder / "engine.png", dpi=110)
-        plt.close(fig)
-        charts["engine"] = "img/engine.png"
+        def bars(ax: Any) -> None:
+            ax.barh([f"{r.what}\nvs {r.baseline}" for r in engine.rows], [r.ratio for r in engine.rows], color="#3f6fb5")
+            ax.axvline(1.0, color="#888", lw=1)
+            ax.tick_params(axis="y", labelsize=7)
+        chart("engine", bars, "ratio to baseline (lower is better)", width=8)
     if _MODES:
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        for work, style in (("light", "-o"), ("heavy", "--s")):
-            pts = [(t, sh / iso) for t, w, iso, sh in _MODES if w == work]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"{work} work")
-        ax.axhline(1.0, color="#888", lw=1)
-        ax.set_xlabel("worker threads")
-        ax.set_ylabel("shared / isolated time")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(folder / "modes.png", dpi=110)
-        plt.close(fig)
-        charts["modes"] = "img/modes.png"
+        def modes(ax: Any) -> None:
+            for work, style in (("light", "-o"), ("heavy", "--s")):
+                pts = [(t, sh / iso) for t, w, iso, sh in _MODES if w == work]
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"{work} work")
+            ax.axhline(1.0, color="#888", lw=1)
+            ax.legend()
+        chart("modes", modes, "worker threads", "shared / isolated time")
     if _HISTORY:
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        ax.plot([h[0] for h in _HISTORY], [h[1] * 1e3 for h in _HISTORY], "-o", label="jobs(flow, status, since)")
-        ax.plot([h[0] for h in _HISTORY], [h[2] * 1e3 for h in _HISTORY], "--s", label="events(job)")
-        ax.set_xscale("log")
-        ax.set_xlabel("events in the store")
-        ax.set_ylabel("ms")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(folder / "history.png", dpi=110)
-        plt.close(fig)
-        charts["history"] = "img/history.png"
+        def history_plot(ax: Any) -> None:
+            ax.plot([h[0] for h in _HISTORY], [h[1] * 1e3 for h in _HISTORY], "-o", label="jobs(flow, status, since)")
+            ax.plot([h[0] for h in _HISTORY], [h[2] * 1e3 for h in _HISTORY], "--s", label="events(job)")
+            ax.set_xscale("log")
+            ax.legend()
+        chart("history", history_plot, "events in the store", "ms")
     return charts
 
 

@@ -151,8 +151,8 @@ def show(
     runs = st.node_runs(job.id)
     if html is not None:
         target = st.target_of(job.flow)
-        spec = load_target(target).spec if target else None
-        html.write_text(html_report(job, runs, spec))
+        graph = load_target(target).graph if target else None
+        html.write_text(html_report(job, runs, graph))
         print(f"wrote {html}: the flow graph and a timeline of {len(runs)} node runs")
         return
     if as_json_:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import html
 import json
 
-from .graph import GraphSpec, _data_sources
+from .graph import Graph
 from .store.records import JobRecord, NodeRunRecord
 
 _COLORS = {"completed": "#2e7d32", "failed": "#c62828", "skipped": "#9e9e9e", "suspended": "#f9a825", "running": "#1565c0", "pending": "#bdbdbd"}
 
 
-def html_report(job: JobRecord, runs: list[NodeRunRecord], spec: GraphSpec | None) -> str:
+def html_report(job: JobRecord, runs: list[NodeRunRecord], graph: Graph | None) -> str:
     data = {
         "job": {"id": job.id, "flow": job.flow, "status": job.status.value, "error": job.error},
         "runs": [
@@ -26,7 +26,7 @@ def html_report(job: JobRecord, runs: list[NodeRunRecord], spec: GraphSpec | Non
         ],
     }
     last_status = {r.node: r.status.value for r in runs}
-    graph = _graph_svg(spec, last_status) if spec is not None else "<p>(flow code not available: graph omitted)</p>"
+    picture = _graph_svg(graph, last_status) if graph is not None else "<p>(flow code not available: graph omitted)</p>"
     title = f"AetherFlow job {job.id} — {job.flow}"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -37,7 +37,7 @@ svg text{{font-size:12px;font-family:system-ui,sans-serif}} table{{border-collap
 <p>Status: <span class="status" style="color:{_COLORS.get(job.status.value, '#222')}">{job.status.value}</span>
 {('— ' + html.escape(job.error)) if job.error else ''}</p>
 <h2>Flow</h2>
-{graph}
+{picture}
 <h2>Timeline</h2>
 {_timeline_svg(runs)}
 <h2>Node runs</h2>
@@ -47,38 +47,16 @@ svg text{{font-size:12px;font-family:system-ui,sans-serif}} table{{border-collap
 """
 
 
-def _layers(spec: GraphSpec) -> dict[str, int]:
-    preds = {name: [*v.preds, *_data_sources(v, spec.vertices)] for name, v in spec.vertices.items()}
-    for name, v in spec.vertices.items():
-        for target in (v.branches or {}).values():
-            if target != name and name not in _upstream(target, preds):
-                preds[target].append(name)
-    depth: dict[str, int] = {}
-    for name in spec.vertices:  # iterative longest-path depth (graphs can be long chains)
-        stack = [name]
-        while stack:
-            top = stack[-1]
-            pending = [p for p in preds[top] if p not in depth and p not in stack]
-            if pending:
-                stack.extend(pending)
-                continue
-            stack.pop()
-            depth[top] = 1 + max((depth.get(p, 0) for p in preds[top]), default=-1)
-    return depth
+def _layers(graph: Graph) -> dict[str, int]:
+    """Depth of each vertex: the longest forward path from a source (loops drawn upwards)."""
+    depth: dict[int, int] = {}
+    for i in graph.order:
+        depth[i] = 1 + max((depth[p] for p in graph.preds[i]), default=-1)
+    return {graph.names[i]: d for i, d in depth.items()}
 
 
-def _upstream(start: str, preds: dict[str, list[str]]) -> set[str]:
-    seen, stack = set(), [start]
-    while stack:
-        for p in preds[stack.pop()]:
-            if p not in seen:
-                seen.add(p)
-                stack.append(p)
-    return seen
-
-
-def _graph_svg(spec: GraphSpec, status: dict[str, str]) -> str:
-    depth = _layers(spec)
+def _graph_svg(graph: Graph, status: dict[str, str]) -> str:
+    depth = _layers(graph)
     rows: dict[int, list[str]] = {}
     for name, d in depth.items():
         rows.setdefault(d, []).append(name)
@@ -89,7 +67,7 @@ def _graph_svg(spec: GraphSpec, status: dict[str, str]) -> str:
              '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto"><path d="M0,0L10,5L0,10z" fill="#555"/></marker></defs>']
     from .viz import _edges
 
-    for a, b, label in _edges(spec):
+    for a, b, label in _edges(graph.spec):
         (x1, y1), (x2, y2) = pos[a], pos[b]
         parts.append(f'<line x1="{x1 + 70}" y1="{y1 + 30}" x2="{x2 + 70}" y2="{y2}" stroke="#555" marker-end="url(#arrow)"/>')
         if label:
