@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 try:
+    import cloudpickle
     import distributed
     from distributed.diagnostics.plugin import WorkerPlugin
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -53,7 +54,11 @@ class ContextNotImportableError(AetherFlowError, TypeError):
 class _Snapshot:
     """One node call, as sent to a Dask worker."""
 
-    vp: VertexPlan
+    # The vertex travels as bytes with a key: a Dask worker unpickles it once and caches it
+    # (unpickling rebuilds its pydantic validators, which costs more than a small task).
+    vp_key: str
+    vp_blob: bytes
+    name: str
     job_id: str
     flow: str
     iteration: int
@@ -83,8 +88,8 @@ class _View:
         self.inputs = snap.inputs
         self.outputs = snap.outputs
         self.job_space = _space(StateScope.JOB, "", snap.state.get("job", {}))
-        self._node = _space(StateScope.NODE, snap.vp.name, snap.state.get("node", {}))
-        self.worker = _space(StateScope.WORKER, f"{snap.flow}/{snap.vp.name}", snap.state.get("worker", {}))
+        self._node = _space(StateScope.NODE, snap.name, snap.state.get("node", {}))
+        self.worker = _space(StateScope.WORKER, f"{snap.flow}/{snap.name}", snap.state.get("worker", {}))
 
     def node_space(self, name: str) -> StateSpace:
         return self._node
@@ -105,14 +110,15 @@ class AetherFlowPlugin(WorkerPlugin):  # type: ignore[misc]
         self.address = getattr(worker, "address", "dask")
         self.cache = ScopeCache(f"dask worker {self.address}")
         self.contexts: dict[str, Any] = {}
-        self.jobs: dict[str, JobScopes] = {}
+        self.vertices: dict[str, VertexPlan] = {}
+        self.jobs: dict[str, ScopeCache] = {}  # job caches of jobs that use job/node scopes
         self._local = threading.local()
         self._threads: list[ScopeCache] = []
         self._lock = threading.Lock()
 
     def teardown(self, worker: Any) -> None:
-        for scopes in list(self.jobs.values()):
-            scopes.close()
+        for cache in list(self.jobs.values()):
+            cache.close()
         for cache in self._threads:
             cache.close()
         self.cache.close()
@@ -133,18 +139,27 @@ class AetherFlowPlugin(WorkerPlugin):  # type: ignore[misc]
                 ctx = self.contexts[ref] = cls()
         return ctx
 
+    def vertex(self, key: str, blob: bytes) -> VertexPlan:
+        vp = self.vertices.get(key)
+        if vp is None:
+            vp = self.vertices[key] = cloudpickle.loads(blob)
+        return vp
+
     def scopes(self, job_id: str) -> JobScopes:
+        return _RemoteJobScopes(self, job_id)
+
+    def job_cache(self, job_id: str) -> ScopeCache:
         with self._lock:
-            scopes = self.jobs.get(job_id)
-            if scopes is None:
-                scopes = self.jobs[job_id] = JobScopes(self.cache, job_id, self._thread_cache)
-        return scopes
+            cache = self.jobs.get(job_id)
+            if cache is None:
+                cache = self.jobs[job_id] = ScopeCache(f"job {job_id} on {self.address}")
+        return cache
 
     def end_job(self, job_id: str) -> None:
         with self._lock:
-            scopes = self.jobs.pop(job_id, None)
-        if scopes is not None:
-            scopes.close()
+            cache = self.jobs.pop(job_id, None)
+        if cache is not None:
+            cache.close()
 
     def _thread_cache(self) -> ScopeCache:
         cache: ScopeCache | None = getattr(self._local, "cache", None)
@@ -153,6 +168,20 @@ class AetherFlowPlugin(WorkerPlugin):  # type: ignore[misc]
             with self._lock:
                 self._threads.append(cache)
         return cache
+
+
+class _RemoteJobScopes(JobScopes):
+    """A job's scopes on a Dask worker: its job cache outlives one task (kept by the plugin)."""
+
+    __slots__ = ("plugin",)
+
+    def __init__(self, plugin: AetherFlowPlugin, job_id: str) -> None:
+        super().__init__(plugin.cache, job_id, plugin._thread_cache)
+        self.plugin = plugin
+
+    @property
+    def job(self) -> ScopeCache:
+        return self.plugin.job_cache(self.job_id)
 
 
 def _plugin() -> AetherFlowPlugin:
@@ -165,8 +194,9 @@ def _run_remote(snap: _Snapshot) -> _Returned:
     plugin = _plugin()
     view = _View(snap)
     ctx = plugin.context(snap.context)
+    vp = plugin.vertex(snap.vp_key, snap.vp_blob)
     injectors = {}
-    for b in snap.vp.bindings:
+    for b in vp.bindings:
         if b.kind == B_PROVIDER:
             provider = ctx.providers[b.key]
             injectors[b.key] = getattr(provider, "inject", provider)
@@ -178,10 +208,10 @@ def _run_remote(snap: _Snapshot) -> _Returned:
 
     call = JobCall(view, f"dask:{plugin.address}", snap.flow, injectors, plugin.scopes(snap.job_id), lambda f, n: view.worker, None, defer)
     try:
-        if snap.vp.node.is_async:
-            outcome = asyncio.run(acall_node(call, snap.vp, snap.iteration, snap.item))
+        if vp.node.is_async:
+            outcome = asyncio.run(acall_node(call, vp, snap.iteration, snap.item))
         else:
-            outcome = call_node(call, snap.vp, snap.iteration, snap.item)
+            outcome = call_node(call, vp, snap.iteration, snap.item)
     except (NodeError, Suspend) as exc:
         return _Returned(error=exc, where=plugin.address)
     writesets = [(h.space.scope.value, *h.writeset()) for h in deferred]
@@ -241,6 +271,7 @@ class DaskWorker(Worker):
             self.client, self._owns_client = distributed.Client(client_or_address), True  # type: ignore[no-untyped-call]
         self.client.register_plugin(AetherFlowPlugin(), name=PLUGIN)
         options.setdefault("blas_threads", None)  # the Dask workers' processes do the math
+        self._blobs: dict[int, tuple[str, bytes, VertexPlan]] = {}
         super().__init__(context, threads=threads, **options)
 
     def _run_node(self, call: JobCall, job: Any, i: int, k: int) -> None:  # type: ignore[override]
@@ -251,7 +282,8 @@ class DaskWorker(Worker):
         call, run = sending.call, sending.job.run
         vp = run.plan.vertices[sending.i]
         item = run.map_items[sending.i][sending.k] if sending.k >= 0 else UNSET
-        snap = _Snapshot(vp, run.job_id, call.flow, run.runs[sending.i], item, run.inputs, _needed_outputs(vp, run.outputs), self._context_ref(call), self._state_snapshot(call, vp))
+        key, blob = self._vertex_blob(run.plan.flow, vp)
+        snap = _Snapshot(key, blob, vp.name, run.job_id, call.flow, run.runs[sending.i], item, run.inputs, _needed_outputs(vp, run.outputs), self._context_ref(call), self._state_snapshot(call, vp))
         try:
             future = self.client.submit(_run_remote, snap, pure=False, retries=2)
         except Exception as exc:  # noqa: BLE001 - e.g. a value that cannot be pickled
@@ -292,6 +324,12 @@ class DaskWorker(Worker):
                     outcome = StateConflictError(f"{exc}; gave up after {vp.node.conflict_retries} re-runs.", node=vp.name, job_id=s.job.id)
                     outcome.__cause__ = exc
         self._continue(s.call, s.job, s.i, s.k, s.started, returned_where(arrived), outcome)
+
+    def _vertex_blob(self, flow: str, vp: VertexPlan) -> tuple[str, bytes]:
+        entry = self._blobs.get(id(vp))
+        if entry is None or entry[2] is not vp:
+            entry = self._blobs[id(vp)] = (f"{self.id}:{flow}:{vp.name}:{id(vp)}", cloudpickle.dumps(vp), vp)
+        return entry[0], entry[1]
 
     def _context_ref(self, call: JobCall) -> str | None:
         if call.context is None:
