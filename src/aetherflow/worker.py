@@ -347,36 +347,36 @@ class Worker:
     def _execute(self, task: Any, thread: str) -> None:
         call, job, i, k = task
         run = job.run
+        # The per-node loop: names bound once, since a chain runs thousands of times round it.
+        mapped, vertices, status = run.graph.mapped, run.plan.vertices, run.status
+        run_node, settle, put = self._run_node, self._settle, self._queue.put
         while True:
             if run.stopped is not None:
                 if run.dropped(i):
                     self._finish(job, call)
                 return
-            if k < 0 and run.graph.mapped[i]:
+            if k < 0 and mapped[i]:
                 nxt = self._start_map(call, job, i)
                 if nxt is None:
                     return
-                task = nxt
-                call, job, i, k = task
+                call, job, i, k = nxt
                 continue
-            vp = run.plan.vertices[i]
-            if vp.node.is_async and self._local_async:
-                self._run_async(task)
+            if vertices[i].node.is_async and self._local_async:
+                self._run_async((call, job, i, k))
                 return
-            run.status[i] = NodeStatus.RUNNING
+            status[i] = NodeStatus.RUNNING
             if call.observed:
                 self._started(job, i, k)
             started = time.time()
-            outcome = self._run_node(call, job, i, k)
+            outcome = run_node(call, job, i, k)
             if outcome is None:
                 return  # finishes elsewhere: `DaskWorker` continues when its task returns
-            ready = self._settle(call, job, i, k, started, thread, outcome)
+            ready = settle(call, job, i, k, started, thread, outcome)
             if not ready:
                 return
             for r in ready[1:]:
-                self._queue.put((call, job, r, -1))
+                put((call, job, r, -1))
             i, k = ready[0], -1
-            task = (call, job, i, k)
 
     # Where a node call happens; `aetherflow.dask.DaskWorker` sends it to the cluster instead.
     _local_async = True
