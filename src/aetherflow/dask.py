@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from queue import Empty, SimpleQueue
 from typing import Any
 
 try:
@@ -272,6 +274,9 @@ class DaskWorker(Worker):
         self.client.register_plugin(AetherFlowPlugin(), name=PLUGIN)
         options.setdefault("blas_threads", None)  # the Dask workers' processes do the math
         self._blobs: dict[int, tuple[str, bytes, VertexPlan]] = {}
+        self._outbox: SimpleQueue[tuple[_Sending, _Snapshot] | None] = SimpleQueue()
+        self._dispatcher = threading.Thread(target=self._dispatch, name="aetherflow-dask-dispatch", daemon=True)
+        self._dispatcher.start()
         super().__init__(context, threads=threads, **options)
 
     def _run_node(self, call: JobCall, job: Any, i: int, k: int) -> None:  # type: ignore[override]
@@ -284,12 +289,39 @@ class DaskWorker(Worker):
         item = run.map_items[sending.i][sending.k] if sending.k >= 0 else UNSET
         key, blob = self._vertex_blob(run.plan.flow, vp)
         snap = _Snapshot(key, blob, vp.name, run.job_id, call.flow, run.runs[sending.i], item, run.inputs, _needed_outputs(vp, run.outputs), self._context_ref(call), self._state_snapshot(call, vp))
+        self._outbox.put((sending, snap))
+
+    def _dispatch(self) -> None:
+        """Send queued calls in batches: one `client.map` per batch, as Dask's own map does."""
+        while True:
+            first = self._outbox.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < 1000:
+                try:
+                    more = self._outbox.get_nowait()
+                except Empty:
+                    break
+                if more is None:
+                    self._outbox.put(None)  # stop after this batch
+                    break
+                batch.append(more)
+            self._submit_batch(batch)
+
+    def _submit_batch(self, batch: list[tuple[_Sending, _Snapshot]]) -> None:
         try:
-            future = self.client.submit(_run_remote, snap, pure=False, retries=2)
-        except Exception as exc:  # noqa: BLE001 - e.g. a value that cannot be pickled
-            self._queue.put(_Arrived(sending, None, exc))
+            futures = self.client.map(_run_remote, [snap for _, snap in batch], pure=False, retries=2)
+        except Exception:  # noqa: BLE001 - one bad value must not sink the batch: send them singly
+            if len(batch) == 1:
+                sending = batch[0][0]
+                self._queue.put(_Arrived(sending, None, sys.exc_info()[1]))
+                return
+            for one in batch:
+                self._submit_batch([one])
             return
-        future.add_done_callback(lambda f: self._queue.put(_Arrived(sending, f, None)))  # type: ignore[no-untyped-call]
+        for (sending, _), future in zip(batch, futures, strict=True):
+            future.add_done_callback(lambda f, s=sending: self._queue.put(_Arrived(s, f, None)))  # type: ignore[no-untyped-call]
 
     def _execute(self, task: Any, thread: str) -> None:
         if type(task) is _Arrived:
@@ -363,6 +395,8 @@ class DaskWorker(Worker):
 
     def close(self) -> None:
         super().close()
+        self._outbox.put(None)
+        self._dispatcher.join()
         if self._owns_client:
             self.client.close()  # type: ignore[no-untyped-call]
 
