@@ -296,7 +296,7 @@ def state(quick: bool) -> Section:
     chain = write.repeat(chain_len)
     with Worker(threads=8) as w:
         chain.run({"x": 0}, worker=w)
-        t_chain = best(lambda: chain.run({"x": 0}, worker=w), 3)
+        t_chain = best(lambda: chain.run({"x": 0}, worker=w), 9)
         inputs = [{"i": i} for i in range(jobs)]
         w.map(bump, inputs[:50], progress=False)
         t_jobs = best(lambda: w.map(bump, inputs, progress=False), 3)
