@@ -149,3 +149,19 @@ def test_bad_command_line_is_explained_with_exit_code_2(project: Path) -> None:
     bad = aetherflow(project, "jobs", "--limit", "many")
     assert bad.returncode == 2 and "--limit" in bad.stderr
     assert aetherflow(project).returncode == 2  # no command: help, as a usage error
+
+
+def test_run_with_a_context_profile(project: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    (project / "counting.py").write_text(
+        "from aetherflow import node\n\n@node\ndef hit(n: int, counter) -> int:\n    return counter.add(n)\n"
+    )
+    ok = subprocess.run(
+        [shutil.which("aetherflow", path=os.path.dirname(sys.executable)) or "aetherflow", "run", str(project / "counting.py") + ":hit",
+         "-i", "n=3", "--context", "contexts/shared.toml", "--store", "memory://"],
+        cwd=root, capture_output=True, text=True, timeout=60,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip().splitlines()[-1] == "3"
+    missing = aetherflow(project, "run", "counting.py:hit", "-i", "n=1", "--context", "nothere.toml")
+    assert missing.returncode == 2 and "Context profile nothere.toml: no such file" in missing.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aetherflow import FlowDefinitionError, Worker, load_context, node, providers
+from aetherflow import ContextProfileError, Worker, load_context, node, providers
 from aetherflow.guard import GuardedProxy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +49,7 @@ def test_hybrid_profile_mixes_scopes() -> None:
 def test_profile_errors_name_the_section_and_the_choices(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[context]\nbase = "examples.services:AppContext"\n[providers.countr]\nscope = "shared"\n[providers.cache]\nscope = "global"\n')
-    with pytest.raises(FlowDefinitionError) as info:
+    with pytest.raises(ContextProfileError) as info:
         load_context(bad)
     text = str(info.value)
     assert "[providers.countr]: examples.services:AppContext has no provider 'countr'" in text
@@ -59,7 +59,7 @@ def test_profile_errors_name_the_section_and_the_choices(tmp_path: Path) -> None
 def test_profile_with_unimportable_base(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[context]\nbase = "nowhere.at_all:Ctx"\n')
-    with pytest.raises(FlowDefinitionError, match="cannot import context base 'nowhere.at_all:Ctx'"):
+    with pytest.raises(ContextProfileError, match="cannot import context base 'nowhere.at_all:Ctx'"):
         load_context(bad)
 
 

@@ -14,6 +14,7 @@ from . import providers
 from .context import BaseFlowContext
 from .errors import (
     AetherFlowError,
+    ContextProfileError,
     FlowDefinitionError,
     JobCancelledError,
     LoopLimitError,
@@ -43,6 +44,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AetherFlowError",
     "BaseFlowContext",
+    "ContextProfileError",
     "ExecutionContext",
     "Flow",
     "FlowDefinitionError",

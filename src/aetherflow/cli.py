@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.exceptions import TyperException
 
-from .errors import AetherFlowError
+from .errors import AetherFlowError, ContextProfileError
 from .job import JobSuspendedError
 from .report import html_report
 from .store import Store, open_store
@@ -266,7 +266,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except (AetherFlowError, TargetError) as exc:
-        _fail(exc, 2 if isinstance(exc, (UsageError, TargetError)) else 3 if isinstance(exc, StillSuspendedError) else 1)
+        _fail(exc, 2 if isinstance(exc, (UsageError, TargetError, ContextProfileError)) else 3 if isinstance(exc, StillSuspendedError) else 1)
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)

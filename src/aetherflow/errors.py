@@ -2,6 +2,7 @@
 
     AetherFlowError
     ├── FlowDefinitionError      the flow cannot be built (raised before any job runs)
+    ├── ContextProfileError      a TOML context profile cannot be loaded
     ├── MissingInputError        a job lacks a required input (raised before any node runs)
     ├── NodeError                a node failed; the user's exception is ``__cause__``
     │   ├── NodeInputError       an argument failed pydantic validation (never retried)
@@ -37,6 +38,15 @@ class FlowDefinitionError(AetherFlowError, ValueError):
             lines = "\n".join(f"  {i}. {p}" for i, p in enumerate(self.problems, 1))
             text = f"Flow '{flow}' is not valid ({len(self.problems)} problems):\n{lines}"
         super().__init__(text)
+
+
+class ContextProfileError(AetherFlowError, ValueError):
+    """A context profile (TOML) cannot be loaded; ``problems`` lists every problem found."""
+
+    def __init__(self, path: str, problems: Sequence[str]) -> None:
+        self.path = path
+        self.problems = list(problems)
+        super().__init__(f"Context profile {path}: " + " ".join(self.problems))
 
 
 class MissingInputError(AetherFlowError, LookupError):

@@ -20,7 +20,7 @@ from typing import Any
 from dependency_injector import providers as _di
 
 from . import providers as af
-from .errors import FlowDefinitionError
+from .errors import ContextProfileError
 
 SCOPES: dict[str, type] = {
     "shared": af.Singleton,
@@ -43,12 +43,12 @@ def load_context(path: str | os.PathLike[str]) -> Any:
     try:
         data = tomllib.loads(file.read_text())
     except FileNotFoundError:
-        raise FlowDefinitionError(where, [f"no context profile at {file.resolve()}."]) from None
+        raise ContextProfileError(where, [f"no such file (looked for {file.resolve()})."]) from None
     except tomllib.TOMLDecodeError as exc:
-        raise FlowDefinitionError(where, [f"not valid TOML: {exc}."]) from None
+        raise ContextProfileError(where, [f"not valid TOML: {exc}."]) from None
     base = data.get("context", {}).get("base")
     if not isinstance(base, str) or ":" not in base:
-        raise FlowDefinitionError(where, [f'[context] base must be "module:Class", found {base!r}.'])
+        raise ContextProfileError(where, [f'[context] base must be "module:Class", found {base!r}.'])
     cls = _import(base, file.parent, where)
     ctx = cls()
     problems = []
@@ -61,7 +61,7 @@ def load_context(path: str | os.PathLike[str]) -> Any:
         else:
             ctx.set_provider(name, _rescoped(ctx.providers[name], SCOPES[scope]))
     if problems:
-        raise FlowDefinitionError(where, problems)
+        raise ContextProfileError(where, problems)
     return ctx
 
 
@@ -75,13 +75,13 @@ def _import(ref: str, folder: Path, where: str) -> Any:
         module = importlib.import_module(module_name)
         return getattr(module, attr)
     except (ImportError, AttributeError) as exc:
-        raise FlowDefinitionError(where, [f"cannot import context base {ref!r}: {exc}."]) from None
+        raise ContextProfileError(where, [f"cannot import context base {ref!r}: {exc}."]) from None
 
 
 def _rescoped(provider: Any, kind: type) -> Any:
     """The same construction (callable, args, kwargs), with another lifetime."""
     if not hasattr(provider, "provides"):
-        raise FlowDefinitionError("profile", [f"provider {provider!r} has no factory to re-scope."])
+        raise ContextProfileError("(profile)", [f"provider {provider!r} has no factory to re-scope."])
     accepts = {"guard"} if kind in (af.Singleton, af.WorkerScoped, af.JobScoped, af.NodeScoped) else set()
     if kind is not _di.Factory:
         accepts.add("teardown")
