@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import FlowDefinitionError, closest
+from .errors import FlowDefinitionError, MissingInputError, closest
 from .node import Node
 
 BUILTINS = ("execution", "job_state", "node_state", "worker_state")
@@ -236,9 +236,29 @@ class Plan:
     inputs: dict[str, InputSpec]
     provider_names: frozenset[str]
 
+    vertex_names: tuple[str, ...] = ()
+
     def __post_init__(self) -> None:
         self.required_inputs = tuple(name for name, spec in self.inputs.items() if spec.required)
         self.secret_inputs = tuple(name for name, spec in self.inputs.items() if spec.secret)
+        self.vertex_names = tuple(vp.name for vp in self.vertices)
+
+    def check_inputs(self, values: dict[str, Any], flow: str) -> None:
+        """Raise `MissingInputError` (with "did you mean" hints) if a required input is absent."""
+        for name in self.required_inputs:
+            if name not in values:
+                break
+        else:
+            return
+        missing = {name: list(spec.nodes) for name, spec in self.inputs.items() if spec.required and name not in values}
+        known = [*self.vertex_names, *self.provider_names, *(k for k in self.inputs if k not in missing), *values]
+        hints = {}
+        for name in missing:
+            near = closest(name, known)
+            if near:
+                what = "node" if near[0] in self.vertex_names else "provider" if near[0] in self.provider_names else "input"
+                hints[name] = f"Did you mean the {what} '{near[0]}'?"
+        raise MissingInputError(flow, missing, hints)
 
 
 class Graph:

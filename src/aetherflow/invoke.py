@@ -201,6 +201,8 @@ def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET) 
                 value = node.fn(**kwargs)
             else:
                 value = _call_with_timeout(node.fn, kwargs, node.timeout, vp.name, ex)
+            if not handles and call.check_value is None and vp.check_output is None:
+                return Outcome(value, (), attempt)  # nothing to validate, store-check or commit
             return _finish(call, vp, ex, value, handles)
         except Exception as exc:  # noqa: BLE001 - the retry policy decides what ends the call
             if attempts is None:

@@ -119,9 +119,11 @@ class JobRun:
             self.outputs[self.graph.names[i]] = output
             if self.stopped is None:
                 self._signal_successors(i, output, ready)
-                if self._again.get(i) and self.stopped is None:
+                if self._again and self._again.get(i) and self.stopped is None:
                     self._again[i] -= 1
                     self._activate(i, ready)
+            if ready or self.in_flight:
+                return ready, False
             return ready, self._ended(ready)
 
     def start_map(self, i: int, items: list[Any]) -> tuple[list[int], list[Any]]:

@@ -24,7 +24,7 @@ from queue import SimpleQueue
 from typing import Any
 
 from .context import is_context_class, provider_names
-from .errors import AetherFlowError, JobCancelledError, MissingInputError, NodeError, StoreError, Suspend, closest
+from .errors import AetherFlowError, JobCancelledError, NodeError, StoreError, Suspend
 from .flow import Flow
 from .graph import B_PROVIDER, Plan
 from .invoke import JobCall, Outcome, acall_node, call_node
@@ -145,7 +145,7 @@ class Worker:
         ctx = self._context_for(f, context)
         plan = f.graph.bind(provider_names(ctx))
         values = dict(inputs) if inputs else {}
-        _check_inputs(plan, values, f)
+        plan.check_inputs(values, f.name)
         job_id = new_job_id()
         self.store.create_job(job_id, f.name, self._storable_inputs(plan, values), self.id, time.time(), running=True)
         run = JobRun(job_id, f.graph, plan, values)
@@ -180,7 +180,7 @@ class Worker:
         ctx = self._context_for(f, context)
         plan = f.graph.bind(provider_names(ctx))
         values = {**progress.job.inputs, **(inputs or {})}
-        _check_inputs(plan, values, f)
+        plan.check_inputs(values, f.name)
         run = JobRun(job_id, f.graph, plan, values)
         for (scope, namespace), entries in progress.state.items():
             space = run.job_space if scope == StateScope.JOB.value else run.node_space(namespace)
@@ -600,23 +600,6 @@ class Worker:
                 self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time())
             except Exception:
                 log.warning("Heartbeat of %s failed", self.id, exc_info=True)
-
-
-def _check_inputs(plan: Plan, values: dict[str, Any], flow: Flow) -> None:
-    for name in plan.required_inputs:
-        if name not in values:
-            break
-    else:
-        return
-    missing = {name: list(spec.nodes) for name, spec in plan.inputs.items() if spec.required and name not in values}
-    known = [*flow.graph.names, *plan.provider_names, *(k for k in plan.inputs if k not in missing), *values]
-    hints = {}
-    for name in missing:
-        near = closest(name, known)
-        if near:
-            what = "node" if near[0] in flow.graph.index else "provider" if near[0] in plan.provider_names else "input"
-            hints[name] = f"Did you mean the {what} '{near[0]}'?"
-    raise MissingInputError(flow.name, missing, hints)
 
 
 _default: Worker | None = None
