@@ -326,3 +326,30 @@ def test_resume_after_many_commits_reads_snapshot_and_later_writes(store: Store)
         assert resumed.result(60) == 250
         assert resumed.state == {"n": 250}
         assert resumed.node_state("tick") == {"runs": 250}
+
+
+def test_resume_runs_only_the_unfinished_items_of_a_map(store: Store) -> None:
+    ran: list[int] = []
+
+    @node
+    def items(n: int) -> list[int]:
+        return list(range(n))
+
+    @node
+    def work(i: int, approved: bool = False) -> int:
+        if i == 3 and not approved:
+            raise Suspend("item 3 needs approval")
+        ran.append(i)
+        return i * 10
+
+    flow = items.map(work).named("partial-map")
+    with Worker(threads=1, store=store, flows=[flow]) as w:
+        job = w.submit(flow, {"n": 6})
+        with pytest.raises(Exception, match="item 3 needs approval"):
+            job.result(30)
+        first = sorted(ran)
+        assert 3 not in first
+        resumed = w.resume(job.id, inputs={"approved": True})
+        assert resumed.result(30) == [0, 10, 20, 30, 40, 50]
+    assert sorted(ran) == sorted([*first, 3, *(i for i in range(6) if i not in first and i != 3)])
+    assert ran.count(3) == 1 and all(ran.count(i) == 1 for i in first)

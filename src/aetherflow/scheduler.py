@@ -78,22 +78,11 @@ class JobRun:
                     self._settle(i, ready, force=True)
         return ready
 
-    def replay(self, node: str, item: int | None, output: Any) -> None:
-        """Feed a completion recorded before a crash or suspension, without running the node."""
+    def replay_item(self, node: str, item: int, output: Any) -> None:
+        """Remember an item of a mapped node completed before a crash or suspension: it is not run again."""
         i = self.graph.index[node]
         with self.lock:
-            if item is not None:
-                results = self._maps.setdefault(i, [{}, 0])[0]
-                results[item] = output
-                return
-            self._replayed(i, output)
-
-    def _replayed(self, i: int, output: Any) -> None:
-        self._maps.pop(i, None)
-        self.runs[i] += 1
-        self.status[i] = NodeStatus.COMPLETED
-        self.outputs[self.graph.names[i]] = output
-        self._signal_successors(i, output, [], replaying=True)
+            self._maps.setdefault(i, [{}, 0])[0][item] = output
 
     def replayed_items(self, i: int) -> dict[int, Any]:
         entry = self._maps.get(i)

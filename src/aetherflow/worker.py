@@ -190,7 +190,7 @@ class Worker:
             if node not in run.graph.index:
                 raise StoreError(f"Job {job_id} recorded a run of node '{node}', which flow '{f.name}' does not have; resume it with the flow it was started with.")
             if item is not None:
-                run.replay(node, item, output)
+                run.replay_item(node, item, output)
                 continue
             i = run.graph.index[node]
             if i not in ready:
