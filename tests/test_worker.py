@@ -406,3 +406,18 @@ def test_internal_error_fails_the_job_instead_of_hanging(monkeypatch: pytest.Mon
         job = w.submit(inc, {"x": 1})
         with pytest.raises(AetherFlowError, match="internal error in AetherFlow while running node 'inc'"):
             job.result(timeout=10)
+
+
+def test_cancelling_a_suspended_job_records_it_cancelled(worker) -> None:
+    from aetherflow import JobSuspendedError, Suspend
+
+    @node
+    def wait_for_human(x: int) -> int:
+        raise Suspend("later")
+
+    job = worker.submit(wait_for_human, {"x": 1})
+    with pytest.raises(JobSuspendedError):
+        job.result(5)
+    job.cancel()
+    assert job.status == "cancelled"
+    assert worker.store.job(job.id).status == "cancelled"

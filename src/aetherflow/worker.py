@@ -559,7 +559,13 @@ class Worker:
     def _cancel(self, job: Job) -> None:
         with self._lock:
             entry = self._active.get(job.id)
-        if entry is not None and entry[0] is job and job.run.cancel():
+        if entry is None or entry[0] is not job:
+            return
+        if job.status is JobStatus.SUSPENDED:  # nothing runs: it just will never be resumed
+            self._active.pop(job.id, None)
+            job._status = JobStatus.CANCELLED
+            self.store.set_job_status(job.id, JobStatus.CANCELLED, time.time(), error="cancelled while suspended")
+        elif job.run.cancel():
             self._finish(job, entry[1])
 
     # -- scopes and state ----------------------------------------------------------------------
