@@ -10,7 +10,7 @@ a given set of provider names, where each parameter of each vertex comes from: t
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -435,9 +435,6 @@ class Graph:
         needs = tuple((b.key, b.has_default) for b in bindings if b.kind == B_NODE)
         uses_state = any(b.kind in (B_JOB_STATE, B_NODE_STATE, B_WORKER_STATE) for b in bindings)
         return VertexPlan(name, node, i, tuple(bindings), needs, uses_state, node.checker("return"))
-
-    def known_names(self, providers: Iterable[str]) -> list[str]:
-        return [*self.names, *providers, *BUILTINS]
 
 
 class _Ancestry:

@@ -170,10 +170,6 @@ class StateHandle:
 
     # -- for the committer --------------------------------------------------------------
 
-    @property
-    def dirty(self) -> bool:
-        return bool(self._ops)
-
     def pending_values(self) -> list[tuple[str, Any]]:
         """The values this node wrote (as it sees them), deletions left out."""
         return [(k, v) for k, v in self._overlay.items() if v is not DELETED]
@@ -188,11 +184,6 @@ class StateHandle:
         handle = cls(space)
         handle._ops, handle._reads = ops, reads
         return handle
-
-    def discard(self) -> None:
-        self._overlay.clear()
-        self._ops.clear()
-        self._reads.clear()
 
     def _lookup(self, key: str, *, record_read: bool) -> Any:
         if key in self._overlay:
