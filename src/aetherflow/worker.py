@@ -24,13 +24,14 @@ from queue import SimpleQueue
 from typing import Any
 
 from .context import is_context_class, provider_names
-from .errors import AetherFlowError, JobCancelledError, NodeError, StoreError, Suspend
+from .errors import AetherFlowError, JobCancelledError, NodeError, Suspend
 from .flow import Flow
 from .graph import B_PROVIDER, Plan
 from .invoke import JobCall, Outcome, acall_node, call_node
 from .job import Job, JobSuspendedError
 from .lifetimes import check_lifetimes
 from .node import UNSET, Node
+from .recovery import rebuild
 from .scheduler import JobRun
 from .scopes import JobScopes, ScopeCache
 from .state import StateScope, StateSpace
@@ -181,24 +182,8 @@ class Worker:
         plan = f.graph.bind(provider_names(ctx))
         values = {**progress.job.inputs, **(inputs or {})}
         plan.check_inputs(values, f.name)
-        run = JobRun(job_id, f.graph, plan, values)
-        for (scope, namespace), entries in progress.state.items():
-            space = run.job_space if scope == StateScope.JOB.value else run.node_space(namespace)
-            space.restore(entries)
-        ready = set(run.start())
-        for node, item, output in progress.completed:
-            if node not in run.graph.index:
-                raise StoreError(f"Job {job_id} recorded a run of node '{node}', which flow '{f.name}' does not have; resume it with the flow it was started with.")
-            if item is not None:
-                run.replay_item(node, item, output)
-                continue
-            i = run.graph.index[node]
-            if i not in ready:
-                continue  # a run that the recorded branch choices make unreachable now
-            ready.discard(i)
-            more, _ = run.completed(i, output)
-            ready.update(more)
-        return self._launch(f, run, ctx, sorted(ready))
+        run, ready = rebuild(progress, f.graph, plan, values, f.name)
+        return self._launch(f, run, ctx, ready)
 
     def recover(self, flows: Iterable[Flow | Node] | None = None) -> list[Job]:
         """Take over every job whose worker is gone (dead process here, or expired heartbeat)."""
