@@ -25,7 +25,6 @@ import asyncio
 import importlib
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from queue import Empty, SimpleQueue
 from typing import Any
@@ -264,8 +263,6 @@ class DaskWorker(Worker):
     ...     print(worker.map(flow, [{"n": i} for i in range(100)]))
     """
 
-    _local_async = False
-
     def __init__(self, client_or_address: Any, context: Any = None, *, threads: int = 8, **options: Any) -> None:
         if isinstance(client_or_address, distributed.Client):
             self.client, self._owns_client = client_or_address, False
@@ -279,9 +276,11 @@ class DaskWorker(Worker):
         self._dispatcher.start()
         super().__init__(context, threads=threads, **options)
 
-    def _run_node(self, call: JobCall, job: Any, i: int, k: int) -> None:  # type: ignore[override]
+    _calls_here = False
+
+    def _send_node(self, call: JobCall, job: Any, i: int, k: int, started: float) -> None:
         # Never blocks a worker thread: the task's result comes back through the queue.
-        self._send(_Sending(call, job, i, k, time.time()))
+        self._send(_Sending(call, job, i, k, started))
 
     def _send(self, sending: _Sending) -> None:
         call, run = sending.call, sending.job.run

@@ -207,6 +207,7 @@ class Binding:
     key: Any  # provider name, source vertex, tuple of sources, or input name
     has_default: bool
     check: Callable[[Any], Any] | None = None  # pydantic validation, for values (not services)
+    exact: type | None = None  # values of exactly this type skip `check` (see Node.checker)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +226,7 @@ class VertexPlan:
     needs: tuple[tuple[str, bool], ...]  # (source vertex, param has a default)
     uses_state: bool
     check_output: Callable[[Any], Any] | None = None
+    output_exact: type | None = None
 
 
 @dataclass
@@ -275,6 +277,8 @@ class Graph:
         self.explicit: list[list[int]] = [[self.index[p] for p in dict.fromkeys(spec.vertices[v].preds)] for v in self.names]
         data = [[self.index[s] for s in _data_sources(spec.vertices[v], spec.vertices)] for v in self.names]
         self.mapped = [spec.vertices[v].mapped for v in self.names]
+        # Vertices the worker calls as they come: not split over items first, not async.
+        self.plain = [not m and not node.is_async for m, node in zip(self.mapped, self.nodes, strict=True)]
         # preds (forward) per vertex: explicit, data and forward branch edges
         preds: list[dict[int, None]] = [dict.fromkeys(self.explicit[i] + data[i]) for i in range(n)]
         self.branches: list[dict[Any, int] | None] = [None] * n
@@ -431,10 +435,16 @@ class Graph:
             entry["required"] = entry["required"] or p.required
             entry["nodes"].append(name)
             entry["secret"] = entry["secret"] or node.is_secret(p.name)
-        bindings = [replace(b, check=node.checker(b.param)) if b.kind in _VALUE_KINDS else b for b in bindings]
+        bindings = [_with_check(b, node) if b.kind in _VALUE_KINDS else b for b in bindings]
         needs = tuple((b.key, b.has_default) for b in bindings if b.kind == B_NODE)
         uses_state = any(b.kind in (B_JOB_STATE, B_NODE_STATE, B_WORKER_STATE) for b in bindings)
-        return VertexPlan(name, node, i, tuple(bindings), needs, uses_state, node.checker("return"))
+        check_output, output_exact = node.checker("return") or (None, None)
+        return VertexPlan(name, node, i, tuple(bindings), needs, uses_state, check_output, output_exact)
+
+
+def _with_check(b: Binding, node: Node) -> Binding:
+    check, exact = node.checker(b.param) or (None, None)
+    return replace(b, check=check, exact=exact)
 
 
 class _Ancestry:

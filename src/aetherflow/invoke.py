@@ -29,11 +29,13 @@ from .graph import (
     B_NODE,
     B_NODE_STATE,
     B_PROVIDER,
+    Binding,
     VertexPlan,
 )
 from .node import UNSET, Node
 from .scopes import JobScopes
 from .state import Commit, StateConflict, StateHandle, StateSpace, commit
+from .store.base import RunFacts
 
 
 class RunView(Protocol):
@@ -47,6 +49,10 @@ class RunView(Protocol):
     def job_space(self) -> StateSpace: ...
 
     def node_space(self, name: str) -> StateSpace: ...
+
+
+def _unrecorded(facts: RunFacts) -> None:
+    """Runs of a call made away from the driver (on a Dask worker) are recorded by the driver."""
 
 
 @dataclass(slots=True)
@@ -63,6 +69,7 @@ class JobCall:
     commit: Callable[[list[StateHandle], str, str], list[Commit]] = commit  # Dask defers it to the driver
     context: Any = None  # the context instance the job resolves providers from
     observed: bool = False  # someone listens to per-node events (hooks or DEBUG logs)
+    record_run: Callable[[RunFacts], None] = _unrecorded  # where the worker records this job's runs
 
 
 class Outcome(NamedTuple):
@@ -108,6 +115,11 @@ class _Attempts:
         ) from exc
 
 
+# A NamedTuple's own __new__ is Python code; tuple's is C and several times cheaper. The
+# outcome and the `ExecutionContext` are built once per node call.
+_new = tuple.__new__
+
+
 def _arguments(call: JobCall, vp: VertexPlan, ex: ExecutionContext, handles: list[StateHandle], item: Any) -> dict[str, Any]:
     run = call.run
     kwargs: dict[str, Any] = {}
@@ -136,20 +148,22 @@ def _arguments(call: JobCall, vp: VertexPlan, ex: ExecutionContext, handles: lis
             handles.append(handle)
             kwargs[b.param] = handle
             continue
-        check = b.check
-        if check is None:
-            kwargs[b.param] = value
-            continue
-        try:
-            kwargs[b.param] = check(value)
-        except ValidationError as exc:
-            raise NodeInputError(
-                f"parameter '{b.param}' got {_short(value)}, which is not valid for "
-                f"{_type_name(vp.node.annotation(b.param))}: {_first_error(exc)}. "
-                f"Fix the value passed in (from {_source(b.kind, b.key)}) or the annotation.",
-                node=vp.name, job_id=run.job_id, attempt=ex.attempt,
-            ) from exc
+        if b.check is not None and type(value) is not b.exact:
+            value = _valid_input(b, vp, ex, value)
+        kwargs[b.param] = value
     return kwargs
+
+
+def _valid_input(b: Binding, vp: VertexPlan, ex: ExecutionContext, value: Any) -> Any:
+    try:
+        return b.check(value) if b.check is not None else value
+    except ValidationError as exc:
+        raise NodeInputError(
+            f"parameter '{b.param}' got {_short(value)}, which is not valid for "
+            f"{_type_name(vp.node.annotation(b.param))}: {_first_error(exc)}. "
+            f"Fix the value passed in (from {_source(b.kind, b.key)}) or the annotation.",
+            node=vp.name, job_id=ex.job_id, attempt=ex.attempt,
+        ) from exc
 
 
 def _state_space(call: JobCall, vp: VertexPlan, kind: int) -> StateSpace:
@@ -163,7 +177,7 @@ def _state_space(call: JobCall, vp: VertexPlan, kind: int) -> StateSpace:
 def _finish(call: JobCall, vp: VertexPlan, ex: ExecutionContext, value: Any, handles: list[StateHandle]) -> Outcome:
     """Validate the return value, check it can be stored, and commit the node's state."""
     output = value
-    if vp.check_output is not None:
+    if vp.check_output is not None and type(value) is not vp.output_exact:
         try:
             output = vp.check_output(value)
         except ValidationError as exc:
@@ -178,12 +192,12 @@ def _finish(call: JobCall, vp: VertexPlan, ex: ExecutionContext, value: Any, han
             for key, v in h.pending_values():
                 call.check_value(v, vp.name, f"{h.space.scope.value}_state['{key}']")
     commits = call.commit(handles, ex.job_id, vp.name) if handles else ()
-    return Outcome(output, commits, ex.attempt)
+    return _new(Outcome, (output, commits, ex.attempt))
 
 
 def _enter(call: JobCall, vp: VertexPlan, iteration: int, attempt: int) -> tuple[ExecutionContext, Token[ExecutionContext | None]]:
     """The one place the `ExecutionContext` of a node call is made and set (seed 001)."""
-    ex = ExecutionContext(call.worker_id, call.run.job_id, call.flow, vp.name, iteration, attempt, call.scopes)
+    ex: ExecutionContext = _new(ExecutionContext, (call.worker_id, call.run.job_id, call.flow, vp.name, iteration, attempt, call.scopes))
     return ex, _current.set(ex)
 
 
@@ -193,7 +207,9 @@ def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET) 
     attempts: _Attempts | None = None  # built on the first failure: most calls never need it
     attempt = 1
     while True:
-        ex, token = _enter(call, vp, iteration, attempt)
+        # `_enter`, inlined: this function runs once per node, and a call costs what the rest does.
+        ex: ExecutionContext = _new(ExecutionContext, (call.worker_id, call.run.job_id, call.flow, vp.name, iteration, attempt, call.scopes))
+        token = _current.set(ex)
         handles: list[StateHandle] = []
         try:
             kwargs = _arguments(call, vp, ex, handles, item)
@@ -201,9 +217,9 @@ def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET) 
                 value = node.fn(**kwargs)
             else:
                 value = _call_with_timeout(node.fn, kwargs, node.timeout, vp.name, ex)
-            if not handles and call.check_value is None and vp.check_output is None:
-                return Outcome(value, (), attempt)  # nothing to validate, store-check or commit
-            return _finish(call, vp, ex, value, handles)
+            if handles or call.check_value is not None or (vp.check_output is not None and type(value) is not vp.output_exact):
+                return _finish(call, vp, ex, value, handles)
+            return _new(Outcome, (value, (), attempt))  # nothing to validate, store-check or commit
         except Exception as exc:  # noqa: BLE001 - the retry policy decides what ends the call
             if attempts is None:
                 attempts = _Attempts(node, vp.name, call.run.job_id)

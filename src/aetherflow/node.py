@@ -152,11 +152,12 @@ class Node:
         self._adapters[name] = adapter
         return adapter
 
-    def checker(self, name: str) -> Callable[[Any], Any] | None:
-        """A function validating and coercing one parameter (or ``"return"``), None if unannotated.
+    def checker(self, name: str) -> tuple[Callable[[Any], Any], type | None] | None:
+        """How to validate and coerce one parameter (or ``"return"``): ``(validate, exact)``.
 
-        Built once per parameter; a value whose type is exactly a plain annotation
-        (``int``, ``str``, ...) passes without calling pydantic.
+        None if unannotated. Built once per parameter. A value whose type is exactly
+        ``exact`` (set for plain annotations: ``int``, ``str``, ...) is passed through
+        without calling ``validate``; the caller tests it inline, as that costs no call.
         """
         hint = self._hints.get(name)
         if hint is None or hint is Any or hint is type(None):
@@ -164,10 +165,7 @@ class Node:
         adapter = self.adapter(name)
         if adapter is None:
             return None
-        validate = adapter.validate_python
-        if hint in _PLAIN_VALIDATED:
-            return lambda value: value if type(value) is hint else validate(value)
-        return validate
+        return adapter.validate_python, hint if hint in _PLAIN_VALIDATED else None
 
     def annotation(self, name: str) -> Any:
         return self._hints.get(name, UNSET)

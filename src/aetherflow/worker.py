@@ -42,6 +42,10 @@ from .store.serialize import value_checker
 
 log = logging.getLogger("aetherflow.worker")
 
+RUNNING, COMPLETED = NodeStatus.RUNNING, NodeStatus.COMPLETED
+# A NamedTuple's own __new__ is Python code; tuple's is C: one `RunFacts` is built per node run.
+_new = tuple.__new__
+
 EVENTS = ("job_started", "node_started", "node_completed", "node_failed", "job_finished")
 _Task = tuple[JobCall, Job, int, int]  # (call, job, vertex, item index or -1)
 
@@ -246,7 +250,7 @@ class Worker:
             raise AetherFlowError(f"Worker {self.id} is closed; create a new Worker to run more jobs.")
         job = Job(run.job_id, flow, run, self._cancel_fn)
         scopes = JobScopes(self._worker_cache, run.job_id, self._thread_cache_fn)
-        call = JobCall(run, self.id, flow.name, self._injectors_for(ctx, run.plan), scopes, self._worker_space_fn, self._check_value, context=ctx)
+        call = JobCall(run, self.id, flow.name, self._injectors_for(ctx, run.plan), scopes, self._worker_space_fn, self._check_value, context=ctx, record_run=self.store.run_recorder(run.job_id))
         call.observed = bool(self._hooks) or log.isEnabledFor(logging.DEBUG)  # per-node events wanted
         self._active[job.id] = (job, call)  # atomic; no lock on the per-job path
         job._status = JobStatus.RUNNING
@@ -333,46 +337,48 @@ class Worker:
         call, job, i, k = task
         run = job.run
         # The per-node loop: names bound once, since a chain runs thousands of times round it.
-        mapped, vertices, status = run.graph.mapped, run.plan.vertices, run.status
-        run_node, settle, put = self._run_node, self._settle, self._queue.put
+        plain, mapped, vertices, status, runs = run.graph.plain, run.graph.mapped, run.plan.vertices, run.status, run.runs
+        settle, put, now, here = self._settle, self._queue.put, time.time, self._calls_here
         while True:
             if run.stopped is not None:
                 if run.dropped(i):
                     self._finish(job, call)
                 return
-            if k < 0 and mapped[i]:
-                nxt = self._start_map(call, job, i)
-                if nxt is None:
+            if not plain[i]:
+                if k < 0 and mapped[i]:
+                    nxt = self._start_map(call, job, i)
+                    if nxt is None:
+                        return
+                    call, job, i, k = nxt
+                    continue
+                if here and vertices[i].node.is_async:
+                    self._run_async((call, job, i, k))
                     return
-                call, job, i, k = nxt
-                continue
-            if vertices[i].node.is_async and self._local_async:
-                self._run_async((call, job, i, k))
-                return
-            status[i] = NodeStatus.RUNNING
+            status[i] = RUNNING
             if call.observed:
                 self._started(job, i, k)
-            started = time.time()
-            outcome = run_node(call, job, i, k)
-            if outcome is None:
-                return  # finishes elsewhere: `DaskWorker` continues when its task returns
+            started = now()
+            if not here:
+                self._send_node(call, job, i, k, started)
+                return  # `DaskWorker` continues when its task comes back
+            try:
+                outcome: Outcome | BaseException = call_node(call, vertices[i], runs[i], run.map_items[i][k] if k >= 0 else UNSET)
+            except (NodeError, Suspend, AetherFlowError) as exc:
+                outcome = exc
             ready = settle(call, job, i, k, started, thread, outcome)
             if not ready:
                 return
-            for r in ready[1:]:
-                put((call, job, r, -1))
+            if len(ready) > 1:
+                for r in ready[1:]:
+                    put((call, job, r, -1))
             i, k = ready[0], -1
 
-    # Where a node call happens; `aetherflow.dask.DaskWorker` sends it to the cluster instead.
-    _local_async = True
+    # Whether nodes are called on this process's threads and loop; `aetherflow.dask.DaskWorker`
+    # sends them to the cluster instead (`_send_node`).
+    _calls_here = True
 
-    def _run_node(self, call: JobCall, job: Job, i: int, k: int) -> Outcome | BaseException | None:
-        """Call the node here and now; returns its outcome or error (None: it finishes later)."""
-        run = job.run
-        try:
-            return call_node(call, run.plan.vertices[i], run.runs[i], run.map_items[i][k] if k >= 0 else UNSET)
-        except (NodeError, Suspend, AetherFlowError) as exc:
-            return exc
+    def _send_node(self, call: JobCall, job: Job, i: int, k: int, started: float) -> None:
+        raise NotImplementedError("a worker that does not call nodes here sends them elsewhere")
 
     def _continue(self, call: JobCall, job: Job, i: int, k: int, started: float, thread: str, outcome: Outcome | BaseException) -> None:
         """Settle a call that finished off the worker's threads, and queue what became ready."""
@@ -406,25 +412,33 @@ class Worker:
 
     def _settle(self, call: JobCall, job: Job, i: int, k: int, started: float, thread: str, outcome: Outcome | BaseException) -> list[int]:
         """Record a finished call and tell the scheduler; returns the vertices now ready."""
+        if not isinstance(outcome, Outcome):
+            self._settle_unfinished(call, job, i, k, started, thread, outcome)
+            return []
+        run = job.run
+        name = run.graph.names[i]
+        facts = _new(RunFacts, (run.job_id, name, run.runs[i], outcome.attempt, COMPLETED, thread, started, time.time(), outcome.output, outcome.commits, None, None, k if k >= 0 else None))
+        try:
+            call.record_run(facts)
+        except Exception as exc:  # noqa: BLE001 - a completion that cannot be recorded fails the node
+            error = NodeError(f"completed, but its run could not be recorded in {self.store.url}: {type(exc).__name__}: {exc}", node=name, job_id=run.job_id)
+            error.__cause__ = exc
+            self._settle_unfinished(call, job, i, k, started, thread, error)
+            return []
+        if call.observed:
+            if self._hooks:
+                self._emit("node_completed", job=run.job_id, node=name, output=outcome.output)
+            log.debug("Node '%s' completed in job %s", name, run.job_id, extra={"job_id": run.job_id, "node": name})
+        ready, ended = run.item_completed(i, k, outcome.output) if k >= 0 else run.completed(i, outcome.output)
+        if ended:
+            self._finish(job, call)
+        return ready
+
+    def _settle_unfinished(self, call: JobCall, job: Job, i: int, k: int, started: float, thread: str, outcome: BaseException) -> None:
+        """Record a call that suspended or failed, and stop the job."""
         run = job.run
         name = run.graph.names[i]
         item = k if k >= 0 else None
-        if isinstance(outcome, Outcome):
-            facts = RunFacts(run.job_id, name, run.runs[i], outcome.attempt, NodeStatus.COMPLETED, thread, started, time.time(), outcome.output, outcome.commits, None, None, item)
-            try:
-                self.store.record_run(facts)
-            except Exception as exc:  # noqa: BLE001 - a completion that cannot be recorded fails the node
-                outcome = NodeError(f"completed, but its run could not be recorded in {self.store.url}: {type(exc).__name__}: {exc}", node=name, job_id=run.job_id)
-                outcome.__cause__ = exc
-            else:
-                if call.observed:
-                    if self._hooks:
-                        self._emit("node_completed", job=run.job_id, node=name, output=outcome.output)
-                    log.debug("Node '%s' completed in job %s", name, run.job_id, extra={"job_id": run.job_id, "node": name})
-                ready, ended = run.item_completed(i, k, outcome.output) if k >= 0 else run.completed(i, outcome.output)
-                if ended:
-                    self._finish(job, call)
-                return ready
         if isinstance(outcome, Suspend):
             self._record(RunFacts(run.job_id, name, run.runs[i], 1, NodeStatus.SUSPENDED, thread, started, time.time(), error=outcome.reason, item=item))
             ended = run.suspend(i, outcome.reason)
@@ -438,7 +452,6 @@ class Worker:
             ended = run.failed(i, outcome)
         if ended:
             self._finish(job, call)
-        return []
 
     def _fail_task(self, task: Any, exc: BaseException) -> None:
         """Fail the job of a task that hit an internal error, so its result() does not wait forever."""

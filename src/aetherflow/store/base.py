@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -59,6 +59,10 @@ class Store(ABC):
 
     @abstractmethod
     def record_run(self, facts: RunFacts) -> None: ...
+
+    def run_recorder(self, job_id: str) -> Callable[[RunFacts], None]:
+        """`record_run` for the runs of one job; a store may hand out something cheaper."""
+        return self.record_run
 
     def heartbeat(self, worker: str, pid: int, host: str, ts: float) -> None:  # noqa: B027 - optional hook
         """Say that ``worker`` is alive (persistent stores use it to find dead workers)."""
