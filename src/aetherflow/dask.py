@@ -216,7 +216,8 @@ def _run_remote(snap: _Snapshot) -> _Returned:
     except (NodeError, Suspend) as exc:
         return _Returned(error=exc, where=plugin.address)
     writesets = [(h.space.scope.value, *h.writeset()) for h in deferred]
-    return _Returned(outcome.output, outcome.attempt, None, writesets, plugin.address)
+    output, _, attempt = outcome
+    return _Returned(output, attempt, None, writesets, plugin.address)
 
 
 def _end_job(job_id: str, dask_worker: Any = None) -> None:
@@ -345,7 +346,7 @@ class DaskWorker(Worker):
             else:
                 handles = [StateHandle.from_writeset(self._space_for(s.call, vp, scope), ops, reads) for scope, ops, reads in returned.writesets]
                 try:
-                    outcome = Outcome(returned.output, commit(handles, s.job.id, vp.name), returned.attempt)
+                    outcome = (returned.output, commit(handles, s.job.id, vp.name), returned.attempt)
                 except StateConflict as exc:
                     # A read-then-set lost a race: send the node again, as a local one is re-run.
                     s.conflicts += 1

@@ -312,6 +312,7 @@ class Graph:
         self.loop_preds = self._loop_preds() if any(self.back_targets) else [[] for _ in range(n)]
         self.rearm = [len(lp) for lp in self.loop_preds]  # signals a vertex waits for after it ran
         self.sinks = [i for i in range(n) if not self.succs[i] and not self.branches[i]]
+        self.link = self._links()
         for i in range(n):
             if self.mapped[i] and len(self.explicit[i]) != 1:
                 problems.append(f"node '{self.names[i]}' is mapped but has {len(self.explicit[i])} upstream nodes; it needs exactly one.")
@@ -320,6 +321,23 @@ class Graph:
         if problems:
             raise FlowDefinitionError(flow, problems)
         self._plans: dict[frozenset[str], Plan] = {}
+
+    def _links(self) -> list[int]:
+        """Per vertex, its chain successor, or -1.
+
+        A link ``i -> s``: ``s`` is ``i``'s only successor, ``i`` is ``s``'s only predecessor,
+        ``i`` chooses no branch and no loop exists. When ``i`` completes, ``s`` is ready
+        at once, without counting signals: the scheduler's fast path for chains.
+        """
+        link = [-1] * len(self.names)
+        if any(self.back_targets):
+            return link
+        for i, succs in enumerate(self.succs):
+            if len(succs) == 1 and self.branches[i] is None:
+                s = succs[0]
+                if self.pred_counts[s] == 1 and self.nodes[s].max_iterations >= 1:
+                    link[i] = s
+        return link
 
     def _topological_order(self, problems: list[str]) -> list[int]:
         indegree = [len(p) for p in self.preds]

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextvars import Token
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -72,12 +72,9 @@ class JobCall:
     record_run: Callable[[RunFacts], None] = _unrecorded  # where the worker records this job's runs
 
 
-class Outcome(NamedTuple):
-    """A completed call: its (validated) output, the commits it made, the attempt that won."""
-
-    output: Any
-    commits: Sequence[Commit]
-    attempt: int
+# A completed call: ``(output, commits, attempt)`` — its validated output, the commits it
+# made, the attempt that won. A plain tuple, not a NamedTuple: one is made per node call.
+Outcome = tuple[Any, Sequence[Commit], int]
 
 
 class _Attempts:
@@ -115,9 +112,10 @@ class _Attempts:
         ) from exc
 
 
-# A NamedTuple's own __new__ is Python code; tuple's is C and several times cheaper. The
-# outcome and the `ExecutionContext` are built once per node call.
+# A NamedTuple's own __new__ is Python code; tuple's is C and several times cheaper. An
+# `ExecutionContext` is built per node call.
 _new = tuple.__new__
+_NO_HANDLES: list[StateHandle] = []  # shared by the calls of nodes without state: never appended to
 
 
 def _arguments(call: JobCall, vp: VertexPlan, ex: ExecutionContext, handles: list[StateHandle], item: Any) -> dict[str, Any]:
@@ -192,7 +190,7 @@ def _finish(call: JobCall, vp: VertexPlan, ex: ExecutionContext, value: Any, han
             for key, v in h.pending_values():
                 call.check_value(v, vp.name, f"{h.space.scope.value}_state['{key}']")
     commits = call.commit(handles, ex.job_id, vp.name) if handles else ()
-    return _new(Outcome, (output, commits, ex.attempt))
+    return output, commits, ex.attempt
 
 
 def _enter(call: JobCall, vp: VertexPlan, iteration: int, attempt: int) -> tuple[ExecutionContext, Token[ExecutionContext | None]]:
@@ -210,7 +208,7 @@ def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET) 
         # `_enter`, inlined: this function runs once per node, and a call costs what the rest does.
         ex: ExecutionContext = _new(ExecutionContext, (call.worker_id, call.run.job_id, call.flow, vp.name, iteration, attempt, call.scopes))
         token = _current.set(ex)
-        handles: list[StateHandle] = []
+        handles: list[StateHandle] = [] if vp.uses_state else _NO_HANDLES
         try:
             kwargs = _arguments(call, vp, ex, handles, item)
             if node.timeout is None:
@@ -219,7 +217,7 @@ def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET) 
                 value = _call_with_timeout(node.fn, kwargs, node.timeout, vp.name, ex)
             if handles or call.check_value is not None or (vp.check_output is not None and type(value) is not vp.output_exact):
                 return _finish(call, vp, ex, value, handles)
-            return _new(Outcome, (value, (), attempt))  # nothing to validate, store-check or commit
+            return value, (), attempt  # nothing to validate, store-check or commit
         except Exception as exc:  # noqa: BLE001 - the retry policy decides what ends the call
             if attempts is None:
                 attempts = _Attempts(node, vp.name, call.run.job_id)

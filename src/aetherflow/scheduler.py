@@ -102,40 +102,27 @@ class JobRun:
         self.status[i] = NodeStatus.RUNNING
 
     def completed(self, i: int, output: Any) -> tuple[list[int], bool]:
-        ready: list[int] = []
         # Runs once per node, so it is written for speed: acquire/release cost half of what
-        # `with` costs, and a plain link is followed inline (see `_signal_successors`).
+        # `with` costs, and a chain link is followed without counting signals.
         lock = self.lock
         lock.acquire()
         try:
-            self.in_flight -= 1
             self._busy[i] = 0
             self.status[i] = COMPLETED
             g = self.graph
             self.outputs[g.names[i]] = output
+            ready: list[int] = []
             if self.stopped is not None:
                 pass
-            elif g.branches[i] is None and not self._skipped_any:
-                # Each successor waits for one signal less; one that waits for none runs,
-                # unless it is busy or out of iterations (`_activate` handles both).
-                waiting, runs, busy = self._waiting, self.runs, self._busy
-                for s in g.succs[i]:
-                    w = waiting[s] - 1
-                    if w > 0:
-                        waiting[s] = w
-                        self._got[s] = 1
-                        continue
-                    waiting[s] = g.rearm[s]
-                    self._got[s] = 0
-                    if not busy[s] and runs[s] < g.nodes[s].max_iterations and self.stopped is None:
-                        runs[s] += 1
-                        busy[s] = 1
-                        self.in_flight += 1
-                        ready.append(s)
-                    else:
-                        self._activate(s, ready)
+            elif g.link[i] >= 0 and not self._skipped_any:
+                # `s` waits for `i` alone and runs once: ready now. One run leaves, one enters.
+                s = g.link[i]
+                self.runs[s] = 1
+                self._busy[s] = 1
+                return [s], False
             else:
                 self._signal_successors(i, output, ready)
+            self.in_flight -= 1
             if self._again and self._again.get(i) and self.stopped is None:
                 self._again[i] -= 1
                 self._activate(i, ready)
@@ -318,9 +305,10 @@ class JobRun:
     def final_status(self) -> JobStatus:
         if self.stopped is not None:
             return self.stopped
-        for i, st in enumerate(self.status):
-            if st is NodeStatus.PENDING:
-                self.status[i] = NodeStatus.SKIPPED  # never reached: on a branch not taken
+        if NodeStatus.PENDING in self.status:  # a C-level scan: most jobs reach every vertex
+            for i, st in enumerate(self.status):
+                if st is NodeStatus.PENDING:
+                    self.status[i] = NodeStatus.SKIPPED  # never reached: on a branch not taken
         return JobStatus.COMPLETED
 
     def result(self) -> Any:

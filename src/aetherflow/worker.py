@@ -412,12 +412,13 @@ class Worker:
 
     def _settle(self, call: JobCall, job: Job, i: int, k: int, started: float, thread: str, outcome: Outcome | BaseException) -> list[int]:
         """Record a finished call and tell the scheduler; returns the vertices now ready."""
-        if not isinstance(outcome, Outcome):
+        if not isinstance(outcome, tuple):
             self._settle_unfinished(call, job, i, k, started, thread, outcome)
             return []
+        output, commits, attempt = outcome
         run = job.run
         name = run.graph.names[i]
-        facts = _new(RunFacts, (run.job_id, name, run.runs[i], outcome.attempt, COMPLETED, thread, started, time.time(), outcome.output, outcome.commits, None, None, k if k >= 0 else None))
+        facts = _new(RunFacts, (run.job_id, name, run.runs[i], attempt, COMPLETED, thread, started, time.time(), output, commits, None, None, k if k >= 0 else None))
         try:
             call.record_run(facts)
         except Exception as exc:  # noqa: BLE001 - a completion that cannot be recorded fails the node
@@ -427,9 +428,9 @@ class Worker:
             return []
         if call.observed:
             if self._hooks:
-                self._emit("node_completed", job=run.job_id, node=name, output=outcome.output)
+                self._emit("node_completed", job=run.job_id, node=name, output=output)
             log.debug("Node '%s' completed in job %s", name, run.job_id, extra={"job_id": run.job_id, "node": name})
-        ready, ended = run.item_completed(i, k, outcome.output) if k >= 0 else run.completed(i, outcome.output)
+        ready, ended = run.item_completed(i, k, output) if k >= 0 else run.completed(i, output)
         if ended:
             self._finish(job, call)
         return ready
