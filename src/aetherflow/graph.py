@@ -304,6 +304,7 @@ class Graph:
                     preds[t][i] = None
         self.preds = [list(p) for p in preds]
         self.pred_counts = [len(p) for p in self.preds]
+        self.sources = [i for i, count in enumerate(self.pred_counts) if count == 0]
         self.succs: list[list[int]] = [[] for _ in range(n)]
         for i, ps in enumerate(self.preds):
             for p in ps:

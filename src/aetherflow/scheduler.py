@@ -75,9 +75,9 @@ class JobRun:
         """The sources (vertices with no forward predecessor), now running."""
         ready: list[int] = []
         with self.lock:
-            for i, w in list(self._waiting.items()):
-                if w == 0:
-                    self._settle(i, ready, force=True)
+            for i in self.graph.sources:
+                self._waiting[i] = self.graph.rearm[i]
+                self._activate(i, ready)
         return ready
 
     def replay_item(self, node: str, item: int, output: Any) -> None:
@@ -120,7 +120,7 @@ class JobRun:
                 self.runs[s] = 1
                 self._busy[s] = 1
                 return [s], False
-            else:
+            elif g.succs[i] or g.branches[i] is not None:
                 self._signal_successors(i, output, ready)
             self.in_flight -= 1
             if self._again and self._again.get(i) and self.stopped is None:
@@ -261,8 +261,8 @@ class JobRun:
         if waiting <= 0:
             self._settle(s, ready)
 
-    def _settle(self, s: int, ready: list[int], force: bool = False) -> None:
-        runs_it = (force or self._got[s]) and (not self._skipped_any or not self._misses_input(s))
+    def _settle(self, s: int, ready: list[int]) -> None:
+        runs_it = self._got[s] and (not self._skipped_any or not self._misses_input(s))
         self._waiting[s] = self.graph.rearm[s]
         self._got[s] = 0
         if runs_it:

@@ -21,7 +21,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from queue import SimpleQueue
-from typing import Any
+from typing import Any, NamedTuple
 
 from .context import is_context_class, provider_names
 from .errors import AetherFlowError, JobCancelledError, NodeError, Suspend
@@ -48,6 +48,16 @@ _new = tuple.__new__
 
 EVENTS = ("job_started", "node_started", "node_completed", "node_failed", "job_finished")
 _Task = tuple[JobCall, Job, int, int]  # (call, job, vertex, item index or -1)
+
+
+class _Prepared(NamedTuple):
+    """A flow made ready to run in one context: what its jobs share."""
+
+    flow: Flow
+    name: str
+    context: Any
+    plan: Plan
+    injectors: dict[str, Callable[[], Any]]
 
 
 def new_job_id() -> str:
@@ -146,15 +156,7 @@ class Worker:
 
     def submit(self, flow: Flow | Node, inputs: Mapping[str, Any] | None = None, *, context: Any = None) -> Job:
         """Start one job of ``flow`` and return its `Job` at once."""
-        f = flow.as_flow() if isinstance(flow, Node) else flow
-        ctx = self._context_for(f, context)
-        plan = f.graph.bind(provider_names(ctx))
-        values = dict(inputs) if inputs else {}
-        plan.check_inputs(values, f.name)
-        job_id = new_job_id()
-        self.store.create_job(job_id, f.name, self._storable_inputs(plan, values), self.id, time.time(), running=True)
-        run = JobRun(job_id, f.graph, plan, values)
-        return self._launch(f, run, ctx, run.start(), recorded=True)
+        return self._start(self._prepare(flow, context), inputs)
 
     def run(self, flow: Flow | Node, inputs: Mapping[str, Any] | None = None, *, context: Any = None) -> Any:
         """Submit one job and wait for its result."""
@@ -164,8 +166,9 @@ class Worker:
         """Run one job per inputs mapping, all at once; outputs in input order."""
         from .progress import progress_bar
 
-        jobs = [self.submit(flow, inputs, context=context) for inputs in many_inputs]
-        with progress_bar(len(jobs), f"{jobs[0].flow.name if jobs else ''}", enabled=progress) as advance:
+        prepared = self._prepare(flow, context)
+        jobs = [self._start(prepared, inputs) for inputs in many_inputs]
+        with progress_bar(len(jobs), prepared.name, enabled=progress) as advance:
             results = []
             for job in jobs:
                 try:
@@ -181,13 +184,12 @@ class Worker:
         if live is not None and live.status is not JobStatus.SUSPENDED:
             raise AetherFlowError(f"Job {job_id} is still {live.status.value} on this worker; wait for it or cancel it first.")
         progress = self.store.progress(job_id)
-        f = self._flow_for(progress.job.flow, flow)
-        ctx = self._context_for(f, context)
-        plan = f.graph.bind(provider_names(ctx))
+        prepared = self._prepare(self._flow_for(progress.job.flow, flow), context)
+        f, name, _, plan, _ = prepared
         values = {**progress.job.inputs, **(inputs or {})}
-        plan.check_inputs(values, f.name)
-        run, ready = rebuild(progress, f.graph, plan, values, f.name)
-        return self._launch(f, run, ctx, ready)
+        plan.check_inputs(values, name)
+        run, ready = rebuild(progress, f.graph, plan, values, name)
+        return self._launch(prepared, run, ready)
 
     def recover(self, flows: Iterable[Flow | Node] | None = None) -> list[Job]:
         """Take over every job whose worker is gone (dead process here, or expired heartbeat)."""
@@ -245,19 +247,36 @@ class Worker:
 
     # -- starting jobs ----------------------------------------------------------------------
 
-    def _launch(self, flow: Flow, run: JobRun, ctx: Any, ready: list[int], recorded: bool = False) -> Job:
+    def _prepare(self, flow: Flow | Node, context: Any) -> _Prepared:
+        """What every job of ``flow`` in ``context`` shares: resolved once, for `map`'s many jobs."""
+        f = flow.as_flow() if isinstance(flow, Node) else flow
+        ctx = self._context_for(f, context)
+        plan = f.graph.bind(provider_names(ctx))
+        return _Prepared(f, f.name, ctx, plan, self._injectors_for(ctx, plan))
+
+    def _start(self, prepared: _Prepared, inputs: Mapping[str, Any] | None) -> Job:
+        f, name, _, plan, _ = prepared
+        values = dict(inputs) if inputs else {}
+        plan.check_inputs(values, name)
+        job_id = new_job_id()
+        self.store.create_job(job_id, name, self._storable_inputs(plan, values), self.id, time.time(), running=True)
+        run = JobRun(job_id, f.graph, plan, values)
+        return self._launch(prepared, run, run.start(), recorded=True)
+
+    def _launch(self, prepared: _Prepared, run: JobRun, ready: list[int], recorded: bool = False) -> Job:
         if self._closed:
             raise AetherFlowError(f"Worker {self.id} is closed; create a new Worker to run more jobs.")
+        flow, name, ctx, _, injectors = prepared
         job = Job(run.job_id, flow, run, self._cancel_fn)
         scopes = JobScopes(self._worker_cache, run.job_id, self._thread_cache_fn)
-        call = JobCall(run, self.id, flow.name, self._injectors_for(ctx, run.plan), scopes, self._worker_space_fn, self._check_value, context=ctx, record_run=self.store.run_recorder(run.job_id))
+        call = JobCall(run, self.id, name, injectors, scopes, self._worker_space_fn, self._check_value, context=ctx, record_run=self.store.run_recorder(run.job_id))
         call.observed = bool(self._hooks) or log.isEnabledFor(logging.DEBUG)  # per-node events wanted
         self._active[job.id] = (job, call)  # atomic; no lock on the per-job path
         job._status = JobStatus.RUNNING
         if not recorded:  # a resumed job; a new one was recorded as running when created
             self.store.set_job_status(job.id, JobStatus.RUNNING, time.time())
         if self._hooks:
-            self._emit("job_started", job=job.id, flow=flow.name)
+            self._emit("job_started", job=job.id, flow=name)
         if not ready:
             if run.finish_if_idle():  # nothing left to run: every vertex already completed
                 self._finish(job, call)

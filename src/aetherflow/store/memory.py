@@ -49,6 +49,7 @@ class MemoryStore(Store):
         self._jobs: OrderedDict[str, _Job] = OrderedDict()
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
+        self._records_its_own_way = type(self).record_run is not MemoryStore.record_run  # a subclass's
 
     # -- writes ---------------------------------------------------------------------
 
@@ -98,8 +99,8 @@ class MemoryStore(Store):
 
     def run_recorder(self, job_id: str) -> Callable[[RunFacts], None]:
         job = self._jobs.get(job_id)
-        if job is None or type(self).record_run is not MemoryStore.record_run:
-            return self.record_run  # dropped already, or a subclass records its own way
+        if job is None or self._records_its_own_way:
+            return self.record_run
         return job.runs.append  # the append is the whole write
 
     # -- recovery ---------------------------------------------------------------------
