@@ -336,7 +336,7 @@ class Graph:
         for i, succs in enumerate(self.succs):
             if len(succs) == 1 and self.branches[i] is None:
                 s = succs[0]
-                if self.pred_counts[s] == 1 and self.nodes[s].max_iterations >= 1:
+                if self.pred_counts[s] == 1:
                     link[i] = s
         return link
 

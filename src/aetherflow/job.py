@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from .errors import AetherFlowError
 from .status import JobStatus, NodeStatus
 
+_PENDING = JobStatus.PENDING  # read once: `JobStatus.X` is slow in Python 3.11 (EnumType.__getattr__)
+
 if TYPE_CHECKING:
     from .flow import Flow
     from .scheduler import JobRun
@@ -45,7 +47,7 @@ class Job:
         self._on_cancel = on_cancel
         self.flow = flow
         self.run = run
-        self._status = JobStatus.PENDING
+        self._status = _PENDING
         self._done = _thread.allocate_lock()
         self._done.acquire()
         self._value: Any = None

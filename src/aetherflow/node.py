@@ -86,13 +86,13 @@ class Node:
         self.fn = fn
         self.name = name or fn.__name__
         self.is_async = inspect.iscoroutinefunction(fn)
-        self.retries = _non_negative(retries, "retries", self.name)
+        self.retries = _int_at_least(0, retries, "retries", self.name)
         self.retry_delay = float(retry_delay)
         self.backoff = float(backoff)
         self.retry_on = tuple(retry_on)
         self.timeout = timeout
-        self.max_iterations = max_iterations
-        self.conflict_retries = _non_negative(conflict_retries, "conflict_retries", self.name)
+        self.max_iterations = _int_at_least(1, max_iterations, "max_iterations", self.name)
+        self.conflict_retries = _int_at_least(0, conflict_retries, "conflict_retries", self.name)
         self.params = _read_params(fn, self.name)
         self.param_names = frozenset(p.name for p in self.params)
         self._localns = localns
@@ -245,10 +245,10 @@ def _make_adapter(hint: Any) -> TypeAdapter[Any]:
         return TypeAdapter(hint)
 
 
-def _non_negative(value: int, what: str, node_name: str) -> int:
-    if not isinstance(value, int) or value < 0:
+def _int_at_least(minimum: int, value: int, what: str, node_name: str) -> int:
+    if not isinstance(value, int) or value < minimum:
         raise FlowDefinitionError(
-            node_name, [f"@node({what}=...) must be an int >= 0, got {value!r}."]
+            node_name, [f"@node({what}=...) must be an int >= {minimum}, got {value!r}."]
         )
     return value
 

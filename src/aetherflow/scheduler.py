@@ -20,7 +20,9 @@ from .node import UNSET
 from .state import StateScope, StateSpace
 from .status import JobStatus, NodeStatus
 
-COMPLETED = NodeStatus.COMPLETED
+# Enum members read once: in Python 3.11 `NodeStatus.X` costs ~10x a global (EnumType.__getattr__).
+PENDING, COMPLETED = NodeStatus.PENDING, NodeStatus.COMPLETED
+JOB_COMPLETED = JobStatus.COMPLETED
 
 
 class JobRun:
@@ -43,7 +45,7 @@ class JobRun:
         self.inputs = inputs
         self.lock = threading.Lock()
         self.outputs: dict[str, Any] = {}
-        self.status = [NodeStatus.PENDING] * n
+        self.status = [PENDING] * n
         self.runs = dict.fromkeys(range(n), 0)  # a dict of ints is not tracked by the GC
         self.stopped: JobStatus | None = None  # FAILED / CANCELLED / SUSPENDED once decided
         self.error: BaseException | None = None
@@ -73,11 +75,14 @@ class JobRun:
 
     def start(self) -> list[int]:
         """The sources (vertices with no forward predecessor), now running."""
-        ready: list[int] = []
+        g = self.graph
+        ready = list(g.sources)  # a fresh job: each runs for the first time (max_iterations >= 1)
         with self.lock:
-            for i in self.graph.sources:
-                self._waiting[i] = self.graph.rearm[i]
-                self._activate(i, ready)
+            for i in ready:
+                self._waiting[i] = g.rearm[i]
+                self.runs[i] = 1
+                self._busy[i] = 1
+            self.in_flight = len(ready)
         return ready
 
     def replay_item(self, node: str, item: int, output: Any) -> None:
@@ -305,11 +310,11 @@ class JobRun:
     def final_status(self) -> JobStatus:
         if self.stopped is not None:
             return self.stopped
-        if NodeStatus.PENDING in self.status:  # a C-level scan: most jobs reach every vertex
+        if PENDING in self.status:  # a C-level scan: most jobs reach every vertex
             for i, st in enumerate(self.status):
-                if st is NodeStatus.PENDING:
+                if st is PENDING:
                     self.status[i] = NodeStatus.SKIPPED  # never reached: on a branch not taken
-        return JobStatus.COMPLETED
+        return JOB_COMPLETED
 
     def result(self) -> Any:
         names = self.graph.names

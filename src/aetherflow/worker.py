@@ -42,7 +42,9 @@ from .store.serialize import value_checker
 
 log = logging.getLogger("aetherflow.worker")
 
+# Enum members read once: in Python 3.11 `NodeStatus.X` costs ~10x a global (EnumType.__getattr__).
 RUNNING, COMPLETED = NodeStatus.RUNNING, NodeStatus.COMPLETED
+JOB_RUNNING, JOB_COMPLETED, JOB_SUSPENDED = JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.SUSPENDED
 # A NamedTuple's own __new__ is Python code; tuple's is C: one `RunFacts` is built per node run.
 _new = tuple.__new__
 
@@ -272,7 +274,7 @@ class Worker:
         call = JobCall(run, self.id, name, injectors, scopes, self._worker_space_fn, self._check_value, context=ctx, record_run=self.store.run_recorder(run.job_id))
         call.observed = bool(self._hooks) or log.isEnabledFor(logging.DEBUG)  # per-node events wanted
         self._active[job.id] = (job, call)  # atomic; no lock on the per-job path
-        job._status = JobStatus.RUNNING
+        job._status = JOB_RUNNING
         if not recorded:  # a resumed job; a new one was recorded as running when created
             self.store.set_job_status(job.id, JobStatus.RUNNING, time.time())
         if self._hooks:
@@ -534,16 +536,16 @@ class Worker:
         run = job.run
         status = run.final_status()
         self._close_job_scopes(call)  # teardowns end before result() returns
-        output = run.result() if status is JobStatus.COMPLETED else UNSET
+        output = run.result() if status is JOB_COMPLETED else UNSET
         error = None if run.error is None else str(run.error)
-        if status is JobStatus.SUSPENDED and run.suspended:
+        if status is JOB_SUSPENDED and run.suspended:
             error = f"suspended at '{run.suspended[0]}': {run.suspended[1]}"
         try:
             self.store.set_job_status(job.id, status, time.time(), output=self._stored_output(output), error=error)
         except Exception:  # the caller still gets the result; the log has the failure
             log.error("Could not record the end of job %s", job.id, exc_info=True, extra={"job_id": job.id, "node": None})
         job._status = status
-        if status is not JobStatus.SUSPENDED:
+        if status is not JOB_SUSPENDED:
             self._active.pop(job.id, None)
         if self._closed:
             with self._lock:
@@ -552,7 +554,7 @@ class Worker:
             self._emit("job_finished", job=job.id, flow=call.flow, status=status)
         if call.observed:
             log.debug("Job %s of flow '%s' %s", job.id, call.flow, status.value, extra={"job_id": job.id, "node": None})
-        if status is JobStatus.COMPLETED:
+        if status is JOB_COMPLETED:
             job._finished(output, None)
         elif status is JobStatus.FAILED:
             job._finished(None, run.error or AetherFlowError(f"Job {job.id} failed."))

@@ -18,6 +18,8 @@ from .base import Progress, RunFacts, Store
 from .records import EventRecord, JobRecord, NodeRunRecord, StateRecord, epoch, utc
 from .stats import flow_stats
 
+_RUNNING = JobStatus.RUNNING  # read once: `JobStatus.X` is slow in Python 3.11 (EnumType.__getattr__)
+
 
 @dataclass(slots=True)
 class _Job:
@@ -61,8 +63,8 @@ class MemoryStore(Store):
     def create_job(self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False) -> None:
         job = _Job(job_id, flow, inputs, worker, ts)
         if running:
-            job.status, job.started = JobStatus.RUNNING, ts
-            job.changes.append((ts, JobStatus.RUNNING, None))
+            job.status, job.started = _RUNNING, ts
+            job.changes.append((ts, _RUNNING, None))
         self._jobs[job_id] = job
 
     def set_job_status(self, job_id: str, status: JobStatus, ts: float, *, output: Any = UNSET, error: str | None = None) -> None:
@@ -70,7 +72,7 @@ class MemoryStore(Store):
         if job is None:
             return  # dropped by the retention bound
         job.status = status
-        if status is JobStatus.RUNNING and job.started is None:
+        if status is _RUNNING and job.started is None:
             job.started = ts
         if status in ENDED:
             job.finished = ts
