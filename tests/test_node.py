@@ -42,6 +42,11 @@ def test_node_rejects_negative_retries() -> None:
         node(retries=-1)(lambda x: x)
 
 
+def test_node_must_be_allowed_to_run_at_least_once() -> None:
+    with pytest.raises(FlowDefinitionError, match=r"max_iterations=...\) must be an int >= 1, got 0"):
+        node(max_iterations=0)(lambda x: x)
+
+
 def test_node_coerces_annotated_inputs_like_fastapi(worker) -> None:
     """Lax pydantic validation: '3' becomes 3 for an int parameter."""
     assert inc.run({"x": "3"}, worker=worker) == 4

@@ -93,6 +93,48 @@ def test_independent_nodes_run_in_parallel_threads() -> None:
     assert len(set(out.values())) == 4
 
 
+def test_run_works_on_its_job_in_the_calling_thread() -> None:
+    """worker.run / flow.run: the caller runs the chain itself; parallel branches use the pool."""
+    ran_on: dict[str, int] = {}
+
+    @node
+    def first() -> int:
+        ran_on["first"] = threading.get_ident()
+        return 1
+
+    @node
+    def second(first: int) -> int:
+        ran_on["second"] = threading.get_ident()
+        return first + 1
+
+    with Worker(threads=2, name="pool") as w:
+        assert first.then(second).run(worker=w) == 2
+        assert ran_on == {"first": threading.get_ident(), "second": threading.get_ident()}
+        def where(first: int) -> str:
+            return threading.current_thread().name
+
+        names = Flow([first, *[node(where, name=f"branch{i}") for i in range(3)]]).run(worker=w)
+    # one branch runs in the caller, the others on the worker's threads
+    assert sorted(n.startswith("pool-") for n in names.values()) == [False, True, True]
+
+
+def test_interrupt_of_a_node_running_in_the_calling_thread_ends_its_job() -> None:
+    @node
+    def interrupted(x: int) -> int:
+        raise KeyboardInterrupt
+
+    w = Worker(threads=1)
+    with pytest.raises(KeyboardInterrupt):
+        w.run(interrupted, {"x": 1})
+    [record] = w.store.jobs()
+    assert record.status == JobStatus.FAILED
+    assert "interrupted by KeyboardInterrupt while running node 'interrupted'" in record.error
+    closing = threading.Thread(target=w.close)
+    closing.start()
+    closing.join(10)
+    assert not closing.is_alive(), "close() waited for a job that can never finish"
+
+
 def test_many_jobs_of_many_flows_at_once() -> None:
     @node
     def square(x: int) -> int:

@@ -170,7 +170,7 @@ class Flow:
         from .worker import default_worker
 
         w = worker if worker is not None else default_worker()
-        return w.submit(self, inputs, context=context).result()
+        return w.run(self, inputs, context=context)
 
     async def arun(
         self,

@@ -16,6 +16,10 @@ class JobStatus(str, Enum):
     def __str__(self) -> str:
         return self.value
 
+    # str's hash, not Enum's (Python code hashing the name): equal to the hash of the equal
+    # string, and cheap enough for the per-job `status in FINISHED` tests.
+    __hash__ = str.__hash__
+
     @property
     def finished(self) -> bool:
         return self in FINISHED
@@ -31,6 +35,8 @@ class NodeStatus(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+    __hash__ = str.__hash__  # as JobStatus's
 
 
 FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})

@@ -161,8 +161,13 @@ class Worker:
         return self._start(self._prepare(flow, context), inputs)
 
     def run(self, flow: Flow | Node, inputs: Mapping[str, Any] | None = None, *, context: Any = None) -> Any:
-        """Submit one job and wait for its result."""
-        return self.submit(flow, inputs, context=context).result()
+        """Run one job and wait for its result.
+
+        The calling thread works on the job instead of idling: it runs the first ready node
+        and each first ready successor after it, as a worker thread would; any other ready
+        node goes to the worker's threads. A chain then pays no thread hand-off at all.
+        """
+        return self._start(self._prepare(flow, context), inputs, first_here=True).result()
 
     def map(self, flow: Flow | Node, many_inputs: Iterable[Mapping[str, Any]], *, context: Any = None, progress: bool = True) -> list[Any]:
         """Run one job per inputs mapping, all at once; outputs in input order."""
@@ -256,16 +261,16 @@ class Worker:
         plan = f.graph.bind(provider_names(ctx))
         return _Prepared(f, f.name, ctx, plan, self._injectors_for(ctx, plan))
 
-    def _start(self, prepared: _Prepared, inputs: Mapping[str, Any] | None) -> Job:
+    def _start(self, prepared: _Prepared, inputs: Mapping[str, Any] | None, first_here: bool = False) -> Job:
         f, name, _, plan, _ = prepared
         values = dict(inputs) if inputs else {}
         plan.check_inputs(values, name)
         job_id = new_job_id()
         self.store.create_job(job_id, name, self._storable_inputs(plan, values), self.id, time.time(), running=True)
         run = JobRun(job_id, f.graph, plan, values)
-        return self._launch(prepared, run, run.start(), recorded=True)
+        return self._launch(prepared, run, run.start(), recorded=True, first_here=first_here)
 
-    def _launch(self, prepared: _Prepared, run: JobRun, ready: list[int], recorded: bool = False) -> Job:
+    def _launch(self, prepared: _Prepared, run: JobRun, ready: list[int], recorded: bool = False, first_here: bool = False) -> Job:
         if self._closed:
             raise AetherFlowError(f"Worker {self.id} is closed; create a new Worker to run more jobs.")
         flow, name, ctx, _, injectors = prepared
@@ -283,9 +288,19 @@ class Worker:
             if run.finish_if_idle():  # nothing left to run: every vertex already completed
                 self._finish(job, call)
             return job
-        for i in ready:
+        for i in ready[1:] if first_here else ready:
             self._queue.put((call, job, i, -1))
+        if first_here:
+            self._execute_here((call, job, ready[0], -1))
         return job
+
+    def _execute_here(self, task: _Task) -> None:
+        """Run a task on the calling thread (see `run`)."""
+        try:
+            self._execute(task, threading.current_thread().name)
+        except BaseException as exc:  # Ctrl-C while a node runs here, or a bug: end the job first
+            self._fail_task(task, exc)
+            raise
 
     def _context_for(self, flow: Flow, context: Any) -> Any:
         ctx = context if context is not None else flow.context if flow.context is not None else self.context
@@ -480,7 +495,11 @@ class Worker:
         if not (isinstance(task, tuple) and len(task) == 4):
             return
         call, job, i, _ = task
-        error = AetherFlowError(f"internal error in AetherFlow while running node '{job.run.graph.names[i]}': {type(exc).__name__}: {exc}")
+        name = job.run.graph.names[i]
+        if isinstance(exc, Exception):
+            error = AetherFlowError(f"internal error in AetherFlow while running node '{name}': {type(exc).__name__}: {exc}")
+        else:
+            error = AetherFlowError(f"interrupted by {type(exc).__name__} while running node '{name}'")
         error.__cause__ = exc
         try:
             if job.run.failed(i, error):

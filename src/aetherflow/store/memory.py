@@ -18,7 +18,7 @@ from .base import Progress, RunFacts, Store
 from .records import EventRecord, JobRecord, NodeRunRecord, StateRecord, epoch, utc
 from .stats import flow_stats
 
-_RUNNING = JobStatus.RUNNING  # read once: `JobStatus.X` is slow in Python 3.11 (EnumType.__getattr__)
+_PENDING, _RUNNING = JobStatus.PENDING, JobStatus.RUNNING  # read once: `JobStatus.X` is slow in Python 3.11 (EnumType.__getattr__)
 
 
 @dataclass(slots=True)
@@ -61,11 +61,10 @@ class MemoryStore(Store):
     # Events are derived from the job's facts when asked for (see `events`), not built per write.
 
     def create_job(self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False) -> None:
-        job = _Job(job_id, flow, inputs, worker, ts)
         if running:
-            job.status, job.started = _RUNNING, ts
-            job.changes.append((ts, _RUNNING, None))
-        self._jobs[job_id] = job
+            self._jobs[job_id] = _Job(job_id, flow, inputs, worker, ts, _RUNNING, ts, None, None, None, [], [(ts, _RUNNING, None)])
+        else:
+            self._jobs[job_id] = _Job(job_id, flow, inputs, worker, ts, _PENDING, None, None, None, None, [], [])
 
     def set_job_status(self, job_id: str, status: JobStatus, ts: float, *, output: Any = UNSET, error: str | None = None) -> None:
         job = self._jobs.get(job_id)
