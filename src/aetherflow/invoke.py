@@ -215,7 +215,7 @@ def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET) 
                 value = node.fn(**kwargs)
             else:
                 value = _call_with_timeout(node.fn, kwargs, node.timeout, vp.name, ex)
-            if handles or call.check_value is not None or (vp.check_output is not None and type(value) is not vp.output_exact):
+            if handles or call.check_value is not None or (type(value) is not vp.output_exact and vp.check_output is not None):
                 return _finish(call, vp, ex, value, handles)
             return value, (), attempt  # nothing to validate, store-check or commit
         except Exception as exc:  # noqa: BLE001 - the retry policy decides what ends the call

@@ -116,16 +116,14 @@ class JobRun:
             self.status[i] = COMPLETED
             g = self.graph
             self.outputs[g.names[i]] = output
-            ready: list[int] = []
-            if self.stopped is not None:
-                pass
-            elif g.link[i] >= 0 and not self._skipped_any:
+            s = g.link[i]
+            if s >= 0 and self.stopped is None and not self._skipped_any:
                 # `s` waits for `i` alone and runs once: ready now. One run leaves, one enters.
-                s = g.link[i]
                 self.runs[s] = 1
                 self._busy[s] = 1
                 return [s], False
-            elif g.succs[i] or g.branches[i] is not None:
+            ready: list[int] = []
+            if self.stopped is None and (g.succs[i] or g.branches[i] is not None):
                 self._signal_successors(i, output, ready)
             self.in_flight -= 1
             if self._again and self._again.get(i) and self.stopped is None:
