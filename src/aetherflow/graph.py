@@ -305,6 +305,9 @@ class Graph:
         self.preds = [list(p) for p in preds]
         self.pred_counts = [len(p) for p in self.preds]
         self.sources = [i for i, count in enumerate(self.pred_counts) if count == 0]
+        # What every job's scheduler state starts from (copied: cheaper than built).
+        self.waiting_at_start = dict(enumerate(self.pred_counts))
+        self.no_runs = dict.fromkeys(range(n), 0)
         self.succs: list[list[int]] = [[] for _ in range(n)]
         for i, ps in enumerate(self.preds):
             for p in ps:

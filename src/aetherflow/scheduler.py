@@ -46,12 +46,12 @@ class JobRun:
         self.lock = threading.Lock()
         self.outputs: dict[str, Any] = {}
         self.status = [PENDING] * n
-        self.runs = dict.fromkeys(range(n), 0)  # a dict of ints is not tracked by the GC
+        self.runs = graph.no_runs.copy()  # a dict of ints is not tracked by the GC
         self.stopped: JobStatus | None = None  # FAILED / CANCELLED / SUSPENDED once decided
         self.error: BaseException | None = None
         self.suspended: tuple[str, str] | None = None  # (node, reason)
         self.in_flight = 0
-        self._waiting = dict(enumerate(graph.pred_counts))
+        self._waiting = graph.waiting_at_start.copy()
         self._got = bytearray(n)
         self._busy = bytearray(n)  # queued or running: a vertex never runs concurrently with itself
         self._again: dict[int, int] = {}
