@@ -38,3 +38,10 @@ def test_package_is_typed() -> None:
 def test_statuses_compare_as_strings() -> None:
     assert aetherflow.JobStatus.COMPLETED == "completed"
     assert str(aetherflow.NodeStatus.SKIPPED) == "skipped"
+
+
+def test_statuses_hash_as_their_strings() -> None:
+    """Equal objects hash alike: a status finds its string in a set or dict, and back."""
+    assert {"completed": 1}[aetherflow.JobStatus.COMPLETED] == 1
+    assert {aetherflow.NodeStatus.SKIPPED: 1}["skipped"] == 1
+    assert aetherflow.JobStatus.COMPLETED.finished and not aetherflow.JobStatus.SUSPENDED.finished
