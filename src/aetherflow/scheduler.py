@@ -131,7 +131,8 @@ class JobRun:
                 self._activate(i, ready)
             if ready or self.in_flight:
                 return ready, False
-            return ready, self._ended(ready)
+            self.in_flight = -1  # ended: reported exactly once (as `_ended` does)
+            return ready, True
         finally:
             lock.release()
 

@@ -60,6 +60,7 @@ class _Prepared(NamedTuple):
     context: Any
     plan: Plan
     injectors: dict[str, Callable[[], Any]]
+    observed: bool  # someone listens to per-node events (hooks or DEBUG logs)
 
 
 def new_job_id() -> str:
@@ -192,7 +193,7 @@ class Worker:
             raise AetherFlowError(f"Job {job_id} is still {live.status.value} on this worker; wait for it or cancel it first.")
         progress = self.store.progress(job_id)
         prepared = self._prepare(self._flow_for(progress.job.flow, flow), context)
-        f, name, _, plan, _ = prepared
+        f, name, _, plan, _, _ = prepared
         values = {**progress.job.inputs, **(inputs or {})}
         plan.check_inputs(values, name)
         run, ready = rebuild(progress, f.graph, plan, values, name)
@@ -259,10 +260,11 @@ class Worker:
         f = flow.as_flow() if isinstance(flow, Node) else flow
         ctx = self._context_for(f, context)
         plan = f.graph.bind(provider_names(ctx))
-        return _Prepared(f, f.name, ctx, plan, self._injectors_for(ctx, plan))
+        observed = bool(self._hooks) or log.isEnabledFor(logging.DEBUG)  # per-node events wanted
+        return _Prepared(f, f.name, ctx, plan, self._injectors_for(ctx, plan), observed)
 
     def _start(self, prepared: _Prepared, inputs: Mapping[str, Any] | None, first_here: bool = False) -> Job:
-        f, name, _, plan, _ = prepared
+        f, name, _, plan, _, _ = prepared
         values = dict(inputs) if inputs else {}
         plan.check_inputs(values, name)
         job_id = new_job_id()
@@ -273,11 +275,10 @@ class Worker:
     def _launch(self, prepared: _Prepared, run: JobRun, ready: list[int], recorded: bool = False, first_here: bool = False) -> Job:
         if self._closed:
             raise AetherFlowError(f"Worker {self.id} is closed; create a new Worker to run more jobs.")
-        flow, name, ctx, _, injectors = prepared
+        flow, name, ctx, _, injectors, observed = prepared
         job = Job(run.job_id, flow, run, self._cancel_fn)
         scopes = JobScopes(self._worker_cache, run.job_id, self._thread_cache_fn)
-        call = JobCall(run, self.id, name, injectors, scopes, self._worker_space_fn, self._check_value, context=ctx, record_run=self.store.run_recorder(run.job_id))
-        call.observed = bool(self._hooks) or log.isEnabledFor(logging.DEBUG)  # per-node events wanted
+        call = JobCall(run, self.id, name, injectors, scopes, self._worker_space_fn, self._check_value, context=ctx, observed=observed, record_run=self.store.run_recorder(run.job_id))
         self._active[job.id] = (job, call)  # atomic; no lock on the per-job path
         job._status = JOB_RUNNING
         if not recorded:  # a resumed job; a new one was recorded as running when created

@@ -34,7 +34,13 @@ class _Job:
     output: Any = None
     error: str | None = None
     runs: list[RunFacts] = field(default_factory=list)
-    changes: list[tuple[float, JobStatus, str | None]] = field(default_factory=list)  # status changes
+    # Status changes, flat: ts, status, error, ts, ... (a tuple each would be one more
+    # object per change for the garbage collector to walk, for as long as the job is kept).
+    changes: list[Any] = field(default_factory=list)
+
+    def status_changes(self) -> list[tuple[float, JobStatus, str | None]]:
+        c = self.changes
+        return list(zip(c[0::3], c[1::3], c[2::3], strict=True))
 
     def record(self) -> JobRecord:
         return JobRecord(
@@ -62,7 +68,7 @@ class MemoryStore(Store):
 
     def create_job(self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False) -> None:
         if running:
-            self._jobs[job_id] = _Job(job_id, flow, inputs, worker, ts, _RUNNING, ts, None, None, None, [], [(ts, _RUNNING, None)])
+            self._jobs[job_id] = _Job(job_id, flow, inputs, worker, ts, _RUNNING, ts, None, None, None, [], [ts, _RUNNING, None])
         else:
             self._jobs[job_id] = _Job(job_id, flow, inputs, worker, ts, _PENDING, None, None, None, None, [], [])
 
@@ -78,7 +84,7 @@ class MemoryStore(Store):
         if output is not UNSET:
             job.output = output
         job.error = error
-        job.changes.append((ts, status, error))
+        job.changes += (ts, status, error)
         if status in FINISHED:
             self._finished[job_id] = None
             self._drop_oldest()
@@ -156,7 +162,7 @@ class MemoryStore(Store):
     def events(self, job_id: str, types: Sequence[str] | None = None) -> list[EventRecord]:
         job = self._get(job_id)
         evs: list[tuple[float, int, str, str | None, dict[str, Any]]] = [(job.created, 0, "job_created", None, {"inputs": job.inputs})]
-        evs += [(ts, order, f"job_{st.value}", None, {"error": err} if err else {}) for order, (ts, st, err) in enumerate(job.changes, 1)]
+        evs += [(ts, order, f"job_{st.value}", None, {"error": err} if err else {}) for order, (ts, st, err) in enumerate(job.status_changes(), 1)]
         for k, run in enumerate(job.runs):
             base = (k + 1) * 1_000_000
             evs.append((run.started, base, "node_started", run.node, {"iteration": run.iteration, "attempt": run.attempt}))
