@@ -205,9 +205,7 @@ def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET) 
     attempts: _Attempts | None = None  # built on the first failure: most calls never need it
     attempt = 1
     while True:
-        # `_enter`, inlined: this function runs once per node, and a call costs what the rest does.
-        ex: ExecutionContext = _new(ExecutionContext, (call.worker_id, call.run.job_id, call.flow, vp.name, iteration, attempt, call.scopes))
-        token = _current.set(ex)
+        ex, token = _enter(call, vp, iteration, attempt)
         handles: list[StateHandle] = [] if vp.uses_state else _NO_HANDLES
         try:
             kwargs = _arguments(call, vp, ex, handles, item)
