@@ -10,6 +10,7 @@ import time
 import pytest
 
 from aetherflow import (
+    AetherFlowError,
     ExecutionContext,
     Flow,
     JobCancelledError,
@@ -381,8 +382,11 @@ def test_closed_worker_refuses_new_jobs() -> None:
     w = Worker(threads=1)
     w.close()
     w.close()  # idempotent
-    with pytest.raises(Exception, match="closed"):
+    with pytest.raises(AetherFlowError, match="closed; create a new Worker"):
         w.submit(inc, {"x": 1})
+    with pytest.raises(AetherFlowError, match="closed"):
+        w.run(inc, {"x": 1})
+    assert w.store.jobs() == [], "a refused job must not be recorded as running"
 
 
 def test_flow_run_without_worker_uses_default_worker() -> None:

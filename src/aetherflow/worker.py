@@ -257,6 +257,7 @@ class Worker:
 
     def _prepare(self, flow: Flow | Node, context: Any) -> _Prepared:
         """What every job of ``flow`` in ``context`` shares: resolved once, for `map`'s many jobs."""
+        self._refuse_if_closed()  # before a job is recorded that would never run
         f = flow.as_flow() if isinstance(flow, Node) else flow
         ctx = self._context_for(f, context)
         plan = f.graph.bind(provider_names(ctx))
@@ -273,8 +274,7 @@ class Worker:
         return self._launch(prepared, run, run.start(), recorded=True, first_here=first_here)
 
     def _launch(self, prepared: _Prepared, run: JobRun, ready: list[int], recorded: bool = False, first_here: bool = False) -> Job:
-        if self._closed:
-            raise AetherFlowError(f"Worker {self.id} is closed; create a new Worker to run more jobs.")
+        self._refuse_if_closed()
         flow, name, ctx, _, injectors, observed = prepared
         job = Job(run.job_id, flow, run, self._cancel_fn)
         scopes = JobScopes(self._worker_cache, run.job_id, self._thread_cache_fn)
@@ -294,6 +294,10 @@ class Worker:
         if first_here:
             self._execute_here((call, job, ready[0], -1))
         return job
+
+    def _refuse_if_closed(self) -> None:
+        if self._closed:
+            raise AetherFlowError(f"Worker {self.id} is closed; create a new Worker to run more jobs.")
 
     def _execute_here(self, task: _Task) -> None:
         """Run a task on the calling thread (see `run`)."""
