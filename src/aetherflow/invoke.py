@@ -35,7 +35,7 @@ from .graph import (
 from .node import UNSET, Node
 from .scopes import JobScopes
 from .state import Commit, StateConflict, StateHandle, StateSpace, commit
-from .store.base import RunFacts
+from .store.base import RunFields
 
 
 class RunView(Protocol):
@@ -51,7 +51,7 @@ class RunView(Protocol):
     def node_space(self, name: str) -> StateSpace: ...
 
 
-def _unrecorded(facts: RunFacts) -> None:
+def _unrecorded(fields: RunFields) -> None:
     """Runs of a call made away from the driver (on a Dask worker) are recorded by the driver."""
 
 
@@ -69,7 +69,7 @@ class JobCall:
     commit: Callable[[list[StateHandle], str, str], list[Commit]] = commit  # Dask defers it to the driver
     context: Any = None  # the context instance the job resolves providers from
     observed: bool = False  # someone listens to per-node events (hooks or DEBUG logs)
-    record_run: Callable[[RunFacts], None] = _unrecorded  # where the worker records this job's runs
+    record_run: Callable[[RunFields], None] = _unrecorded  # where the worker records this job's completed runs
 
 
 # A completed call: ``(output, commits, attempt)`` — its validated output, the commits it

@@ -45,8 +45,6 @@ log = logging.getLogger("aetherflow.worker")
 # Enum members read once: in Python 3.11 `NodeStatus.X` costs ~10x a global (EnumType.__getattr__).
 RUNNING, COMPLETED = NodeStatus.RUNNING, NodeStatus.COMPLETED
 JOB_RUNNING, JOB_COMPLETED, JOB_SUSPENDED = JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.SUSPENDED
-# A NamedTuple's own __new__ is Python code; tuple's is C: one `RunFacts` is built per node run.
-_new = tuple.__new__
 
 EVENTS = ("job_started", "node_started", "node_completed", "node_failed", "job_finished")
 _Task = tuple[JobCall, Job, int, int]  # (call, job, vertex, item index or -1)
@@ -459,9 +457,8 @@ class Worker:
         output, commits, attempt = outcome
         run = job.run
         name = run.graph.names[i]
-        facts = _new(RunFacts, (run.job_id, name, run.runs[i], attempt, COMPLETED, thread, started, time.time(), output, commits, None, None, k if k >= 0 else None))
         try:
-            call.record_run(facts)
+            call.record_run((name, run.runs[i], attempt, COMPLETED, thread, started, time.time(), output, commits, None, None, k if k >= 0 else None))
         except Exception as exc:  # noqa: BLE001 - a completion that cannot be recorded fails the node
             error = NodeError(f"completed, but its run could not be recorded in {self.store.url}: {type(exc).__name__}: {exc}", node=name, job_id=run.job_id)
             error.__cause__ = exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import StoreError
-from .base import Progress, RunFacts, Store
+from .base import Progress, RunFacts, RunFields, Store
 from .memory import MemoryStore
 from .records import EventRecord, FlowStats, JobRecord, NodeRunRecord, NodeStats, StateRecord
 
@@ -18,6 +18,7 @@ __all__ = [
     "NodeStats",
     "Progress",
     "RunFacts",
+    "RunFields",
     "StateRecord",
     "Store",
     "open_store",

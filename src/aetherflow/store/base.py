@@ -15,7 +15,7 @@ from .records import EventRecord, FlowStats, JobRecord, NodeRunRecord, StateReco
 
 
 class RunFacts(NamedTuple):
-    """What the worker reports when one node run ends (a NamedTuple: one is built per node run)."""
+    """What the worker reports when one node run ends."""
 
     job_id: str
     node: str
@@ -30,6 +30,11 @@ class RunFacts(NamedTuple):
     error: str | None = None
     traceback: str | None = None
     item: int | None = None
+
+
+# One run's facts after ``job_id``, in `RunFacts` order, as a plain tuple: what a worker
+# hands to a job's run recorder (see `Store.run_recorder`).
+RunFields = tuple[Any, ...]
 
 
 @dataclass
@@ -60,9 +65,14 @@ class Store(ABC):
     @abstractmethod
     def record_run(self, facts: RunFacts) -> None: ...
 
-    def run_recorder(self, job_id: str) -> Callable[[RunFacts], None]:
-        """`record_run` for the runs of one job; a store may hand out something cheaper."""
-        return self.record_run
+    def run_recorder(self, job_id: str) -> Callable[[RunFields], None]:
+        """Where the worker records the completed runs of one job, as `RunFields`.
+
+        By default it builds the `RunFacts` and calls `record_run`; a store may hand out
+        something cheaper (the memory store: the job's list ``extend``, building nothing).
+        """
+        record = self.record_run
+        return lambda fields: record(RunFacts(job_id, *fields))
 
     def heartbeat(self, worker: str, pid: int, host: str, ts: float) -> None:  # noqa: B027 - optional hook
         """Say that ``worker`` is alive (persistent stores use it to find dead workers)."""

@@ -14,10 +14,11 @@ from ..errors import StoreError
 from ..node import UNSET
 from ..state import DELETED
 from ..status import ENDED, FINISHED, JobStatus, NodeStatus
-from .base import Progress, RunFacts, Store
+from .base import Progress, RunFacts, RunFields, Store
 from .records import EventRecord, JobRecord, NodeRunRecord, StateRecord, epoch, utc
 from .stats import flow_stats
 
+_RUN_WIDTH = len(RunFacts._fields) - 1  # values per run in `_Job.runs` (job_id is the job's)
 _PENDING, _RUNNING = JobStatus.PENDING, JobStatus.RUNNING  # read once: `JobStatus.X` is slow in Python 3.11 (EnumType.__getattr__)
 
 
@@ -33,10 +34,17 @@ class _Job:
     finished: float | None = None
     output: Any = None
     error: str | None = None
-    runs: list[RunFacts] = field(default_factory=list)
+    # Runs, flat: each run's `RunFields` one after another. A `RunFacts` each would be one
+    # more object per node run for the garbage collector to walk for as long as the job is
+    # kept; this way a run is recorded by one `list.extend`, atomic under the GIL.
+    runs: list[Any] = field(default_factory=list)
     # Status changes, flat: ts, status, error, ts, ... (a tuple each would be one more
     # object per change for the garbage collector to walk, for as long as the job is kept).
     changes: list[Any] = field(default_factory=list)
+
+    def run_facts(self) -> list[RunFacts]:
+        flat = self.runs[:]  # one atomic copy: writers add whole runs
+        return [RunFacts(self.id, *flat[k:k + _RUN_WIDTH]) for k in range(0, len(flat), _RUN_WIDTH)]
 
     def status_changes(self) -> list[tuple[float, JobStatus, str | None]]:
         c = self.changes
@@ -98,17 +106,16 @@ class MemoryStore(Store):
             self._jobs.pop(old, None)
 
     def record_run(self, facts: RunFacts) -> None:
-        # The hot path of the default store: one append (atomic under the GIL). The run's
-        # events are derived from it when someone asks for them.
+        # The run's events are derived from its facts when someone asks for them.
         job = self._jobs.get(facts.job_id)
         if job is not None:
-            job.runs.append(facts)
+            job.runs.extend(facts[1:])
 
-    def run_recorder(self, job_id: str) -> Callable[[RunFacts], None]:
+    def run_recorder(self, job_id: str) -> Callable[[RunFields], None]:
         job = self._jobs.get(job_id)
         if job is None or self._records_its_own_way:
-            return self.record_run
-        return job.runs.append  # the append is the whole write
+            return super().run_recorder(job_id)
+        return job.runs.extend  # the hot path of the default store: the whole write
 
     # -- recovery ---------------------------------------------------------------------
 
@@ -117,7 +124,7 @@ class MemoryStore(Store):
         completed = []
         state: dict[tuple[str, str], dict[str, tuple[Any, int]]] = {}
         suspended = None
-        for run in job.runs:
+        for run in job.run_facts():
             if run.status is NodeStatus.COMPLETED:
                 completed.append((run.node, run.item, run.output))
                 for c in run.commits:
@@ -153,7 +160,7 @@ class MemoryStore(Store):
         return self._get(job_id).record()
 
     def node_runs(self, job_id: str) -> list[NodeRunRecord]:
-        runs = sorted(self._get(job_id).runs, key=lambda r: r.started)
+        runs = sorted(self._get(job_id).run_facts(), key=lambda r: r.started)
         return [
             NodeRunRecord(r.job_id, r.node, r.iteration, r.attempt, r.status, r.thread, utc(r.started), utc(r.finished), r.error, r.traceback, r.item)  # type: ignore[arg-type]
             for r in runs
@@ -163,7 +170,7 @@ class MemoryStore(Store):
         job = self._get(job_id)
         evs: list[tuple[float, int, str, str | None, dict[str, Any]]] = [(job.created, 0, "job_created", None, {"inputs": job.inputs})]
         evs += [(ts, order, f"job_{st.value}", None, {"error": err} if err else {}) for order, (ts, st, err) in enumerate(job.status_changes(), 1)]
-        for k, run in enumerate(job.runs):
+        for k, run in enumerate(job.run_facts()):
             base = (k + 1) * 1_000_000
             evs.append((run.started, base, "node_started", run.node, {"iteration": run.iteration, "attempt": run.attempt}))
             for j, c in enumerate(run.commits):
@@ -174,7 +181,7 @@ class MemoryStore(Store):
 
     def state_history(self, job_id: str, key: str | None = None) -> list[StateRecord]:
         out = []
-        for run in self._get(job_id).runs:
+        for run in self._get(job_id).run_facts():
             for c in run.commits:
                 for w in c.writes:
                     if key is None or w.key == key:
@@ -186,7 +193,7 @@ class MemoryStore(Store):
         lo = epoch(since) or 0.0
         with self._lock:
             jobs = [j for j in list(self._jobs.values()) if j.flow == flow and j.created >= lo]
-            runs = [(r.node, r.status.value, r.finished - r.started) for j in jobs for r in j.runs]
+            runs = [(r.node, r.status.value, r.finished - r.started) for j in jobs for r in j.run_facts()]
         return flow_stats(flow, [j.status.value for j in jobs], runs)
 
     def prune(self, older_than: datetime) -> int:
