@@ -74,15 +74,18 @@ class JobRun:
     # -- starting --------------------------------------------------------------------------
 
     def start(self) -> list[int]:
-        """The sources (vertices with no forward predecessor), now running."""
+        """The sources (vertices with no forward predecessor), now running.
+
+        Called once, on a fresh job that no other thread sees yet (hence no lock): each
+        source runs for the first time, which `max_iterations >= 1` always allows.
+        """
         g = self.graph
-        ready = list(g.sources)  # a fresh job: each runs for the first time (max_iterations >= 1)
-        with self.lock:
-            for i in ready:
-                self._waiting[i] = g.rearm[i]
-                self.runs[i] = 1
-                self._busy[i] = 1
-            self.in_flight = len(ready)
+        ready = list(g.sources)
+        for i in ready:
+            self._waiting[i] = g.rearm[i]
+            self.runs[i] = 1
+            self._busy[i] = 1
+        self.in_flight = len(ready)
         return ready
 
     def replay_item(self, node: str, item: int, output: Any) -> None:
