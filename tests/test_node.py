@@ -20,6 +20,15 @@ def test_node_stays_callable_like_its_function() -> None:
     assert inc.name == "inc"
 
 
+def test_keyword_only_parameters_are_filled_like_any_other(worker) -> None:
+    @node
+    def scaled(x: int, *, factor: int, offset: int = 1) -> int:
+        return x * factor + offset
+
+    assert scaled.run({"x": 2, "factor": 10}, worker=worker) == 21
+    assert scaled.run({"x": 2, "factor": 10, "offset": 0}, worker=worker) == 20
+
+
 def test_node_with_options_records_them() -> None:
     @node(retries=3, retry_delay=0.1, backoff=2.0, retry_on=(IOError,), timeout=5.0)
     async def fetch(url: str) -> bytes:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import FlowDefinitionError, MissingInputError, closest
-from .node import Node
+from .node import UNSET, Node
 
 BUILTINS = ("execution", "job_state", "node_state", "worker_state")
 
@@ -208,6 +208,7 @@ class Binding:
     has_default: bool
     check: Callable[[Any], Any] | None = None  # pydantic validation, for values (not services)
     exact: type | None = None  # values of exactly this type skip `check` (see Node.checker)
+    default: Any = UNSET  # the parameter's default: used when the value is absent
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,16 +458,19 @@ class Graph:
             entry["required"] = entry["required"] or p.required
             entry["nodes"].append(name)
             entry["secret"] = entry["secret"] or node.is_secret(p.name)
-        bindings = [_with_check(b, node) if b.kind in _VALUE_KINDS else b for b in bindings]
+        # In parameter order: the node is called with its arguments by position.
+        position = {p.name: k for k, p in enumerate(node.params)}
+        bindings = sorted((_completed(b, node) for b in bindings), key=lambda b: position[b.param])
         needs = tuple((b.key, b.has_default) for b in bindings if b.kind == B_NODE)
         uses_state = any(b.kind in (B_JOB_STATE, B_NODE_STATE, B_WORKER_STATE) for b in bindings)
         check_output, output_exact = node.checker("return") or (None, None)
         return VertexPlan(name, node, i, tuple(bindings), needs, uses_state, check_output, output_exact)
 
 
-def _with_check(b: Binding, node: Node) -> Binding:
-    check, exact = node.checker(b.param) or (None, None)
-    return replace(b, check=check, exact=exact)
+def _completed(b: Binding, node: Node) -> Binding:
+    """``b`` with its parameter's default, and its validator if it carries a value."""
+    check, exact = (node.checker(b.param) or (None, None)) if b.kind in _VALUE_KINDS else (None, None)
+    return replace(b, check=check, exact=exact, default=node.param(b.param).default)
 
 
 class _Ancestry:

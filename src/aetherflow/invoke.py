@@ -118,38 +118,49 @@ _new = tuple.__new__
 _NO_HANDLES: list[StateHandle] = []  # shared by the calls of nodes without state: never appended to
 
 
-def _arguments(call: JobCall, vp: VertexPlan, ex: ExecutionContext, handles: list[StateHandle], item: Any) -> dict[str, Any]:
+def _arguments(call: JobCall, vp: VertexPlan, ex: ExecutionContext, handles: list[StateHandle], item: Any) -> list[Any]:
+    """The node's arguments, in parameter order."""
     run = call.run
-    kwargs: dict[str, Any] = {}
+    args: list[Any] = []
     for b in vp.bindings:
         kind = b.kind
         if kind == B_NODE:
-            value = run.outputs.get(b.key, UNSET)
-            if value is UNSET:
-                continue  # from a skipped node: the parameter's default applies
+            value = run.outputs.get(b.key, UNSET)  # UNSET: from a skipped node
         elif kind == B_INPUT:
             value = run.inputs.get(b.key, UNSET)
-            if value is UNSET:
-                continue
         elif kind == B_PROVIDER:
-            kwargs[b.param] = call.injectors[b.key]()
+            args.append(call.injectors[b.key]())
             continue
         elif kind == B_ITEM:
             value = item
         elif kind == B_JOIN:
             value = {src: run.outputs[src] for src in b.key if src in run.outputs}
         elif kind == B_EXECUTION:
-            kwargs[b.param] = ex
+            args.append(ex)
             continue
         else:
             handle = StateHandle(_state_space(call, vp, kind))
             handles.append(handle)
-            kwargs[b.param] = handle
+            args.append(handle)
             continue
-        if b.check is not None and type(value) is not b.exact:
-            value = _valid_input(b, vp, ex, value)
-        kwargs[b.param] = value
-    return kwargs
+        if value is UNSET:
+            args.append(_default(b, vp, ex))
+        elif b.check is not None and type(value) is not b.exact:
+            args.append(_valid_input(b, vp, ex, value))
+        else:
+            args.append(value)
+    return args
+
+
+def _default(b: Binding, vp: VertexPlan, ex: ExecutionContext) -> Any:
+    """An absent value's stand-in: the parameter's default, as a call by name would use it."""
+    if b.default is UNSET:
+        raise NodeInputError(
+            f"parameter '{b.param}' got no value from {_source(b.kind, b.key)} and has no default. "
+            "Give the parameter a default, or make sure its source runs.",
+            node=vp.name, job_id=ex.job_id, attempt=ex.attempt,
+        )
+    return b.default
 
 
 def _valid_input(b: Binding, vp: VertexPlan, ex: ExecutionContext, value: Any) -> Any:
@@ -208,11 +219,11 @@ def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET) 
         ex, token = _enter(call, vp, iteration, attempt)
         handles: list[StateHandle] = [] if vp.uses_state else _NO_HANDLES
         try:
-            kwargs = _arguments(call, vp, ex, handles, item)
+            args = _arguments(call, vp, ex, handles, item)
             if node.timeout is None:
-                value = node.fn(**kwargs)
+                value = node.call_positional(*args)
             else:
-                value = _call_with_timeout(node.fn, kwargs, node.timeout, vp.name, ex)
+                value = _call_with_timeout(node.call_positional, args, node.timeout, vp.name, ex)
             if handles or call.check_value is not None or (type(value) is not vp.output_exact and vp.check_output is not None):
                 return _finish(call, vp, ex, value, handles)
             return value, (), attempt  # nothing to validate, store-check or commit
@@ -237,12 +248,12 @@ async def acall_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = 
         ex, token = _enter(call, vp, iteration, attempt)
         handles: list[StateHandle] = []
         try:
-            kwargs = _arguments(call, vp, ex, handles, item)
+            args = _arguments(call, vp, ex, handles, item)
             if node.timeout is None:
-                value = await node.fn(**kwargs)
+                value = await node.call_positional(*args)
             else:
                 try:
-                    value = await asyncio.wait_for(node.fn(**kwargs), node.timeout)
+                    value = await asyncio.wait_for(node.call_positional(*args), node.timeout)
                 except TimeoutError:
                     raise _timeout_error(vp.name, ex, node.timeout) from None
             return _finish(call, vp, ex, value, handles)
@@ -256,7 +267,7 @@ async def acall_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = 
             await asyncio.sleep(delay)
 
 
-def _call_with_timeout(fn: Callable[..., Any], kwargs: dict[str, Any], timeout: float, name: str, ex: ExecutionContext) -> Any:
+def _call_with_timeout(fn: Callable[..., Any], args: list[Any], timeout: float, name: str, ex: ExecutionContext) -> Any:
     # Python cannot stop a thread: an overrunning call is abandoned on a helper thread and
     # its state handles are dropped with it, so its writes never commit.
     box: list[tuple[bool, Any]] = []
@@ -264,7 +275,7 @@ def _call_with_timeout(fn: Callable[..., Any], kwargs: dict[str, Any], timeout: 
 
     def target() -> None:
         try:
-            box.append((True, fn(**kwargs)))
+            box.append((True, fn(*args)))
         except BaseException as exc:  # noqa: BLE001 - handed back to the caller's thread
             box.append((False, exc))
         finally:

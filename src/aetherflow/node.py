@@ -94,6 +94,7 @@ class Node:
         self.max_iterations = _int_at_least(1, max_iterations, "max_iterations", self.name)
         self.conflict_retries = _int_at_least(0, conflict_retries, "conflict_retries", self.name)
         self.params = _read_params(fn, self.name)
+        self.call_positional = _positional(fn)
         self.param_names = frozenset(p.name for p in self.params)
         self._localns = localns
         self._resolved: dict[str, Any] | None = None
@@ -251,6 +252,23 @@ def _int_at_least(minimum: int, value: int, what: str, node_name: str) -> int:
             node_name, [f"@node({what}=...) must be an int >= {minimum}, got {value!r}."]
         )
     return value
+
+
+def _positional(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` taking every parameter by position, in order (a call by name costs more)."""
+    keyword_only = [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    return _KeywordOnly(fn, tuple(keyword_only)) if keyword_only else fn
+
+
+class _KeywordOnly:
+    """Calls a function whose last parameters are keyword-only with all of them by position."""
+
+    def __init__(self, fn: Callable[..., Any], names: tuple[str, ...]) -> None:
+        self.fn, self.names = fn, names
+
+    def __call__(self, *args: Any) -> Any:
+        split = len(args) - len(self.names)
+        return self.fn(*args[:split], **dict(zip(self.names, args[split:], strict=True)))
 
 
 def _read_params(fn: Callable[..., Any], name: str) -> tuple[Param, ...]:
