@@ -317,6 +317,7 @@ class Graph:
         self.loop_preds = self._loop_preds() if any(self.back_targets) else [[] for _ in range(n)]
         self.rearm = [len(lp) for lp in self.loop_preds]  # signals a vertex waits for after it ran
         self.sinks = [i for i in range(n) if not self.succs[i] and not self.branches[i]]
+        self.sole_sink = self.names[self.sinks[0]] if len(self.sinks) == 1 else None  # its output is the job's
         self.link = self._links()
         for i in range(n):
             if self.mapped[i] and len(self.explicit[i]) != 1:

@@ -38,9 +38,10 @@ class Job:
     >>> job.result(timeout=5)
     """
 
-    # Completion is a plain lock held until the job ends: a `Future` (a Condition inside)
-    # costs more to build than a trivial node, and most jobs are never awaited by asyncio.
-    __slots__ = ("__weakref__", "_done", "_error", "_future", "_on_cancel", "_status", "_value", "flow", "id", "run")
+    # Completion is a flag, plus a lock made only when someone waits before the job ends:
+    # a `Future` (a Condition inside) costs more to build than a trivial node, most jobs
+    # are never awaited by asyncio, and many end before anyone asks for their result.
+    __slots__ = ("__weakref__", "_ended", "_error", "_future", "_on_cancel", "_status", "_value", "_waiter", "flow", "id", "run")
 
     def __init__(self, job_id: str, flow: Flow, run: JobRun, on_cancel: Callable[[Job], None]) -> None:
         self.id = job_id
@@ -48,8 +49,8 @@ class Job:
         self.flow = flow
         self.run = run
         self._status = _PENDING
-        self._done = _thread.allocate_lock()
-        self._done.acquire()
+        self._ended = False
+        self._waiter: _thread.LockType | None = None  # held until the job ends, once someone waits
         self._value: Any = None
         self._error: BaseException | None = None
         self._future: Future[Any] | None = None
@@ -60,15 +61,30 @@ class Job:
 
     def result(self, timeout: float | None = None) -> Any:
         """What ``flow.run`` would return; raises the job's error. Waits up to ``timeout`` s."""
-        if not self._done.acquire(timeout=-1 if timeout is None else timeout):
+        if not self._ended and not self._wait(timeout):
             raise TimeoutError(f"Job {self.id} did not finish within {timeout} s (status: {self._status.value}).")
-        self._done.release()
         if self._error is not None:
             raise self._error
         return self._value
 
     def done(self) -> bool:
-        return not self._done.locked()
+        return self._ended
+
+    def _wait(self, timeout: float | None) -> bool:
+        with self.run.lock:  # waiters share one lock: make it once
+            waiter = self._waiter
+            if waiter is None:
+                waiter = self._waiter = _thread.allocate_lock()
+                waiter.acquire()
+        # `_finished` sets `_ended` before it looks for a waiter, and this thread set the
+        # waiter before it looks at `_ended`: one of the two sees the other (the GIL
+        # orders them), so a job that ends now is never missed.
+        if self._ended:
+            return True
+        if not waiter.acquire(True, -1 if timeout is None else timeout):
+            return False
+        waiter.release()  # the next waiter's turn
+        return True
 
     @property
     def future(self) -> Future[Any]:
@@ -82,7 +98,10 @@ class Job:
     def _finished(self, value: Any, error: BaseException | None) -> None:
         """Called once by the worker when the job ends (after its teardowns)."""
         self._value, self._error = value, error
-        self._done.release()
+        self._ended = True
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.release()
         if self._future is not None:
             self._settle_future()
 

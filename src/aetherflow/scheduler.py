@@ -319,8 +319,8 @@ class JobRun:
         return JOB_COMPLETED
 
     def result(self) -> Any:
-        names = self.graph.names
-        sinks = self.graph.sinks
-        if len(sinks) == 1:
-            return self.outputs.get(names[sinks[0]])
-        return {names[i]: self.outputs[names[i]] for i in sinks if names[i] in self.outputs}
+        """The sole sink's output, or ``{sink: output}`` of the sinks that ran."""
+        g = self.graph
+        if g.sole_sink is not None:
+            return self.outputs.get(g.sole_sink)
+        return {g.names[i]: self.outputs[g.names[i]] for i in g.sinks if g.names[i] in self.outputs}
