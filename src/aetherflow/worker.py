@@ -375,16 +375,17 @@ class Worker:
     def _execute(self, task: Any, thread: str) -> None:
         call, job, i, k = task
         run = job.run
-        # The per-node loop: names bound once, since a chain runs thousands of times round it.
-        plain, mapped, vertices, status, runs = run.graph.plain, run.graph.mapped, run.plan.vertices, run.status, run.runs
-        settle, put, now, here = self._settle, self._queue.put, time.time, self._calls_here
+        # The per-node loop: a chain runs thousands of times round it, so what it reads
+        # per node is bound here (a one-node job pays for each name too: only the hot ones).
+        plain, vertices, status, runs = run.graph.plain, run.plan.vertices, run.status, run.runs
+        here = self._calls_here
         while True:
             if run.stopped is not None:
                 if run.dropped(i):
                     self._finish(job, call)
                 return
             if not plain[i]:
-                if k < 0 and mapped[i]:
+                if k < 0 and run.graph.mapped[i]:
                     nxt = self._start_map(call, job, i)
                     if nxt is None:
                         return
@@ -396,7 +397,7 @@ class Worker:
             status[i] = RUNNING
             if call.observed:
                 self._started(job, i, k)
-            started = now()
+            started = time.time()
             if not here:
                 self._send_node(call, job, i, k, started)
                 return  # `DaskWorker` continues when its task comes back
@@ -404,12 +405,12 @@ class Worker:
                 outcome: Outcome | BaseException = call_node(call, vertices[i], runs[i], run.map_items[i][k] if k >= 0 else UNSET)
             except (NodeError, Suspend, AetherFlowError) as exc:
                 outcome = exc
-            ready = settle(call, job, i, k, started, thread, outcome)
+            ready = self._settle(call, job, i, k, started, thread, outcome)
             if not ready:
                 return
             if len(ready) > 1:
                 for r in ready[1:]:
-                    put((call, job, r, -1))
+                    self._queue.put((call, job, r, -1))
             i, k = ready[0], -1
 
     # Whether nodes are called on this process's threads and loop; `aetherflow.dask.DaskWorker`
