@@ -80,6 +80,23 @@ def test_store_event_log_is_ordered_and_filterable(store: Store) -> None:
     assert [e.node for e in store.events(job.id, types=["node_completed"])] == ["load", "total"]
 
 
+def test_store_keeps_every_status_change_of_a_suspended_and_resumed_job(store: Store) -> None:
+    @node
+    def approve(approved: bool = False) -> str:
+        if not approved:
+            raise Suspend("waiting for approval")
+        return "shipped"
+
+    with Worker(threads=1, store=store, flows=[approve]) as w:
+        job = w.submit(approve)
+        with contextlib.suppress(Exception):
+            job.result(10)
+        assert w.resume(job.id, inputs={"approved": True}).result(10) == "shipped"
+    changes = [e.type for e in store.events(job.id) if e.type.startswith("job_")]
+    assert changes == ["job_created", "job_running", "job_suspended", "job_running", "job_completed"]
+    assert [e.data.get("error") for e in store.events(job.id, types=["job_suspended"])] == ["suspended at 'approve': waiting for approval"]
+
+
 def test_store_records_failure_with_traceback(store: Store) -> None:
     @node
     def broken(n: int) -> int:

@@ -38,9 +38,10 @@ class _Job:
     # more object per node run for the garbage collector to walk for as long as the job is
     # kept; this way a run is recorded by one `list.extend`, atomic under the GIL.
     runs: list[Any] = field(default_factory=list)
-    # Status changes, flat: ts, status, error, ts, ... (a tuple each would be one more
-    # object per change for the garbage collector to walk, for as long as the job is kept).
-    changes: list[Any] = field(default_factory=list)
+    # Status changes, flat (ts, status, error, ts, ...), once a job has more than the usual
+    # two; until then (None) they are read off `started`, `finished`, `status` and `error`.
+    # Every object a kept job holds is one more for each full garbage collection to walk.
+    changes: list[Any] | None = None
 
     def run_facts(self) -> list[RunFacts]:
         flat = self.runs[:]  # one atomic copy: writers add whole runs
@@ -48,7 +49,18 @@ class _Job:
 
     def status_changes(self) -> list[tuple[float, JobStatus, str | None]]:
         c = self.changes
-        return list(zip(c[0::3], c[1::3], c[2::3], strict=True))
+        if c is not None:
+            return list(zip(c[0::3], c[1::3], c[2::3], strict=True))
+        usual: list[tuple[float, JobStatus, str | None]] = [(self.started, _RUNNING, None)] if self.started is not None else []
+        if self.finished is not None:
+            usual.append((self.finished, self.status, self.error))
+        return usual
+
+    def is_usual_change(self, status: JobStatus, error: str | None) -> bool:
+        """Whether a change keeps the history readable off the fields: a first start, or an end."""
+        if self.changes is not None or self.finished is not None:
+            return False
+        return status in ENDED or (status is _RUNNING and self.started is None and error is None)
 
     def record(self) -> JobRecord:
         return JobRecord(
@@ -76,14 +88,18 @@ class MemoryStore(Store):
 
     def create_job(self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False) -> None:
         if running:
-            self._jobs[job_id] = _Job(job_id, flow, inputs, worker, ts, _RUNNING, ts, None, None, None, [], [ts, _RUNNING, None])
+            self._jobs[job_id] = _Job(job_id, flow, inputs, worker, ts, _RUNNING, ts, None, None, None, [])
         else:
-            self._jobs[job_id] = _Job(job_id, flow, inputs, worker, ts, _PENDING, None, None, None, None, [], [])
+            self._jobs[job_id] = _Job(job_id, flow, inputs, worker, ts, _PENDING, None, None, None, None, [])
 
     def set_job_status(self, job_id: str, status: JobStatus, ts: float, *, output: Any = UNSET, error: str | None = None) -> None:
         job = self._jobs.get(job_id)
         if job is None:
             return  # dropped by the retention bound
+        if not job.is_usual_change(status, error):
+            if job.changes is None:
+                job.changes = [value for change in job.status_changes() for value in change]
+            job.changes += (ts, status, error)
         job.status = status
         if status is _RUNNING and job.started is None:
             job.started = ts
@@ -92,7 +108,6 @@ class MemoryStore(Store):
         if output is not UNSET:
             job.output = output
         job.error = error
-        job.changes += (ts, status, error)
         if status in FINISHED:
             self._finished[job_id] = None
             self._drop_oldest()
