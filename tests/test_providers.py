@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -333,3 +334,27 @@ def test_context_choice_run_then_flow_then_worker() -> None:
         assert flow.run(worker=w) == "B"
         assert name.run(worker=w) == "C"
         assert name.run(worker=w, context=A()) == "A"
+
+
+def test_thread_local_instances_of_callers_that_ended_are_torn_down() -> None:
+    """Threads calling `worker.run` work on their job, with their own thread-scoped instance;
+    once such a thread has ended, its instance is torn down, not kept until the worker closes."""
+    made = itertools.count(1)
+    torn: list[int] = []
+
+    class PerThread(BaseFlowContext):
+        scratch = providers.ThreadLocalSingleton(lambda: [next(made)], teardown=lambda s: torn.append(s[0]))
+
+    @node
+    def which(scratch: list) -> int:
+        return scratch[0]
+
+    with Worker(PerThread, threads=1) as w:
+        seen: list[int] = []
+        for _ in range(5):
+            caller = threading.Thread(target=lambda: seen.append(w.run(which)))
+            caller.start()
+            caller.join(10)
+        assert seen == [1, 2, 3, 4, 5]  # one instance per calling thread
+        assert torn == [1, 2, 3, 4]  # each new caller's first use closed those of callers gone
+    assert torn == [1, 2, 3, 4, 5]

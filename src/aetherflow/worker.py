@@ -116,7 +116,7 @@ class Worker:
         self._injectors: dict[tuple[int, int], dict[str, Callable[[], Any]]] = {}
         self._worker_cache = ScopeCache(f"worker {self.id}")
         self._local = threading.local()
-        self._thread_caches: list[ScopeCache] = []
+        self._thread_caches: dict[threading.Thread, ScopeCache] = {}  # of threads not in the pool
         self._worker_spaces: dict[tuple[str, str], StateSpace] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
@@ -229,8 +229,8 @@ class Worker:
             if self._loop_thread is not None:
                 self._loop_thread.join()
             self._loop.close()
-        for cache in self._thread_caches:
-            cache.close()  # caches of threads that are not the worker's own (loop, helpers)
+        for cache in self._thread_caches.values():
+            cache.close()  # caches of threads that are not the worker's own (loop, callers of run)
         self._worker_cache.close()
         self._heartbeat_stop.set()
         if self._owns_store:
@@ -615,11 +615,24 @@ class Worker:
     def _thread_cache(self) -> ScopeCache:
         cache: ScopeCache | None = getattr(self._local, "cache", None)
         if cache is None:
-            cache = self._local.cache = ScopeCache(f"thread {threading.current_thread().name}")
-            if threading.current_thread() not in self._pool:
-                with self._lock:
-                    self._thread_caches.append(cache)
+            thread = threading.current_thread()
+            cache = self._local.cache = ScopeCache(f"thread {thread.name}")
+            if thread not in self._pool:
+                self._keep_thread_cache(thread, cache)
         return cache
+
+    def _keep_thread_cache(self, thread: threading.Thread, cache: ScopeCache) -> None:
+        """Keep a cache of a thread the worker does not own, to close it at the end.
+
+        Threads calling `run` come and go (one per request, say): the caches of those that
+        have ended are closed now, so their instances do not pile up until `close`.
+        """
+        with self._lock:
+            ended = [t for t in self._thread_caches if not t.is_alive()]
+            gone = [self._thread_caches.pop(t) for t in ended]
+            self._thread_caches[thread] = cache
+        for old in gone:
+            old.close()
 
     def _worker_space(self, flow: str, node: str) -> StateSpace:
         key = (flow, node)
