@@ -40,7 +40,7 @@ from .errors import AetherFlowError, NodeError, StateConflictError, Suspend
 from .graph import B_JOIN, B_NODE, B_PROVIDER, B_WORKER_STATE, VertexPlan
 from .invoke import JobCall, Outcome, acall_node, call_node
 from .node import UNSET
-from .scopes import JobScopes, Scope, ScopeCache
+from .scopes import JobScopes, Scope, ScopeCache, ThreadCaches
 from .state import Commit, StateConflict, StateHandle, StateScope, StateSpace, commit
 from .worker import Worker
 
@@ -113,15 +113,13 @@ class AetherFlowPlugin(WorkerPlugin):  # type: ignore[misc]
         self.contexts: dict[str, Any] = {}
         self.vertices: dict[str, VertexPlan] = {}
         self.jobs: dict[str, ScopeCache] = {}  # job caches of jobs that use job/node scopes
-        self._local = threading.local()
-        self._threads: list[ScopeCache] = []
+        self.threads = ThreadCaches()
         self._lock = threading.Lock()
 
     def teardown(self, worker: Any) -> None:
         for cache in list(self.jobs.values()):
             cache.close()
-        for cache in self._threads:
-            cache.close()
+        self.threads.close_others()
         self.cache.close()
 
     def context(self, ref: str | None) -> Any:
@@ -162,14 +160,6 @@ class AetherFlowPlugin(WorkerPlugin):  # type: ignore[misc]
         if cache is not None:
             cache.close()
 
-    def _thread_cache(self) -> ScopeCache:
-        cache: ScopeCache | None = getattr(self._local, "cache", None)
-        if cache is None:
-            cache = self._local.cache = ScopeCache(f"thread {threading.current_thread().name}")
-            with self._lock:
-                self._threads.append(cache)
-        return cache
-
 
 class _RemoteJobScopes(JobScopes):
     """A job's scopes on a Dask worker: its job cache outlives one task (kept by the plugin)."""
@@ -177,7 +167,7 @@ class _RemoteJobScopes(JobScopes):
     __slots__ = ("plugin",)
 
     def __init__(self, plugin: AetherFlowPlugin, job_id: str) -> None:
-        super().__init__(plugin.cache, job_id, plugin._thread_cache)
+        super().__init__(plugin.cache, job_id, plugin.threads.get)
         self.plugin = plugin
 
     @property

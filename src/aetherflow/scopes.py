@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from enum import IntEnum
 from typing import Any
 
@@ -105,6 +105,51 @@ def _finish_generator(gen: Any, name: str) -> None:
 _creating = threading.Lock()
 _ENDED = ScopeCache("a job that has ended")
 _ENDED.close()
+
+
+class ThreadCaches:
+    """The thread scope of one worker: a `ScopeCache` per thread that runs its nodes.
+
+    The ``owned`` threads close their own (`close_current`) as they stop, on the thread
+    that made the instances. The caches of other threads (an event loop, threads calling
+    `Worker.run`) are closed by `close_others`, or as soon as a new thread finds their
+    thread ended: a thread per request must not pile instances up until the end.
+    """
+
+    def __init__(self, owned: Collection[threading.Thread] = ()) -> None:
+        self._local = threading.local()
+        self._owned = owned
+        self._others: dict[threading.Thread, ScopeCache] = {}
+        self._lock = threading.Lock()
+
+    def get(self) -> ScopeCache:
+        """This thread's cache."""
+        cache: ScopeCache | None = getattr(self._local, "cache", None)
+        if cache is None:
+            thread = threading.current_thread()
+            cache = self._local.cache = ScopeCache(f"thread {thread.name}")
+            if thread not in self._owned:
+                self._keep(thread, cache)
+        return cache
+
+    def close_current(self) -> None:
+        cache: ScopeCache | None = getattr(self._local, "cache", None)
+        if cache is not None:
+            cache.close()
+
+    def close_others(self) -> None:
+        with self._lock:
+            caches, self._others = list(self._others.values()), {}
+        for cache in caches:
+            cache.close()
+
+    def _keep(self, thread: threading.Thread, cache: ScopeCache) -> None:
+        with self._lock:
+            ended = [t for t in self._others if not t.is_alive()]
+            gone = [self._others.pop(t) for t in ended]
+            self._others[thread] = cache
+        for old in gone:
+            old.close()
 
 
 class JobScopes:

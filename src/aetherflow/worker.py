@@ -33,7 +33,7 @@ from .lifetimes import check_lifetimes
 from .node import UNSET, Node
 from .recovery import rebuild
 from .scheduler import JobRun
-from .scopes import JobScopes, ScopeCache
+from .scopes import JobScopes, ScopeCache, ThreadCaches
 from .state import StateScope, StateSpace
 from .status import JobStatus, NodeStatus
 from .store import Store, open_store
@@ -115,8 +115,6 @@ class Worker:
         self._contexts: dict[type, Any] = {}
         self._injectors: dict[tuple[int, int], dict[str, Callable[[], Any]]] = {}
         self._worker_cache = ScopeCache(f"worker {self.id}")
-        self._local = threading.local()
-        self._thread_caches: dict[threading.Thread, ScopeCache] = {}  # of threads not in the pool
         self._worker_spaces: dict[tuple[str, str], StateSpace] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
@@ -127,13 +125,14 @@ class Worker:
             from . import blas
 
             blas.acquire(blas_threads)
-        # Bound methods handed to every job, made once (each would be a new object per job).
-        self._thread_cache_fn = self._thread_cache
-        self._worker_space_fn = self._worker_space
-        self._cancel_fn = self._cancel
         self._pool = [
             threading.Thread(target=self._serve, name=f"{self.id}-{n}", daemon=True) for n in range(self.threads)
         ]
+        self._thread_caches = ThreadCaches(owned=self._pool)
+        # Bound methods handed to every job, made once (each would be a new object per job).
+        self._thread_cache_fn = self._thread_caches.get
+        self._worker_space_fn = self._worker_space
+        self._cancel_fn = self._cancel
         for t in self._pool:
             t.start()
         self._heartbeat_stop = threading.Event()
@@ -229,8 +228,7 @@ class Worker:
             if self._loop_thread is not None:
                 self._loop_thread.join()
             self._loop.close()
-        for cache in self._thread_caches.values():
-            cache.close()  # caches of threads that are not the worker's own (loop, callers of run)
+        self._thread_caches.close_others()  # of threads that are not the worker's own (loop, callers of run)
         self._worker_cache.close()
         self._heartbeat_stop.set()
         if self._owns_store:
@@ -368,9 +366,7 @@ class Worker:
             except BaseException as exc:  # a bug here must not kill the thread or hang the job
                 log.critical("AetherFlow internal error while running a node", exc_info=True)
                 self._fail_task(task, exc)
-        cache = getattr(self._local, "cache", None)
-        if cache is not None:
-            cache.close()  # thread-scoped instances are torn down on their own thread
+        self._thread_caches.close_current()  # thread-scoped instances are torn down on their own thread
 
     def _execute(self, task: Any, thread: str) -> None:
         call, job, i, k = task
@@ -611,28 +607,6 @@ class Worker:
             self._finish(job, entry[1])
 
     # -- scopes and state ----------------------------------------------------------------------
-
-    def _thread_cache(self) -> ScopeCache:
-        cache: ScopeCache | None = getattr(self._local, "cache", None)
-        if cache is None:
-            thread = threading.current_thread()
-            cache = self._local.cache = ScopeCache(f"thread {thread.name}")
-            if thread not in self._pool:
-                self._keep_thread_cache(thread, cache)
-        return cache
-
-    def _keep_thread_cache(self, thread: threading.Thread, cache: ScopeCache) -> None:
-        """Keep a cache of a thread the worker does not own, to close it at the end.
-
-        Threads calling `run` come and go (one per request, say): the caches of those that
-        have ended are closed now, so their instances do not pile up until `close`.
-        """
-        with self._lock:
-            ended = [t for t in self._thread_caches if not t.is_alive()]
-            gone = [self._thread_caches.pop(t) for t in ended]
-            self._thread_caches[thread] = cache
-        for old in gone:
-            old.close()
 
     def _worker_space(self, flow: str, node: str) -> StateSpace:
         key = (flow, node)
