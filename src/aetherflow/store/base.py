@@ -71,8 +71,8 @@ class Store(ABC):
         By default it builds the `RunFacts` and calls `record_run`; a store may hand out
         something cheaper (the memory store: the job's list ``extend``, building nothing).
         """
-        record = self.record_run
-        return lambda fields: record(RunFacts(job_id, *fields))
+        record, new = self.record_run, tuple.__new__  # a NamedTuple's own __new__ is Python code
+        return lambda fields: record(new(RunFacts, (job_id, *fields)))
 
     def heartbeat(self, worker: str, pid: int, host: str, ts: float) -> None:  # noqa: B027 - optional hook
         """Say that ``worker`` is alive (persistent stores use it to find dead workers)."""
