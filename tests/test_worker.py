@@ -119,6 +119,19 @@ def test_run_works_on_its_job_in_the_calling_thread() -> None:
     assert sorted(n.startswith("pool-") for n in names.values()) == [False, True, True]
 
 
+def test_a_node_can_run_a_nested_chain_on_its_own_single_thread_worker() -> None:
+    """The nested run works in the node's thread, so the one worker thread is not needed twice."""
+    with Worker(threads=1) as w:
+        inner = inc.then(inc).then(inc)
+
+        @node
+        def outer(x: int) -> int:
+            return inner.run({"x": x}, worker=w)
+
+        job = w.submit(outer, {"x": 1})
+        assert job.result(10) == 4
+
+
 def test_interrupt_of_a_node_running_in_the_calling_thread_ends_its_job() -> None:
     @node
     def interrupted(x: int) -> int:
