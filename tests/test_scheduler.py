@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -78,3 +79,40 @@ def test_many_threads_many_jobs_of_a_diamond_finish_in_bounded_time() -> None:
         jobs = [w.submit(flow, {"x": i}) for i in range(2000)]
         results = [j.result(timeout=60) for j in jobs]
     assert results == [(i + 1) + 2 * i for i in range(2000)]
+
+
+def test_many_threads_calling_run_at_once_each_get_their_own_results() -> None:
+    """Callers work on their own jobs while the pool takes the parallel branches."""
+
+    @node
+    def top(x: int) -> int:
+        return x
+
+    @node
+    def left(top: int) -> int:
+        return top + 1
+
+    @node
+    def right(top: int) -> int:
+        return top * 2
+
+    @node
+    def bottom(left: int, right: int) -> int:
+        return left + right
+
+    flow = top.fan_out_to([left, right]).fan_in(bottom)
+    failures: list[str] = []
+    with Worker(threads=4) as w:
+        def caller(base: int) -> None:
+            for i in range(base, base + 100):
+                got = w.run(flow, {"x": i})
+                if got != (i + 1) + 2 * i:
+                    failures.append(f"x={i}: {got}")
+
+        callers = [threading.Thread(target=caller, args=(1000 * t,)) for t in range(16)]
+        for t in callers:
+            t.start()
+        for t in callers:
+            t.join(60)
+        assert not any(t.is_alive() for t in callers), "a caller hung"
+    assert failures == []
