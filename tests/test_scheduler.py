@@ -56,57 +56,49 @@ def test_random_dag_matches_sequential_evaluation(shared_worker: Worker, preds: 
     assert got == expected
 
 
+@node
+def top(x: int) -> int:
+    return x
+
+
+@node
+def left(top: int) -> int:
+    return top + 1
+
+
+@node
+def right(top: int) -> int:
+    return top * 2
+
+
+@node
+def bottom(left: int, right: int) -> int:
+    return left + right
+
+
+DIAMOND = top.fan_out_to([left, right]).fan_in(bottom)
+
+
+def diamond_of(x: int) -> int:
+    return (x + 1) + 2 * x
+
+
 def test_many_threads_many_jobs_of_a_diamond_finish_in_bounded_time() -> None:
     """16 threads x 2,000 jobs of a 4-node diamond: every result exact, nothing hangs."""
-    @node
-    def top(x: int) -> int:
-        return x
-
-    @node
-    def left(top: int) -> int:
-        return top + 1
-
-    @node
-    def right(top: int) -> int:
-        return top * 2
-
-    @node
-    def bottom(left: int, right: int) -> int:
-        return left + right
-
-    flow = top.fan_out_to([left, right]).fan_in(bottom)
     with Worker(threads=16) as w:
-        jobs = [w.submit(flow, {"x": i}) for i in range(2000)]
+        jobs = [w.submit(DIAMOND, {"x": i}) for i in range(2000)]
         results = [j.result(timeout=60) for j in jobs]
-    assert results == [(i + 1) + 2 * i for i in range(2000)]
+    assert results == [diamond_of(i) for i in range(2000)]
 
 
 def test_many_threads_calling_run_at_once_each_get_their_own_results() -> None:
     """Callers work on their own jobs while the pool takes the parallel branches."""
-
-    @node
-    def top(x: int) -> int:
-        return x
-
-    @node
-    def left(top: int) -> int:
-        return top + 1
-
-    @node
-    def right(top: int) -> int:
-        return top * 2
-
-    @node
-    def bottom(left: int, right: int) -> int:
-        return left + right
-
-    flow = top.fan_out_to([left, right]).fan_in(bottom)
     failures: list[str] = []
     with Worker(threads=4) as w:
         def caller(base: int) -> None:
             for i in range(base, base + 100):
-                got = w.run(flow, {"x": i})
-                if got != (i + 1) + 2 * i:
+                got = w.run(DIAMOND, {"x": i})
+                if got != diamond_of(i):
                     failures.append(f"x={i}: {got}")
 
         callers = [threading.Thread(target=caller, args=(1000 * t,)) for t in range(16)]

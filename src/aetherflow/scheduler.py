@@ -134,8 +134,7 @@ class JobRun:
                 self._activate(i, ready)
             if ready or self.in_flight:
                 return ready, False
-            self.in_flight = -1  # ended: reported exactly once (as `_ended` does)
-            return ready, True
+            return ready, self._ended(ready)
         finally:
             lock.release()
 
