@@ -196,3 +196,137 @@ def test_recover_takes_jobs_whose_heartbeat_expired(tmp_path: Path) -> None:
         assert job.result(10) == 42
     assert store.job("a" * 32).status == "completed"
     store.close()
+
+
+# -- exactly once: each defect of issue #12, as a user would meet it ------------------------
+
+
+def _map_suspend_flow(calls: list[str]):
+    from aetherflow import Suspend
+
+    @node
+    def items(n: int) -> list[int]:
+        calls.append("items")
+        return list(range(n))
+
+    @node
+    def square(x: int) -> int:
+        calls.append("square")
+        return x * x
+
+    @node
+    def total(square: list[int]) -> int:
+        calls.append("total")
+        return sum(square)
+
+    @node
+    def ask(total: int, ok: bool = False) -> int:
+        calls.append("ask")
+        if not ok:
+            raise Suspend("ok?")
+        return total
+
+    return items.map(square).then(total).then(ask).named("map-suspend")
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+def test_resume_after_a_map_runs_only_the_suspended_node(tmp_path: Path, url: str) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}" if url == "sqlite" else url
+    calls: list[str] = []
+    flow = _map_suspend_flow(calls)
+    with Worker(threads=2, store=url, flows=[flow]) as w:
+        job = w.submit(flow, {"n": 3})
+        with pytest.raises(Exception, match="suspended"):
+            job.result(10)
+        assert sorted(calls) == ["ask", "items", "square", "square", "square", "total"]
+        calls.clear()
+        assert w.resume(job.id, inputs={"ok": True}).result(10) == 5
+    assert calls == ["ask"]
+
+
+def test_resume_of_a_map_over_nothing_does_not_rerun_its_successors(tmp_path: Path) -> None:
+    calls: list[str] = []
+    flow = _map_suspend_flow(calls)
+    with Worker(threads=2, store=f"sqlite:///{tmp_path / 'm.db'}", flows=[flow]) as w:
+        job = w.submit(flow, {"n": 0})
+        with pytest.raises(Exception, match="suspended"):
+            job.result(10)
+        calls.clear()
+        assert w.resume(job.id, inputs={"ok": True}).result(10) == 0
+    assert calls == ["ask"]
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+def test_resume_of_a_completed_job_returns_its_result_and_changes_nothing(tmp_path: Path, url: str) -> None:
+    url = f"sqlite:///{tmp_path / 'done.db'}" if url == "sqlite" else url
+    calls: list[str] = []
+
+    @node
+    def once(x: int) -> int:
+        calls.append("once")
+        return x + 1
+
+    flow = once.then(once).named("done")
+    with Worker(threads=2, store=url, flows=[flow]) as w:
+        job = w.submit(flow, {"x": 1})
+        assert job.result(10) == 3
+        before = (w.store.job(job.id), w.store.node_runs(job.id), w.store.events(job.id))
+        again = w.resume(job.id)
+        assert again.result(5) == 3
+        assert again.status == "completed"
+        assert (w.store.job(job.id), w.store.node_runs(job.id), w.store.events(job.id)) == before
+        assert w.recover() == []
+    assert calls == ["once", "once"]
+
+
+STATE_CRASH = """
+import os, sys
+from aetherflow import Worker, node, open_store
+
+def crash_in(name):
+    if os.environ.get("CRASH_IN") == name:
+        os._exit(17)
+
+@node
+def first(job_state) -> int:
+    job_state.set("base", 42)
+    return 1
+
+@node
+def second(first: int, job_state) -> int:
+    crash_in("second")
+    job_state.set("second", 2)
+    return 2
+
+@node
+def third(second: int, job_state) -> dict:
+    crash_in("third")
+    return job_state.snapshot()
+
+flow = first.then(second).then(third).named("state-crash")
+store = open_store(sys.argv[1], snapshot_every=1)  # a snapshot at every commit, as a long job makes
+with Worker(threads=1, store=store, flows=[flow]) as w:
+    if sys.argv[2] == "submit":
+        w.submit(flow).result()
+    else:
+        print([j.result(30) for j in w.recover()])
+"""
+
+
+def test_committed_state_survives_a_second_recovery(tmp_path: Path) -> None:
+    """Process 1 commits and crashes; process 2 recovers, commits more, crashes; process 3 sees both commits."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+
+    def proc(mode: str, crash_in: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "CRASH_IN": crash_in}
+        return subprocess.run([sys.executable, "-c", STATE_CRASH, url, mode], env=env, timeout=60, capture_output=True, text=True)
+
+    assert proc("submit", crash_in="second").returncode == 17
+    assert proc("recover", crash_in="third").returncode == 17
+    last = proc("recover", crash_in="")
+    assert last.returncode == 0, last.stderr
+    assert last.stdout.strip() == str([{"base": 42, "second": 2}])
+    store = open_store(url)
+    [job] = store.jobs(flow="state-crash")
+    assert job.status == "completed"
+    store.close()
