@@ -94,6 +94,24 @@ class JobRun:
         with self.lock:
             self._maps.setdefault(i, [{}, 0])[0][item] = output
 
+    def replayed_map(self, i: int) -> list[Any] | None:
+        """The results of mapped vertex ``i`` when every item of its recorded input was replayed, else None."""
+        g = self.graph
+        if not g.mapped[i]:
+            return None
+        source = g.names[g.explicit[i][0]]
+        if source not in self.outputs:
+            return None
+        try:
+            count = len(list(self.outputs[source]))
+        except TypeError:
+            return None  # not iterable: the map fails again when it runs, with its error
+        done = self.replayed_items(i)
+        if any(k not in done for k in range(count)):
+            return None
+        self._maps.pop(i, None)  # a later iteration of a loop maps afresh
+        return [done[k] for k in range(count)]
+
     def replayed_items(self, i: int) -> dict[int, Any]:
         entry = self._maps.get(i)
         return entry[0] if entry is not None and isinstance(entry[0], dict) else {}
@@ -188,10 +206,6 @@ class JobRun:
         with self.lock:
             self.in_flight -= 1
             self._busy[i] = 0
-            return self._ended([])
-
-    def finish_if_idle(self) -> bool:
-        with self.lock:
             return self._ended([])
 
     def cancel(self) -> bool:

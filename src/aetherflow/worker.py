@@ -193,8 +193,10 @@ class Worker:
         f, name, _, plan, _, _ = prepared
         values = {**progress.job.inputs, **(inputs or {})}
         plan.check_inputs(values, name)
-        run, ready = rebuild(progress, f.graph, plan, values, name)
-        return self._launch(prepared, run, ready)
+        rebuilt = rebuild(progress, f.graph, plan, values, name)
+        if progress.job.status is JOB_COMPLETED:
+            return self._recorded(prepared, rebuilt.run, progress.job.output)
+        return self._launch(prepared, rebuilt.run, rebuilt.ready, ended=rebuilt.ended)
 
     def recover(self, flows: Iterable[Flow | Node] | None = None) -> list[Job]:
         """Take over every job whose worker is gone (dead process here, or expired heartbeat)."""
@@ -269,7 +271,14 @@ class Worker:
         run = JobRun(job_id, f.graph, plan, values)
         return self._launch(prepared, run, run.start(), recorded=True, first_here=first_here)
 
-    def _launch(self, prepared: _Prepared, run: JobRun, ready: list[int], recorded: bool = False, first_here: bool = False) -> Job:
+    def _recorded(self, prepared: _Prepared, run: JobRun, output: Any) -> Job:
+        """A completed job, as its record says: resuming it runs nothing and writes nothing."""
+        job = Job(run.job_id, prepared.flow, run, self._cancel_fn)
+        job._status = JOB_COMPLETED
+        job._finished(output, None)
+        return job
+
+    def _launch(self, prepared: _Prepared, run: JobRun, ready: list[int], recorded: bool = False, first_here: bool = False, ended: bool = False) -> Job:
         self._refuse_if_closed()
         flow, name, ctx, _, injectors, observed = prepared
         job = Job(run.job_id, flow, run, self._cancel_fn)
@@ -281,9 +290,8 @@ class Worker:
             self.store.set_job_status(job.id, JobStatus.RUNNING, time.time())
         if self._hooks:
             self._emit("job_started", job=job.id, flow=name)
-        if not ready:
-            if run.finish_if_idle():  # nothing left to run: every vertex already completed
-                self._finish(job, call)
+        if ended or not ready:  # a resumed job whose every reachable vertex had completed
+            self._finish(job, call)
             return job
         for i in ready[1:] if first_here else ready:
             self._queue.put((call, job, i, -1))

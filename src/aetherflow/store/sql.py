@@ -304,18 +304,27 @@ class SQLStore(Store):
         return Progress(job, completed, self._state_of(job_id), suspended)
 
     def _state_of(self, job_id: str) -> dict[tuple[str, str], dict[str, tuple[Any, int]]]:
+        raw = self._raw_state(job_id)
+        with self._live_lock:  # this process's snapshots of the job start from all of it, not only its own commits
+            self._live[job_id] = {"count": 0, "state": raw}
         state: dict[tuple[str, str], dict[str, tuple[Any, int]]] = {}
+        for joined, (value, deleted, version) in raw.items():
+            scope, namespace, key = joined.split("\x1f")
+            state.setdefault((scope, namespace), {})[key] = (UNSET if deleted else self._load(value), version)
+        return state
+
+    def _raw_state(self, job_id: str) -> dict[str, list[Any]]:
+        """The job's committed state as stored: ``{"scope\x1fnamespace\x1fkey": [value text, deleted, version]}``."""
+        raw: dict[str, list[Any]] = {}
         upto = 0
         snap = self._rows("SELECT upto, data FROM state_snapshots WHERE job_id = ? ORDER BY id DESC LIMIT 1", [job_id])
         if snap:
             upto = snap[0][0]
-            for joined, (value, deleted, version) in json.loads(snap[0][1]).items():
-                scope, namespace, key = joined.split("\x1f")
-                state.setdefault((scope, namespace), {})[key] = (UNSET if deleted else self._load(value), version)
+            raw.update(json.loads(snap[0][1]))
         rows = self._rows("SELECT scope, namespace, key, value, deleted, version FROM state_writes WHERE job_id = ? AND id > ? AND scope <> 'worker' ORDER BY id", [job_id, upto])
         for scope, namespace, key, value, deleted, version in rows:
-            state.setdefault((scope, namespace), {})[key] = (UNSET if deleted else self._load(value), version)
-        return state
+            raw[f"{scope}\x1f{namespace}\x1f{key}"] = [value, deleted, version]
+        return raw
 
     def orphaned_jobs(self, lease: float, now: float) -> list[str]:
         rows = self._rows(
