@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from aetherflow import Worker, node, open_store
+from aetherflow import AetherFlowError, Worker, node, open_store
 from resources import crashing
 from storecase import postgres_url
 
@@ -281,7 +281,7 @@ def test_resume_of_a_completed_job_returns_its_result_and_changes_nothing(tmp_pa
 
 STATE_CRASH = """
 import os, sys
-from aetherflow import Worker, node, open_store
+from aetherflow import AetherFlowError, Worker, node, open_store
 
 def crash_in(name):
     if os.environ.get("CRASH_IN") == name:
@@ -330,3 +330,86 @@ def test_committed_state_survives_a_second_recovery(tmp_path: Path) -> None:
     [job] = store.jobs(flow="state-crash")
     assert job.status == "completed"
     store.close()
+
+
+LIVE_OWNER = """
+import os, sys, time
+from aetherflow import Worker, node
+
+@node
+def slow(x: int) -> int:
+    print("STARTED", flush=True)
+    for _ in range(3000):  # until the test opens the gate
+        if os.path.exists(sys.argv[2]):
+            break
+        time.sleep(0.01)
+    return x
+
+with Worker(threads=2, store=sys.argv[1], lease=30) as w:
+    jobs = [w.submit(slow.named("owned"), {"x": i}) for i in range(2)]
+    print([j.result() for j in jobs], flush=True)
+"""
+
+
+def test_a_live_worker_keeps_its_jobs_whatever_lease_a_claimer_passes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'owned.db'}"
+    ran = []
+
+    @node
+    def slow(x: int) -> int:
+        ran.append(x)
+        return x
+
+    gate = tmp_path / "gate"
+    with subprocess.Popen([sys.executable, "-c", LIVE_OWNER, url, str(gate)], stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "STARTED"
+        time.sleep(0.3)  # older than the claimer's lease below, well within the owner's own
+        with Worker(threads=1, store=url, flows=[slow.named("owned")], lease=0.1) as claimer:
+            assert claimer.recover() == []
+            with pytest.raises(AetherFlowError, match="which is alive"):
+                claimer.resume(claimer.store.jobs(flow="owned")[0].id)
+        gate.touch()
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert out.strip().splitlines()[-1] == "[0, 1]"
+    assert ran == []
+
+
+def test_two_workers_resuming_one_suspended_job_at_once_run_it_once(tmp_path: Path) -> None:
+    from aetherflow import Suspend
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    runs: list[str] = []
+    gate = threading.Barrier(2)
+
+    @node
+    def gate_node(ok: bool = False) -> str:
+        runs.append(threading.current_thread().name)
+        if not ok:
+            raise Suspend("wait")
+        return "done"
+
+    flow = gate_node.named("race")
+    with Worker(threads=1, store=url, flows=[flow], name="first") as w:
+        job_id = w.submit(flow).id
+        w.store.flush()
+    runs.clear()
+    outcomes: list[object] = []
+
+    def resume(name: str) -> None:
+        with Worker(threads=1, store=url, flows=[flow], name=name) as w:
+            gate.wait(5)
+            try:
+                outcomes.append(w.resume(job_id, inputs={"ok": True}).result(10))
+            except AetherFlowError as exc:
+                outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=resume, args=(f"r{n}",)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    # The loser is refused, or, when the winner already finished, gets the recorded result.
+    assert "done" in outcomes and set(outcomes) <= {"done", "JobClaimedError"} and len(outcomes) == 2
+    assert len(runs) == 1

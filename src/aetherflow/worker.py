@@ -24,7 +24,7 @@ from queue import SimpleQueue
 from typing import Any, NamedTuple
 
 from .context import is_context_class, provider_names
-from .errors import AetherFlowError, JobCancelledError, NodeError, Suspend
+from .errors import AetherFlowError, JobCancelledError, JobClaimedError, NodeError, Suspend
 from .flow import Flow
 from .graph import B_PROVIDER, Plan
 from .invoke import JobCall, Outcome, acall_node, call_node
@@ -38,6 +38,7 @@ from .state import StateScope, StateSpace
 from .status import JobStatus, NodeStatus
 from .store import Store, open_store
 from .store.base import RunFacts
+from .store.records import JobRecord
 from .store.serialize import value_checker
 
 log = logging.getLogger("aetherflow.worker")
@@ -137,7 +138,7 @@ class Worker:
             t.start()
         self._heartbeat_stop = threading.Event()
         if self.store.persistent:
-            self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time())
+            self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time(), self.lease)
             threading.Thread(target=self._beat, name=f"{self.id}-heartbeat", daemon=True).start()
 
     # -- public API -----------------------------------------------------------------------
@@ -196,6 +197,7 @@ class Worker:
         rebuilt = rebuild(progress, f.graph, plan, values, name)
         if progress.job.status is JOB_COMPLETED:
             return self._recorded(prepared, rebuilt.run, progress.job.output)
+        self._claim(progress.job)  # records the job as running here
         return self._launch(prepared, rebuilt.run, rebuilt.ready, ended=rebuilt.ended)
 
     def recover(self, flows: Iterable[Flow | Node] | None = None) -> list[Job]:
@@ -203,9 +205,13 @@ class Worker:
         for f in flows or ():
             self.add_flow(f)
         jobs = []
-        for job_id in self.store.orphaned_jobs(self.lease, time.time()):
-            if self.store.claim(job_id, self.id):
+        for job_id in self.store.orphaned_jobs(self.lease, time.time(), me=self.id):
+            if job_id in self._active:
+                continue
+            try:
                 jobs.append(self.resume(job_id))
+            except JobClaimedError:
+                continue  # another worker took it first
         return jobs
 
     def worker_state(self, flow: str, node: str) -> dict[str, Any]:
@@ -269,7 +275,17 @@ class Worker:
         job_id = new_job_id()
         self.store.create_job(job_id, name, self._storable_inputs(plan, values), self.id, time.time(), running=True)
         run = JobRun(job_id, f.graph, plan, values)
-        return self._launch(prepared, run, run.start(), recorded=True, first_here=first_here)
+        return self._launch(prepared, run, run.start(), first_here=first_here)
+
+    def _claim(self, job: JobRecord) -> None:
+        """Become the job's one owner, or refuse: a job runs on one live worker at a time."""
+        if job.worker != self.id and job.status in (JOB_RUNNING, JobStatus.PENDING) and self.store.worker_alive(job.worker, time.time(), self.lease):
+            raise JobClaimedError(
+                f"Job {job.id} is {job.status.value} on worker '{job.worker}', which is alive; a job has one owner at a time. "
+                "Wait for it to end, or cancel it there; recover() takes it over once that worker is gone."
+            )
+        if not self.store.claim(job.id, self.id, job.worker, job.status):
+            raise JobClaimedError(f"Job {job.id} was taken over by another worker while this one was resuming it; it runs there.")
 
     def _recorded(self, prepared: _Prepared, run: JobRun, output: Any) -> Job:
         """A completed job, as its record says: resuming it runs nothing and writes nothing."""
@@ -278,7 +294,7 @@ class Worker:
         job._finished(output, None)
         return job
 
-    def _launch(self, prepared: _Prepared, run: JobRun, ready: list[int], recorded: bool = False, first_here: bool = False, ended: bool = False) -> Job:
+    def _launch(self, prepared: _Prepared, run: JobRun, ready: list[int], first_here: bool = False, ended: bool = False) -> Job:
         self._refuse_if_closed()
         flow, name, ctx, _, injectors, observed = prepared
         job = Job(run.job_id, flow, run, self._cancel_fn)
@@ -286,8 +302,6 @@ class Worker:
         call = JobCall(run, self.id, name, injectors, scopes, self._worker_space_fn, self._check_value, context=ctx, observed=observed, record_run=self.store.run_recorder(run.job_id))
         self._active[job.id] = (job, call)  # atomic; no lock on the per-job path
         job._status = JOB_RUNNING
-        if not recorded:  # a resumed job; a new one was recorded as running when created
-            self.store.set_job_status(job.id, JobStatus.RUNNING, time.time())
         if self._hooks:
             self._emit("job_started", job=job.id, flow=name)
         if ended or not ready:  # a resumed job whose every reachable vertex had completed
@@ -640,7 +654,7 @@ class Worker:
     def _beat(self) -> None:
         while not self._heartbeat_stop.wait(self.lease / 3):
             try:
-                self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time())
+                self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time(), self.lease)
             except Exception:
                 log.warning("Heartbeat of %s failed", self.id, exc_info=True)
 

@@ -134,6 +134,15 @@ class MemoryStore(Store):
 
     # -- recovery ---------------------------------------------------------------------
 
+    def claim(self, job_id: str, worker: str, owner: str, status: JobStatus) -> bool:
+        with self._lock:
+            job = self._get(job_id)
+            if job.worker != owner or job.status is not status:
+                return False
+            job.worker = worker
+            self.set_job_status(job_id, _RUNNING, time.time())
+        return True
+
     def progress(self, job_id: str) -> Progress:
         job = self._get(job_id)
         completed = []
