@@ -413,3 +413,76 @@ def test_two_workers_resuming_one_suspended_job_at_once_run_it_once(tmp_path: Pa
     # The loser is refused, or, when the winner already finished, gets the recorded result.
     assert "done" in outcomes and set(outcomes) <= {"done", "JobClaimedError"} and len(outcomes) == 2
     assert len(runs) == 1
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+def test_an_approval_gate_in_a_loop_asks_again_on_every_iteration(tmp_path: Path, url: str) -> None:
+    """`answer` holds the answer in the resumed run of the node that suspended only (LangGraph's interrupt)."""
+    from aetherflow import JobSuspendedError, Suspend
+
+    url = f"sqlite:///{tmp_path / 'loop.db'}" if url == "sqlite" else url
+    seen: list[object] = []
+
+    @node
+    def propose(job_state) -> int:
+        return job_state.apply("calls", lambda n: n + 1, default=0)
+
+    @node
+    def gate(propose: int, answer: str | None = None) -> int:
+        seen.append(answer)
+        if answer is None:
+            raise Suspend(f"run tool call {propose}?")
+        return propose
+
+    @node
+    def more(gate: int) -> bool:
+        return gate < 3
+
+    @node
+    def done(gate: int) -> str:
+        return f"approved {gate}"
+
+    flow = propose.then(gate).then(more).branch_on({True: propose, False: done}).named("agent")
+    with Worker(threads=2, store=url, flows=[flow]) as w:
+        job = w.submit(flow)
+        for call in (1, 2, 3):
+            with pytest.raises(JobSuspendedError, match=f"tool call {call}"):
+                job.result(10)
+            job = w.resume(job.id, answer=f"yes {call}")
+        assert job.result(10) == "approved 3"
+        answered = [e.data for e in w.store.events(job.id, types=["job_answered"])]
+    assert seen == [None, "yes 1", None, "yes 2", None, "yes 3"]
+    assert answered == [{"node": "gate", "answer": f"yes {n}"} for n in (1, 2, 3)]
+
+
+def test_answer_to_a_secret_parameter_is_recorded_redacted(tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from aetherflow import Suspend
+
+    @node
+    def unlock(answer: SecretStr | None = None) -> int:
+        if answer is None:
+            raise Suspend("pin?")
+        return len(answer.get_secret_value())
+
+    url = f"sqlite:///{tmp_path / 'secret.db'}"
+    with Worker(threads=1, store=url, flows=[unlock]) as w:
+        job = w.submit(unlock)
+        with pytest.raises(AetherFlowError):
+            job.result(10)
+        assert w.resume(job.id, answer="4321-pin").result(10) == 8
+    assert b"4321-pin" not in (tmp_path / "secret.db").read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("secret.db-*"))
+
+
+def test_answer_for_a_job_that_is_not_suspended_is_refused(tmp_path: Path) -> None:
+    @node
+    def plain() -> int:
+        return 1
+
+    with Worker(threads=1, store=f"sqlite:///{tmp_path / 'a.db'}", flows=[plain]) as w:
+        job = w.submit(plain)
+        job.result(10)
+        w.store.set_job_status(job.id, __import__("aetherflow").JobStatus.FAILED, time.time())
+        with pytest.raises(AetherFlowError, match="not suspended"):
+            w.resume(job.id, answer="yes")

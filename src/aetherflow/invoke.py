@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from .errors import NodeError, NodeInputError, NodeOutputError, NodeTimeoutError, StateConflictError, Suspend
 from .execution import ExecutionContext, _current
 from .graph import (
+    B_ANSWER,
     B_EXECUTION,
     B_INPUT,
     B_ITEM,
@@ -138,6 +139,11 @@ def _arguments(call: JobCall, vp: VertexPlan, ex: ExecutionContext, handles: lis
         elif kind == B_EXECUTION:
             args.append(ex)
             continue
+        elif kind == B_ANSWER:
+            value = run.answer_to(vp.index, ex.iteration, UNSET)
+            if value is UNSET:  # every run but the one resuming the suspension
+                args.append(None if b.default is UNSET else b.default)
+                continue
         else:
             handle = StateHandle(_state_space(call, vp, kind))
             handles.append(handle)

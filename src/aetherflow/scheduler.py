@@ -33,7 +33,7 @@ class JobRun:
     """
 
     __slots__ = (
-        "_again", "_busy", "_got", "_job_space", "_maps", "_skipped_any", "_waiting", "error", "graph", "in_flight",
+        "_again", "_busy", "_got", "_job_space", "_maps", "_skipped_any", "_waiting", "answer", "error", "graph", "in_flight",
         "inputs", "job_id", "lock", "map_items", "node_spaces", "outputs", "plan", "runs", "status", "stopped", "suspended",
     )
 
@@ -50,6 +50,7 @@ class JobRun:
         self.stopped: JobStatus | None = None  # FAILED / CANCELLED / SUSPENDED once decided
         self.error: BaseException | None = None
         self.suspended: tuple[str, str] | None = None  # (node, reason)
+        self.answer: tuple[int, int, Any] | None = None  # (vertex, iteration, value): the answer to a suspension
         self.in_flight = 0
         self._waiting = graph.waiting_at_start.copy()
         self._got = bytearray(n)
@@ -115,6 +116,13 @@ class JobRun:
     def replayed_items(self, i: int) -> dict[int, Any]:
         entry = self._maps.get(i)
         return entry[0] if entry is not None and isinstance(entry[0], dict) else {}
+
+    def answer_to(self, i: int, iteration: int, default: Any) -> Any:
+        """The answer for run ``iteration`` of vertex ``i``: given only to the run resuming the suspension."""
+        answer = self.answer
+        if answer is not None and answer[0] == i and answer[1] == iteration:
+            return answer[2]
+        return default
 
     def node_space(self, name: str) -> StateSpace:
         space = self.node_spaces.get(name)

@@ -37,7 +37,7 @@ from .scopes import JobScopes, ScopeCache, ThreadCaches
 from .state import StateScope, StateSpace
 from .status import JobStatus, NodeStatus
 from .store import Store, open_store
-from .store.base import RunFacts
+from .store.base import Progress, RunFacts
 from .store.records import JobRecord
 from .store.serialize import value_checker
 
@@ -183,8 +183,14 @@ class Worker:
                     advance()
         return results
 
-    def resume(self, job_id: str, flow: Flow | Node | None = None, inputs: Mapping[str, Any] | None = None, *, context: Any = None) -> Job:
-        """Continue a job from its committed progress; completed nodes are not run again."""
+    def resume(
+        self, job_id: str, flow: Flow | Node | None = None, inputs: Mapping[str, Any] | None = None, *, context: Any = None, answer: Any = UNSET
+    ) -> Job:
+        """Continue a job from its committed progress; completed nodes are not run again.
+
+        ``inputs`` adds job inputs for the rest of the job; ``answer`` answers its
+        suspension: the node that suspended gets it as its ``answer`` parameter, once.
+        """
         with self._lock:
             live = self._active.get(job_id, (None, None))[0]
         if live is not None and live.status is not JobStatus.SUSPENDED:
@@ -197,7 +203,8 @@ class Worker:
         rebuilt = rebuild(progress, f.graph, plan, values, name)
         if progress.job.status is JOB_COMPLETED:
             return self._recorded(prepared, rebuilt.run, progress.job.output)
-        self._claim(progress.job)  # records the job as running here
+        answered = None if answer is UNSET else self._answer(progress, rebuilt.run, answer)
+        self._claim(progress.job, answered)  # records the job as running here
         return self._launch(prepared, rebuilt.run, rebuilt.ready, ended=rebuilt.ended)
 
     def recover(self, flows: Iterable[Flow | Node] | None = None) -> list[Job]:
@@ -277,14 +284,26 @@ class Worker:
         run = JobRun(job_id, f.graph, plan, values)
         return self._launch(prepared, run, run.start(), first_here=first_here)
 
-    def _claim(self, job: JobRecord) -> None:
+    def _answer(self, progress: Progress, run: JobRun, answer: Any) -> tuple[str, Any]:
+        """Give ``answer`` to the run that resumes the suspension; returns what history records of it."""
+        node = progress.suspended
+        if progress.job.status is not JOB_SUSPENDED or node is None or node not in run.graph.index:
+            raise AetherFlowError(
+                f"Job {progress.job.id} is {progress.job.status.value}, not suspended: answer= answers a suspension. "
+                "Resume it without answer= (inputs= adds job inputs)."
+            )
+        i = run.graph.index[node]
+        run.answer = (i, run.runs[i], answer)
+        return node, "**********" if run.graph.nodes[i].is_secret("answer") else answer
+
+    def _claim(self, job: JobRecord, answered: tuple[str, Any] | None = None) -> None:
         """Become the job's one owner, or refuse: a job runs on one live worker at a time."""
         if job.worker != self.id and job.status in (JOB_RUNNING, JobStatus.PENDING) and self.store.worker_alive(job.worker, time.time(), self.lease):
             raise JobClaimedError(
                 f"Job {job.id} is {job.status.value} on worker '{job.worker}', which is alive; a job has one owner at a time. "
                 "Wait for it to end, or cancel it there; recover() takes it over once that worker is gone."
             )
-        if not self.store.claim(job.id, self.id, job.worker, job.status):
+        if not self.store.claim(job.id, self.id, job.worker, job.status, answered):
             raise JobClaimedError(f"Job {job.id} was taken over by another worker while this one was resuming it; it runs there.")
 
     def _recorded(self, prepared: _Prepared, run: JobRun, output: Any) -> Job:

@@ -109,11 +109,12 @@ class Store(ABC):
         return False
 
     @abstractmethod
-    def claim(self, job_id: str, worker: str, owner: str, status: JobStatus) -> bool:
+    def claim(self, job_id: str, worker: str, owner: str, status: JobStatus, answered: tuple[str, Any] | None = None) -> bool:
         """Make ``worker`` the owner of a job that is ``status`` under ``owner``, and mark it running.
 
         One atomic compare-and-set: of several workers claiming the job as they saw it,
-        exactly one gets True.
+        exactly one gets True. ``answered`` is ``(node, answer)`` when the claim resumes a
+        suspension with an answer, recorded as a ``job_answered`` event.
         """
 
     # -- queries ------------------------------------------------------------------------

@@ -42,6 +42,7 @@ class _Job:
     # two; until then (None) they are read off `started`, `finished`, `status` and `error`.
     # Every object a kept job holds is one more for each full garbage collection to walk.
     changes: list[Any] | None = None
+    answers: list[tuple[float, str, Any]] | None = None  # (ts, node, answer) of each resume that answered a suspension
 
     def run_facts(self) -> list[RunFacts]:
         flat = self.runs[:]  # one atomic copy: writers add whole runs
@@ -134,13 +135,16 @@ class MemoryStore(Store):
 
     # -- recovery ---------------------------------------------------------------------
 
-    def claim(self, job_id: str, worker: str, owner: str, status: JobStatus) -> bool:
+    def claim(self, job_id: str, worker: str, owner: str, status: JobStatus, answered: tuple[str, Any] | None = None) -> bool:
         with self._lock:
             job = self._get(job_id)
             if job.worker != owner or job.status is not status:
                 return False
             job.worker = worker
-            self.set_job_status(job_id, _RUNNING, time.time())
+            now = time.time()
+            self.set_job_status(job_id, _RUNNING, now)
+            if answered is not None:
+                job.answers = [*(job.answers or ()), (now, *answered)]
         return True
 
     def progress(self, job_id: str) -> Progress:
@@ -194,6 +198,7 @@ class MemoryStore(Store):
         job = self._get(job_id)
         evs: list[tuple[float, int, str, str | None, dict[str, Any]]] = [(job.created, 0, "job_created", None, {"inputs": job.inputs})]
         evs += [(ts, order, f"job_{st.value}", None, {"error": err} if err else {}) for order, (ts, st, err) in enumerate(job.status_changes(), 1)]
+        evs += [(ts, 500_000, "job_answered", None, {"node": node, "answer": answer}) for ts, node, answer in job.answers or ()]
         for k, run in enumerate(job.run_facts()):
             base = (k + 1) * 1_000_000
             evs.append((run.started, base, "node_started", run.node, {"iteration": run.iteration, "attempt": run.attempt}))

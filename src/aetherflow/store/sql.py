@@ -342,15 +342,16 @@ class SQLStore(Store):
         rows = self._rows("SELECT pid, host, heartbeat, lease FROM workers WHERE id = ?", [worker])
         return bool(rows) and _owner_alive(*rows[0], now=now, lease=lease)
 
-    def claim(self, job_id: str, worker: str, owner: str, status: JobStatus) -> bool:
+    def claim(self, job_id: str, worker: str, owner: str, status: JobStatus, answered: tuple[str, Any] | None = None) -> bool:
         # Compare-and-set on the owner and status the claimer saw: of two workers taking
         # the same job at once, only the first update matches.
         now = time.time()
         self._writer.submit([
             (f"UPDATE jobs SET worker = ?, status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ? AND worker {self.null_safe_eq} ? AND status = ?",
              [(worker, now, job_id, owner, status.value)]),
-            ("INSERT INTO events (job_id, ts, type, node, data) SELECT ?, ?, 'job_running', NULL, NULL WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND worker = ?)",
-             [(job_id, now, job_id, worker)]),
+            ("INSERT INTO events (job_id, ts, type, node, data) SELECT ?, ?, ?, NULL, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND worker = ?)",
+             [(job_id, now, "job_running", None, job_id, worker)]
+             + ([(job_id, now, "job_answered", self._dump({"node": answered[0], "answer": answered[1]}), job_id, worker)] if answered else [])),
         ])
         return self.job(job_id).worker == worker
 
