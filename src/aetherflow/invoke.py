@@ -51,6 +51,8 @@ class RunView(Protocol):
 
     def node_space(self, name: str) -> StateSpace: ...
 
+    def answer_to(self, i: int, iteration: int, default: Any) -> Any: ...
+
 
 def _unrecorded(fields: RunFields) -> None:
     """Runs of a call made away from the driver (on a Dask worker) are recorded by the driver."""
