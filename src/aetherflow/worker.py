@@ -173,14 +173,20 @@ class Worker:
         from .progress import progress_bar
 
         prepared = self._prepare(flow, context)
-        jobs = [self._start(prepared, inputs) for inputs in many_inputs]
-        with progress_bar(len(jobs), prepared.name, enabled=progress) as advance:
-            results = []
-            for job in jobs:
-                try:
-                    results.append(job.result())
-                finally:
-                    advance()
+        jobs: list[Job] = []
+        try:
+            jobs.extend(self._start(prepared, inputs) for inputs in many_inputs)
+            with progress_bar(len(jobs), prepared.name, enabled=progress) as advance:
+                results = []
+                for job in jobs:
+                    try:
+                        results.append(job.result())
+                    finally:
+                        advance()
+        except KeyboardInterrupt:
+            for job in jobs:  # Ctrl-C: the jobs of this map start no more nodes
+                job.cancel()
+            raise
         return results
 
     def resume(
@@ -258,8 +264,16 @@ class Worker:
     def __enter__(self) -> Worker:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self._cancel_unfinished()  # Ctrl-C: start nothing more, wait only for the nodes running now
         self.close()
+
+    def _cancel_unfinished(self) -> None:
+        """Cancel every job of this worker that is not suspended; running nodes finish, queued ones never start."""
+        for job, _ in list(self._active.values()):
+            if job.status is not JOB_SUSPENDED:
+                job.cancel()
 
     def __repr__(self) -> str:
         return f"<Worker {self.id} threads={self.threads} store={self.store.url}>"
