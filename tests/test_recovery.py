@@ -486,3 +486,61 @@ def test_answer_for_a_job_that_is_not_suspended_is_refused(tmp_path: Path) -> No
         w.store.set_job_status(job.id, __import__("aetherflow").JobStatus.FAILED, time.time())
         with pytest.raises(AetherFlowError, match="not suspended"):
             w.resume(job.id, answer="yes")
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+def test_a_suspended_job_is_not_held_in_the_workers_memory(tmp_path: Path, url: str) -> None:
+    import gc
+    import weakref
+
+    from aetherflow import Suspend
+
+    url = f"sqlite:///{tmp_path / 'held.db'}" if url == "sqlite" else url
+
+    @node
+    def later(ok: bool = False) -> str:
+        if not ok:
+            raise Suspend("later")
+        return "done"
+
+    with Worker(threads=2, store=url, flows=[later]) as w:
+        job = w.submit(later)
+        with pytest.raises(AetherFlowError):
+            job.result(10)
+        job_id, handle = job.id, weakref.ref(job)
+        del job
+        gc.collect()
+        assert handle() is None  # the worker keeps nothing of it: the store has it
+        assert w.resume(job_id, inputs={"ok": True}).result(10) == "done"
+
+
+def test_suspended_jobs_count_toward_the_memory_stores_bound() -> None:
+    from aetherflow import Suspend
+    from aetherflow.store.memory import MemoryStore
+
+    @node
+    def never(i: int) -> None:
+        raise Suspend("never resumed")
+
+    store = MemoryStore(max_jobs=10)
+    with Worker(threads=2, store=store) as w:
+        for job in [w.submit(never, {"i": i}) for i in range(30)]:
+            with pytest.raises(AetherFlowError):
+                job.result(10)
+    assert len(store.jobs(limit=100)) == 10
+
+
+def test_cancelling_a_suspended_job_records_it_cancelled(tmp_path: Path) -> None:
+    from aetherflow import Suspend
+
+    @node
+    def held() -> None:
+        raise Suspend("hold")
+
+    with Worker(threads=1, store=f"sqlite:///{tmp_path / 'c.db'}") as w:
+        job = w.submit(held)
+        with pytest.raises(AetherFlowError):
+            job.result(10)
+        job.cancel()
+        assert job.status == "cancelled"
+        assert w.store.job(job.id).status == "cancelled"

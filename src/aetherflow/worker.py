@@ -238,7 +238,7 @@ class Worker:
             if self._closed:
                 return
             self._closed = True
-            while any(j.status is not JobStatus.SUSPENDED for j, _ in list(self._active.values())):
+            while self._active:
                 self._idle.wait(0.05)
         for _ in self._pool:
             self._queue.put(None)
@@ -421,6 +421,7 @@ class Worker:
             except BaseException as exc:  # a bug here must not kill the thread or hang the job
                 log.critical("AetherFlow internal error while running a node", exc_info=True)
                 self._fail_task(task, exc)
+            task = None  # an idle thread must not keep its last job alive
         self._thread_caches.close_current()  # thread-scoped instances are torn down on their own thread
 
     def _execute(self, task: Any, thread: str) -> None:
@@ -618,8 +619,7 @@ class Worker:
         except Exception:  # the caller still gets the result; the log has the failure
             log.error("Could not record the end of job %s", job.id, exc_info=True, extra={"job_id": job.id, "node": None})
         job._status = status
-        if status is not JOB_SUSPENDED:
-            self._active.pop(job.id, None)
+        self._active.pop(job.id, None)  # a suspended job lives in the store until it is resumed
         if self._closed:
             with self._lock:
                 self._idle.notify_all()
@@ -650,15 +650,13 @@ class Worker:
         return output
 
     def _cancel(self, job: Job) -> None:
-        with self._lock:
-            entry = self._active.get(job.id)
-        if entry is None or entry[0] is not job:
-            return
-        if job.status is JobStatus.SUSPENDED:  # nothing runs: it just will never be resumed
-            self._active.pop(job.id, None)
+        if job.status is JOB_SUSPENDED:  # nothing runs: it just will never be resumed
+            if self.store.job(job.id).status is JOB_SUSPENDED:  # not resumed meanwhile through another handle
+                self.store.set_job_status(job.id, JobStatus.CANCELLED, time.time(), error="cancelled while suspended")
             job._status = JobStatus.CANCELLED
-            self.store.set_job_status(job.id, JobStatus.CANCELLED, time.time(), error="cancelled while suspended")
-        elif job.run.cancel():
+            return
+        entry = self._active.get(job.id)
+        if entry is not None and entry[0] is job and job.run.cancel():
             self._finish(job, entry[1])
 
     # -- scopes and state ----------------------------------------------------------------------

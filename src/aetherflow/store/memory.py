@@ -109,9 +109,11 @@ class MemoryStore(Store):
         if output is not UNSET:
             job.output = output
         job.error = error
-        if status in FINISHED:
+        if status in ENDED:  # suspended jobs count toward the bound too: nobody may ever resume them
             self._finished[job_id] = None
             self._drop_oldest()
+        else:
+            self._finished.pop(job_id, None)  # resumed: running again, never dropped while it runs
 
     def _drop_oldest(self) -> None:
         while len(self._finished) > self.max_jobs:
