@@ -536,7 +536,7 @@ def test_second_ctrl_c_exits_at_once_and_recover_takes_what_it_left(tmp_path: Pa
     from aetherflow import Worker, node
 
     took, proc = _interrupted(tmp_path, signals=2)
-    assert took < 1.4  # before the running nodes could return
+    assert proc.returncode != 0 and took < 1.4  # before the running nodes could return
     ran = []
 
     @node
@@ -546,6 +546,6 @@ def test_second_ctrl_c_exits_at_once_and_recover_takes_what_it_left(tmp_path: Pa
 
     with Worker(threads=2, store=f"sqlite:///{tmp_path / 'c.db'}", flows=[slow.named("interrupted")]) as w:
         jobs = w.recover()
-        assert [j.result(10) for j in jobs] == sorted(ran) or sorted(j.result(10) for j in jobs) == sorted(ran)
+        assert jobs and sorted(j.result(10) for j in jobs) == sorted(ran)  # what the dead process left, taken over
         statuses = [j.status for j in w.store.jobs(limit=100)]
     assert "running" not in statuses

@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import StoreError
 from ..node import UNSET
 from ..state import DELETED
-from ..status import ENDED, FINISHED, JobStatus, NodeStatus
+from ..status import ENDED, JobStatus, NodeStatus
 from .base import Progress, RunFacts, RunFields, Store
 from .records import EventRecord, JobRecord, NodeRunRecord, StateRecord, epoch, utc
 from .stats import flow_stats
