@@ -544,3 +544,39 @@ def test_cancelling_a_suspended_job_records_it_cancelled(tmp_path: Path) -> None
         job.cancel()
         assert job.status == "cancelled"
         assert w.store.job(job.id).status == "cancelled"
+
+
+SUBMITTER = """
+import sys
+from aetherflow import Worker, node
+
+@node
+def quick(i: int) -> int:
+    return i
+
+with Worker(threads=2, store=sys.argv[1]) as w, open(sys.argv[2], "a") as acks:
+    print("READY", flush=True)
+    for i in range(100_000):
+        job = w.submit(quick.named("acked"), {"i": i})
+        acks.write(job.id + "\\n")
+        acks.flush()
+"""
+
+
+@pytest.mark.parametrize("trial", range(4))
+def test_under_sync_a_job_submit_returned_is_in_the_store_after_kill_9(tmp_path: Path, trial: int) -> None:
+    import random
+    import signal
+
+    url = f"sqlite:///{tmp_path / 'acked.db'}"
+    acks = tmp_path / "acks"
+    with subprocess.Popen([sys.executable, "-c", SUBMITTER, url, str(acks)], stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
+        time.sleep(random.Random(trial).uniform(0.05, 0.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    acknowledged = acks.read_text().split()
+    assert acknowledged
+    with open_store(url) as store:
+        recorded = {j.id for j in store.jobs(flow="acked", limit=1_000_000)}
+    assert set(acknowledged) <= recorded
