@@ -168,21 +168,22 @@ class Worker:
         """
         return self._start(self._prepare(flow, context), inputs, first_here=True).result()
 
-    def map(self, flow: Flow | Node, many_inputs: Iterable[Mapping[str, Any]], *, context: Any = None, progress: bool = True) -> list[Any]:
-        """Run one job per inputs mapping, all at once; outputs in input order."""
-        from .progress import progress_bar
+    def map(
+        self, flow: Flow | Node, many_inputs: Iterable[Mapping[str, Any]], *, context: Any = None, progress: bool = True, return_exceptions: bool = False
+    ) -> list[Any]:
+        """Run one job per inputs mapping, all at once; outputs in input order.
+
+        The first failed job's error is raised, unless ``return_exceptions=True``: then
+        each failed job's error takes its place in the list (like ``asyncio.gather``).
+        """
+        from .progress import job_progress
 
         prepared = self._prepare(flow, context)
         jobs: list[Job] = []
         try:
             jobs.extend(self._start(prepared, inputs) for inputs in many_inputs)
-            with progress_bar(len(jobs), prepared.name, enabled=progress) as advance:
-                results = []
-                for job in jobs:
-                    try:
-                        results.append(job.result())
-                    finally:
-                        advance()
+            with job_progress(jobs, prepared.name, enabled=progress):
+                results = [_outcome(job, return_exceptions) for job in jobs]
         except KeyboardInterrupt:
             for job in jobs:  # Ctrl-C: the jobs of this map start no more nodes
                 job.cancel()
@@ -688,6 +689,15 @@ class Worker:
                 self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time(), self.lease)
             except Exception:
                 log.warning("Heartbeat of %s failed", self.id, exc_info=True)
+
+
+def _outcome(job: Job, return_exceptions: bool) -> Any:
+    if not return_exceptions:
+        return job.result()
+    try:
+        return job.result()
+    except Exception as exc:  # noqa: BLE001 - handed back in place, as asyncio.gather does
+        return exc
 
 
 _default: Worker | None = None
