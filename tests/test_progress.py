@@ -124,7 +124,7 @@ flow = items.map(square).then(total).named("squares")
 '''
 
 
-def test_cli_run_counts_node_runs_and_says_so(tmp_path: "os.PathLike[str]") -> None:
+def test_cli_run_counts_node_runs_and_says_so(tmp_path: os.PathLike[str]) -> None:
     from pathlib import Path
 
     Path(tmp_path, "flows.py").write_text(CLI_RUN)

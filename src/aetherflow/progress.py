@@ -28,7 +28,14 @@ def job_progress(jobs: Sequence[Any], label: str, *, enabled: bool = True) -> It
     if not enabled or not jobs or not sys.stderr.isatty():
         yield
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("jobs ·"),
