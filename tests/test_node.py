@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-import pytest
-from pydantic import BaseModel
+import importlib
+import threading
+import time
+from typing import Annotated
 
-from aetherflow import FlowDefinitionError, Node, NodeInputError, NodeOutputError, node
+import pytest
+from pydantic import BaseModel, Field, ValidationError
+
+from aetherflow import (
+    FlowDefinitionError,
+    Node,
+    NodeError,
+    NodeInputError,
+    NodeOutputError,
+    NodeTimeoutError,
+    node,
+)
 
 
 @node
@@ -101,3 +114,102 @@ def test_validation_errors_are_never_retried(worker) -> None:
     with pytest.raises(NodeInputError):
         strict.run({"x": "nope"}, worker=worker)
     assert calls == []
+
+
+# -- Annotated constraints (issue 14, item 5) ---------------------------------------------
+
+
+@node
+def halve(x: Annotated[int, Field(gt=0)]) -> Annotated[int, Field(lt=10)]:
+    return x // 2
+
+
+def test_annotated_field_constraint_refuses_a_bad_input(worker) -> None:
+    with pytest.raises(NodeInputError) as info:
+        halve.run({"x": -4}, worker=worker)
+    err = info.value
+    assert err.node == "halve"
+    assert "parameter 'x'" in str(err)
+    assert "greater than 0" in str(err)  # pydantic's own message
+    assert isinstance(err.__cause__, ValidationError)
+
+
+def test_annotated_field_constraint_refuses_a_bad_output(worker) -> None:
+    with pytest.raises(NodeOutputError) as info:
+        halve.run({"x": 40}, worker=worker)
+    assert info.value.node == "halve"
+    assert "less than 10" in str(info.value)
+
+
+def test_annotated_field_constraint_accepts_and_coerces_a_good_value(worker) -> None:
+    assert halve.run({"x": "8"}, worker=worker) == 4
+
+
+def test_annotated_constraint_between_nodes_names_the_upstream(worker) -> None:
+    @node
+    def negative() -> int:
+        return -1
+
+    @node
+    def positive_only(n: Annotated[int, Field(ge=0)]) -> int:
+        return n
+
+    with pytest.raises(NodeInputError, match=r"parameter 'n'.*greater than or equal to 0.*node 'negative'"):
+        negative.then(positive_only).run(worker=worker)
+
+
+def test_validation_is_compiled_once_per_node(worker, monkeypatch) -> None:
+    node_module = importlib.import_module("aetherflow.node")  # the package's `node` is the decorator
+    built = []
+    real = node_module._make_adapter
+    monkeypatch.setattr(node_module, "_make_adapter", lambda hint: built.append(hint) or real(hint))
+
+    @node
+    def bounded(x: Annotated[int, Field(gt=0)]) -> int:
+        return x
+
+    for i in range(1, 20):
+        assert bounded.run({"x": i}, worker=worker) == i
+    assert len(built) == 2  # the parameter and the return value, once each
+
+
+# -- NodeTimeoutError vs a slow wait (issue 14, item 12) ----------------------------------
+
+
+def test_node_timeout_is_a_node_error_not_a_builtin_timeout(worker) -> None:
+    """`except TimeoutError` around job.result(timeout=) must mean "still running", never "failed"."""
+
+    @node(timeout=0.05)
+    def sluggish() -> int:
+        time.sleep(1)
+        return 1
+
+    job = worker.submit(sluggish)
+    try:
+        job.result(timeout=5)
+    except TimeoutError:  # pragma: no cover - the failure this test guards against
+        pytest.fail("a node's own timeout was caught as a slow wait for the job")
+    except NodeTimeoutError as err:
+        assert err.node == "sluggish" and err.job_id == job.id
+        assert isinstance(err, NodeError)
+        assert not isinstance(err, TimeoutError)
+    assert job.status == "failed"
+
+
+def test_waiting_too_short_for_a_job_raises_builtin_timeout_error(worker) -> None:
+    release = threading.Event()
+
+    @node
+    def waits() -> int:
+        release.wait(5)
+        return 1
+
+    job = worker.submit(waits)
+    try:
+        with pytest.raises(TimeoutError) as info:
+            job.result(timeout=0.02)
+        assert not isinstance(info.value, NodeError)  # the job did not fail: it is still running
+        assert job.status == "running"
+    finally:
+        release.set()
+    assert job.result(timeout=5) == 1

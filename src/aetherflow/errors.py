@@ -108,8 +108,14 @@ class NodeOutputError(NodeError, TypeError):
     """A node's return value failed validation, or cannot be stored."""
 
 
-class NodeTimeoutError(NodeError, TimeoutError):
-    """One attempt of a node ran past its ``timeout``."""
+class NodeTimeoutError(NodeError):
+    """One attempt of a node ran past its ``timeout``.
+
+    Deliberately not a builtin `TimeoutError`: ``job.result(timeout=)`` raises that one
+    when the *wait* runs out while the job is still going, so ``except TimeoutError``
+    must never catch a job that failed. Catch `NodeTimeoutError` (or `NodeError`) for
+    a node that overran; ``retry_on=(NodeTimeoutError,)`` retries it.
+    """
 
 
 class StateConflictError(NodeError):

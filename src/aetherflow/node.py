@@ -291,7 +291,8 @@ def _read_params(fn: Callable[..., Any], name: str) -> tuple[Param, ...]:
 def _type_hints(fn: Callable[..., Any], localns: dict[str, Any] | None) -> dict[str, Any]:
     """Resolve annotations one by one, so one unresolvable name only skips its own check."""
     try:
-        return typing.get_type_hints(fn, localns=localns)
+        # include_extras keeps `Annotated[int, Field(gt=0)]` whole: its constraints are the point.
+        return typing.get_type_hints(fn, localns=localns, include_extras=True)
     except Exception:  # noqa: BLE001 - fall back to resolving each annotation on its own
         pass
     hints = {}
