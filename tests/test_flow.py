@@ -298,3 +298,27 @@ def test_mermaid_and_dot_show_nodes_and_branch_labels() -> None:
 def test_named_renames_the_flow() -> None:
     assert inc.then(double).named("calc").name == "calc"
     assert inc.then(double).name == "inc"
+
+
+# -- fan_in joins (issue 14, item 7) -------------------------------------------------------
+
+
+def test_fan_in_after_a_one_branch_fan_out_still_gets_a_dict(worker) -> None:
+    """A join receives {branch: output} whatever the number of branches, even one."""
+    flow = source.fan_out_to([left]).fan_in(gather)
+    assert flow.run({"x": 1}, worker=worker) == {"left": 2}
+
+
+def test_fan_in_after_map_receives_the_mapped_list(worker) -> None:
+    """A map's single tail is its list of outputs: fan_in(total) sums it."""
+    assert split.map(square).fan_in(total).run({"n": 3}, worker=worker) == 5
+
+
+def test_fan_out_to_nothing_is_refused_when_built() -> None:
+    with pytest.raises(FlowDefinitionError, match=r"fan_out_to\(\[\]\) needs at least one node"):
+        source.fan_out_to([])
+
+
+def test_fan_out_to_a_single_node_instead_of_a_list_is_explained() -> None:
+    with pytest.raises(FlowDefinitionError, match=r"fan_out_to\(\.\.\.\) takes a list of nodes"):
+        source.fan_out_to(left)  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ materialised once, on first use, by replaying the steps. The explicit methods (`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import FlowDefinitionError
@@ -76,7 +76,7 @@ class Flow:
 
     def fan_out_to(self, nodes: Sequence[Node]) -> Flow:
         """Run every node of ``nodes`` after this flow's last node, in parallel."""
-        ns = [_as_node(n) for n in nodes]
+        ns = _as_nodes(nodes, self.name)
         return self._child(lambda s: s.fan_out(ns))
 
     def fan_in(self, join: Node) -> Flow:
@@ -218,6 +218,21 @@ def _add_step(n: Node) -> _Step:
         spec.add(n)
 
     return step
+
+
+def _as_nodes(nodes: Any, flow: str) -> list[Node]:
+    """The nodes of ``fan_out_to([...])``: a non-empty list of nodes."""
+    if isinstance(nodes, (Node, Flow, str, Mapping)) or not isinstance(nodes, Iterable):
+        raise FlowDefinitionError(
+            flow, [f"fan_out_to(...) takes a list of nodes, found {nodes!r}; write fan_out_to([a, b])."]
+        )
+    nodes = list(nodes)
+    if not nodes:
+        raise FlowDefinitionError(
+            flow,
+            ["fan_out_to([]) needs at least one node to run in parallel; give the branches, or leave the step out."],
+        )
+    return [_as_node(n) for n in nodes]
 
 
 def _as_node(obj: Any) -> Node:

@@ -34,6 +34,7 @@ class VertexSpec:
     mapped: bool = False  # runs once per item of its single explicit predecessor's output
     branches: dict[Any, str] | None = None  # switch value -> target vertex
     default: str | None = None  # target when the value matches no key
+    join: bool = False  # a fan_in after parallel tails: its piped parameter gets {tail: output}
 
 
 class GraphSpec:
@@ -44,6 +45,9 @@ class GraphSpec:
         self.problems: list[str] = []
         self._tails: list[str] | None = []
         self._counts: dict[str, int] = {}
+        # The tails are parallel branches (fan_out_to, branch_on): a fan_in after them is a
+        # join even when there is only one branch, so its shape does not depend on the count.
+        self._parallel = False
 
     def first_name(self) -> str:
         return next(iter(self.vertices), "flow")
@@ -60,6 +64,7 @@ class GraphSpec:
         name = self._new_vertex(node)
         self.vertices[name].preds.extend(tails)
         self._tails = [name]
+        self._parallel = False
 
     def fan_out(self, nodes: list[Node]) -> None:
         tails = self.tails
@@ -67,9 +72,12 @@ class GraphSpec:
         for name in names:
             self.vertices[name].preds.extend(tails)
         self._tails = names
+        self._parallel = True
 
     def fan_in(self, node: Node) -> None:
+        parallel = self._parallel
         self.chain(node)
+        self.vertices[self._tails[0]].join = parallel  # type: ignore[index]
 
     def map(self, node: Node) -> None:
         tails = self.tails
@@ -103,6 +111,7 @@ class GraphSpec:
         d = self._branch_target(switch, default, forward) if default is not None else None
         self._set_branches(switch, resolved, d)
         self._tails = forward
+        self._parallel = True
 
     def connect(self, src: Node | str, dst: Node | str) -> None:
         a, b = self._find(src), self._find(dst)
@@ -125,12 +134,14 @@ class GraphSpec:
             mine = self.vertices[renamed[v.name]]
             mine.preds.extend(renamed[p] for p in v.preds)
             mine.mapped = v.mapped
+            mine.join = v.join
             if v.branches is not None:
                 mine.branches = {k: renamed[t] for k, t in v.branches.items()}
                 mine.default = renamed[v.default] if v.default else None
             if not v.preds and not _data_sources(v, other.vertices):
                 mine.preds.extend(tails)
         self._tails = [renamed[t] for t in other.tails]
+        self._parallel = other._parallel
         self.problems.extend(other.problems)
 
     # -- helpers ------------------------------------------------------------------------
@@ -278,6 +289,7 @@ class Graph:
         self.explicit: list[list[int]] = [[self.index[p] for p in dict.fromkeys(spec.vertices[v].preds)] for v in self.names]
         data = [[self.index[s] for s in _data_sources(spec.vertices[v], spec.vertices)] for v in self.names]
         self.mapped = [spec.vertices[v].mapped for v in self.names]
+        self.join = [spec.vertices[v].join for v in self.names]
         # Vertices the worker calls as they come: not split over items first, not async.
         self.plain = [not m and not node.is_async for m, node in zip(self.mapped, self.nodes, strict=True)]
         # preds (forward) per vertex: explicit, data and forward branch edges
@@ -440,7 +452,7 @@ class Graph:
             pipe = required_free[0]
             if self.mapped[i]:
                 bindings.append(Binding(pipe.name, B_ITEM, self.names[upstream[0]], False))
-            elif len(upstream) == 1:
+            elif len(upstream) == 1 and not self.join[i]:
                 bindings.append(Binding(pipe.name, B_NODE, self.names[upstream[0]], False))
             else:
                 srcs = tuple(self.names[u] for u in upstream)
