@@ -322,3 +322,42 @@ def test_fan_out_to_nothing_is_refused_when_built() -> None:
 def test_fan_out_to_a_single_node_instead_of_a_list_is_explained() -> None:
     with pytest.raises(FlowDefinitionError, match=r"fan_out_to\(\.\.\.\) takes a list of nodes"):
         source.fan_out_to(left)  # type: ignore[arg-type]
+
+
+# -- long fluent chains (issue 14, item 8) ---------------------------------------------------
+
+
+def _fluent_chain(length: int) -> Flow:
+    @node
+    def inc(x: int) -> int:  # a fresh node: nothing about it is cached by earlier tests
+        return x + 1
+
+    flow = inc.then(inc)
+    for _ in range(length - 2):
+        flow = flow.then(inc)
+    return flow
+
+
+def test_ten_thousand_fluent_then_steps_work_at_the_default_recursion_limit(worker) -> None:
+    assert sys.getrecursionlimit() <= 1_000 < 10_000
+    flow = _fluent_chain(10_000)
+    assert flow.name == "inc"
+    assert repr(flow) == "<Flow inc: 10000 nodes>"
+    flow.validate()
+    assert flow.inputs == {"x": True}
+    assert flow.run({"x": 0}, worker=worker) == 10_000
+    mermaid = flow.to_mermaid()
+    assert "inc_9999 --> inc_10000" in mermaid
+    assert '"inc_10000" [shape=box]' in flow.to_dot()
+
+
+def test_ten_thousand_fluent_steps_run_on_the_default_worker() -> None:
+    assert _fluent_chain(10_000).named("long").run({"x": 1}) == 10_001
+
+
+def test_a_long_fluent_chain_and_its_intermediate_flows_can_be_freed() -> None:
+    flow = _fluent_chain(10_000)
+    middle = flow
+    del flow
+    assert middle.name == "inc"  # still usable after its children are gone
+    del middle  # freeing 10,000 linked flows must not recurse either

@@ -55,7 +55,7 @@ class Flow:
     @property
     def name(self) -> str:
         if self._name is None:  # a fluent flow is named after its first node
-            self._name = self._parent.name if self._parent is not None else self.spec.first_name()
+            self._name = self._inherited_name()
         return self._name
 
     def named(self, name: str) -> Flow:
@@ -194,6 +194,13 @@ class Flow:
         if step is not None:
             child._steps.append(step)
         return child
+
+    def _inherited_name(self) -> str:
+        # Up the lineage in a loop: a 10,000-step fluent chain must not recurse.
+        f = self
+        while f._name is None and f._parent is not None:
+            f = f._parent
+        return f._name if f._name is not None else f.spec.first_name()
 
     def _mutate(self, step: _Step) -> None:
         self._steps.append(step)
