@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import FlowDefinitionError, MissingInputError, closest
 from .node import UNSET, Node
+from .typos import NearNames
 
 BUILTINS = ("execution", "job_state", "node_state", "worker_state")
 
@@ -331,6 +332,7 @@ class Graph:
         self.sinks = [i for i in range(n) if not self.succs[i] and not self.branches[i]]
         self.sole_sink = self.names[self.sinks[0]] if len(self.sinks) == 1 else None  # its output is the job's
         self.link = self._links()
+        self._check_copies_are_named(data, problems)
         for i in range(n):
             if self.mapped[i] and len(self.explicit[i]) != 1:
                 problems.append(f"node '{self.names[i]}' is mapped but has {len(self.explicit[i])} upstream nodes; it needs exactly one.")
@@ -339,6 +341,55 @@ class Graph:
         if problems:
             raise FlowDefinitionError(flow, problems)
         self._plans: dict[frozenset[str], Plan] = {}
+
+    def _check_copies_are_named(self, data: list[list[int]], problems: list[str]) -> None:
+        """Refuse a parameter naming the first of several copies of a node upstream of it.
+
+        After ``inc.repeat(3).then(report)``, ``report(inc)`` would read the first of
+        ``inc``, ``inc_2``, ``inc_3``, which is rarely what was meant: make it say which.
+        """
+        copies: dict[int, list[int]] = {}
+        for i, node in enumerate(self.nodes):
+            copies.setdefault(id(node), []).append(i)  # ids of nodes this graph holds: stable
+        reported = 0
+        for i, sources in enumerate(data):
+            upstream: set[int] | None = None
+            for j in sources:
+                same = copies[id(self.nodes[j])]
+                if len(same) < 2 or self.names[j] != self.nodes[j].name:
+                    continue  # a single vertex, or a copy named explicitly ('inc_2')
+                if upstream is None:
+                    upstream = _reach(i, self.preds)
+                others = [self.names[k] for k in same if k not in (i, j) and k in upstream]
+                if not others:
+                    continue
+                problems.append(
+                    f"parameter '{self.names[j]}' of node '{self.names[i]}' ({self.nodes[i].location}) is "
+                    f"ambiguous: '{self.names[j]}' runs {len(others) + 1} times upstream of it, as "
+                    + ", ".join(f"'{c}'" for c in [self.names[j], *others])
+                    + f", and '{self.names[j]}' is only the first. Name the copy you mean "
+                    f"(e.g. '{others[-1]}'), or give the copies their own nodes with @node(name=...)."
+                )
+                reported += 1
+                if reported >= 10:  # the flow is refused anyway: spare a huge one the search
+                    return
+
+    def _typo_problem(self, i: int, param: str, piped: bool, providers: frozenset[str], near: NearNames) -> str | None:
+        """A problem if a parameter about to be piped or taken as an input looks like a misspelt name."""
+        own = self.names[i]
+        names = [n for n in near.of(param) if n != own][:3]  # a node cannot read itself: no typo of it
+        if not names:
+            return None
+        if piped:
+            upstream = self.explicit[i]
+            source = (
+                f"filled from node '{self.names[upstream[0]]}' by the pipe rule"
+                if len(upstream) == 1 and not self.join[i] and not self.mapped[i]
+                else "filled by the pipe rule from " + ", ".join(f"'{self.names[u]}'" for u in upstream)
+            )
+        else:
+            source = f"taken as the job input '{param}'"
+        return _typo_problem_text(param, own, self.nodes[i].location, source, names, providers)
 
     def _links(self) -> list[int]:
         """Per vertex, its chain successor, or -1.
@@ -419,7 +470,8 @@ class Graph:
                 f"parameter named '{name}' would be ambiguous{where}; rename the node or the provider."
             )
         inputs: dict[str, dict[str, Any]] = {}
-        plans = [self._bind_vertex(i, providers, inputs, problems) for i in range(len(self.names))]
+        near = NearNames([*self.names, *providers])
+        plans = [self._bind_vertex(i, providers, inputs, problems, near) for i in range(len(self.names))]
         if problems:
             raise FlowDefinitionError(self.flow, problems)
         specs = {
@@ -428,7 +480,7 @@ class Graph:
         return Plan(self.flow, plans, specs, providers)
 
     def _bind_vertex(
-        self, i: int, providers: frozenset[str], inputs: dict[str, dict[str, Any]], problems: list[str]
+        self, i: int, providers: frozenset[str], inputs: dict[str, dict[str, Any]], problems: list[str], near: NearNames
     ) -> VertexPlan:
         node, name = self.nodes[i], self.names[i]
         upstream = self.explicit[i]
@@ -464,6 +516,9 @@ class Graph:
                 f"node, provider or built-in fills, or name a parameter '{self.names[upstream[0]]}'."
             )
         for p in free:
+            typo = self._typo_problem(i, p.name, pipe is p, providers, near)
+            if typo:
+                problems.append(typo)
             if p is pipe:
                 continue
             bindings.append(Binding(p.name, B_INPUT, p.name, not p.required))
@@ -478,6 +533,18 @@ class Graph:
         uses_state = any(b.kind in (B_JOB_STATE, B_NODE_STATE, B_WORKER_STATE) for b in bindings)
         check_output, output_exact = node.checker("return") or (None, None)
         return VertexPlan(name, node, i, tuple(bindings), needs, uses_state, check_output, output_exact)
+
+
+def _typo_problem_text(
+    param: str, vertex: str, location: str, source: str, names: list[str], providers: frozenset[str]
+) -> str:
+    kinds = [f"the {'provider' if n in providers else 'node'} '{n}'" for n in names]
+    return (
+        f"parameter '{param}' of node '{vertex}' ({location}) names no node, provider or built-in, "
+        f"so it would be {source}; but it is one typo away from {' or '.join(kinds)}: "
+        f"did you mean {kinds[0]}? Rename the parameter to '{names[0]}' to be injected "
+        f"with it, or to a name further from every node and provider name."
+    )
 
 
 def _completed(b: Binding, node: Node) -> Binding:
