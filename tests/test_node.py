@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
+import re
 import threading
 import time
 from typing import Annotated
@@ -13,6 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 from aetherflow import (
     FlowDefinitionError,
     Node,
+    NodeDefinitionError,
     NodeError,
     NodeInputError,
     NodeOutputError,
@@ -213,3 +216,122 @@ def test_waiting_too_short_for_a_job_raises_builtin_timeout_error(worker) -> Non
     finally:
         release.set()
     assert job.result(timeout=5) == 1
+
+
+# -- options and functions are checked at decoration time (issue 14, item 10) ---------------
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"retries": -1}, "retries=...) must be an int >= 0, got -1"),
+        ({"retries": True}, "retries=...) must be an int >= 0, got True"),
+        ({"retries": 1.5}, "retries=...) must be an int >= 0, got 1.5"),
+        ({"retry_delay": "x"}, "retry_delay=...) must be a finite number >= 0, got 'x'"),
+        ({"retry_delay": -0.5}, "retry_delay=...) must be a finite number >= 0, got -0.5"),
+        ({"backoff": 0}, "backoff=...) must be a finite number > 0, got 0"),
+        ({"backoff": float("inf")}, "backoff=...) must be a finite number > 0, got inf"),
+        ({"max_delay": -1}, "max_delay=...) must be a finite number >= 0, got -1"),
+        ({"timeout": "x"}, "timeout=...) must be a finite number > 0, got 'x'"),
+        ({"timeout": 0}, "timeout=...) must be a finite number > 0, got 0"),
+        ({"timeout": float("nan")}, "timeout=...) must be a finite number > 0, got nan"),
+        ({"timeout": 1e300}, "timeout=...) must be at most"),
+        ({"max_iterations": 0}, "max_iterations=...) must be an int >= 1, got 0"),
+        ({"conflict_retries": -2}, "conflict_retries=...) must be an int >= 0, got -2"),
+        ({"retry_on": "IOError"}, "retry_on=...) must be an exception class or a tuple of them"),
+        ({"retry_on": (IOError, 3)}, "retry_on=...) must be an exception class or a tuple of them"),
+        ({"name": ""}, "name=...) must be a non-empty str, got ''"),
+        ({"name": 7}, "name=...) must be a non-empty str, got 7"),
+        ({"retires": 3}, "@node has no option 'retires'; did you mean 'retries'?"),
+    ],
+)
+def test_a_bad_option_is_refused_when_the_function_is_decorated(options: dict, says: str) -> None:
+    def work(x: int) -> int:
+        return x
+
+    with pytest.raises(NodeDefinitionError) as info:
+        node(**options)(work)
+    assert says in str(info.value)
+    assert isinstance(info.value, FlowDefinitionError)  # a node that cannot be made is a definition error
+
+
+def test_every_bad_option_is_listed_at_once() -> None:
+    with pytest.raises(NodeDefinitionError) as info:
+        node(retries=-1, timeout="soon")(lambda x: x)
+    assert len(info.value.problems) == 2
+    assert "@node '<lambda>'" in str(info.value) and "2 problems" in str(info.value)
+
+
+def test_a_backoff_no_thread_could_sleep_is_refused_unless_capped() -> None:
+    with pytest.raises(NodeDefinitionError, match="cap the wait with @node\\(max_delay=...\\)"):
+        node(retries=500, retry_delay=1.0, backoff=10.0)(lambda x: x)
+    capped = node(retries=500, retry_delay=1.0, backoff=10.0, max_delay=30.0)(lambda x: x)
+    assert capped.max_delay == 30.0
+
+
+def test_good_options_are_normalised() -> None:
+    @node(retry_on=IOError, timeout=2, retry_delay=1)
+    def fetch(url: str) -> str:
+        return url
+
+    assert fetch.retry_on == (IOError,)
+    assert fetch.timeout == 2.0 and isinstance(fetch.timeout, float)
+    assert fetch.max_delay is None
+
+
+def test_options_given_with_the_function_are_not_ignored() -> None:
+    def work(x: int) -> int:
+        return x
+
+    assert node(work, retries=2).retries == 2
+
+
+def test_a_partial_becomes_a_node_named_after_its_function(worker) -> None:
+    def scale(x: int, factor: int) -> int:
+        return x * factor
+
+    triple = node(functools.partial(scale, factor=3))
+    assert triple.name == "scale"
+    assert triple.run({"x": "2"}, worker=worker) == 6  # annotations of the wrapped function apply
+    with pytest.raises(NodeInputError, match="parameter 'x'"):
+        triple.run({"x": "two"}, worker=worker)
+
+
+def test_an_async_partial_is_an_async_node(worker) -> None:
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    plus_one = node(functools.partial(add, y=1))
+    assert plus_one.is_async
+    assert plus_one.run({"x": 1}, worker=worker) == 2
+
+
+def test_a_lambda_and_a_callable_object_are_nodes(worker) -> None:
+    assert node(lambda x: x * 2).run({"x": 4}, worker=worker) == 8
+
+    class Doubler:
+        def __call__(self, x: int) -> int:
+            return x * 2
+
+    doubler = node(Doubler())
+    assert doubler.name == "Doubler"
+    assert doubler.run({"x": "5"}, worker=worker) == 10
+
+
+@pytest.mark.parametrize(
+    ("thing", "says"),
+    [
+        (3, "@node wraps a function, found 3 (int)"),
+        ("load", "@node wraps a function, found 'load' (str)"),
+        (max, "cannot be read"),
+        (len, "receive their arguments by name"),
+    ],
+)
+def test_something_that_is_not_a_usable_function_is_refused(thing: object, says: str) -> None:
+    with pytest.raises(NodeDefinitionError, match=re.escape(says)):
+        node(thing)  # type: ignore[arg-type]
+
+
+def test_decorating_a_node_again_is_explained() -> None:
+    with pytest.raises(NodeDefinitionError, match="already a node"):
+        node(inc)  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from .errors import (
     JobCancelledError,
     LoopLimitError,
     MissingInputError,
+    NodeDefinitionError,
     NodeError,
     NodeInputError,
     NodeOutputError,
@@ -26,6 +27,7 @@ from .errors import (
     StateConflictError,
     StoreError,
     Suspend,
+    UsageError,
 )
 from .execution import ExecutionContext, current_execution
 from .flow import Flow
@@ -55,6 +57,7 @@ __all__ = [
     "LoopLimitError",
     "MissingInputError",
     "Node",
+    "NodeDefinitionError",
     "NodeError",
     "NodeInputError",
     "NodeOutputError",
@@ -65,6 +68,7 @@ __all__ = [
     "StateHandle",
     "StoreError",
     "Suspend",
+    "UsageError",
     "Worker",
     "current_execution",
     "load_context",

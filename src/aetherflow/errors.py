@@ -2,6 +2,8 @@
 
     AetherFlowError
     ├── FlowDefinitionError      the flow cannot be built (raised before any job runs)
+    │   └── NodeDefinitionError  a function or an option given to @node is not usable
+    ├── UsageError               a public function got an argument it cannot use
     ├── ContextProfileError      a TOML context profile cannot be loaded
     ├── MissingInputError        a job lacks a required input (raised before any node runs)
     ├── NodeError                a node failed; the user's exception is ``__cause__``
@@ -38,6 +40,36 @@ class FlowDefinitionError(AetherFlowError, ValueError):
             lines = "\n".join(f"  {i}. {p}" for i, p in enumerate(self.problems, 1))
             text = f"Flow '{flow}' is not valid ({len(self.problems)} problems):\n{lines}"
         super().__init__(text)
+
+    def __reduce__(self) -> tuple[object, ...]:  # travels to and from Dask workers intact
+        return (type(self), (self.flow, self.problems))
+
+
+class NodeDefinitionError(FlowDefinitionError):
+    """`@node` cannot wrap the function with these options; raised at decoration time."""
+
+    def __init__(self, node: str, problems: Sequence[str], location: str = "?") -> None:
+        super().__init__(node, problems)
+        self.node = node
+        self.location = location
+        where = f"@node '{node}'" + (f" ({location})" if location != "?" else "")
+        if len(self.problems) == 1:
+            text = f"{where} cannot be made: {self.problems[0]}"
+        else:
+            lines = "\n".join(f"  {i}. {p}" for i, p in enumerate(self.problems, 1))
+            text = f"{where} cannot be made ({len(self.problems)} problems):\n{lines}"
+        self.args = (text,)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.node, self.problems, self.location))
+
+
+class UsageError(AetherFlowError, TypeError):
+    """A public function or method got an argument of a type or value it cannot use.
+
+    The message names the function, the argument, what was expected and what was found;
+    a lower-level exception that revealed the mistake is chained as ``__cause__``.
+    """
 
 
 class ContextProfileError(AetherFlowError, ValueError):
