@@ -383,9 +383,9 @@ def _hinted(fn: Any) -> Any:
     while isinstance(fn, functools.partial):
         fn = fn.func
     if isinstance(fn, type):
-        return fn.__init__
+        return fn.__init__  # type: ignore[misc]  # a class is called like its __init__
     if not (inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isbuiltin(fn)) and callable(fn):
-        return getattr(type(fn), "__call__", fn)
+        return type(fn).__call__  # an object called like a function: its method has the hints
     return fn
 
 
