@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from aetherflow import Flow, FlowDefinitionError, LoopLimitError, NodeError, node
+from aetherflow import Flow, FlowDefinitionError, LoopLimitError, NodeError, UsageError, node
 
 
 @node
@@ -499,3 +499,63 @@ def test_a_copy_downstream_of_the_reader_does_not_make_it_ambiguous(worker) -> N
         return inc * 10
 
     assert inc.then(report).then(inc).run({"x": 0}, worker=worker) == 11
+
+
+# -- arguments the public API cannot use (issue 14, item 10) ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("inputs", "says"),
+    [
+        ([1, 2], "run(inputs) needs a mapping of input names to values, e.g. {'x': 1}, found [1, 2]"),
+        ("x=1", "run(inputs) needs a mapping of input names to values"),
+        ({1: 2}, "run(inputs): input names are parameter names (str), found the key 1"),
+    ],
+)
+def test_job_inputs_that_are_not_a_mapping_of_names_are_refused(worker, inputs: object, says: str) -> None:
+    with pytest.raises(UsageError) as info:
+        inc.run(inputs, worker=worker)  # type: ignore[arg-type]
+    assert says in str(info.value)
+    with pytest.raises(UsageError, match=r"submit\(inputs\)"):
+        worker.submit(inc, inputs)  # type: ignore[arg-type]
+
+
+def test_submitting_something_that_is_not_a_flow_is_refused(worker) -> None:
+    with pytest.raises(UsageError, match=r"submit\(flow\) needs a Flow or a @node, found 'inc'"):
+        worker.submit("inc")  # type: ignore[arg-type]
+
+
+def test_a_context_or_worker_of_the_wrong_kind_is_refused(worker) -> None:
+    with pytest.raises(UsageError, match=r"run\(context=...\) needs a BaseFlowContext subclass or instance") as info:
+        inc.run({"x": 1}, context="production", worker=worker)
+    assert isinstance(info.value.__cause__, TypeError)  # what revealed the mistake, chained
+    with pytest.raises(UsageError, match=r"run\(worker=...\) needs an aetherflow Worker, found 4"):
+        inc.run({"x": 1}, worker=4)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match=r"Flow\(..., context=...\)"):
+        Flow([inc], context=42)
+
+
+@pytest.mark.parametrize(
+    ("build", "says"),
+    [
+        (lambda: inc.repeat(0), "repeat(times) needs an int from 1 to 100,000, got 0"),
+        (lambda: inc.repeat(True), "repeat(times) needs an int from 1 to 100,000, got True"),
+        (lambda: inc.repeat(10**9), "to loop more often, use branch_on"),
+        (lambda: inc.branch_on([even, odd]), "branch_on(...) takes a mapping of values to nodes"),
+        (lambda: Flow(inc), "Flow(...) takes a list of nodes or a name, found <Node inc"),
+        (lambda: Flow([inc, 3]), "expected a @node function, found 3"),
+        (lambda: inc.then(inc).fan_in(inc.then(double)), "use then(flow) to append a whole flow"),
+        (lambda: Flow("explicit").add(inc).branch(inc, "even"), "branch(...) takes a mapping of values to nodes"),
+        (lambda: Flow("explicit").add(inc).connect(inc, 3.5).validate(), "expected a @node function, found 3.5"),
+    ],
+)
+def test_flow_shapes_that_cannot_be_built_are_explained(build, says: str) -> None:
+    with pytest.raises(FlowDefinitionError) as info:
+        build()
+    assert says in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["", "   ", 3, None])
+def test_a_flow_name_must_be_a_non_empty_string(name: object) -> None:
+    with pytest.raises(UsageError, match="needs a non-empty str as the flow's name"):
+        inc.named(name)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import FlowDefinitionError, UsageError
-from .graph import Graph, GraphSpec
+from .graph import Graph, GraphSpec, _short_repr, job_inputs
 from .node import Node
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ class Flow:
         """The worker to run on, once the arguments of `run`/`arun` are known to be usable."""
         from .worker import Worker, default_worker
 
-        check_inputs_mapping(inputs, f"{method}(inputs)")
+        job_inputs(inputs, f"{method}(inputs)")
         if context is not None:
             context_providers(context, f"{method}(context=...)")
         if worker is None:
@@ -267,25 +267,13 @@ def context_providers(context: Any, where: str) -> frozenset[str]:
         ) from exc
 
 
-def check_inputs_mapping(inputs: Any, where: str) -> None:
-    """Refuse job inputs that are not a mapping of parameter names (str) to values."""
-    if inputs is None:
-        return
-    if not isinstance(inputs, Mapping):
-        raise UsageError(
-            f"{where} needs a mapping of input names to values, e.g. {{'x': 1}}, found {_short_repr(inputs)}."
-        )
-    for key in inputs:
-        if not isinstance(key, str):
-            raise UsageError(f"{where}: input names are parameter names (str), found the key {_short_repr(key)}.")
-
-
-def _short_repr(value: Any) -> str:
-    try:
-        text = repr(value)
-    except Exception:  # noqa: BLE001 - a broken or huge repr must not hide the real mistake
-        text = f"<{type(value).__name__} object>"
-    return text if len(text) <= 60 else text[:57] + "..."
+def as_flow(obj: Any, where: str) -> Flow:
+    """A `Flow` (a `Node` is a one-node flow), or `UsageError` naming what was passed instead."""
+    if isinstance(obj, Flow):
+        return obj
+    if isinstance(obj, Node):
+        return obj.as_flow()
+    raise UsageError(f"{where} needs a Flow or a @node, found {_short_repr(obj)}.")
 
 
 def _node_list(nodes: Any, flow: str) -> list[Node]:

@@ -10,11 +10,11 @@ a given set of provider names, where each parameter of each vertex comes from: t
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import FlowDefinitionError, MissingInputError, closest
+from .errors import FlowDefinitionError, MissingInputError, UsageError, closest
 from .node import UNSET, Node
 from .typos import NearNames
 
@@ -210,6 +210,29 @@ class GraphSpec:
 
 def _data_sources(v: VertexSpec, vertices: dict[str, VertexSpec]) -> list[str]:
     return [p.name for p in v.node.params if p.name in vertices and p.name != v.name]
+
+
+def job_inputs(inputs: Any, where: str = "submit(inputs)") -> dict[str, Any]:
+    """A job's inputs as a new dict, or `UsageError` unless they map parameter names (str) to values."""
+    if inputs is None:
+        return {}
+    if not isinstance(inputs, Mapping):
+        raise UsageError(
+            f"{where} needs a mapping of input names to values, e.g. {{'x': 1}}, found {_short_repr(inputs)}."
+        )
+    values = dict(inputs)
+    for key in values:
+        if type(key) is not str and not isinstance(key, str):
+            raise UsageError(f"{where}: input names are parameter names (str), found the key {_short_repr(key)}.")
+    return values
+
+
+def _short_repr(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a broken or huge repr must not hide the real mistake
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass(frozen=True, slots=True)

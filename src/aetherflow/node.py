@@ -277,8 +277,7 @@ class _Options:
     def seconds(self, what: str, value: Any, *, minimum: float, positive: bool = False) -> float:
         """A finite number of seconds (or a factor) >= minimum, > 0 if ``positive``."""
         bound = "> 0" if positive else f">= {minimum:g}"
-        ok = not isinstance(value, bool) and isinstance(value, numbers.Real)
-        number = float(value) if ok else math.nan
+        number = _as_float(value)
         if not (math.isfinite(number) and number >= minimum and (number > 0 or not positive)):
             self.problems.append(f"@node({what}=...) must be a finite number {bound}, got {_short_repr(value)}.")
             return 1.0
@@ -318,6 +317,18 @@ class _Options:
     def raise_problems(self) -> None:
         if self.problems:
             raise NodeDefinitionError(self.node, self.problems, self.location)
+
+
+def _as_float(value: Any) -> float:
+    """``value`` as a float: NaN if it is no real number, inf if too large for a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _check_option_names(options: Mapping[str, Any], fn: Any) -> None:
