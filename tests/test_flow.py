@@ -447,6 +447,21 @@ def test_short_names_far_from_every_node_are_not_typos(worker) -> None:
     assert a.then(b).then(c).inputs == {"x": True, "y": False, "n": False}
 
 
+def test_short_names_two_edits_from_a_provider_are_plain_inputs(worker) -> None:
+    """Two edits is a typo only for long names: 'date' is no misspelt 'state'."""
+    from aetherflow import BaseFlowContext, providers
+
+    class Ctx(BaseFlowContext):
+        state = providers.Object({"open": True})
+        counter = providers.Object(10)
+
+    @node
+    def stamp(state: dict, counter: int, date: str, count: int = 1) -> str:
+        return f"{date}: {counter + count} {state['open']}"
+
+    assert stamp.run({"date": "today"}, context=Ctx, worker=worker) == "today: 11 True"
+
+
 def test_a_parameter_named_like_its_own_node_is_not_a_typo(worker) -> None:
     @node
     def paths(path: str) -> list[str]:

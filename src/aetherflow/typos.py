@@ -2,9 +2,10 @@
 
 A name is *within a typo's reach* of another when their optimal-string-alignment
 distance (insertions, deletions, substitutions and swaps of neighbours, each 1) is at
-most 2, and at most ``(longer length - 1) // 2``. The second bound keeps short names
-that share nothing apart: ``x`` is one edit from a node ``a`` but no typo of it, while
-``laod`` is one swap from ``load``.
+most what the shorter name allows: 0 for 1-2 letters, 1 for 3-5, 2 from 6 on. Short
+names need the tighter bound to stay apart when they share little: ``x`` is one edit
+from a node ``a`` and ``date`` two from a provider ``state``, but neither is a typo,
+while ``laod`` is one swap from ``load`` and ``databse`` one letter from ``database``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ _BRUTE_FORCE_LIMIT = 20_000
 
 
 def reach(a: str, b: str) -> int:
-    """How many edits a typo may make between ``a`` and ``b`` (0 for names of 1-2 letters)."""
-    return min(MAX_DISTANCE, (max(len(a), len(b)) - 1) // 2)
+    """How many edits a typo may make between ``a`` and ``b``, from the shorter one's length."""
+    shorter = min(len(a), len(b))
+    return 0 if shorter <= 2 else 1 if shorter <= 5 else MAX_DISTANCE
 
 
 def distance(a: str, b: str, limit: int = MAX_DISTANCE) -> int:
