@@ -335,3 +335,8 @@ def test_something_that_is_not_a_usable_function_is_refused(thing: object, says:
 def test_decorating_a_node_again_is_explained() -> None:
     with pytest.raises(NodeDefinitionError, match="already a node"):
         node(inc)  # type: ignore[arg-type]
+
+
+def test_the_node_class_checks_option_names_too() -> None:
+    with pytest.raises(NodeDefinitionError, match="@node has no option 'timout'; did you mean 'timeout'?"):
+        Node(lambda x: x, timout=1)

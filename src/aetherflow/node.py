@@ -87,7 +87,9 @@ class Node:
         max_iterations: int = 10_000,
         conflict_retries: int = 3,
         localns: dict[str, Any] | None = None,
+        **unknown: Any,
     ) -> None:
+        _check_option_names(unknown, fn)  # a raw TypeError would not say which options exist
         self.fn = _usable_function(fn, name)
         self.name = name if name is not None else _function_name(fn)
         location = _location(fn)
@@ -491,7 +493,7 @@ def node(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     localns = None if caller.f_locals is caller.f_globals else dict(caller.f_locals)
 
     def decorate(f: Callable[..., Any]) -> Node:
-        _check_option_names(options, f)
+        _check_option_names(options, f)  # before the call: `localns=` is not a user's option
         return Node(f, localns=localns, **options)
 
     return decorate(fn) if fn is not None else decorate
