@@ -195,6 +195,19 @@ class Suspend(Exception):  # noqa: N818 - a signal, not an error: the name says 
         super().__init__(reason)
 
 
+def short_repr(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages about a value a user passed.
+
+    Never raises: an int too long to print or a broken ``__repr__`` must not hide the
+    mistake the message is about.
+    """
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - see above
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def closest(name: str, candidates: Iterable[str]) -> list[str]:
     """Names among ``candidates`` that look like a typo of ``name``."""
     import difflib

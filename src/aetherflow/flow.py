@@ -12,8 +12,8 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import FlowDefinitionError, UsageError
-from .graph import Graph, GraphSpec, _short_repr, job_inputs
+from .errors import FlowDefinitionError, UsageError, short_repr
+from .graph import Graph, GraphSpec, job_inputs
 from .node import Node
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class Flow:
             raise FlowDefinitionError(
                 self.name,
                 [
-                    f"repeat(times) needs an int from 1 to {MAX_REPEAT:,}, got {_short_repr(times)}; "
+                    f"repeat(times) needs an int from 1 to {MAX_REPEAT:,}, got {short_repr(times)}; "
                     "to loop more often, use branch_on({...: upstream_node}) (bounded by max_iterations)."
                 ],
             )
@@ -204,7 +204,7 @@ class Flow:
         if worker is None:
             return default_worker()
         if not isinstance(worker, Worker):
-            raise UsageError(f"{method}(worker=...) needs an aetherflow Worker, found {_short_repr(worker)}.")
+            raise UsageError(f"{method}(worker=...) needs an aetherflow Worker, found {short_repr(worker)}.")
         return worker
 
     def _child(self, step: _Step | None, *, name: str | None = None) -> Flow:
@@ -251,7 +251,7 @@ MAX_REPEAT = 100_000  # repeat(n) builds n vertices: far more is a mistake, not 
 
 def _check_name(name: Any, where: str) -> str:
     if not isinstance(name, str) or not name.strip():
-        raise UsageError(f"{where} needs a non-empty str as the flow's name, found {_short_repr(name)}.")
+        raise UsageError(f"{where} needs a non-empty str as the flow's name, found {short_repr(name)}.")
     return name
 
 
@@ -263,7 +263,7 @@ def context_providers(context: Any, where: str) -> frozenset[str]:
         return provider_names(context)
     except Exception as exc:  # whatever a non-context raises, say what a context is
         raise UsageError(
-            f"{where} needs a BaseFlowContext subclass or instance (or None), found {_short_repr(context)}."
+            f"{where} needs a BaseFlowContext subclass or instance (or None), found {short_repr(context)}."
         ) from exc
 
 
@@ -273,7 +273,7 @@ def as_flow(obj: Any, where: str) -> Flow:
         return obj
     if isinstance(obj, Node):
         return obj.as_flow()
-    raise UsageError(f"{where} needs a Flow or a @node, found {_short_repr(obj)}.")
+    raise UsageError(f"{where} needs a Flow or a @node, found {short_repr(obj)}.")
 
 
 def _node_list(nodes: Any, flow: str) -> list[Node]:
@@ -281,7 +281,7 @@ def _node_list(nodes: Any, flow: str) -> list[Node]:
         return []
     if isinstance(nodes, (Node, Flow, Mapping)) or not isinstance(nodes, Iterable):
         raise FlowDefinitionError(
-            flow, [f"Flow(...) takes a list of nodes or a name, found {_short_repr(nodes)}; write Flow([a, b])."]
+            flow, [f"Flow(...) takes a list of nodes or a name, found {short_repr(nodes)}; write Flow([a, b])."]
         )
     return [_as_node(n) for n in nodes]
 
@@ -289,7 +289,7 @@ def _node_list(nodes: Any, flow: str) -> list[Node]:
 def _targets(targets: Any, method: str, flow: str) -> Mapping[Any, Any]:
     if not isinstance(targets, Mapping):
         raise FlowDefinitionError(
-            flow, [f"{method}(...) takes a mapping of values to nodes, e.g. {{True: ok, False: retry}}, found {_short_repr(targets)}."]
+            flow, [f"{method}(...) takes a mapping of values to nodes, e.g. {{True: ok, False: retry}}, found {short_repr(targets)}."]
         )
     return targets
 
@@ -327,6 +327,6 @@ def _as_node(obj: Any) -> Node:
         name = getattr(obj, "__name__", None)
         raise FlowDefinitionError(
             name if isinstance(name, str) else "?",
-            [f"{_short_repr(obj)} is a plain function; decorate it with @node to use it in a flow."],
+            [f"{short_repr(obj)} is a plain function; decorate it with @node to use it in a flow."],
         )
-    raise FlowDefinitionError("?", [f"expected a @node function, found {_short_repr(obj)}."])
+    raise FlowDefinitionError("?", [f"expected a @node function, found {short_repr(obj)}."])

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import FlowDefinitionError, MissingInputError, UsageError, closest
+from .errors import FlowDefinitionError, MissingInputError, UsageError, closest, short_repr
 from .node import UNSET, Node
 from .typos import NearNames
 
@@ -218,21 +218,13 @@ def job_inputs(inputs: Any, where: str = "submit(inputs)") -> dict[str, Any]:
         return {}
     if not isinstance(inputs, Mapping):
         raise UsageError(
-            f"{where} needs a mapping of input names to values, e.g. {{'x': 1}}, found {_short_repr(inputs)}."
+            f"{where} needs a mapping of input names to values, e.g. {{'x': 1}}, found {short_repr(inputs)}."
         )
     values = dict(inputs)
     for key in values:
-        if type(key) is not str and not isinstance(key, str):
-            raise UsageError(f"{where}: input names are parameter names (str), found the key {_short_repr(key)}.")
+        if not isinstance(key, str):
+            raise UsageError(f"{where}: input names are parameter names (str), found the key {short_repr(key)}.")
     return values
-
-
-def _short_repr(value: Any) -> str:
-    try:
-        text = repr(value)
-    except Exception:  # noqa: BLE001 - a broken or huge repr must not hide the real mistake
-        text = f"<{type(value).__name__} object>"
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -564,7 +556,7 @@ def _typo_problem_text(
     kinds = [f"the {'provider' if n in providers else 'node'} '{n}'" for n in names]
     return (
         f"parameter '{param}' of node '{vertex}' ({location}) names no node, provider or built-in, "
-        f"so it would be {source}; but it is one typo away from {' or '.join(kinds)}: "
+        f"so it would be {source}; but it is within a typo of {' or '.join(kinds)}: "
         f"did you mean {kinds[0]}? Rename the parameter to '{names[0]}' to be injected "
         f"with it, or to a name further from every node and provider name."
     )

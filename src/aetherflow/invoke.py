@@ -304,7 +304,7 @@ def _short(value: Any) -> str:
     try:
         text = repr(value)
     except Exception:  # noqa: BLE001 - an int too long to print, a broken __repr__: still explain the error
-        text = f"<{type(value).__name__} that cannot be shown>"
+        text = f"<{type(value).__name__} object>"
     return text if len(text) <= 80 else text[:77] + "..."
 
 

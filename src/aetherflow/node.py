@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from pydantic import ConfigDict, SecretBytes, SecretStr, TypeAdapter
 
-from .errors import NodeDefinitionError, closest
+from .errors import NodeDefinitionError, closest, short_repr
 
 if TYPE_CHECKING:
     from .flow import Flow
@@ -272,7 +272,7 @@ class _Options:
 
     def integer(self, what: str, value: Any, *, minimum: int) -> int:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-            self.problems.append(f"@node({what}=...) must be an int >= {minimum}, got {_short_repr(value)}.")
+            self.problems.append(f"@node({what}=...) must be an int >= {minimum}, got {short_repr(value)}.")
             return minimum
         return int(value)
 
@@ -281,7 +281,7 @@ class _Options:
         bound = "> 0" if positive else f">= {minimum:g}"
         number = _as_float(value)
         if not (math.isfinite(number) and number >= minimum and (number > 0 or not positive)):
-            self.problems.append(f"@node({what}=...) must be a finite number {bound}, got {_short_repr(value)}.")
+            self.problems.append(f"@node({what}=...) must be a finite number {bound}, got {short_repr(value)}.")
             return 1.0
         if number > _LONGEST_WAIT and what != "backoff":
             self.problems.append(f"@node({what}=...) must be at most {_LONGEST_WAIT:.0f} s, got {number:g}.")
@@ -295,7 +295,7 @@ class _Options:
         ):
             self.problems.append(
                 f"@node({what}=...) must be an exception class or a tuple of them, e.g. "
-                f"{what}=(IOError, TimeoutError), got {_short_repr(value)}."
+                f"{what}=(IOError, TimeoutError), got {short_repr(value)}."
             )
             return (Exception,)
         return tuple(types)
@@ -345,14 +345,6 @@ def _check_option_names(options: Mapping[str, Any], fn: Any) -> None:
         raise NodeDefinitionError(_function_name(fn), problems, _location(fn))
 
 
-def _short_repr(value: Any) -> str:
-    try:
-        text = repr(value)
-    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real mistake
-        text = f"<{type(value).__name__} object>"
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _usable_function(fn: Any, name: Any) -> Callable[..., Any]:
     """``fn`` if `@node` can wrap it: callable, with a signature, given a usable name."""
     label = name if isinstance(name, str) and name else _function_name(fn)
@@ -360,16 +352,16 @@ def _usable_function(fn: Any, name: Any) -> Callable[..., Any]:
         raise NodeDefinitionError(label, [f"{fn!r} is already a node; use it as it is, or @node its function (.fn)."])
     if not callable(fn):
         raise NodeDefinitionError(
-            label, [f"@node wraps a function, found {_short_repr(fn)} ({type(fn).__name__})."]
+            label, [f"@node wraps a function, found {short_repr(fn)} ({type(fn).__name__})."]
         )
     if name is not None and (not isinstance(name, str) or not name.strip()):
-        raise NodeDefinitionError(label, [f"@node(name=...) must be a non-empty str, got {_short_repr(name)}."])
+        raise NodeDefinitionError(label, [f"@node(name=...) must be a non-empty str, got {short_repr(name)}."])
     try:
         inspect.signature(fn)
     except (TypeError, ValueError) as exc:
         raise NodeDefinitionError(
             label,
-            [f"the signature of {_short_repr(fn)} cannot be read ({exc}); wrap it in a def with named parameters."],
+            [f"the signature of {short_repr(fn)} cannot be read ({exc}); wrap it in a def with named parameters."],
         ) from exc
     return fn  # type: ignore[no-any-return]
 
