@@ -410,3 +410,30 @@ def test_any_run_argument_for_context_and_worker_is_checked(text: str) -> None:
         outcome(lambda context=context: inc.run({"x": 1}, context=context))
     outcome(lambda: inc.run({"x": 1}, worker=text))  # type: ignore[arg-type]
     outcome(lambda: inc.validate(text))
+
+
+# -- store URLs ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("stores"))
+
+
+file_names = st.text(alphabet=st.characters(blacklist_characters="/.", blacklist_categories=("Cs",)) | st.sampled_from(["\x00", "\udcff"]), min_size=0, max_size=12)
+url_texts = st.one_of(
+    st.sampled_from(["", "memory://", "memory://x", "mysql://x", "sqlite://", "sqlite:///", "://", "file:///x", "MEMORY://"]),
+    st.text(max_size=12),
+    st.builds(lambda t: "memory://" + t, st.text(max_size=8)),
+)
+
+
+@BOUNDED
+@given(url=st.one_of(url_texts, st.sampled_from([None, 3, b"memory://", ["memory://"]])), name=file_names)
+def test_any_store_url_opens_a_store_or_says_why(store_dir: str, url: Any, name: str) -> None:
+    from aetherflow import open_store
+
+    for candidate in (url, f"sqlite:////{store_dir}/{name}.db"):
+        store = outcome(lambda candidate=candidate: open_store(candidate))
+        if not isinstance(store, AetherFlowError):
+            store.close()
