@@ -95,11 +95,11 @@ class Node:
         location = _location(fn)
         options = _Options(self.name, location)
         self.retries = options.integer("retries", retries, minimum=0)
-        self.retry_delay = options.seconds("retry_delay", retry_delay, minimum=0.0)
-        self.backoff = options.seconds("backoff", backoff, minimum=0.0, positive=True)
-        self.max_delay = None if max_delay is None else options.seconds("max_delay", max_delay, minimum=0.0)
+        self.retry_delay = options.seconds("retry_delay", retry_delay)
+        self.backoff = options.factor("backoff", backoff, positive=True)
+        self.max_delay = None if max_delay is None else options.seconds("max_delay", max_delay)
         self.retry_on = options.exception_types("retry_on", retry_on)
-        self.timeout = None if timeout is None else options.seconds("timeout", timeout, minimum=0.0, positive=True)
+        self.timeout = None if timeout is None else options.seconds("timeout", timeout, positive=True)
         self.max_iterations = options.integer("max_iterations", max_iterations, minimum=1)
         self.conflict_retries = options.integer("conflict_retries", conflict_retries, minimum=0)
         options.check_longest_wait(self.retries, self.retry_delay, self.backoff, self.max_delay)
@@ -276,15 +276,20 @@ class _Options:
             return minimum
         return int(value)
 
-    def seconds(self, what: str, value: Any, *, minimum: float, positive: bool = False) -> float:
-        """A finite number of seconds (or a factor) >= minimum, > 0 if ``positive``."""
-        bound = "> 0" if positive else f">= {minimum:g}"
-        number = _as_float(value)
-        if not (math.isfinite(number) and number >= minimum and (number > 0 or not positive)):
-            self.problems.append(f"@node({what}=...) must be a finite number {bound}, got {short_repr(value)}.")
-            return 1.0
-        if number > _LONGEST_WAIT and what != "backoff":
+    def seconds(self, what: str, value: Any, *, positive: bool = False) -> float:
+        """A wait: a finite number of seconds >= 0 (> 0 if ``positive``) a thread can sleep."""
+        number = self.factor(what, value, positive=positive)
+        if number > _LONGEST_WAIT:
             self.problems.append(f"@node({what}=...) must be at most {_LONGEST_WAIT:.0f} s, got {number:g}.")
+            return 1.0
+        return number
+
+    def factor(self, what: str, value: Any, *, positive: bool = False) -> float:
+        """A finite number >= 0, or > 0 if ``positive``."""
+        number = _as_float(value)
+        if not (math.isfinite(number) and (number > 0 or (number == 0 and not positive))):
+            bound = "> 0" if positive else ">= 0"
+            self.problems.append(f"@node({what}=...) must be a finite number {bound}, got {short_repr(value)}.")
             return 1.0
         return number
 
