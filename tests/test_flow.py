@@ -574,3 +574,16 @@ def test_flow_shapes_that_cannot_be_built_are_explained(build, says: str) -> Non
 def test_a_flow_name_must_be_a_non_empty_string(name: object) -> None:
     with pytest.raises(UsageError, match="needs a non-empty str as the flow's name"):
         inc.named(name)  # type: ignore[arg-type]
+
+
+def test_pictures_escape_quotes_and_survive_unprintable_branch_values() -> None:
+    @node
+    def pick(x: int) -> int:
+        return x
+
+    flow = pick.branch_on({'say "hi"': even, 10**5000: odd}).named('the "flow"')
+    dot = flow.to_dot()
+    assert dot.startswith('digraph "the \\"flow\\"" {')
+    assert '"pick" -> "even" [label="\'say \\"hi\\"\'"];' in dot
+    assert "#quot;hi#quot;" in flow.to_mermaid()
+    assert "<int object>" in flow.to_mermaid()
