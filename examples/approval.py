@@ -1,7 +1,7 @@
 """A human approval step: the job suspends, waits, and resumes with the decision.
 
 `Suspend` pauses the job (status "suspended", recorded in the store); `worker.resume`
-runs the suspended node again with the new input, without re-running earlier nodes.
+runs the suspended node again with the human's `answer`, without re-running earlier nodes.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ def prepare_payment(amount: float, to: str) -> dict:
 
 
 @node
-def approve(prepare_payment: dict, approved: bool | None = None) -> dict:
-    if approved is None:
+def approve(prepare_payment: dict, answer: bool | None = None) -> dict:
+    if answer is None:  # `answer` holds the human's decision only in the run that resumes this suspension
         raise Suspend(f"payment of {prepare_payment['amount']} needs a human decision")
-    return {**prepare_payment, "approved": approved}
+    return {**prepare_payment, "approved": answer}
 
 
 @node
@@ -40,5 +40,5 @@ if __name__ == "__main__":
             job.result()
         except JobSuspendedError as paused:
             print("suspended:", paused.reason, "| status in store:", worker.store.job(job.id).status)
-        resumed = worker.resume(job.id, inputs={"approved": True})
+        resumed = worker.resume(job.id, answer=True)
         print("after approval:", resumed.result())

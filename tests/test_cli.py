@@ -165,3 +165,28 @@ def test_run_with_a_context_profile(project: Path) -> None:
     assert ok.stdout.strip().splitlines()[-1] == "3"
     missing = aetherflow(project, "run", "counting.py:hit", "-i", "n=1", "--context", "nothere.toml")
     assert missing.returncode == 2 and "Context profile nothere.toml: no such file" in missing.stderr
+
+
+GATE = '''
+from aetherflow import Suspend, node
+
+@node
+def gate(answer: str | None = None) -> str:
+    if answer is None:
+        raise Suspend("go?")
+    return f"got {answer}"
+'''
+
+
+def test_resume_with_an_answer_then_resume_the_completed_job_again(tmp_path: Path) -> None:
+    (tmp_path / "gate.py").write_text(GATE)
+    assert aetherflow(tmp_path, "run", "gate.py:gate").returncode == 3
+    job_id = json.loads(aetherflow(tmp_path, "jobs", "--json", "--status", "suspended").stdout)[0]["id"]
+    bad = aetherflow(tmp_path, "resume", job_id, "--answer", "not json")
+    assert bad.returncode != 0 and "--answer must be JSON" in bad.stderr
+    resumed = aetherflow(tmp_path, "resume", job_id, "--answer", '"go"')
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip().splitlines()[-1] == '"got go"'
+    again = aetherflow(tmp_path, "resume", job_id)  # completed: its recorded result, at once
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip().splitlines()[-1] == '"got go"'

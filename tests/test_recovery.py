@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from aetherflow import Worker, node, open_store
+from aetherflow import AetherFlowError, Worker, node, open_store
 from resources import crashing
 from storecase import postgres_url
 
@@ -196,3 +196,387 @@ def test_recover_takes_jobs_whose_heartbeat_expired(tmp_path: Path) -> None:
         assert job.result(10) == 42
     assert store.job("a" * 32).status == "completed"
     store.close()
+
+
+# -- exactly once: each defect of issue #12, as a user would meet it ------------------------
+
+
+def _map_suspend_flow(calls: list[str]):
+    from aetherflow import Suspend
+
+    @node
+    def items(n: int) -> list[int]:
+        calls.append("items")
+        return list(range(n))
+
+    @node
+    def square(x: int) -> int:
+        calls.append("square")
+        return x * x
+
+    @node
+    def total(square: list[int]) -> int:
+        calls.append("total")
+        return sum(square)
+
+    @node
+    def ask(total: int, ok: bool = False) -> int:
+        calls.append("ask")
+        if not ok:
+            raise Suspend("ok?")
+        return total
+
+    return items.map(square).then(total).then(ask).named("map-suspend")
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+def test_resume_after_a_map_runs_only_the_suspended_node(tmp_path: Path, url: str) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}" if url == "sqlite" else url
+    calls: list[str] = []
+    flow = _map_suspend_flow(calls)
+    with Worker(threads=2, store=url, flows=[flow]) as w:
+        job = w.submit(flow, {"n": 3})
+        with pytest.raises(Exception, match="suspended"):
+            job.result(10)
+        assert sorted(calls) == ["ask", "items", "square", "square", "square", "total"]
+        calls.clear()
+        assert w.resume(job.id, inputs={"ok": True}).result(10) == 5
+    assert calls == ["ask"]
+
+
+def test_resume_of_a_map_over_nothing_does_not_rerun_its_successors(tmp_path: Path) -> None:
+    calls: list[str] = []
+    flow = _map_suspend_flow(calls)
+    with Worker(threads=2, store=f"sqlite:///{tmp_path / 'm.db'}", flows=[flow]) as w:
+        job = w.submit(flow, {"n": 0})
+        with pytest.raises(Exception, match="suspended"):
+            job.result(10)
+        calls.clear()
+        assert w.resume(job.id, inputs={"ok": True}).result(10) == 0
+    assert calls == ["ask"]
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+def test_resume_of_a_completed_job_returns_its_result_and_changes_nothing(tmp_path: Path, url: str) -> None:
+    url = f"sqlite:///{tmp_path / 'done.db'}" if url == "sqlite" else url
+    calls: list[str] = []
+
+    @node
+    def once(x: int) -> int:
+        calls.append("once")
+        return x + 1
+
+    flow = once.then(once).named("done")
+    with Worker(threads=2, store=url, flows=[flow]) as w:
+        job = w.submit(flow, {"x": 1})
+        assert job.result(10) == 3
+        before = (w.store.job(job.id), w.store.node_runs(job.id), w.store.events(job.id))
+        again = w.resume(job.id)
+        assert again.result(5) == 3
+        assert again.status == "completed"
+        assert (w.store.job(job.id), w.store.node_runs(job.id), w.store.events(job.id)) == before
+        assert w.recover() == []
+    assert calls == ["once", "once"]
+
+
+STATE_CRASH = """
+import os, sys
+from aetherflow import AetherFlowError, Worker, node, open_store
+
+def crash_in(name):
+    if os.environ.get("CRASH_IN") == name:
+        os._exit(17)
+
+@node
+def first(job_state) -> int:
+    job_state.set("base", 42)
+    return 1
+
+@node
+def second(first: int, job_state) -> int:
+    crash_in("second")
+    job_state.set("second", 2)
+    return 2
+
+@node
+def third(second: int, job_state) -> dict:
+    crash_in("third")
+    return job_state.snapshot()
+
+flow = first.then(second).then(third).named("state-crash")
+store = open_store(sys.argv[1], snapshot_every=1)  # a snapshot at every commit, as a long job makes
+with Worker(threads=1, store=store, flows=[flow]) as w:
+    if sys.argv[2] == "submit":
+        w.submit(flow).result()
+    else:
+        print([j.result(30) for j in w.recover()])
+"""
+
+
+def test_committed_state_survives_a_second_recovery(tmp_path: Path) -> None:
+    """Process 1 commits and crashes; process 2 recovers, commits more, crashes; process 3 sees both commits."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+
+    def proc(mode: str, crash_in: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "CRASH_IN": crash_in}
+        return subprocess.run([sys.executable, "-c", STATE_CRASH, url, mode], env=env, timeout=60, capture_output=True, text=True)
+
+    assert proc("submit", crash_in="second").returncode == 17
+    assert proc("recover", crash_in="third").returncode == 17
+    last = proc("recover", crash_in="")
+    assert last.returncode == 0, last.stderr
+    assert last.stdout.strip() == str([{"base": 42, "second": 2}])
+    store = open_store(url)
+    [job] = store.jobs(flow="state-crash")
+    assert job.status == "completed"
+    store.close()
+
+
+LIVE_OWNER = """
+import os, sys, time
+from aetherflow import Worker, node
+
+@node
+def slow(x: int) -> int:
+    print("STARTED", flush=True)
+    for _ in range(3000):  # until the test opens the gate
+        if os.path.exists(sys.argv[2]):
+            break
+        time.sleep(0.01)
+    return x
+
+with Worker(threads=2, store=sys.argv[1], lease=30) as w:
+    jobs = [w.submit(slow.named("owned"), {"x": i}) for i in range(2)]
+    print([j.result() for j in jobs], flush=True)
+"""
+
+
+def test_a_live_worker_keeps_its_jobs_whatever_lease_a_claimer_passes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'owned.db'}"
+    ran = []
+
+    @node
+    def slow(x: int) -> int:
+        ran.append(x)
+        return x
+
+    gate = tmp_path / "gate"
+    with subprocess.Popen([sys.executable, "-c", LIVE_OWNER, url, str(gate)], stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "STARTED"
+        time.sleep(0.3)  # older than the claimer's lease below, well within the owner's own
+        with Worker(threads=1, store=url, flows=[slow.named("owned")], lease=0.1) as claimer:
+            assert claimer.recover() == []
+            with pytest.raises(AetherFlowError, match="which is alive"):
+                claimer.resume(claimer.store.jobs(flow="owned")[0].id)
+        gate.touch()
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert out.strip().splitlines()[-1] == "[0, 1]"
+    assert ran == []
+
+
+def test_two_workers_resuming_one_suspended_job_at_once_run_it_once(tmp_path: Path) -> None:
+    from aetherflow import Suspend
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    runs: list[str] = []
+    gate = threading.Barrier(2)
+
+    @node
+    def gate_node(ok: bool = False) -> str:
+        runs.append(threading.current_thread().name)
+        if not ok:
+            raise Suspend("wait")
+        return "done"
+
+    flow = gate_node.named("race")
+    with Worker(threads=1, store=url, flows=[flow], name="first") as w:
+        job_id = w.submit(flow).id
+        w.store.flush()
+    runs.clear()
+    outcomes: list[object] = []
+
+    def resume(name: str) -> None:
+        with Worker(threads=1, store=url, flows=[flow], name=name) as w:
+            gate.wait(5)
+            try:
+                outcomes.append(w.resume(job_id, inputs={"ok": True}).result(10))
+            except AetherFlowError as exc:
+                outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=resume, args=(f"r{n}",)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    # The loser is refused, or, when the winner already finished, gets the recorded result.
+    assert "done" in outcomes and set(outcomes) <= {"done", "JobClaimedError"} and len(outcomes) == 2
+    assert len(runs) == 1
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+def test_an_approval_gate_in_a_loop_asks_again_on_every_iteration(tmp_path: Path, url: str) -> None:
+    """`answer` holds the answer in the resumed run of the node that suspended only (LangGraph's interrupt)."""
+    from aetherflow import JobSuspendedError, Suspend
+
+    url = f"sqlite:///{tmp_path / 'loop.db'}" if url == "sqlite" else url
+    seen: list[object] = []
+
+    @node
+    def propose(job_state) -> int:
+        return job_state.apply("calls", lambda n: n + 1, default=0)
+
+    @node
+    def gate(propose: int, answer: str | None = None) -> int:
+        seen.append(answer)
+        if answer is None:
+            raise Suspend(f"run tool call {propose}?")
+        return propose
+
+    @node
+    def more(gate: int) -> bool:
+        return gate < 3
+
+    @node
+    def done(gate: int) -> str:
+        return f"approved {gate}"
+
+    flow = propose.then(gate).then(more).branch_on({True: propose, False: done}).named("agent")
+    with Worker(threads=2, store=url, flows=[flow]) as w:
+        job = w.submit(flow)
+        for call in (1, 2, 3):
+            with pytest.raises(JobSuspendedError, match=f"tool call {call}"):
+                job.result(10)
+            job = w.resume(job.id, answer=f"yes {call}")
+        assert job.result(10) == "approved 3"
+        answered = [e.data for e in w.store.events(job.id, types=["job_answered"])]
+    assert seen == [None, "yes 1", None, "yes 2", None, "yes 3"]
+    assert answered == [{"node": "gate", "answer": f"yes {n}"} for n in (1, 2, 3)]
+
+
+def test_answer_to_a_secret_parameter_is_recorded_redacted(tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from aetherflow import Suspend
+
+    @node
+    def unlock(answer: SecretStr | None = None) -> int:
+        if answer is None:
+            raise Suspend("pin?")
+        return len(answer.get_secret_value())
+
+    url = f"sqlite:///{tmp_path / 'secret.db'}"
+    with Worker(threads=1, store=url, flows=[unlock]) as w:
+        job = w.submit(unlock)
+        with pytest.raises(AetherFlowError):
+            job.result(10)
+        assert w.resume(job.id, answer="4321-pin").result(10) == 8
+    assert b"4321-pin" not in (tmp_path / "secret.db").read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("secret.db-*"))
+
+
+def test_answer_for_a_job_that_is_not_suspended_is_refused(tmp_path: Path) -> None:
+    @node
+    def plain() -> int:
+        return 1
+
+    with Worker(threads=1, store=f"sqlite:///{tmp_path / 'a.db'}", flows=[plain]) as w:
+        job = w.submit(plain)
+        job.result(10)
+        w.store.set_job_status(job.id, __import__("aetherflow").JobStatus.FAILED, time.time())
+        with pytest.raises(AetherFlowError, match="not suspended"):
+            w.resume(job.id, answer="yes")
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+def test_a_suspended_job_is_not_held_in_the_workers_memory(tmp_path: Path, url: str) -> None:
+    import gc
+    import weakref
+
+    from aetherflow import Suspend
+
+    url = f"sqlite:///{tmp_path / 'held.db'}" if url == "sqlite" else url
+
+    @node
+    def later(ok: bool = False) -> str:
+        if not ok:
+            raise Suspend("later")
+        return "done"
+
+    with Worker(threads=2, store=url, flows=[later]) as w:
+        job = w.submit(later)
+        with pytest.raises(AetherFlowError):
+            job.result(10)
+        job_id, handle = job.id, weakref.ref(job)
+        del job
+        gc.collect()
+        assert handle() is None  # the worker keeps nothing of it: the store has it
+        assert w.resume(job_id, inputs={"ok": True}).result(10) == "done"
+
+
+def test_suspended_jobs_count_toward_the_memory_stores_bound() -> None:
+    from aetherflow import Suspend
+    from aetherflow.store.memory import MemoryStore
+
+    @node
+    def never(i: int) -> None:
+        raise Suspend("never resumed")
+
+    store = MemoryStore(max_jobs=10)
+    with Worker(threads=2, store=store) as w:
+        for job in [w.submit(never, {"i": i}) for i in range(30)]:
+            with pytest.raises(AetherFlowError):
+                job.result(10)
+    assert len(store.jobs(limit=100)) == 10
+
+
+def test_cancelling_a_suspended_job_records_it_cancelled(tmp_path: Path) -> None:
+    from aetherflow import Suspend
+
+    @node
+    def held() -> None:
+        raise Suspend("hold")
+
+    with Worker(threads=1, store=f"sqlite:///{tmp_path / 'c.db'}") as w:
+        job = w.submit(held)
+        with pytest.raises(AetherFlowError):
+            job.result(10)
+        job.cancel()
+        assert job.status == "cancelled"
+        assert w.store.job(job.id).status == "cancelled"
+
+
+SUBMITTER = """
+import sys
+from aetherflow import Worker, node
+
+@node
+def quick(i: int) -> int:
+    return i
+
+with Worker(threads=2, store=sys.argv[1]) as w, open(sys.argv[2], "a") as acks:
+    print("READY", flush=True)
+    for i in range(100_000):
+        job = w.submit(quick.named("acked"), {"i": i})
+        acks.write(job.id + "\\n")
+        acks.flush()
+"""
+
+
+@pytest.mark.parametrize("trial", range(4))
+def test_under_sync_a_job_submit_returned_is_in_the_store_after_kill_9(tmp_path: Path, trial: int) -> None:
+    import random
+    import signal
+
+    url = f"sqlite:///{tmp_path / 'acked.db'}"
+    acks = tmp_path / "acks"
+    with subprocess.Popen([sys.executable, "-c", SUBMITTER, url, str(acks)], stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
+        time.sleep(random.Random(trial).uniform(0.05, 0.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    acknowledged = acks.read_text().split()
+    assert acknowledged
+    with open_store(url) as store:
+        recorded = {j.id for j in store.jobs(flow="acked", limit=1_000_000)}
+    assert set(acknowledged) <= recorded

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -480,3 +484,68 @@ def test_cancelling_a_suspended_job_records_it_cancelled(worker) -> None:
     job.cancel()
     assert job.status == "cancelled"
     assert worker.store.job(job.id).status == "cancelled"
+
+
+CTRL_C = """
+import sys, time
+from aetherflow import Worker, node
+
+@node
+def slow(i: int) -> int:
+    print(f"STARTED {i}", flush=True)
+    time.sleep(1.5)
+    return i
+
+with Worker(threads=2, store=sys.argv[1]) as w:
+    jobs = [w.submit(slow.named("interrupted"), {"i": i}) for i in range(10)]
+    print("SUBMITTED", flush=True)
+    print([job.result() for job in jobs])
+"""
+
+
+def _interrupted(tmp_path: Path, signals: int) -> tuple[float, subprocess.Popen[str]]:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    seen = ""
+    while "SUBMITTED" not in seen or seen.count("STARTED") < 2:  # both threads busy, 8 jobs queued
+        line = proc.stdout.readline()
+        assert line, "the script ended early"
+        seen += line
+    sent = time.perf_counter()
+    for _ in range(signals):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.1)
+    proc.communicate(timeout=30)
+    return time.perf_counter() - sent, proc
+
+
+def test_first_ctrl_c_stops_starting_nodes_and_cancels_unfinished_jobs(tmp_path: Path) -> None:
+    from aetherflow import open_store
+
+    took, proc = _interrupted(tmp_path, signals=1)
+    assert proc.returncode != 0
+    assert took < 5  # the two running nodes return (1.5 s); the 8 queued jobs never start (12 s)
+    with open_store(f"sqlite:///{tmp_path / 'c.db'}") as store:
+        statuses = [j.status for j in store.jobs(limit=100)]
+    assert len(statuses) == 10 and "running" not in statuses
+    assert statuses.count("cancelled") >= 8
+
+
+def test_second_ctrl_c_exits_at_once_and_recover_takes_what_it_left(tmp_path: Path) -> None:
+    from aetherflow import Worker, node
+
+    took, proc = _interrupted(tmp_path, signals=2)
+    assert proc.returncode != 0 and took < 1.4  # before the running nodes could return
+    ran = []
+
+    @node
+    def slow(i: int) -> int:
+        ran.append(i)
+        return i
+
+    with Worker(threads=2, store=f"sqlite:///{tmp_path / 'c.db'}", flows=[slow.named("interrupted")]) as w:
+        jobs = w.recover()
+        assert jobs and sorted(j.result(10) for j in jobs) == sorted(ran)  # what the dead process left, taken over
+        statuses = [j.status for j in w.store.jobs(limit=100)]
+    assert "running" not in statuses

@@ -21,6 +21,7 @@ from typer.exceptions import TyperException
 
 from .errors import AetherFlowError, ContextProfileError
 from .job import JobSuspendedError
+from .node import UNSET
 from .report import html_report
 from .store import Store, open_store
 from .store.records import as_json
@@ -174,6 +175,7 @@ def resume(
     job_id: Annotated[str, typer.Argument(help="The job to continue.")],
     input: Annotated[list[str] | None, typer.Option("--input", "-i", help="New or changed input as key=value.")] = None,
     target: Annotated[str | None, typer.Option("--target", help="Where the flow's code is, if not the one `run` used.")] = None,
+    answer: Annotated[str | None, typer.Option("--answer", help="JSON answer to the suspension, given to the node's `answer` parameter.")] = None,
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Continue a suspended or crashed job; completed nodes are not run again."""
@@ -186,10 +188,19 @@ def resume(
         raise UsageError(f"Job {record.id} belongs to flow '{record.flow}', whose code location is unknown; pass --target path/to/file.py:flow.")
     flow = load_target(where)
     with Worker(store=st, flows=[flow]) as worker:
-        job = worker.resume(record.id, inputs=_inputs(input or [], None) or None)
+        job = worker.resume(record.id, inputs=_inputs(input or [], None) or None, answer=_answer(answer))
         output = job.result()
     print(_json_line(output))
     st.close()
+
+
+def _answer(text: str | None) -> Any:
+    if text is None:
+        return UNSET
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--answer must be JSON (for example --answer '\"yes\"' or --answer '{{\"approved\": true}}'); found {text!r}: {exc}.") from exc
 
 
 @app.command()

@@ -68,6 +68,7 @@ class _Snapshot:
     outputs: dict[str, Any]
     context: str | None  # "module:Class"
     state: dict[str, dict[str, tuple[Any, int]]]  # "job" / "node" / "worker" -> entries
+    answer: Any = UNSET  # the answer to a suspension, when this call resumes it
 
 
 @dataclass
@@ -91,6 +92,10 @@ class _View:
         self.job_space = _space(StateScope.JOB, "", snap.state.get("job", {}))
         self._node = _space(StateScope.NODE, snap.name, snap.state.get("node", {}))
         self.worker = _space(StateScope.WORKER, f"{snap.flow}/{snap.name}", snap.state.get("worker", {}))
+        self._answer = snap.answer
+
+    def answer_to(self, i: int, iteration: int, default: Any) -> Any:
+        return default if self._answer is UNSET else self._answer
 
     def node_space(self, name: str) -> StateSpace:
         return self._node
@@ -278,7 +283,7 @@ class DaskWorker(Worker):
         vp = run.plan.vertices[sending.i]
         item = run.map_items[sending.i][sending.k] if sending.k >= 0 else UNSET
         key, blob = self._vertex_blob(run.plan.flow, vp)
-        snap = _Snapshot(key, blob, vp.name, run.job_id, call.flow, run.runs[sending.i], item, run.inputs, _needed_outputs(vp, run.outputs), self._context_ref(call), self._state_snapshot(call, vp))
+        snap = _Snapshot(key, blob, vp.name, run.job_id, call.flow, run.runs[sending.i], item, run.inputs, _needed_outputs(vp, run.outputs), self._context_ref(call), self._state_snapshot(call, vp), run.answer_to(sending.i, run.runs[sending.i], UNSET))
         self._outbox.put((sending, snap))
 
     def _dispatch(self) -> None:

@@ -176,6 +176,10 @@ class JobCancelledError(AetherFlowError):
         super().__init__(f"Job {job_id} was cancelled before it finished; it has no result.")
 
 
+class JobClaimedError(AetherFlowError):
+    """A job cannot be resumed here: a live worker owns it (a job has one owner at a time)."""
+
+
 class StoreError(AetherFlowError):
     """The store cannot be opened, written or read."""
 

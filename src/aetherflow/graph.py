@@ -18,13 +18,13 @@ from .errors import FlowDefinitionError, MissingInputError, UsageError, closest,
 from .node import UNSET, Node
 from .typos import NearNames
 
-BUILTINS = ("execution", "job_state", "node_state", "worker_state")
+BUILTINS = ("execution", "job_state", "node_state", "worker_state", "answer")
 
 # Where a parameter's value comes from (see `Binding`).
 B_EXECUTION, B_JOB_STATE, B_NODE_STATE, B_WORKER_STATE = 0, 1, 2, 3
-B_PROVIDER, B_NODE, B_JOIN, B_ITEM, B_INPUT = 4, 5, 6, 7, 8
-_VALUE_KINDS = (B_NODE, B_JOIN, B_ITEM, B_INPUT)  # validated; services and built-ins are not
-_BUILTIN_KIND = dict(zip(BUILTINS, (B_EXECUTION, B_JOB_STATE, B_NODE_STATE, B_WORKER_STATE), strict=True))
+B_PROVIDER, B_NODE, B_JOIN, B_ITEM, B_INPUT, B_ANSWER = 4, 5, 6, 7, 8, 9
+_VALUE_KINDS = (B_NODE, B_JOIN, B_ITEM, B_INPUT, B_ANSWER)  # validated; services and other built-ins are not
+_BUILTIN_KIND = dict(zip(BUILTINS, (B_EXECUTION, B_JOB_STATE, B_NODE_STATE, B_WORKER_STATE, B_ANSWER), strict=True))
 
 
 @dataclass

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from .errors import NodeError, NodeInputError, NodeOutputError, NodeTimeoutError, StateConflictError, Suspend
 from .execution import ExecutionContext, _current
 from .graph import (
+    B_ANSWER,
     B_EXECUTION,
     B_INPUT,
     B_ITEM,
@@ -50,6 +51,8 @@ class RunView(Protocol):
     def job_space(self) -> StateSpace: ...
 
     def node_space(self, name: str) -> StateSpace: ...
+
+    def answer_to(self, i: int, iteration: int, default: Any) -> Any: ...
 
 
 def _unrecorded(fields: RunFields) -> None:
@@ -139,6 +142,11 @@ def _arguments(call: JobCall, vp: VertexPlan, ex: ExecutionContext, handles: lis
         elif kind == B_EXECUTION:
             args.append(ex)
             continue
+        elif kind == B_ANSWER:
+            value = run.answer_to(vp.index, ex.iteration, UNSET)
+            if value is UNSET:  # every run but the one resuming the suspension
+                args.append(None if b.default is UNSET else b.default)
+                continue
         else:
             handle = StateHandle(_state_space(call, vp, kind))
             handles.append(handle)

@@ -33,7 +33,7 @@ class JobRun:
     """
 
     __slots__ = (
-        "_again", "_busy", "_got", "_job_space", "_maps", "_skipped_any", "_waiting", "error", "graph", "in_flight",
+        "_again", "_busy", "_got", "_job_space", "_maps", "_skipped_any", "_waiting", "answer", "error", "graph", "in_flight",
         "inputs", "job_id", "lock", "map_items", "node_spaces", "outputs", "plan", "runs", "status", "stopped", "suspended",
     )
 
@@ -50,6 +50,7 @@ class JobRun:
         self.stopped: JobStatus | None = None  # FAILED / CANCELLED / SUSPENDED once decided
         self.error: BaseException | None = None
         self.suspended: tuple[str, str] | None = None  # (node, reason)
+        self.answer: tuple[int, int, Any] | None = None  # (vertex, iteration, value): the answer to a suspension
         self.in_flight = 0
         self._waiting = graph.waiting_at_start.copy()
         self._got = bytearray(n)
@@ -94,9 +95,34 @@ class JobRun:
         with self.lock:
             self._maps.setdefault(i, [{}, 0])[0][item] = output
 
+    def replayed_map(self, i: int) -> list[Any] | None:
+        """The results of mapped vertex ``i`` when every item of its recorded input was replayed, else None."""
+        g = self.graph
+        if not g.mapped[i]:
+            return None
+        source = g.names[g.explicit[i][0]]
+        if source not in self.outputs:
+            return None
+        try:
+            count = len(list(self.outputs[source]))
+        except TypeError:
+            return None  # not iterable: the map fails again when it runs, with its error
+        done = self.replayed_items(i)
+        if any(k not in done for k in range(count)):
+            return None
+        self._maps.pop(i, None)  # a later iteration of a loop maps afresh
+        return [done[k] for k in range(count)]
+
     def replayed_items(self, i: int) -> dict[int, Any]:
         entry = self._maps.get(i)
         return entry[0] if entry is not None and isinstance(entry[0], dict) else {}
+
+    def answer_to(self, i: int, iteration: int, default: Any) -> Any:
+        """The answer for run ``iteration`` of vertex ``i``: given only to the run resuming the suspension."""
+        answer = self.answer
+        if answer is not None and answer[0] == i and answer[1] == iteration:
+            return answer[2]
+        return default
 
     def node_space(self, name: str) -> StateSpace:
         space = self.node_spaces.get(name)
@@ -188,10 +214,6 @@ class JobRun:
         with self.lock:
             self.in_flight -= 1
             self._busy[i] = 0
-            return self._ended([])
-
-    def finish_if_idle(self) -> bool:
-        with self.lock:
             return self._ended([])
 
     def cancel(self) -> bool:

@@ -24,7 +24,7 @@ from queue import SimpleQueue
 from typing import Any, NamedTuple
 
 from .context import is_context_class, provider_names
-from .errors import AetherFlowError, JobCancelledError, NodeError, Suspend
+from .errors import AetherFlowError, JobCancelledError, JobClaimedError, NodeError, Suspend
 from .flow import Flow, as_flow
 from .graph import B_PROVIDER, Plan, job_inputs
 from .invoke import JobCall, Outcome, acall_node, call_node
@@ -37,7 +37,8 @@ from .scopes import JobScopes, ScopeCache, ThreadCaches
 from .state import StateScope, StateSpace
 from .status import JobStatus, NodeStatus
 from .store import Store, open_store
-from .store.base import RunFacts
+from .store.base import Progress, RunFacts
+from .store.records import JobRecord
 from .store.serialize import value_checker
 
 log = logging.getLogger("aetherflow.worker")
@@ -137,7 +138,7 @@ class Worker:
             t.start()
         self._heartbeat_stop = threading.Event()
         if self.store.persistent:
-            self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time())
+            self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time(), self.lease)
             threading.Thread(target=self._beat, name=f"{self.id}-heartbeat", daemon=True).start()
 
     # -- public API -----------------------------------------------------------------------
@@ -172,18 +173,30 @@ class Worker:
         from .progress import progress_bar
 
         prepared = self._prepare(flow, context)
-        jobs = [self._start(prepared, inputs) for inputs in many_inputs]
-        with progress_bar(len(jobs), prepared.name, enabled=progress) as advance:
-            results = []
-            for job in jobs:
-                try:
-                    results.append(job.result())
-                finally:
-                    advance()
+        jobs: list[Job] = []
+        try:
+            jobs.extend(self._start(prepared, inputs) for inputs in many_inputs)
+            with progress_bar(len(jobs), prepared.name, enabled=progress) as advance:
+                results = []
+                for job in jobs:
+                    try:
+                        results.append(job.result())
+                    finally:
+                        advance()
+        except KeyboardInterrupt:
+            for job in jobs:  # Ctrl-C: the jobs of this map start no more nodes
+                job.cancel()
+            raise
         return results
 
-    def resume(self, job_id: str, flow: Flow | Node | None = None, inputs: Mapping[str, Any] | None = None, *, context: Any = None) -> Job:
-        """Continue a job from its committed progress; completed nodes are not run again."""
+    def resume(
+        self, job_id: str, flow: Flow | Node | None = None, inputs: Mapping[str, Any] | None = None, *, context: Any = None, answer: Any = UNSET
+    ) -> Job:
+        """Continue a job from its committed progress; completed nodes are not run again.
+
+        ``inputs`` adds job inputs for the rest of the job; ``answer`` answers its
+        suspension: the node that suspended gets it as its ``answer`` parameter, once.
+        """
         with self._lock:
             live = self._active.get(job_id, (None, None))[0]
         if live is not None and live.status is not JobStatus.SUSPENDED:
@@ -193,17 +206,25 @@ class Worker:
         f, name, _, plan, _, _ = prepared
         values = {**progress.job.inputs, **(inputs or {})}
         plan.check_inputs(values, name)
-        run, ready = rebuild(progress, f.graph, plan, values, name)
-        return self._launch(prepared, run, ready)
+        rebuilt = rebuild(progress, f.graph, plan, values, name)
+        if progress.job.status is JOB_COMPLETED:
+            return self._recorded(prepared, rebuilt.run, progress.job.output)
+        answered = None if answer is UNSET else self._answer(progress, rebuilt.run, answer)
+        self._claim(progress.job, answered)  # records the job as running here
+        return self._launch(prepared, rebuilt.run, rebuilt.ready, ended=rebuilt.ended)
 
     def recover(self, flows: Iterable[Flow | Node] | None = None) -> list[Job]:
         """Take over every job whose worker is gone (dead process here, or expired heartbeat)."""
         for f in flows or ():
             self.add_flow(f)
         jobs = []
-        for job_id in self.store.orphaned_jobs(self.lease, time.time()):
-            if self.store.claim(job_id, self.id):
+        for job_id in self.store.orphaned_jobs(self.lease, time.time(), me=self.id):
+            if job_id in self._active:
+                continue
+            try:
                 jobs.append(self.resume(job_id))
+            except JobClaimedError:
+                continue  # another worker took it first
         return jobs
 
     def worker_state(self, flow: str, node: str) -> dict[str, Any]:
@@ -217,7 +238,7 @@ class Worker:
             if self._closed:
                 return
             self._closed = True
-            while any(j.status is not JobStatus.SUSPENDED for j, _ in list(self._active.values())):
+            while self._active:
                 self._idle.wait(0.05)
         for _ in self._pool:
             self._queue.put(None)
@@ -243,8 +264,16 @@ class Worker:
     def __enter__(self) -> Worker:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self._cancel_unfinished()  # Ctrl-C: start nothing more, wait only for the nodes running now
         self.close()
+
+    def _cancel_unfinished(self) -> None:
+        """Cancel every job of this worker that is not suspended; running nodes finish, queued ones never start."""
+        for job, _ in list(self._active.values()):
+            if job.status is not JOB_SUSPENDED:
+                job.cancel()
 
     def __repr__(self) -> str:
         return f"<Worker {self.id} threads={self.threads} store={self.store.url}>"
@@ -267,9 +296,38 @@ class Worker:
         job_id = new_job_id()
         self.store.create_job(job_id, name, self._storable_inputs(plan, values), self.id, time.time(), running=True)
         run = JobRun(job_id, f.graph, plan, values)
-        return self._launch(prepared, run, run.start(), recorded=True, first_here=first_here)
+        return self._launch(prepared, run, run.start(), first_here=first_here)
 
-    def _launch(self, prepared: _Prepared, run: JobRun, ready: list[int], recorded: bool = False, first_here: bool = False) -> Job:
+    def _answer(self, progress: Progress, run: JobRun, answer: Any) -> tuple[str, Any]:
+        """Give ``answer`` to the run that resumes the suspension; returns what history records of it."""
+        node = progress.suspended
+        if progress.job.status is not JOB_SUSPENDED or node is None or node not in run.graph.index:
+            raise AetherFlowError(
+                f"Job {progress.job.id} is {progress.job.status.value}, not suspended: answer= answers a suspension. "
+                "Resume it without answer= (inputs= adds job inputs)."
+            )
+        i = run.graph.index[node]
+        run.answer = (i, run.runs[i], answer)
+        return node, "**********" if run.graph.nodes[i].is_secret("answer") else answer
+
+    def _claim(self, job: JobRecord, answered: tuple[str, Any] | None = None) -> None:
+        """Become the job's one owner, or refuse: a job runs on one live worker at a time."""
+        if job.worker != self.id and job.status in (JOB_RUNNING, JobStatus.PENDING) and self.store.worker_alive(job.worker, time.time(), self.lease):
+            raise JobClaimedError(
+                f"Job {job.id} is {job.status.value} on worker '{job.worker}', which is alive; a job has one owner at a time. "
+                "Wait for it to end, or cancel it there; recover() takes it over once that worker is gone."
+            )
+        if not self.store.claim(job.id, self.id, job.worker, job.status, answered):
+            raise JobClaimedError(f"Job {job.id} was taken over by another worker while this one was resuming it; it runs there.")
+
+    def _recorded(self, prepared: _Prepared, run: JobRun, output: Any) -> Job:
+        """A completed job, as its record says: resuming it runs nothing and writes nothing."""
+        job = Job(run.job_id, prepared.flow, run, self._cancel_fn)
+        job._status = JOB_COMPLETED
+        job._finished(output, None)
+        return job
+
+    def _launch(self, prepared: _Prepared, run: JobRun, ready: list[int], first_here: bool = False, ended: bool = False) -> Job:
         self._refuse_if_closed()
         flow, name, ctx, _, injectors, observed = prepared
         job = Job(run.job_id, flow, run, self._cancel_fn)
@@ -277,13 +335,10 @@ class Worker:
         call = JobCall(run, self.id, name, injectors, scopes, self._worker_space_fn, self._check_value, context=ctx, observed=observed, record_run=self.store.run_recorder(run.job_id))
         self._active[job.id] = (job, call)  # atomic; no lock on the per-job path
         job._status = JOB_RUNNING
-        if not recorded:  # a resumed job; a new one was recorded as running when created
-            self.store.set_job_status(job.id, JobStatus.RUNNING, time.time())
         if self._hooks:
             self._emit("job_started", job=job.id, flow=name)
-        if not ready:
-            if run.finish_if_idle():  # nothing left to run: every vertex already completed
-                self._finish(job, call)
+        if ended or not ready:  # a resumed job whose every reachable vertex had completed
+            self._finish(job, call)
             return job
         for i in ready[1:] if first_here else ready:
             self._queue.put((call, job, i, -1))
@@ -366,6 +421,7 @@ class Worker:
             except BaseException as exc:  # a bug here must not kill the thread or hang the job
                 log.critical("AetherFlow internal error while running a node", exc_info=True)
                 self._fail_task(task, exc)
+            task = None  # an idle thread must not keep its last job alive
         self._thread_caches.close_current()  # thread-scoped instances are torn down on their own thread
 
     def _execute(self, task: Any, thread: str) -> None:
@@ -563,8 +619,7 @@ class Worker:
         except Exception:  # the caller still gets the result; the log has the failure
             log.error("Could not record the end of job %s", job.id, exc_info=True, extra={"job_id": job.id, "node": None})
         job._status = status
-        if status is not JOB_SUSPENDED:
-            self._active.pop(job.id, None)
+        self._active.pop(job.id, None)  # a suspended job lives in the store until it is resumed
         if self._closed:
             with self._lock:
                 self._idle.notify_all()
@@ -595,15 +650,13 @@ class Worker:
         return output
 
     def _cancel(self, job: Job) -> None:
-        with self._lock:
-            entry = self._active.get(job.id)
-        if entry is None or entry[0] is not job:
-            return
-        if job.status is JobStatus.SUSPENDED:  # nothing runs: it just will never be resumed
-            self._active.pop(job.id, None)
+        if job.status is JOB_SUSPENDED:  # nothing runs: it just will never be resumed
+            if self.store.job(job.id).status is JOB_SUSPENDED:  # not resumed meanwhile through another handle
+                self.store.set_job_status(job.id, JobStatus.CANCELLED, time.time(), error="cancelled while suspended")
             job._status = JobStatus.CANCELLED
-            self.store.set_job_status(job.id, JobStatus.CANCELLED, time.time(), error="cancelled while suspended")
-        elif job.run.cancel():
+            return
+        entry = self._active.get(job.id)
+        if entry is not None and entry[0] is job and job.run.cancel():
             self._finish(job, entry[1])
 
     # -- scopes and state ----------------------------------------------------------------------
@@ -632,7 +685,7 @@ class Worker:
     def _beat(self) -> None:
         while not self._heartbeat_stop.wait(self.lease / 3):
             try:
-                self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time())
+                self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time(), self.lease)
             except Exception:
                 log.warning("Heartbeat of %s failed", self.id, exc_info=True)
 

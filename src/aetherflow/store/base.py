@@ -74,8 +74,8 @@ class Store(ABC):
         record, new = self.record_run, tuple.__new__  # a NamedTuple's own __new__ is Python code
         return lambda fields: record(new(RunFacts, (job_id, *fields)))
 
-    def heartbeat(self, worker: str, pid: int, host: str, ts: float) -> None:  # noqa: B027 - optional hook
-        """Say that ``worker`` is alive (persistent stores use it to find dead workers)."""
+    def heartbeat(self, worker: str, pid: int, host: str, ts: float, lease: float | None = None) -> None:  # noqa: B027 - optional hook
+        """Say that ``worker`` is alive until ``ts + lease`` (persistent stores use it to find dead workers)."""
 
     def remember_target(self, flow: str, target: str) -> None:
         """Remember where a flow's code lives (``file.py:flow``), so the CLI can resume its jobs."""
@@ -95,13 +95,27 @@ class Store(ABC):
     @abstractmethod
     def progress(self, job_id: str) -> Progress: ...
 
-    def orphaned_jobs(self, lease: float, now: float) -> list[str]:
-        """Jobs left running or pending by a worker that is gone (none in memory)."""
+    def orphaned_jobs(self, lease: float, now: float, me: str = "") -> list[str]:
+        """Jobs left running or pending by a worker that is gone (none in memory).
+
+        A worker is gone when its process is dead on this host, or, on another host, its
+        last heartbeat is older than its own recorded lease (``lease`` when none was
+        recorded). Jobs recorded under ``me`` count as left by an earlier process of that name.
+        """
         return []
 
-    def claim(self, job_id: str, worker: str) -> bool:
-        """Take over a job for ``worker``; False when another worker already has it."""
-        return True
+    def worker_alive(self, worker: str, now: float, lease: float) -> bool:
+        """Whether ``worker`` is alive by the rule of `orphaned_jobs`."""
+        return False
+
+    @abstractmethod
+    def claim(self, job_id: str, worker: str, owner: str, status: JobStatus, answered: tuple[str, Any] | None = None) -> bool:
+        """Make ``worker`` the owner of a job that is ``status`` under ``owner``, and mark it running.
+
+        One atomic compare-and-set: of several workers claiming the job as they saw it,
+        exactly one gets True. ``answered`` is ``(node, answer)`` when the claim resumes a
+        suspension with an answer, recorded as a ``job_answered`` event.
+        """
 
     # -- queries ------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import StoreError
 from ..node import UNSET
 from ..state import DELETED
-from ..status import ENDED, FINISHED, JobStatus, NodeStatus
+from ..status import ENDED, JobStatus, NodeStatus
 from .base import Progress, RunFacts, RunFields, Store
 from .records import EventRecord, JobRecord, NodeRunRecord, StateRecord, epoch, utc
 from .stats import flow_stats
@@ -42,6 +42,7 @@ class _Job:
     # two; until then (None) they are read off `started`, `finished`, `status` and `error`.
     # Every object a kept job holds is one more for each full garbage collection to walk.
     changes: list[Any] | None = None
+    answers: list[tuple[float, str, Any]] | None = None  # (ts, node, answer) of each resume that answered a suspension
 
     def run_facts(self) -> list[RunFacts]:
         flat = self.runs[:]  # one atomic copy: writers add whole runs
@@ -108,9 +109,11 @@ class MemoryStore(Store):
         if output is not UNSET:
             job.output = output
         job.error = error
-        if status in FINISHED:
+        if status in ENDED:  # suspended jobs count toward the bound too: nobody may ever resume them
             self._finished[job_id] = None
             self._drop_oldest()
+        else:
+            self._finished.pop(job_id, None)  # resumed: running again, never dropped while it runs
 
     def _drop_oldest(self) -> None:
         while len(self._finished) > self.max_jobs:
@@ -133,6 +136,18 @@ class MemoryStore(Store):
         return job.runs.extend  # the hot path of the default store: the whole write
 
     # -- recovery ---------------------------------------------------------------------
+
+    def claim(self, job_id: str, worker: str, owner: str, status: JobStatus, answered: tuple[str, Any] | None = None) -> bool:
+        with self._lock:
+            job = self._get(job_id)
+            if job.worker != owner or job.status is not status:
+                return False
+            job.worker = worker
+            now = time.time()
+            self.set_job_status(job_id, _RUNNING, now)
+            if answered is not None:
+                job.answers = [*(job.answers or ()), (now, *answered)]
+        return True
 
     def progress(self, job_id: str) -> Progress:
         job = self._get(job_id)
@@ -185,6 +200,7 @@ class MemoryStore(Store):
         job = self._get(job_id)
         evs: list[tuple[float, int, str, str | None, dict[str, Any]]] = [(job.created, 0, "job_created", None, {"inputs": job.inputs})]
         evs += [(ts, order, f"job_{st.value}", None, {"error": err} if err else {}) for order, (ts, st, err) in enumerate(job.status_changes(), 1)]
+        evs += [(ts, 500_000, "job_answered", None, {"node": node, "answer": answer}) for ts, node, answer in job.answers or ()]
         for k, run in enumerate(job.run_facts()):
             base = (k + 1) * 1_000_000
             evs.append((run.started, base, "node_started", run.node, {"iteration": run.iteration, "attempt": run.attempt}))

@@ -14,6 +14,7 @@ import os
 import pickle
 import socket
 import threading
+import time
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -32,7 +33,7 @@ from .writer import BatchWriter, retry
 
 Statement = tuple[str, list[tuple[Any, ...]]]  # SQL with "?" placeholders, rows of parameters
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _TEXT: dict[Any, str] = {member: member.value for enum in (JobStatus, NodeStatus, StateScope) for member in enum}
 
 
@@ -55,6 +56,8 @@ def migrations(real: str, serial_pk: str) -> list[tuple[int, list[str]]]:
             f"CREATE TABLE workers (id TEXT PRIMARY KEY, pid INTEGER, host TEXT, heartbeat {real})",
             "CREATE TABLE targets (flow TEXT PRIMARY KEY, target TEXT NOT NULL)",
         ]),
+        # Each worker's own lease, so a claimer with a shorter one cannot take a live worker's jobs.
+        (2, [f"ALTER TABLE workers ADD COLUMN lease {real}"]),
     ]
 
 
@@ -81,7 +84,6 @@ class SQLStore(Store):
         self.snapshot_every = snapshot_every
         self._live: dict[str, dict[str, Any]] = {}  # job -> state as committed, for snapshots
         self._live_lock = threading.Lock()
-        self._owners: dict[str, str | None] = {}
         self._migrate()
         self._writer: BatchWriter[list[Statement]] = BatchWriter(url.rsplit("/", 1)[-1], self._transact, sync=durability == "sync")
 
@@ -201,8 +203,11 @@ class SQLStore(Store):
             data = json.dumps(live["state"])
         return [("INSERT INTO state_snapshots (job_id, upto, data, ts) VALUES (?, (SELECT COALESCE(MAX(id), 0) FROM state_writes WHERE job_id = ?), ?, ?)", [(job_id, job_id, data, ts)])]
 
-    def heartbeat(self, worker: str, pid: int, host: str, ts: float) -> None:
-        self._submit([("DELETE FROM workers WHERE id = ?", [(worker,)]), ("INSERT INTO workers (id, pid, host, heartbeat) VALUES (?, ?, ?, ?)", [(worker, pid, host, ts)])])
+    def heartbeat(self, worker: str, pid: int, host: str, ts: float, lease: float | None = None) -> None:
+        self._submit([
+            ("DELETE FROM workers WHERE id = ?", [(worker,)]),
+            ("INSERT INTO workers (id, pid, host, heartbeat, lease) VALUES (?, ?, ?, ?, ?)", [(worker, pid, host, ts, lease)]),
+        ])
 
     def remember_target(self, flow: str, target: str) -> None:
         self._submit([("DELETE FROM targets WHERE flow = ?", [(flow,)]), ("INSERT INTO targets (flow, target) VALUES (?, ?)", [(flow, target)])])
@@ -304,39 +309,58 @@ class SQLStore(Store):
         return Progress(job, completed, self._state_of(job_id), suspended)
 
     def _state_of(self, job_id: str) -> dict[tuple[str, str], dict[str, tuple[Any, int]]]:
+        raw = self._raw_state(job_id)
+        with self._live_lock:  # this process's snapshots of the job start from all of it, not only its own commits
+            self._live[job_id] = {"count": 0, "state": raw}
         state: dict[tuple[str, str], dict[str, tuple[Any, int]]] = {}
+        for joined, (value, deleted, version) in raw.items():
+            scope, namespace, key = joined.split("\x1f")
+            state.setdefault((scope, namespace), {})[key] = (UNSET if deleted else self._load(value), version)
+        return state
+
+    def _raw_state(self, job_id: str) -> dict[str, list[Any]]:
+        """The job's committed state as stored: ``{"scope\x1fnamespace\x1fkey": [value text, deleted, version]}``."""
+        raw: dict[str, list[Any]] = {}
         upto = 0
         snap = self._rows("SELECT upto, data FROM state_snapshots WHERE job_id = ? ORDER BY id DESC LIMIT 1", [job_id])
         if snap:
             upto = snap[0][0]
-            for joined, (value, deleted, version) in json.loads(snap[0][1]).items():
-                scope, namespace, key = joined.split("\x1f")
-                state.setdefault((scope, namespace), {})[key] = (UNSET if deleted else self._load(value), version)
+            raw.update(json.loads(snap[0][1]))
         rows = self._rows("SELECT scope, namespace, key, value, deleted, version FROM state_writes WHERE job_id = ? AND id > ? AND scope <> 'worker' ORDER BY id", [job_id, upto])
         for scope, namespace, key, value, deleted, version in rows:
-            state.setdefault((scope, namespace), {})[key] = (UNSET if deleted else self._load(value), version)
-        return state
+            raw[f"{scope}\x1f{namespace}\x1f{key}"] = [value, deleted, version]
+        return raw
 
-    def orphaned_jobs(self, lease: float, now: float) -> list[str]:
+    def orphaned_jobs(self, lease: float, now: float, me: str = "") -> list[str]:
         rows = self._rows(
-            "SELECT j.id, j.worker, w.pid, w.host, w.heartbeat FROM jobs j LEFT JOIN workers w ON w.id = j.worker WHERE j.status IN ('pending', 'running') ORDER BY j.created_at",
+            "SELECT j.id, j.worker, w.pid, w.host, w.heartbeat, w.lease FROM jobs j LEFT JOIN workers w ON w.id = j.worker "
+            "WHERE j.status IN ('pending', 'running') ORDER BY j.created_at",
         )
-        here = socket.gethostname()
-        found = []
-        for job_id, worker, pid, host, beat in rows:
-            gone = beat is None or beat < now - lease or (host == here and not _alive(pid))
-            if gone:
-                self._owners[job_id] = worker
-                found.append(job_id)
-        return found
+        return [job_id for job_id, worker, *owner in rows if worker == me or not _owner_alive(*owner, now=now, lease=lease)]
 
-    def claim(self, job_id: str, worker: str) -> bool:
-        # Compare-and-set on the owner seen by orphaned_jobs: of two workers recovering the
-        # same job at once, only the first update matches.
-        previous = self._owners.pop(job_id, None)
-        sql = f"UPDATE jobs SET worker = ? WHERE id = ? AND worker {self.null_safe_eq} ?"
-        self._writer.submit([(sql, [(worker, job_id, previous)])])
+    def worker_alive(self, worker: str, now: float, lease: float) -> bool:
+        rows = self._rows("SELECT pid, host, heartbeat, lease FROM workers WHERE id = ?", [worker])
+        return bool(rows) and _owner_alive(*rows[0], now=now, lease=lease)
+
+    def claim(self, job_id: str, worker: str, owner: str, status: JobStatus, answered: tuple[str, Any] | None = None) -> bool:
+        # Compare-and-set on the owner and status the claimer saw: of two workers taking
+        # the same job at once, only the first update matches.
+        now = time.time()
+        self._writer.submit([
+            (f"UPDATE jobs SET worker = ?, status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ? AND worker {self.null_safe_eq} ? AND status = ?",
+             [(worker, now, job_id, owner, status.value)]),
+            ("INSERT INTO events (job_id, ts, type, node, data) SELECT ?, ?, ?, NULL, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND worker = ?)",
+             [(job_id, now, "job_running", None, job_id, worker)]
+             + ([(job_id, now, "job_answered", self._dump({"node": answered[0], "answer": answered[1]}), job_id, worker)] if answered else [])),
+        ])
         return self.job(job_id).worker == worker
+
+
+def _owner_alive(pid: int | None, host: str | None, beat: float | None, own_lease: float | None, *, now: float, lease: float) -> bool:
+    """A worker on this host lives as long as its process; elsewhere, as long as its heartbeat is within its lease."""
+    if host == socket.gethostname():
+        return _alive(pid)
+    return beat is not None and beat >= now - (own_lease or lease)
 
 
 def _alive(pid: int | None) -> bool:
