@@ -309,15 +309,15 @@ def test_missing_input_fails_before_any_node_runs(worker) -> None:
         return path
 
     @node
-    def clean(laod: str) -> str:
-        return laod
+    def clean(load: str, sep: str) -> str:  # a misspelt node name ('laod') is refused when built: see test_flow
+        return load
 
     with pytest.raises(MissingInputError) as info:
-        worker.submit(Flow([load, clean]), {"path": "x"})
+        worker.submit(Flow([load, clean]), {"path": "x", "step": ","})
     assert ran == []
     assert str(info.value) == (
-        "Job of flow 'load' is missing required input 'laod' (needed by node 'clean'); "
-        "did you mean the node 'load'. Pass it in the job's inputs, e.g. flow.run({'laod': ...})."
+        "Job of flow 'load' is missing required input 'sep' (needed by node 'clean'); "
+        "did you mean the input 'step'. Pass it in the job's inputs, e.g. flow.run({'sep': ...})."
     )
 
 

@@ -20,6 +20,7 @@ from .errors import (
     JobClaimedError,
     LoopLimitError,
     MissingInputError,
+    NodeDefinitionError,
     NodeError,
     NodeInputError,
     NodeOutputError,
@@ -27,6 +28,7 @@ from .errors import (
     StateConflictError,
     StoreError,
     Suspend,
+    UsageError,
 )
 from .execution import ExecutionContext, current_execution
 from .flow import Flow
@@ -57,6 +59,7 @@ __all__ = [
     "LoopLimitError",
     "MissingInputError",
     "Node",
+    "NodeDefinitionError",
     "NodeError",
     "NodeInputError",
     "NodeOutputError",
@@ -67,6 +70,7 @@ __all__ = [
     "StateHandle",
     "StoreError",
     "Suspend",
+    "UsageError",
     "Worker",
     "current_execution",
     "load_context",

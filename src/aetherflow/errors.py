@@ -2,6 +2,8 @@
 
     AetherFlowError
     ├── FlowDefinitionError      the flow cannot be built (raised before any job runs)
+    │   └── NodeDefinitionError  a function or an option given to @node is not usable
+    ├── UsageError               a public function got an argument it cannot use
     ├── ContextProfileError      a TOML context profile cannot be loaded
     ├── MissingInputError        a job lacks a required input (raised before any node runs)
     ├── NodeError                a node failed; the user's exception is ``__cause__``
@@ -38,6 +40,36 @@ class FlowDefinitionError(AetherFlowError, ValueError):
             lines = "\n".join(f"  {i}. {p}" for i, p in enumerate(self.problems, 1))
             text = f"Flow '{flow}' is not valid ({len(self.problems)} problems):\n{lines}"
         super().__init__(text)
+
+    def __reduce__(self) -> tuple[object, ...]:  # travels to and from Dask workers intact
+        return (type(self), (self.flow, self.problems))
+
+
+class NodeDefinitionError(FlowDefinitionError):
+    """`@node` cannot wrap the function with these options; raised at decoration time."""
+
+    def __init__(self, node: str, problems: Sequence[str], location: str = "?") -> None:
+        super().__init__(node, problems)
+        self.node = node
+        self.location = location
+        where = f"@node '{node}'" + (f" ({location})" if location != "?" else "")
+        if len(self.problems) == 1:
+            text = f"{where} cannot be made: {self.problems[0]}"
+        else:
+            lines = "\n".join(f"  {i}. {p}" for i, p in enumerate(self.problems, 1))
+            text = f"{where} cannot be made ({len(self.problems)} problems):\n{lines}"
+        self.args = (text,)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.node, self.problems, self.location))
+
+
+class UsageError(AetherFlowError, TypeError):
+    """A public function or method got an argument of a type or value it cannot use.
+
+    The message names the function, the argument, what was expected and what was found;
+    a lower-level exception that revealed the mistake is chained as ``__cause__``.
+    """
 
 
 class ContextProfileError(AetherFlowError, ValueError):
@@ -108,8 +140,14 @@ class NodeOutputError(NodeError, TypeError):
     """A node's return value failed validation, or cannot be stored."""
 
 
-class NodeTimeoutError(NodeError, TimeoutError):
-    """One attempt of a node ran past its ``timeout``."""
+class NodeTimeoutError(NodeError):
+    """One attempt of a node ran past its ``timeout``.
+
+    Deliberately not a builtin `TimeoutError`: ``job.result(timeout=)`` raises that one
+    when the *wait* runs out while the job is still going, so ``except TimeoutError``
+    must never catch a job that failed. Catch `NodeTimeoutError` (or `NodeError`) for
+    a node that overran; ``retry_on=(NodeTimeoutError,)`` retries it.
+    """
 
 
 class StateConflictError(NodeError):
@@ -159,6 +197,19 @@ class Suspend(Exception):  # noqa: N818 - a signal, not an error: the name says 
     def __init__(self, reason: str = "") -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+def short_repr(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages about a value a user passed.
+
+    Never raises: an int too long to print or a broken ``__repr__`` must not hide the
+    mistake the message is about.
+    """
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - see above
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def closest(name: str, candidates: Iterable[str]) -> list[str]:

@@ -10,12 +10,13 @@ a given set of provider names, where each parameter of each vertex comes from: t
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import FlowDefinitionError, MissingInputError, closest
+from .errors import FlowDefinitionError, MissingInputError, UsageError, closest, short_repr
 from .node import UNSET, Node
+from .typos import NearNames
 
 BUILTINS = ("execution", "job_state", "node_state", "worker_state", "answer")
 
@@ -34,6 +35,7 @@ class VertexSpec:
     mapped: bool = False  # runs once per item of its single explicit predecessor's output
     branches: dict[Any, str] | None = None  # switch value -> target vertex
     default: str | None = None  # target when the value matches no key
+    join: bool = False  # a fan_in after parallel tails: its piped parameter gets {tail: output}
 
 
 class GraphSpec:
@@ -44,6 +46,9 @@ class GraphSpec:
         self.problems: list[str] = []
         self._tails: list[str] | None = []
         self._counts: dict[str, int] = {}
+        # The tails are parallel branches (fan_out_to, branch_on): a fan_in after them is a
+        # join even when there is only one branch, so its shape does not depend on the count.
+        self._parallel = False
 
     def first_name(self) -> str:
         return next(iter(self.vertices), "flow")
@@ -60,6 +65,7 @@ class GraphSpec:
         name = self._new_vertex(node)
         self.vertices[name].preds.extend(tails)
         self._tails = [name]
+        self._parallel = False
 
     def fan_out(self, nodes: list[Node]) -> None:
         tails = self.tails
@@ -67,9 +73,12 @@ class GraphSpec:
         for name in names:
             self.vertices[name].preds.extend(tails)
         self._tails = names
+        self._parallel = True
 
     def fan_in(self, node: Node) -> None:
+        parallel = self._parallel
         self.chain(node)
+        self.vertices[self._tails[0]].join = parallel  # type: ignore[index]
 
     def map(self, node: Node) -> None:
         tails = self.tails
@@ -103,6 +112,7 @@ class GraphSpec:
         d = self._branch_target(switch, default, forward) if default is not None else None
         self._set_branches(switch, resolved, d)
         self._tails = forward
+        self._parallel = True
 
     def connect(self, src: Node | str, dst: Node | str) -> None:
         a, b = self._find(src), self._find(dst)
@@ -125,12 +135,14 @@ class GraphSpec:
             mine = self.vertices[renamed[v.name]]
             mine.preds.extend(renamed[p] for p in v.preds)
             mine.mapped = v.mapped
+            mine.join = v.join
             if v.branches is not None:
                 mine.branches = {k: renamed[t] for k, t in v.branches.items()}
                 mine.default = renamed[v.default] if v.default else None
             if not v.preds and not _data_sources(v, other.vertices):
                 mine.preds.extend(tails)
         self._tails = [renamed[t] for t in other.tails]
+        self._parallel = other._parallel
         self.problems.extend(other.problems)
 
     # -- helpers ------------------------------------------------------------------------
@@ -198,6 +210,21 @@ class GraphSpec:
 
 def _data_sources(v: VertexSpec, vertices: dict[str, VertexSpec]) -> list[str]:
     return [p.name for p in v.node.params if p.name in vertices and p.name != v.name]
+
+
+def job_inputs(inputs: Any, where: str = "submit(inputs)") -> dict[str, Any]:
+    """A job's inputs as a new dict, or `UsageError` unless they map parameter names (str) to values."""
+    if inputs is None:
+        return {}
+    if not isinstance(inputs, Mapping):
+        raise UsageError(
+            f"{where} needs a mapping of input names to values, e.g. {{'x': 1}}, found {short_repr(inputs)}."
+        )
+    values = dict(inputs)
+    for key in values:
+        if not isinstance(key, str):
+            raise UsageError(f"{where}: input names are parameter names (str), found the key {short_repr(key)}.")
+    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +305,7 @@ class Graph:
         self.explicit: list[list[int]] = [[self.index[p] for p in dict.fromkeys(spec.vertices[v].preds)] for v in self.names]
         data = [[self.index[s] for s in _data_sources(spec.vertices[v], spec.vertices)] for v in self.names]
         self.mapped = [spec.vertices[v].mapped for v in self.names]
+        self.join = [spec.vertices[v].join for v in self.names]
         # Vertices the worker calls as they come: not split over items first, not async.
         self.plain = [not m and not node.is_async for m, node in zip(self.mapped, self.nodes, strict=True)]
         # preds (forward) per vertex: explicit, data and forward branch edges
@@ -319,6 +347,7 @@ class Graph:
         self.sinks = [i for i in range(n) if not self.succs[i] and not self.branches[i]]
         self.sole_sink = self.names[self.sinks[0]] if len(self.sinks) == 1 else None  # its output is the job's
         self.link = self._links()
+        self._check_copies_are_named(data, problems)
         for i in range(n):
             if self.mapped[i] and len(self.explicit[i]) != 1:
                 problems.append(f"node '{self.names[i]}' is mapped but has {len(self.explicit[i])} upstream nodes; it needs exactly one.")
@@ -327,6 +356,55 @@ class Graph:
         if problems:
             raise FlowDefinitionError(flow, problems)
         self._plans: dict[frozenset[str], Plan] = {}
+
+    def _check_copies_are_named(self, data: list[list[int]], problems: list[str]) -> None:
+        """Refuse a parameter naming the first of several copies of a node upstream of it.
+
+        After ``inc.repeat(3).then(report)``, ``report(inc)`` would read the first of
+        ``inc``, ``inc_2``, ``inc_3``, which is rarely what was meant: make it say which.
+        """
+        copies: dict[int, list[int]] = {}
+        for i, node in enumerate(self.nodes):
+            copies.setdefault(id(node), []).append(i)  # ids of nodes this graph holds: stable
+        reported = 0
+        for i, sources in enumerate(data):
+            upstream: set[int] | None = None
+            for j in sources:
+                same = copies[id(self.nodes[j])]
+                if len(same) < 2 or self.names[j] != self.nodes[j].name:
+                    continue  # a single vertex, or a copy named explicitly ('inc_2')
+                if upstream is None:
+                    upstream = _reach(i, self.preds)
+                others = [self.names[k] for k in same if k not in (i, j) and k in upstream]
+                if not others:
+                    continue
+                problems.append(
+                    f"parameter '{self.names[j]}' of node '{self.names[i]}' ({self.nodes[i].location}) is "
+                    f"ambiguous: '{self.names[j]}' runs {len(others) + 1} times upstream of it, as "
+                    + ", ".join(f"'{c}'" for c in [self.names[j], *others])
+                    + f", and '{self.names[j]}' is only the first. Name the copy you mean "
+                    f"(e.g. '{others[-1]}'), or give the copies their own nodes with @node(name=...)."
+                )
+                reported += 1
+                if reported >= 10:  # the flow is refused anyway: spare a huge one the search
+                    return
+
+    def _typo_problem(self, i: int, param: str, piped: bool, providers: frozenset[str], near: NearNames) -> str | None:
+        """A problem if a parameter about to be piped or taken as an input looks like a misspelt name."""
+        own = self.names[i]
+        names = [n for n in near.of(param) if n != own][:3]  # a node cannot read itself: no typo of it
+        if not names:
+            return None
+        if piped:
+            upstream = self.explicit[i]
+            source = (
+                f"filled from node '{self.names[upstream[0]]}' by the pipe rule"
+                if len(upstream) == 1 and not self.join[i] and not self.mapped[i]
+                else "filled by the pipe rule from " + ", ".join(f"'{self.names[u]}'" for u in upstream)
+            )
+        else:
+            source = f"taken as the job input '{param}'"
+        return _typo_problem_text(param, own, self.nodes[i].location, source, names, providers)
 
     def _links(self) -> list[int]:
         """Per vertex, its chain successor, or -1.
@@ -407,7 +485,8 @@ class Graph:
                 f"parameter named '{name}' would be ambiguous{where}; rename the node or the provider."
             )
         inputs: dict[str, dict[str, Any]] = {}
-        plans = [self._bind_vertex(i, providers, inputs, problems) for i in range(len(self.names))]
+        near = NearNames([*self.names, *providers])
+        plans = [self._bind_vertex(i, providers, inputs, problems, near) for i in range(len(self.names))]
         if problems:
             raise FlowDefinitionError(self.flow, problems)
         specs = {
@@ -416,7 +495,7 @@ class Graph:
         return Plan(self.flow, plans, specs, providers)
 
     def _bind_vertex(
-        self, i: int, providers: frozenset[str], inputs: dict[str, dict[str, Any]], problems: list[str]
+        self, i: int, providers: frozenset[str], inputs: dict[str, dict[str, Any]], problems: list[str], near: NearNames
     ) -> VertexPlan:
         node, name = self.nodes[i], self.names[i]
         upstream = self.explicit[i]
@@ -440,7 +519,7 @@ class Graph:
             pipe = required_free[0]
             if self.mapped[i]:
                 bindings.append(Binding(pipe.name, B_ITEM, self.names[upstream[0]], False))
-            elif len(upstream) == 1:
+            elif len(upstream) == 1 and not self.join[i]:
                 bindings.append(Binding(pipe.name, B_NODE, self.names[upstream[0]], False))
             else:
                 srcs = tuple(self.names[u] for u in upstream)
@@ -452,6 +531,9 @@ class Graph:
                 f"node, provider or built-in fills, or name a parameter '{self.names[upstream[0]]}'."
             )
         for p in free:
+            typo = self._typo_problem(i, p.name, pipe is p, providers, near)
+            if typo:
+                problems.append(typo)
             if p is pipe:
                 continue
             bindings.append(Binding(p.name, B_INPUT, p.name, not p.required))
@@ -466,6 +548,18 @@ class Graph:
         uses_state = any(b.kind in (B_JOB_STATE, B_NODE_STATE, B_WORKER_STATE) for b in bindings)
         check_output, output_exact = node.checker("return") or (None, None)
         return VertexPlan(name, node, i, tuple(bindings), needs, uses_state, check_output, output_exact)
+
+
+def _typo_problem_text(
+    param: str, vertex: str, location: str, source: str, names: list[str], providers: frozenset[str]
+) -> str:
+    kinds = [f"the {'provider' if n in providers else 'node'} '{n}'" for n in names]
+    return (
+        f"parameter '{param}' of node '{vertex}' ({location}) names no node, provider or built-in, "
+        f"so it would be {source}; but it is within a typo of {' or '.join(kinds)}: "
+        f"did you mean {kinds[0]}? Rename the parameter to '{names[0]}' to be injected "
+        f"with it, or to a name further from every node and provider name."
+    )
 
 
 def _completed(b: Binding, node: Node) -> Binding:

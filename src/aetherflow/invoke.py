@@ -11,6 +11,7 @@ import asyncio
 import contextvars
 import threading
 import time
+import typing
 from collections.abc import Callable, Sequence
 from contextvars import Token
 from dataclasses import dataclass
@@ -308,11 +309,18 @@ def _timeout_error(name: str, ex: ExecutionContext, timeout: float) -> NodeTimeo
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - an int too long to print, a broken __repr__: still explain the error
+        text = f"<{type(value).__name__} object>"
     return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is typing.Annotated:  # name the constraints: they are the point
+        base, *extras = typing.get_args(annotation)
+        shown = [repr(m) for e in extras for m in (getattr(e, "metadata", None) or [e])]
+        return f"Annotated[{_type_name(base)}, {', '.join(shown)}]"
     return getattr(annotation, "__name__", None) or repr(annotation)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .errors import LoopLimitError, NodeError
+from .errors import LoopLimitError, NodeError, short_repr
 from .graph import Graph, Plan
 from .node import UNSET
 from .state import StateScope, StateSpace
@@ -268,11 +268,11 @@ class JobRun:
             chosen = self.graph.branch_default[i]
         if chosen is None:
             name = self.graph.names[i]
-            keys = ", ".join(repr(k) for k in branches)
+            keys = ", ".join(short_repr(k) for k in branches)
             self._stop(
                 JobStatus.FAILED,
                 NodeError(
-                    f"returned {value!r}, which matches no branch (keys: {keys}). Return one of "
+                    f"returned {short_repr(value, 80)}, which matches no branch (keys: {keys}). Return one of "
                     "the keys, or give branch_on({...}, default=node) a fallback.",
                     node=name,
                     job_id=self.job_id,

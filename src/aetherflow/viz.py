@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from .errors import short_repr
 from .graph import GraphSpec, _data_sources
 
 
@@ -14,7 +15,7 @@ def _edges(spec: GraphSpec) -> list[tuple[str, str, str]]:
         for p in (*v.preds, *_data_sources(v, spec.vertices)):
             edges.setdefault((p, v.name), "map" if v.mapped else "")
         for value, target in (v.branches or {}).items():
-            edges[(v.name, target)] = repr(value)
+            edges[(v.name, target)] = short_repr(value, 40)  # never raises, even for a huge int
         if v.default:
             edges[(v.name, v.default)] = "default"
     return [(a, b, label) for (a, b), label in edges.items()]
@@ -24,24 +25,34 @@ def _id(name: str) -> str:
     return re.sub(r"\W", "_", name)
 
 
+def _label(text: str) -> str:
+    """Text inside a Mermaid ``"..."`` label: a quote would end it early."""
+    return text.replace('"', "#quot;")
+
+
+def _quoted(text: str) -> str:
+    """A DOT ``"..."`` string: backslashes and quotes escaped."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def to_mermaid(spec: GraphSpec) -> str:
     lines = ["flowchart TD"]
     for name, v in spec.vertices.items():
         shape = ("{", "}") if v.branches else ("[[", "]]") if v.mapped else ("[", "]")
-        lines.append(f'    {_id(name)}{shape[0]}"{name}"{shape[1]}')
+        lines.append(f'    {_id(name)}{shape[0]}"{_label(name)}"{shape[1]}')
     for a, b, label in _edges(spec):
-        arrow = f' -->|"{label}"| ' if label else " --> "
+        arrow = f' -->|"{_label(label)}"| ' if label else " --> "
         lines.append(f"    {_id(a)}{arrow}{_id(b)}")
     return "\n".join(lines) + "\n"
 
 
 def to_dot(spec: GraphSpec, name: str = "flow") -> str:
-    lines = [f'digraph "{name}" {{', "    rankdir=TB;", "    node [shape=box];"]
+    lines = [f"digraph {_quoted(name)} {{", "    rankdir=TB;", "    node [shape=box];"]
     for vname, v in spec.vertices.items():
         shape = "diamond" if v.branches else "box3d" if v.mapped else "box"
-        lines.append(f'    "{vname}" [shape={shape}];')
+        lines.append(f"    {_quoted(vname)} [shape={shape}];")
     for a, b, label in _edges(spec):
-        attr = f' [label="{label}"]' if label else ""
-        lines.append(f'    "{a}" -> "{b}"{attr};')
+        attr = f" [label={_quoted(label)}]" if label else ""
+        lines.append(f"    {_quoted(a)} -> {_quoted(b)}{attr};")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 
 from .context import is_context_class, provider_names
 from .errors import AetherFlowError, JobCancelledError, JobClaimedError, NodeError, Suspend
-from .flow import Flow
-from .graph import B_PROVIDER, Plan
+from .flow import Flow, as_flow
+from .graph import B_PROVIDER, Plan, job_inputs
 from .invoke import JobCall, Outcome, acall_node, call_node
 from .job import Job, JobSuspendedError
 from .lifetimes import check_lifetimes
@@ -284,7 +284,7 @@ class Worker:
     def _prepare(self, flow: Flow | Node, context: Any) -> _Prepared:
         """What every job of ``flow`` in ``context`` shares: resolved once, for `map`'s many jobs."""
         self._refuse_if_closed()  # before a job is recorded that would never run
-        f = flow.as_flow() if isinstance(flow, Node) else flow
+        f = as_flow(flow, "submit(flow)")  # a non-flow is a UsageError, not an AttributeError
         ctx = self._context_for(f, context)
         plan = f.graph.bind(provider_names(ctx))
         observed = bool(self._hooks) or log.isEnabledFor(logging.DEBUG)  # per-node events wanted
@@ -292,7 +292,7 @@ class Worker:
 
     def _start(self, prepared: _Prepared, inputs: Mapping[str, Any] | None, first_here: bool = False) -> Job:
         f, name, _, plan, _, _ = prepared
-        values = dict(inputs) if inputs else {}
+        values = job_inputs(inputs)  # a mapping with str keys, else UsageError
         plan.check_inputs(values, name)
         job_id = new_job_id()
         self.store.create_job(job_id, name, self._storable_inputs(plan, values), self.id, time.time(), running=True)

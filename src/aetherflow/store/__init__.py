@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import StoreError
+from ..errors import StoreError, short_repr
 from .base import Progress, RunFacts, RunFields, Store
 from .memory import MemoryStore
 from .records import EventRecord, FlowStats, JobRecord, NodeRunRecord, NodeStats, StateRecord
@@ -30,6 +30,8 @@ def open_store(url: str = "memory://", **options: Any) -> Store:
 
     >>> open_store("sqlite:///.aetherflow/runs.db").jobs(status="failed", limit=10)
     """
+    if not isinstance(url, str) or "\x00" in url:  # issue 14: a StoreError, not an AttributeError
+        raise StoreError(f"A store URL is a str without NUL characters, such as 'memory://' or 'sqlite:///runs.db'; found {short_repr(url)}.")
     durability = options.pop("durability", "sync")
     if url.startswith("memory://"):
         return MemoryStore(**options)
