@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import itertools
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -36,15 +37,19 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("Running on Dask needs dask.distributed. Install it with: pip install 'aetherflow[dask]'") from exc
 
+from .caches import IdentityCache
 from .errors import AetherFlowError, NodeError, StateConflictError, Suspend
 from .graph import B_JOIN, B_NODE, B_PROVIDER, B_WORKER_STATE, VertexPlan
 from .invoke import JobCall, Outcome, acall_node, call_node
 from .node import UNSET
+from .providers import injector_of
 from .scopes import JobScopes, Scope, ScopeCache, ThreadCaches
 from .state import Commit, StateConflict, StateHandle, StateScope, StateSpace, commit
 from .worker import Worker
 
 PLUGIN = "aetherflow"
+# Vertex plans kept pickled on the driver and unpickled on each Dask worker, oldest dropped first.
+VERTEX_CACHE_SIZE = 1024
 
 
 class ContextNotImportableError(AetherFlowError, TypeError):
@@ -142,6 +147,8 @@ class AetherFlowPlugin(WorkerPlugin):  # type: ignore[misc]
         vp = self.vertices.get(key)
         if vp is None:
             vp = self.vertices[key] = cloudpickle.loads(blob)
+            while len(self.vertices) > VERTEX_CACHE_SIZE:  # every task carries its blob: evicting is safe
+                self.vertices.pop(next(iter(self.vertices)), None)
         return vp
 
     def scopes(self, job_id: str) -> JobScopes:
@@ -190,7 +197,7 @@ def _run_remote(snap: _Snapshot) -> _Returned:
     for b in vp.bindings:
         if b.kind == B_PROVIDER:
             provider = ctx.providers[b.key]
-            injectors[b.key] = getattr(provider, "inject", provider)
+            injectors[b.key] = injector_of(provider)
     deferred: list[StateHandle] = []
 
     def defer(handles: list[StateHandle], job_id: str, node: str) -> list[Commit]:
@@ -261,7 +268,8 @@ class DaskWorker(Worker):
             self.client, self._owns_client = distributed.Client(client_or_address), True  # type: ignore[no-untyped-call]
         self.client.register_plugin(AetherFlowPlugin(), name=PLUGIN)
         options.setdefault("blas_threads", None)  # the Dask workers' processes do the math
-        self._blobs: dict[int, tuple[str, bytes, VertexPlan]] = {}
+        self._blobs: IdentityCache[tuple[str, bytes]] = IdentityCache(VERTEX_CACHE_SIZE)
+        self._blob_serial = itertools.count()
         self._outbox: SimpleQueue[tuple[_Sending, _Snapshot] | None] = SimpleQueue()
         self._dispatcher = threading.Thread(target=self._dispatch, name="aetherflow-dask-dispatch", daemon=True)
         self._dispatcher.start()
@@ -348,10 +356,10 @@ class DaskWorker(Worker):
         self._continue(s.call, s.job, s.i, s.k, s.started, returned_where(arrived), outcome)
 
     def _vertex_blob(self, flow: str, vp: VertexPlan) -> tuple[str, bytes]:
-        entry = self._blobs.get(id(vp))
-        if entry is None or entry[2] is not vp:
-            entry = self._blobs[id(vp)] = (f"{self.id}:{flow}:{vp.name}:{id(vp)}", cloudpickle.dumps(vp), vp)
-        return entry[0], entry[1]
+        entry = self._blobs.get(vp, None)
+        if entry is None:  # a serial number, not id(vp): a freed plan's id is reused, its key must not be
+            entry = self._blobs.put(vp, None, (f"{self.id}:{flow}:{vp.name}:{next(self._blob_serial)}", cloudpickle.dumps(vp)))
+        return entry
 
     def _context_ref(self, call: JobCall) -> str | None:
         if call.context is None:

@@ -125,6 +125,7 @@ __all__ = [
     "JobScoped",
     "NodeScoped",
     "WorkerScoped",
+    "injector_of",
     "scope_of",
 ]
 
@@ -147,6 +148,10 @@ class _Options:
 
     def _wrap(self, instance: Any) -> Any:
         return GuardedProxy(instance) if self.guard else instance
+
+    def inject(self) -> Any:
+        """The object a node receives from this provider in the running node's scope."""
+        raise NotImplementedError
 
 
 class Singleton(_Options, _di.Singleton[Any]):  # type: ignore[misc]
@@ -287,6 +292,19 @@ def _scopes_of(provider: _Scoped) -> Any:
             "node parameter, or call the factory directly in a unit test."
         )
     return ex.scopes
+
+
+def injector_of(provider: Any) -> _Fn[[], Any]:
+    """What fills a node parameter from ``provider``.
+
+    AetherFlow's own providers hand out their scoped (and guarded) instance; every other
+    provider injects what calling it returns. Asked of the type, never of an attribute:
+    a `Configuration` answers any attribute name (``config.inject`` is an option).
+    """
+    if isinstance(provider, _Options):
+        return provider.inject
+    call: _Fn[[], Any] = provider
+    return call
 
 
 def scope_of(provider: Any) -> Scope:

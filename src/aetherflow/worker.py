@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from queue import SimpleQueue
 from typing import Any, NamedTuple
 
+from .caches import IdentityCache
 from .context import is_context_class, provider_names
 from .errors import AetherFlowError, JobCancelledError, NodeError, Suspend
 from .flow import Flow
@@ -31,6 +32,7 @@ from .invoke import JobCall, Outcome, acall_node, call_node
 from .job import Job, JobSuspendedError
 from .lifetimes import check_lifetimes
 from .node import UNSET, Node
+from .providers import injector_of
 from .recovery import rebuild
 from .scheduler import JobRun
 from .scopes import JobScopes, ScopeCache, ThreadCaches
@@ -48,6 +50,9 @@ JOB_RUNNING, JOB_COMPLETED, JOB_SUSPENDED = JobStatus.RUNNING, JobStatus.COMPLET
 
 EVENTS = ("job_started", "node_started", "node_completed", "node_failed", "job_finished")
 _Task = tuple[JobCall, Job, int, int]  # (call, job, vertex, item index or -1)
+# (context, flow plan) pairs whose injectors a worker keeps: far more than a service uses,
+# few enough that a new context or flow per request cannot pile up.
+INJECTOR_CACHE_SIZE = 256
 
 
 class _Prepared(NamedTuple):
@@ -113,7 +118,8 @@ class Worker:
         self._idle = threading.Condition(self._lock)
         self._closed = False
         self._contexts: dict[type, Any] = {}
-        self._injectors: dict[tuple[int, int], dict[str, Callable[[], Any]]] = {}
+        # Keyed by the (context, plan) objects themselves, never by their ids (see caches.py).
+        self._injectors: IdentityCache[dict[str, Callable[[], Any]]] = IdentityCache(INJECTOR_CACHE_SIZE)
         self._worker_cache = ScopeCache(f"worker {self.id}")
         self._worker_spaces: dict[tuple[str, str], StateSpace] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -320,19 +326,18 @@ class Worker:
         return ctx
 
     def _injectors_for(self, ctx: Any, plan: Plan) -> dict[str, Callable[[], Any]]:
-        key = (id(ctx), id(plan))
-        injectors = self._injectors.get(key)
+        injectors = self._injectors.get(ctx, plan)
         if injectors is None:
-            injectors = {}
-            if ctx is not None:
-                check_lifetimes(ctx, plan.flow)
-                for vp in plan.vertices:
-                    for b in vp.bindings:
-                        if b.kind == B_PROVIDER:
-                            provider = ctx.providers[b.key]
-                            injectors[b.key] = getattr(provider, "inject", provider)
-            self._injectors[key] = injectors
+            injectors = self._injectors.put(ctx, plan, self._make_injectors(ctx, plan))
         return injectors
+
+    @staticmethod
+    def _make_injectors(ctx: Any, plan: Plan) -> dict[str, Callable[[], Any]]:
+        """Per provider a node of ``plan`` asks for, what fills that parameter from ``ctx``."""
+        if ctx is None:
+            return {}
+        check_lifetimes(ctx, plan.flow)
+        return {b.key: injector_of(ctx.providers[b.key]) for vp in plan.vertices for b in vp.bindings if b.kind == B_PROVIDER}
 
     def _storable_inputs(self, plan: Plan, values: dict[str, Any]) -> dict[str, Any]:
         if not plan.secret_inputs:

@@ -1,0 +1,91 @@
+"""Stress: each job gets exactly its own context's providers, whatever is freed and re-made.
+
+CPython reuses the id of a freed object at once, so these tests free a context or a flow
+after every request and make a new one: a cache keyed by ``id()`` hands the next request
+the previous one's providers. They also check that a worker serving such requests does
+not keep every context it has seen alive.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+from aetherflow import BaseFlowContext, Flow, Worker, node, providers
+
+REQUESTS = 3000
+
+
+class RequestContext(BaseFlowContext):
+    request_value = providers.Object(None)
+
+
+@node
+def echo_request(request_value: object, request: int) -> tuple[object, int]:
+    return request_value, request
+
+
+def test_new_context_per_request_gets_its_own_provider_value(worker: Worker) -> None:
+    """A context instance made per request, then freed: every job sees its own request's value."""
+    flow = echo_request.as_flow()
+    alive: list[weakref.ref[object]] = []
+    wrong = []
+    for i in range(REQUESTS):
+        ctx = RequestContext(request_value=providers.Object(f"value of request {i}"))
+        alive.append(weakref.ref(ctx))
+        got = flow.run({"request": i}, context=ctx, worker=worker)
+        if got != (f"value of request {i}", i):
+            wrong.append((i, got))
+        del ctx
+        if i % 500 == 0:
+            gc.collect()
+    assert wrong == []
+    gc.collect()
+    still_alive = sum(1 for ref in alive if ref() is not None)
+    assert still_alive <= 300, f"the worker keeps {still_alive} of {REQUESTS} freed contexts alive"
+
+
+class TwoServices(BaseFlowContext):
+    left = providers.Object("left service")
+    right = providers.Object("right service")
+
+
+@node
+def use_left(left: str) -> str:
+    return left
+
+
+@node
+def use_right(right: str) -> str:
+    return right
+
+
+def test_new_flow_object_per_request_gets_its_own_providers() -> None:
+    """A flow object made per request, then freed: no job runs with another flow's providers."""
+    ctx = TwoServices()
+    results = []
+    with Worker(ctx, threads=2) as worker:
+        for i in range(REQUESTS):
+            wanted = use_left if i % 2 == 0 else use_right
+            flow = Flow([wanted], name=f"request-{i}")
+            results.append(flow.run(worker=worker))
+            del flow
+            if i % 500 == 0:
+                gc.collect()
+    expected = ["left service" if i % 2 == 0 else "right service" for i in range(REQUESTS)]
+    assert results == expected
+
+
+def test_flows_freed_per_request_are_not_kept_alive_by_the_worker() -> None:
+    """A long-lived worker serving a new flow object per request does not grow without bound."""
+    ctx = TwoServices()
+    alive: list[weakref.ref[object]] = []
+    with Worker(ctx, threads=2) as worker:
+        for _ in range(REQUESTS):
+            flow = Flow([use_left], name="request")
+            flow.run(worker=worker)
+            alive.append(weakref.ref(flow.graph))
+            del flow
+        gc.collect()
+        still_alive = sum(1 for ref in alive if ref() is not None)
+    assert still_alive <= 300, f"the worker keeps {still_alive} of {REQUESTS} freed flows alive"
