@@ -358,3 +358,56 @@ def test_thread_local_instances_of_callers_that_ended_are_torn_down() -> None:
         assert seen == [1, 2, 3, 4, 5]  # one instance per calling thread
         assert torn == [1, 2, 3, 4]  # each new caller's first use closed those of callers gone
     assert torn == [1, 2, 3, 4, 5]
+
+
+# -- every dependency-injector provider kind, injected ---------------------------------------
+
+_CONFIG = {"dsn": "sqlite://", "mode": "b"}
+
+
+def _resource() -> Iterator[str]:
+    yield "open resource"
+
+
+def _providers_of_every_kind(config: providers.Configuration) -> dict[str, tuple[object, object]]:
+    """Provider kind -> (provider, what a node receives from it), given ``config`` = `_CONFIG`."""
+    holder = type("Holder", (), {"attr": "attribute value", "word": "abc"})()
+    return {
+        "Object": (providers.Object(42), 42),
+        "Callable": (providers.Callable(lambda: "called"), "called"),
+        "Factory": (providers.Factory(dict, a=1), {"a": 1}),
+        "di Singleton": (di_providers.Singleton(dict, a=1), {"a": 1}),
+        "ThreadSafeSingleton": (providers.ThreadSafeSingleton(dict, a=1), {"a": 1}),
+        "di ThreadLocalSingleton": (di_providers.ThreadLocalSingleton(dict, a=1), {"a": 1}),
+        "ContextLocalSingleton": (providers.ContextLocalSingleton(dict, a=1), {"a": 1}),
+        "Configuration": (config, _CONFIG),
+        "ConfigurationOption": (config.dsn, "sqlite://"),
+        "Resource": (providers.Resource(_resource), "open resource"),
+        "List": (providers.List(providers.Object(1), providers.Object(2)), [1, 2]),
+        "Dict": (providers.Dict(one=providers.Object(1)), {"one": 1}),
+        "Selector": (providers.Selector(config.mode, a=providers.Object("A"), b=providers.Object("B")), "B"),
+        "Dependency with default": (providers.Dependency(instance_of=int, default=5), 5),
+        "AttributeGetter": (providers.Object(holder).provided.attr, "attribute value"),
+        "ItemGetter": (providers.Object({"k": "item"}).provided["k"], "item"),
+        "MethodCaller": (providers.Object(holder).provided.word.upper.call(), "ABC"),
+        "Callable with a provider argument": (providers.Callable(lambda n: n * 2, config.mode), "bb"),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_providers_of_every_kind(providers.Configuration())))
+def test_every_dependency_injector_provider_injects_what_calling_it_returns(kind: str) -> None:
+    """A parameter named after any provider receives what calling that provider returns."""
+    config = providers.Configuration()
+    provider, expected = _providers_of_every_kind(config)[kind]
+    ctx = type("Ctx", (BaseFlowContext,), {"config": config, "service": provider})()
+    ctx.config.from_dict(_CONFIG)
+
+    @node
+    def receive(service: object) -> object:
+        return service
+
+    with Worker(ctx, threads=1) as w:
+        got = receive.run(worker=w)
+    assert got == expected
+    assert got == ctx.service()
+    ctx.shutdown_resources()
