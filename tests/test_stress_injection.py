@@ -9,9 +9,14 @@ not keep every context it has seen alive.
 from __future__ import annotations
 
 import gc
+import sys
+import threading
+import time
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from aetherflow import BaseFlowContext, Flow, Worker, node, providers
+from aetherflow import BaseFlowContext, Flow, Worker, locked, node, providers
 
 REQUESTS = 3000
 
@@ -89,3 +94,60 @@ def test_flows_freed_per_request_are_not_kept_alive_by_the_worker() -> None:
         gc.collect()
         still_alive = sum(1 for ref in alive if ref() is not None)
     assert still_alive <= 300, f"the worker keeps {still_alive} of {REQUESTS} freed flows alive"
+
+
+# -- one guarded Singleton, one lock -------------------------------------------------------
+
+THREADS = 16
+INCREMENTS = 50
+TRIALS = 200
+
+
+@contextmanager
+def tiny_switch_interval() -> Iterator[None]:
+    """Make CPython switch threads every microsecond, so races show up at once."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
+
+
+class Counts(BaseFlowContext):
+    counts = providers.Singleton(dict)
+
+
+def _race_to_first_use(ctx: Counts) -> list[object]:
+    """THREADS threads inject ``ctx.counts`` at the same moment, then each adds INCREMENTS to it."""
+    start = threading.Barrier(THREADS)
+    handed_out: list[object] = []
+
+    def bump() -> None:
+        start.wait()
+        counts = ctx.counts.inject()  # what a node parameter named `counts` receives
+        handed_out.append(counts)
+        for _ in range(INCREMENTS):
+            with locked(counts):
+                counts["n"] = counts.get("n", 0) + 1
+
+    threads = [threading.Thread(target=bump) for _ in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return handed_out
+
+
+def test_guarded_singleton_has_one_lock_when_threads_race_to_first_use() -> None:
+    """Threads that first receive a guarded Singleton at once share one proxy and one lock:
+    `with locked(d): d[k] += 1` loses no update."""
+    deadline = time.monotonic() + 20
+    with tiny_switch_interval():
+        for trial in range(TRIALS):
+            ctx = Counts()
+            handed_out = _race_to_first_use(ctx)
+            assert len({id(d) for d in handed_out}) == 1, f"trial {trial}: several proxies, several locks"
+            assert ctx.counts()["n"] == THREADS * INCREMENTS, f"trial {trial}: updates lost"
+            if time.monotonic() > deadline:
+                break

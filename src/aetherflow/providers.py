@@ -210,9 +210,13 @@ class Singleton(_Options, _di.Singleton[Any]):  # type: ignore[misc]
         """The object a node receives: the instance, behind its guard unless ``guard=False``."""
         instance = self() if self.overridden else self._provide((), {})
         handout = self._af_handout
-        if handout is None or handout[0] is not instance:
-            handout = self._af_handout = (instance, self._wrap(instance))
-        return handout[1]
+        if handout is not None and handout[0] is instance:
+            return handout[1]
+        with self._lock:  # two proxies would mean two locks: `locked()` would guard nothing
+            handout = self._af_handout
+            if handout is None or handout[0] is not instance:
+                handout = self._af_handout = (instance, self._wrap(instance))
+            return handout[1]
 
 
 class ThreadLocalSingleton(_Options, _di.ThreadLocalSingleton[Any]):  # type: ignore[misc]
