@@ -75,6 +75,26 @@ def _default_threads() -> int:
     return min(32, (os.cpu_count() or 1) + 4)
 
 
+def _check_options(threads: object, durability: object, lease: object) -> None:
+    """Refuse option values that cannot work (``threads=-1`` used to hang for ever)."""
+    if threads is not None and (type(threads) is not int or threads < 1):
+        raise AetherFlowError(
+            f"Worker(threads=...) must be a positive int (the number of threads that run nodes), "
+            f"found {threads!r}. Pass threads=1 or more, or leave it out for the default "
+            f"(min(32, CPUs + 4))."
+        )
+    if durability not in ("sync", "async"):
+        raise AetherFlowError(
+            f"Worker(durability=...): durability must be 'sync' or 'async', found {durability!r}. "
+            "'sync' writes each commit before the next node starts; 'async' batches writes."
+        )
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not lease > 0:  # NaN is not > 0
+        raise AetherFlowError(
+            f"Worker(lease=...) must be a positive number of seconds (how long a silent worker "
+            f"keeps its jobs), found {lease!r}. Leave it out for the default, 30."
+        )
+
+
 class Worker:
     """Runs jobs on its own threads; a context manager.
 
@@ -96,12 +116,11 @@ class Worker:
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         lease: float = 30.0,
     ) -> None:
+        _check_options(threads, durability, lease)  # before any thread or store exists
         self.id = name or f"worker-{uuid.uuid4().hex[:8]}"
         self.context = context
-        self.threads = threads or _default_threads()
+        self.threads = _default_threads() if threads is None else threads
         self.lease = lease
-        if durability not in ("sync", "async"):
-            raise ValueError(f"durability must be 'sync' or 'async', found {durability!r}.")
         self._owns_store = not isinstance(store, Store)
         self.store: Store = store if isinstance(store, Store) else open_store(store or "memory://", durability=durability)
         self._check_value = value_checker(self.store)
