@@ -213,7 +213,7 @@ def _run_remote(snap: _Snapshot) -> _Returned:
     except (NodeError, Suspend) as exc:
         return _Returned(error=exc, where=plugin.address)
     writesets = [(h.space.scope.value, *h.writeset()) for h in deferred]
-    output, _, attempt = outcome
+    output, _, attempt, _ = outcome
     return _Returned(output, attempt, None, writesets, plugin.address)
 
 
@@ -344,7 +344,7 @@ class DaskWorker(Worker):
             else:
                 handles = [StateHandle.from_writeset(self._space_for(s.call, vp, scope), ops, reads) for scope, ops, reads in returned.writesets]
                 try:
-                    outcome = (returned.output, commit(handles, s.job.id, vp.name), returned.attempt)
+                    outcome = (returned.output, commit(handles, s.job.id, vp.name), returned.attempt, 0.0)
                 except StateConflict as exc:
                     # A read-then-set lost a race: send the node again, as a local one is re-run.
                     s.conflicts += 1

@@ -48,7 +48,7 @@ log = logging.getLogger("aetherflow.worker")
 RUNNING, COMPLETED = NodeStatus.RUNNING, NodeStatus.COMPLETED
 JOB_RUNNING, JOB_COMPLETED, JOB_SUSPENDED = JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.SUSPENDED
 
-EVENTS = ("job_started", "node_started", "node_completed", "node_failed", "job_finished")
+EVENTS = ("job_started", "node_started", "node_retry", "node_completed", "node_failed", "job_finished")
 _Task = tuple[JobCall, Job, int, int]  # (call, job, vertex, item index or -1)
 # (context, flow plan) pairs whose injectors a worker keeps: far more than a service uses,
 # few enough that a new context or flow per request cannot pile up.
@@ -299,7 +299,7 @@ class Worker:
         flow, name, ctx, _, injectors, observed = prepared
         job = Job(run.job_id, flow, run, self._cancel_fn)
         scopes = JobScopes(self._worker_cache, run.job_id, self._thread_cache_fn)
-        call = JobCall(run, self.id, name, injectors, scopes, self._worker_space_fn, self._check_value, context=ctx, observed=observed, record_run=self.store.run_recorder(run.job_id))
+        call = JobCall(run, self.id, name, injectors, scopes, self._worker_space_fn, self._check_value, context=ctx, observed=observed, record_run=self.store.run_recorder(run.job_id), emit=self._emit)
         self._active[job.id] = (job, call)  # atomic; no lock on the per-job path
         job._status = JOB_RUNNING
         if not recorded:  # a resumed job; a new one was recorded as running when created
@@ -422,7 +422,7 @@ class Worker:
                 self._send_node(call, job, i, k, started)
                 return  # `DaskWorker` continues when its task comes back
             try:
-                outcome: Outcome | BaseException = call_node(call, vertices[i], runs[i], run.map_items[i][k] if k >= 0 else UNSET)
+                outcome: Outcome | BaseException = call_node(call, vertices[i], runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None)
             except (NodeError, Suspend, AetherFlowError) as exc:
                 outcome = exc
             ready = self._settle(call, job, i, k, started, thread, outcome)
@@ -475,7 +475,9 @@ class Worker:
         if not isinstance(outcome, tuple):
             self._settle_unfinished(call, job, i, k, started, thread, outcome)
             return []
-        output, commits, attempt = outcome
+        output, commits, attempt, attempt_started = outcome
+        if attempt > 1:  # the run of the attempt that won starts when it did, after the failed ones
+            started = attempt_started
         run = job.run
         name = run.graph.names[i]
         try:
@@ -504,6 +506,7 @@ class Worker:
             ended = run.suspend(i, outcome.reason)
         else:
             attempt = getattr(outcome, "attempt", 1)
+            started = getattr(outcome, "attempt_started", started)  # set when earlier attempts failed
             tb = "".join(traceback.format_exception(outcome))
             self._record(RunFacts(run.job_id, name, run.runs[i], attempt, NodeStatus.FAILED, thread, started, time.time(), error=str(outcome), traceback=tb, item=item))
             if self._hooks:
@@ -549,7 +552,7 @@ class Worker:
             self._started(job, i, k)
         started = time.time()
         try:
-            outcome: Outcome | BaseException = await acall_node(call, run.plan.vertices[i], run.runs[i], run.map_items[i][k] if k >= 0 else UNSET)
+            outcome: Outcome | BaseException = await acall_node(call, run.plan.vertices[i], run.runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None)
         except (NodeError, Suspend, AetherFlowError) as exc:
             outcome = exc
         self._continue(call, job, i, k, started, "asyncio", outcome)
