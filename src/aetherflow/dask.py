@@ -344,7 +344,7 @@ class DaskWorker(Worker):
             else:
                 handles = [StateHandle.from_writeset(self._space_for(s.call, vp, scope), ops, reads) for scope, ops, reads in returned.writesets]
                 try:
-                    outcome = (returned.output, commit(handles, s.job.id, vp.name), returned.attempt, 0.0)
+                    outcome = (returned.output, commit(handles, s.job.id, vp.name), returned.attempt, s.started)
                 except StateConflict as exc:
                     # A read-then-set lost a race: send the node again, as a local one is re-run.
                     s.conflicts += 1

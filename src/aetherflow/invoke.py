@@ -80,9 +80,8 @@ class JobCall:
 
 
 # A completed call: ``(output, commits, attempt, started)`` — its validated output, the
-# commits it made, the attempt that won and when that attempt started (0.0: not measured,
-# the call had no failed attempt to tell apart). A plain tuple, not a NamedTuple: one is
-# made per node call.
+# commits it made, the attempt that won and when that attempt started. A plain tuple, not
+# a NamedTuple: one is made per node call.
 Outcome = tuple[Any, Sequence[Commit], int, float]
 
 
@@ -230,14 +229,18 @@ def _enter(call: JobCall, vp: VertexPlan, iteration: int, attempt: int) -> tuple
     return ex, _current.set(ex)
 
 
-def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET, item_index: int | None = None) -> Outcome:
-    """Run a sync node to a committed outcome, or raise its `NodeError` (or `Suspend`)."""
+def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET, item_index: int | None = None, started: float | None = None) -> Outcome:
+    """Run a sync node to a committed outcome, or raise its `NodeError` (or `Suspend`).
+
+    ``item_index`` and ``started`` (when the worker started the call) go into the records
+    of failed attempts; the outcome carries when the attempt that won started.
+    """
     node = vp.node
     attempts: _Attempts | None = None  # built on the first failure: most calls never need it
     attempt = 1
-    timed = node.retries > 0 or vp.uses_state  # only a call that may fail and go on times its attempts
+    if started is None:
+        started = time.time()
     while True:
-        started = time.time() if timed else 0.0
         ex, token = _enter(call, vp, iteration, attempt)
         handles: list[StateHandle] = [] if vp.uses_state else _NO_HANDLES
         try:
@@ -260,15 +263,17 @@ def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET, 
         attempt += 1
         if delay:
             time.sleep(delay)
+        started = time.time()
 
 
-async def acall_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET, item_index: int | None = None) -> Outcome:
+async def acall_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET, item_index: int | None = None, started: float | None = None) -> Outcome:
     """`call_node` for ``async def`` nodes, on the worker's event loop."""
     node = vp.node
     attempts = _Attempts(node, vp.name, call.run.job_id)
     attempt = 1
-    while True:
+    if started is None:
         started = time.time()
+    while True:
         ex, token = _enter(call, vp, iteration, attempt)
         handles: list[StateHandle] = []
         try:
@@ -290,6 +295,7 @@ async def acall_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = 
         attempt += 1
         if delay:
             await asyncio.sleep(delay)
+        started = time.time()
 
 
 def _delay_or_raise(attempts: _Attempts, exc: Exception, started: float) -> float:

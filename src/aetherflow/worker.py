@@ -158,6 +158,7 @@ class Worker:
         self._thread_cache_fn = self._thread_caches.get
         self._worker_space_fn = self._worker_space
         self._cancel_fn = self._cancel
+        self._emit_fn = self._emit
         for t in self._pool:
             t.start()
         self._heartbeat_stop = threading.Event()
@@ -299,7 +300,7 @@ class Worker:
         flow, name, ctx, _, injectors, observed = prepared
         job = Job(run.job_id, flow, run, self._cancel_fn)
         scopes = JobScopes(self._worker_cache, run.job_id, self._thread_cache_fn)
-        call = JobCall(run, self.id, name, injectors, scopes, self._worker_space_fn, self._check_value, context=ctx, observed=observed, record_run=self.store.run_recorder(run.job_id), emit=self._emit)
+        call = JobCall(run, self.id, name, injectors, scopes, self._worker_space_fn, self._check_value, context=ctx, observed=observed, record_run=self.store.run_recorder(run.job_id), emit=self._emit_fn)
         self._active[job.id] = (job, call)  # atomic; no lock on the per-job path
         job._status = JOB_RUNNING
         if not recorded:  # a resumed job; a new one was recorded as running when created
@@ -422,7 +423,7 @@ class Worker:
                 self._send_node(call, job, i, k, started)
                 return  # `DaskWorker` continues when its task comes back
             try:
-                outcome: Outcome | BaseException = call_node(call, vertices[i], runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None)
+                outcome: Outcome | BaseException = call_node(call, vertices[i], runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None, started)
             except (NodeError, Suspend, AetherFlowError) as exc:
                 outcome = exc
             ready = self._settle(call, job, i, k, started, thread, outcome)
@@ -475,9 +476,7 @@ class Worker:
         if not isinstance(outcome, tuple):
             self._settle_unfinished(call, job, i, k, started, thread, outcome)
             return []
-        output, commits, attempt, attempt_started = outcome
-        if attempt > 1:  # the run of the attempt that won starts when it did, after the failed ones
-            started = attempt_started
+        output, commits, attempt, started = outcome  # started: of the attempt that won, after any failed ones
         run = job.run
         name = run.graph.names[i]
         try:
@@ -552,7 +551,7 @@ class Worker:
             self._started(job, i, k)
         started = time.time()
         try:
-            outcome: Outcome | BaseException = await acall_node(call, run.plan.vertices[i], run.runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None)
+            outcome: Outcome | BaseException = await acall_node(call, run.plan.vertices[i], run.runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None, started)
         except (NodeError, Suspend, AetherFlowError) as exc:
             outcome = exc
         self._continue(call, job, i, k, started, "asyncio", outcome)
