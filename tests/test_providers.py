@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from dependency_injector import providers as di_providers
 
-from aetherflow import BaseFlowContext, Flow, FlowDefinitionError, NodeError, Worker, node, providers
+from aetherflow import BaseFlowContext, Flow, FlowDefinitionError, NodeError, NodeTimeoutError, Worker, node, providers
 from aetherflow.scopes import Scope
 
 
@@ -411,3 +411,39 @@ def test_every_dependency_injector_provider_injects_what_calling_it_returns(kind
     assert got == expected
     assert got == ctx.service()
     ctx.shutdown_resources()
+
+
+# -- an abandoned (timed-out) attempt keeps its scoped instances -------------------------------
+
+
+class Connection:
+    def __init__(self) -> None:
+        self.closed = False
+
+
+@pytest.mark.parametrize("scoped", [providers.JobScoped, providers.NodeScoped], ids=["JobScoped", "NodeScoped"])
+def test_timed_out_sync_node_keeps_its_scoped_instances_until_its_thread_returns(scoped: type) -> None:
+    """Python cannot stop a thread: a sync node past its timeout runs on in the background.
+    Its job- and node-scoped instances are torn down once it returns, not under its feet."""
+    events: list[str] = []
+    returned = threading.Event()
+
+    class Ctx(BaseFlowContext):
+        conn = scoped(Connection, guard=False, teardown=lambda c: (setattr(c, "closed", True), events.append("torn down")))
+
+    @node(timeout=0.1)
+    def slow(conn: Connection) -> None:
+        time.sleep(0.5)
+        events.append("used a closed connection" if conn.closed else "used an open connection")
+        returned.set()
+
+    with Worker(Ctx, threads=1) as w:
+        job = w.submit(slow)
+        with pytest.raises(NodeTimeoutError):
+            job.result(timeout=10)
+        assert events == []  # the job has ended, its abandoned attempt still runs
+        assert returned.wait(5)
+        deadline = time.monotonic() + 5
+        while "torn down" not in events and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert events == ["used an open connection", "torn down"]

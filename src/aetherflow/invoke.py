@@ -328,9 +328,13 @@ def _failed_attempt(call: JobCall, vp: VertexPlan, ex: ExecutionContext, item_in
 
 def _call_with_timeout(fn: Callable[..., Any], args: list[Any], timeout: float, name: str, ex: ExecutionContext) -> Any:
     # Python cannot stop a thread: an overrunning call is abandoned on a helper thread and
-    # its state handles are dropped with it, so its writes never commit.
+    # its state handles are dropped with it, so its writes never commit. Its job's scope
+    # stays open until it returns: its job- and node-scoped instances are not torn down
+    # under its feet.
     box: list[tuple[bool, Any]] = []
     done = threading.Event()
+    lock = threading.Lock()
+    release: list[Callable[[], None]] = []  # set when the caller gave up waiting
 
     def target() -> None:
         try:
@@ -338,11 +342,17 @@ def _call_with_timeout(fn: Callable[..., Any], args: list[Any], timeout: float, 
         except BaseException as exc:  # noqa: BLE001 - handed back to the caller's thread
             box.append((False, exc))
         finally:
-            done.set()
+            with lock:
+                done.set()
+            for r in release:
+                r()
 
     ctx = contextvars.copy_context()
     threading.Thread(target=ctx.run, args=(target,), name=f"aetherflow-timeout-{name}", daemon=True).start()
     if not done.wait(timeout):
+        with lock:
+            if not done.is_set() and ex.scopes is not None:
+                release.append(ex.scopes.hold())
         raise _timeout_error(name, ex, timeout)
     ok, value = box[0]
     if ok:
