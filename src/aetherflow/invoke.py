@@ -12,10 +12,10 @@ import contextvars
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from contextvars import Token
 from dataclasses import dataclass
+from traceback import format_exception
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -316,7 +316,7 @@ def _failed_attempt(call: JobCall, vp: VertexPlan, ex: ExecutionContext, item_in
     conflict = isinstance(exc, StateConflict)
     error = NodeError(f"{exc}; re-running the node" if conflict else f"raised {type(exc).__name__}: {exc}", node=vp.name, job_id=ex.job_id, attempt=ex.attempt)
     try:
-        call.record_run((vp.name, ex.iteration, ex.attempt, FAILED, thread, started, time.time(), UNSET, (), str(error), "".join(traceback.format_exception(exc)), item_index))
+        call.record_run((vp.name, ex.iteration, ex.attempt, FAILED, thread, started, time.time(), UNSET, (), str(error), "".join(format_exception(exc)), item_index))
     except Exception:  # the call goes on; the log has the failure
         log.error("Could not record failed attempt %d of '%s' in job %s", ex.attempt, vp.name, ex.job_id, exc_info=True, extra={"job_id": ex.job_id, "node": vp.name})
     total = 1 + vp.node.retries + conflicts  # a conflict re-run does not use up a retry
