@@ -315,19 +315,19 @@ def test_parallel_nodes_reading_any_way_then_setting_lose_no_update(read: str) -
     read_state, write_state, all_updates_kept = READ_THEN_SET[read]
 
     @node
-    def items() -> list[int]:
+    def batch() -> list[int]:
         return list(range(NODES))
 
     @node(conflict_retries=10 * NODES)
-    def update(item: int, job_state: StateHandle) -> int:
+    def update(entry: int, job_state: StateHandle) -> int:
         seen = read_state(job_state)
         time.sleep(0.001)  # work between the read and the write: parallel nodes overlap
         write_state(job_state, seen)
-        return item
+        return entry
 
     with Worker(threads=8) as w:
         for _ in range(3):
-            job = w.submit(items.map(update))
+            job = w.submit(batch.map(update))
             assert job.result(timeout=60) == list(range(NODES))
             assert all_updates_kept(job.state), job.state
 
