@@ -186,7 +186,11 @@ class JobScopes:
                 if self._holds:
                     self._closing = True
                     return []
-        return self._close_now()
+        if self._job is None:
+            # No lock: the job has ended, so no node of it can be creating its cache now.
+            self._job = _ENDED  # refuses anything created after the end
+            return []
+        return self._job.close()
 
     def hold(self) -> Callable[[], None]:
         """Keep the job scope open until the returned ``release`` is called (once)."""
@@ -203,16 +207,9 @@ class JobScopes:
                 self._holds -= 1
                 closing = self._closing and not self._holds
             if closing:
-                self._close_now()
+                self.close()
 
         return release
-
-    def _close_now(self) -> list[BaseException]:
-        if self._job is None:
-            # No lock: the job has ended, so no node of it can be creating its cache now.
-            self._job = _ENDED  # refuses anything created after the end
-            return []
-        return self._job.close()
 
     def instance(self, provider: Any, ex: Any, create: Creator) -> tuple[Any, Any]:
         scope = provider.scope
