@@ -313,9 +313,8 @@ def injector_of(provider: Any) -> _Fn[[], Any]:
 
 def scope_of(provider: Any) -> Scope:
     """The lifetime of any provider (dependency-injector's own included)."""
-    scope = getattr(provider, "scope", None)
-    if isinstance(scope, Scope):
-        return scope
+    if isinstance(provider, _Options):  # the type, not an attribute: a Configuration answers any name
+        return provider.scope
     if isinstance(provider, _di.ThreadLocalSingleton):
         return Scope.THREAD
     if isinstance(provider, _di.BaseSingleton):
