@@ -50,6 +50,21 @@ def test_new_context_per_request_gets_its_own_provider_value(worker: Worker) -> 
     assert still_alive <= 300, f"the worker keeps {still_alive} of {REQUESTS} freed contexts alive"
 
 
+def test_contexts_made_per_request_in_parallel_each_reach_only_their_jobs(worker: Worker) -> None:
+    """Jobs in flight at once, each with a context made for it and freed after: no mix-up."""
+    flow = echo_request.as_flow()
+    wrong = []
+    for batch in range(REQUESTS // 50):
+        requests = range(batch * 50, batch * 50 + 50)
+        jobs = [worker.submit(flow, {"request": i}, context=RequestContext(request_value=providers.Object(f"value of request {i}"))) for i in requests]
+        for i, job in zip(requests, jobs, strict=True):
+            got = job.result(timeout=30)
+            if got != (f"value of request {i}", i):
+                wrong.append((i, got))
+        del jobs
+    assert wrong == []
+
+
 class TwoServices(BaseFlowContext):
     left = providers.Object("left service")
     right = providers.Object("right service")
