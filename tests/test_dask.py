@@ -132,3 +132,11 @@ def test_killed_dask_worker_tasks_are_retried(cluster: tuple[LocalCluster, Path]
 
         marker = str(Path(os.environ["AETHERFLOW_DASK_LOG"]) / "died")
         assert w.map(die_once, [{"i": i, "marker": marker} for i in range(6)], progress=False) == list(range(6))
+
+
+def test_failed_attempts_on_the_cluster_are_recorded_by_the_driver(dask_worker: DaskWorker) -> None:
+    job = dask_worker.submit(dask_flows.flaky_fetch)
+    assert job.result(60) == "ok"
+    runs = dask_worker.store.node_runs(job.id)
+    assert [(r.node, r.attempt, r.status) for r in runs] == [("flaky_fetch", 1, "failed"), ("flaky_fetch", 2, "failed"), ("flaky_fetch", 3, "completed")]
+    assert runs[0].error is not None and runs[0].error.endswith("raised ConnectionError: attempt 1 lost the connection")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import itertools
+import logging
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -45,9 +46,11 @@ from .node import UNSET
 from .providers import injector_of
 from .scopes import JobScopes, Scope, ScopeCache, ThreadCaches
 from .state import Commit, StateConflict, StateHandle, StateScope, StateSpace, commit
+from .store.base import RunFields
 from .worker import Worker
 
 PLUGIN = "aetherflow"
+log = logging.getLogger("aetherflow.dask")
 # Vertex plans kept pickled on the driver and unpickled on each Dask worker, oldest dropped first.
 VERTEX_CACHE_SIZE = 1024
 
@@ -84,6 +87,8 @@ class _Returned:
     error: BaseException | None = None
     writesets: list[tuple[str, Any, Any]] = field(default_factory=list)  # (scope, ops, reads)
     where: str = ""
+    failed_attempts: list[RunFields] = field(default_factory=list)  # recorded by the driver
+    started: float = 0.0  # when the last attempt started, after any failed ones (0.0: not known)
 
 
 class _View:
@@ -204,17 +209,18 @@ def _run_remote(snap: _Snapshot) -> _Returned:
         deferred[:] = handles
         return []
 
-    call = JobCall(view, f"dask:{plugin.address}", snap.flow, injectors, plugin.scopes(snap.job_id), lambda f, n: view.worker, None, defer)
+    failed: list[RunFields] = []  # attempts that failed before the last one, for the driver's store
+    call = JobCall(view, f"dask:{plugin.address}", snap.flow, injectors, plugin.scopes(snap.job_id), lambda f, n: view.worker, None, defer, record_run=failed.append)
     try:
         if vp.node.is_async:
             outcome = asyncio.run(acall_node(call, vp, snap.iteration, snap.item))
         else:
             outcome = call_node(call, vp, snap.iteration, snap.item)
     except (NodeError, Suspend) as exc:
-        return _Returned(error=exc, where=plugin.address)
+        return _Returned(error=exc, where=plugin.address, failed_attempts=failed, started=getattr(exc, "attempt_started", 0.0))
     writesets = [(h.space.scope.value, *h.writeset()) for h in deferred]
-    output, _, attempt, _ = outcome
-    return _Returned(output, attempt, None, writesets, plugin.address)
+    output, _, attempt, started = outcome
+    return _Returned(output, attempt, None, writesets, plugin.address, failed, started if failed else 0.0)
 
 
 def _end_job(job_id: str, dask_worker: Any = None) -> None:
@@ -339,12 +345,17 @@ class DaskWorker(Worker):
             outcome = NodeError(f"could not run on the Dask cluster: {type(exc).__name__}: {exc}", node=vp.name, job_id=s.job.id)
             outcome.__cause__ = exc
         else:
+            item = s.k if s.k >= 0 else None
+            for fields in returned.failed_attempts:  # RunFields: the item index is last
+                self._record_failed_attempt(s.call, (*fields[:-1], item))
             if returned.error is not None:
                 outcome = returned.error
+                if returned.started:  # lost with the error's pickling: the worker records the run from then
+                    outcome.attempt_started = returned.started  # type: ignore[attr-defined]
             else:
                 handles = [StateHandle.from_writeset(self._space_for(s.call, vp, scope), ops, reads) for scope, ops, reads in returned.writesets]
                 try:
-                    outcome = (returned.output, commit(handles, s.job.id, vp.name), returned.attempt, s.started)
+                    outcome = (returned.output, commit(handles, s.job.id, vp.name), returned.attempt, returned.started or s.started)
                 except StateConflict as exc:
                     # A read-then-set lost a race: send the node again, as a local one is re-run.
                     s.conflicts += 1
@@ -354,6 +365,12 @@ class DaskWorker(Worker):
                     outcome = StateConflictError(f"{exc}; gave up after {vp.node.conflict_retries} re-runs.", node=vp.name, job_id=s.job.id)
                     outcome.__cause__ = exc
         self._continue(s.call, s.job, s.i, s.k, s.started, returned_where(arrived), outcome)
+
+    def _record_failed_attempt(self, call: JobCall, fields: RunFields) -> None:
+        try:
+            call.record_run(fields)
+        except Exception:  # the node's outcome still counts; the log has the failure
+            log.error("Could not record a failed attempt of '%s' in job %s", fields[0], call.run.job_id, exc_info=True)
 
     def _vertex_blob(self, flow: str, vp: VertexPlan) -> tuple[str, bytes]:
         entry = self._blobs.get(vp, None)
