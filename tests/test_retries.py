@@ -138,3 +138,23 @@ def test_mapped_node_failed_attempts_name_their_item() -> None:
         runs = w.store.node_runs(job.id)
     failed = [(r.node, r.item, r.attempt) for r in runs if r.status == "failed"]
     assert failed == [("halve", 1, 1)]
+
+
+def test_a_timed_out_attempt_is_recorded_with_its_timeout_error(store_url: str) -> None:
+    calls = itertools.count(1)
+
+    @node(timeout=0.05, retries=1)
+    def slow_once() -> str:
+        if next(calls) == 1:
+            time.sleep(0.3)
+        return "ok"
+
+    with Worker(threads=1, store=store_url) as w:
+        job = w.submit(slow_once)
+        assert job.result(timeout=30) == "ok"
+        runs = w.store.node_runs(job.id)
+    assert [(r.attempt, r.status) for r in runs] == [(1, "failed"), (2, "completed")]
+    assert runs[0].error == (
+        f"Node 'slow_once' (job {job.id}, attempt 1): attempt 1 ran longer than timeout=0.05s and was abandoned "
+        "(its writes are discarded). Make the work faster, or raise @node(timeout=...)."
+    )

@@ -119,7 +119,6 @@ class _Attempts:
             f"raised {type(exc).__name__}: {exc}", node=self.name, job_id=self.job_id, attempt=self.attempt
         ) from exc
 
-
     def _backoff(self, n: int) -> float:
         """``retry_delay * backoff**n``, capped by ``max_delay``."""
         node = self.node
@@ -314,7 +313,7 @@ def _failed_attempt(call: JobCall, vp: VertexPlan, ex: ExecutionContext, item_in
     Its state writes are discarded (they were never committed); only the facts are kept.
     """
     conflict = isinstance(exc, StateConflict)
-    error = NodeError(f"{exc}; re-running the node" if conflict else f"raised {type(exc).__name__}: {exc}", node=vp.name, job_id=ex.job_id, attempt=ex.attempt)
+    error = _attempt_error(exc, vp.name, ex, conflict)
     try:
         call.record_run((vp.name, ex.iteration, ex.attempt, FAILED, thread, started, time.time(), UNSET, (), str(error), "".join(format_exception(exc)), item_index))
     except Exception:  # the call goes on; the log has the failure
@@ -324,6 +323,14 @@ def _failed_attempt(call: JobCall, vp: VertexPlan, ex: ExecutionContext, item_in
     log.log(level, "%s; retrying in %.3g s (attempt %d of %d)", error, delay, ex.attempt + 1, total, extra={"job_id": ex.job_id, "node": vp.name, "attempt": ex.attempt})
     if call.emit is not None:
         call.emit("node_retry", job=ex.job_id, node=vp.name, attempt=ex.attempt, error=exc, delay=delay)
+
+
+def _attempt_error(exc: Exception, name: str, ex: ExecutionContext, conflict: bool) -> NodeError:
+    """The error of a failed attempt as the final one would read (a `NodeError` already does)."""
+    if isinstance(exc, NodeError):  # a timeout: already says which node, job and attempt
+        return exc
+    message = f"{exc}; re-running the node" if conflict else f"raised {type(exc).__name__}: {exc}"
+    return NodeError(message, node=name, job_id=ex.job_id, attempt=ex.attempt)
 
 
 def _call_with_timeout(fn: Callable[..., Any], args: list[Any], timeout: float, name: str, ex: ExecutionContext) -> Any:
