@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import numbers
 import os
 import random
 import socket
@@ -77,7 +78,7 @@ def _default_threads() -> int:
 
 def _check_options(threads: object, durability: object, lease: object) -> None:
     """Refuse option values that cannot work (``threads=-1`` used to hang for ever)."""
-    if threads is not None and (type(threads) is not int or threads < 1):
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1):
         raise AetherFlowError(
             f"Worker(threads=...) must be a positive int (the number of threads that run nodes), "
             f"found {threads!r}. Pass threads=1 or more, or leave it out for the default "
@@ -119,7 +120,7 @@ class Worker:
         _check_options(threads, durability, lease)  # before any thread or store exists
         self.id = name or f"worker-{uuid.uuid4().hex[:8]}"
         self.context = context
-        self.threads = _default_threads() if threads is None else threads
+        self.threads = _default_threads() if threads is None else int(threads)
         self.lease = lease
         self._owns_store = not isinstance(store, Store)
         self.store: Store = store if isinstance(store, Store) else open_store(store or "memory://", durability=durability)
