@@ -380,3 +380,17 @@ def test_blind_write_after_a_snapshot_of_other_keys_does_not_conflict_on_them() 
     reader.set("mine", 2)
     commit([reader], "job", "reader")
     assert space.snapshot() == {"theirs": 1, "mine": 2}
+
+
+def test_a_blind_write_then_a_snapshot_commits_when_nobody_else_wrote() -> None:
+    """Writing a key, then reading the whole state, is no conflict by itself."""
+    space = StateSpace(StateScope.JOB)
+    earlier = StateHandle(space)
+    earlier.set("k", "earlier")
+    commit([earlier], "job", "earlier")
+    node = StateHandle(space)
+    node.set("k", "mine")
+    assert node.snapshot() == {"k": "mine"}
+    node.set("k", "mine again")
+    commit([node], "job", "node")
+    assert space.snapshot() == {"k": "mine again"}

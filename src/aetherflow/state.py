@@ -178,9 +178,11 @@ class StateHandle:
         return merged
 
     def _record_whole_read(self, committed: dict[str, tuple[Any, int]]) -> None:
-        reads, overlay = self._reads, self._overlay
+        # The first read of a key counts. A key this node wrote before counts too, at the
+        # version committed now: only another node's commit in between makes it conflict.
+        reads = self._reads
         for key, (_, version) in committed.items():
-            if key not in reads and key not in overlay:  # the first read counts; own writes are not reads
+            if key not in reads:
                 reads[key] = version
         reads.setdefault(_EVERY_KEY, 0)
 
