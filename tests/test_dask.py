@@ -140,3 +140,33 @@ def test_failed_attempts_on_the_cluster_are_recorded_by_the_driver(dask_worker: 
     runs = dask_worker.store.node_runs(job.id)
     assert [(r.node, r.attempt, r.status) for r in runs] == [("flaky_fetch", 1, "failed"), ("flaky_fetch", 2, "failed"), ("flaky_fetch", 3, "completed")]
     assert runs[0].error is not None and runs[0].error.endswith("raised ConnectionError: attempt 1 lost the connection")
+
+
+def test_snapshot_then_set_on_the_cluster_conflicts_like_get_then_set(dask_worker: DaskWorker) -> None:
+    """A whole read made on a Dask worker travels back with the write-set and counts at commit."""
+
+    @node(conflict_retries=1)
+    def greedy_snapshot(job_state) -> None:
+        seen = job_state.snapshot()
+        job_state.set("k", seen.get("k", 0) + 1)
+
+    job = dask_worker.submit(greedy_snapshot)
+    space = job.run.job_space
+    stop = threading.Event()
+
+    def spoil() -> None:
+        from aetherflow.state import StateHandle, commit
+
+        while not stop.is_set():
+            h = StateHandle(space)
+            h.set("k", 0)
+            commit([h], job.id, "spoiler")
+
+    t = threading.Thread(target=spoil)
+    t.start()
+    try:
+        with pytest.raises(StateConflictError):
+            job.result(60)
+    finally:
+        stop.set()
+        t.join()
