@@ -87,6 +87,17 @@ class PostgresStore(SQLStore):
             conn.close()  # reconnect on the retry; the server rolled the transaction back
             raise
 
+    def _committed(self, batch_id: str) -> bool:
+        # On the writer's own (new) connection: the pool may be refilling after the same fault.
+        conn = self._writer_conn()
+        try:
+            found = conn.execute("SELECT 1 FROM write_batches WHERE id = %s", (batch_id,)).fetchone()
+            conn.rollback()
+        except psycopg.OperationalError:
+            conn.close()
+            raise
+        return found is not None
+
     @contextmanager
     def _reading(self) -> Iterator[Any]:
         with self._pool.connection() as conn, conn.cursor() as cur:
