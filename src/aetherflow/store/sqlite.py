@@ -47,6 +47,7 @@ class SQLiteStore(SQLStore):
         if not self.readonly:
             _create_private(self.path)
         self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []  # every thread's, closed with the store
         self._conn = self._connect()
         super().__init__(url, **options)
 
@@ -140,6 +141,7 @@ class SQLiteStore(SQLStore):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self._connect()
+            self._readers.append(conn)
         yield conn.cursor()
 
     def _retryable(self, exc: BaseException) -> bool:
@@ -161,6 +163,8 @@ class SQLiteStore(SQLStore):
 
     def close(self) -> None:
         super().close()
+        for reader in self._readers:
+            reader.close()
         self._conn.close()
 
 
