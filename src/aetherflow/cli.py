@@ -51,8 +51,18 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
 
 
 def _open(url: str) -> Store:
-    if url == DEFAULT_STORE:
-        Path(".aetherflow").mkdir(exist_ok=True)
+    """The store a command writes to (created, owner-only, on first use)."""
+    return open_store(url)
+
+
+def _open_to_read(url: str) -> Store:
+    """The store a read command looks at: read-only when it exists, so a store on a
+    read-only mount, or someone else's, can still be read; never written by reading."""
+    if url.startswith("sqlite://"):
+        from .store.sqlite import sqlite_path
+
+        if sqlite_path(url)[0].is_file():
+            return open_store(url, readonly=True)
     return open_store(url)
 
 
@@ -126,7 +136,7 @@ def jobs(
     as_json_: JsonOpt = False,
 ) -> None:
     """List jobs, newest first."""
-    st = _open(store)
+    st = _open_to_read(store)
     records = st.jobs(flow=flow, status=status, since=_when(since), limit=limit)
     if as_json_:
         print(json.dumps([as_json(r) for r in records]))
@@ -144,16 +154,19 @@ def show(
     store: StoreOpt = DEFAULT_STORE,
     as_json_: JsonOpt = False,
     html: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report here.")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="path/to/file.py:flow to draw the flow graph in the HTML report (its code is imported).")] = None,
 ) -> None:
     """One job: its status and a per-node timeline."""
-    st = _open(store)
+    st = _open_to_read(store)
     job = st.job(_full_id(st, job_id))
     runs = st.node_runs(job.id)
     if html is not None:
-        target = st.target_of(job.flow)
+        # A store is data, never code: the flow's code is imported only from a --target
+        # the user names here, never from the path recorded in the store.
         graph = load_target(target).graph if target else None
-        html.write_text(html_report(job, runs, graph))
-        print(f"wrote {html}: the flow graph and a timeline of {len(runs)} node runs")
+        html.write_text(html_report(job, runs, graph, stored_target=None if target else st.target_of(job.flow)))
+        drawn = "the flow graph and " if graph is not None else ""
+        print(f"wrote {html}: {drawn}a timeline of {len(runs)} node runs")
         return
     if as_json_:
         print(json.dumps({"job": as_json(job), "node_runs": [as_json(r) for r in runs]}))
@@ -213,7 +226,7 @@ def stats(
     as_json_: JsonOpt = False,
 ) -> None:
     """Counts, success rate and per-node p50/p95 of one flow."""
-    st = _open(store)
+    st = _open_to_read(store)
     s = st.stats(flow, since=_when(since))
     if as_json_:
         print(json.dumps(as_json(s)))
@@ -228,12 +241,12 @@ def stats(
 def _full_id(st: Store, prefix: str) -> str:
     if len(prefix) >= 32:
         return prefix
-    matches = [j.id for j in st.jobs(limit=10_000) if j.id.startswith(prefix)]
+    matches = st.job_ids(prefix, limit=2)  # among every job in the store, not only the newest
     if len(matches) == 1:
         return matches[0]
     if not matches:
         raise UsageError(f"No job id starts with {prefix!r}; list jobs with `aetherflow jobs`.")
-    raise UsageError(f"{len(matches)} jobs start with {prefix!r}; give more characters.")
+    raise UsageError(f"Several jobs start with {prefix!r} ({', '.join(m[:16] for m in matches)}, ...); give more characters.")
 
 
 def _when(text: str | None) -> datetime | None:

@@ -29,9 +29,13 @@ def open_store(url: str = "memory://", **options: Any) -> Store:
     """Open the store a URL names.
 
     >>> open_store("sqlite:///.aetherflow/runs.db").jobs(status="failed", limit=10)
+
+    ``readonly=True`` opens a SQLite store for reading only (also what happens by itself
+    when the file or its folder cannot be written).
     """
     durability = options.pop("durability", "sync")
     if url.startswith("memory://"):
+        options.pop("readonly", None)  # nothing to protect
         return MemoryStore(**options)
     if url.startswith("sqlite://"):
         from .sqlite import SQLiteStore
@@ -40,6 +44,7 @@ def open_store(url: str = "memory://", **options: Any) -> Store:
     if url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore
 
+        options.pop("readonly", None)  # reading never writes there; the server enforces rights
         return PostgresStore(url, durability=durability, **options)
     raise StoreError(
         f"Unknown store URL {url!r}: expected 'memory://', 'sqlite:///relative.db', "
