@@ -27,6 +27,7 @@ from aetherflow.store import RunFacts, Store
 from aetherflow.store.writer import BatchWriter
 from storecase import postgres_url, store_url
 
+
 @node
 def one() -> int:
     return 1

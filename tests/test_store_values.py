@@ -95,11 +95,11 @@ def test_nan_and_infinity_come_back_raw_as_floats_on_every_store(store: Store) -
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_generator_output_is_refused_with_return_a_list(kind: str, tmp_path: Path) -> None:
     @node
-    def numbers(n: int):  # noqa: ANN202 - deliberately unannotated: a raw generator comes out
+    def numbers(n: int):
         return (i for i in range(n))
 
     @node
-    def total(numbers) -> int:  # noqa: ANN001
+    def total(numbers) -> int:
         return sum(numbers)
 
     flow = numbers.then(total).named("gen")
@@ -184,7 +184,7 @@ def test_an_invalid_secret_input_appears_nowhere(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
     with Worker(threads=1, store=url) as w:
         job = w.submit(unlock, {"pin": 987654})
-        with pytest.raises(Exception) as caught:  # noqa: PT011 - the text is what is checked
+        with pytest.raises(Exception) as caught:
             job.result(10)
         assert "987654" not in str(caught.value)
         rec = w.store.job(job.id)

@@ -37,6 +37,11 @@ class _Entry(Generic[T]):
         self.error: BaseException | None = None
 
 
+# The outcome of an item whose commit was cut short (KeyboardInterrupt, SystemExit in the
+# committing thread): it may or may not be in the store, so its caller is not told it is.
+_INTERRUPTED = StoreError("The write was interrupted before its commit finished; it may not be in the store. Check the job, then run it again if needed.")
+
+
 class BatchWriter(Generic[T]):
     """Commits queued items in batches: on the callers' threads (sync) or a background thread (async).
 
@@ -109,6 +114,8 @@ class BatchWriter(Generic[T]):
             if not self._pending:
                 return
             batch, self._pending = self._pending, []
+        for entry in batch:  # until its transaction says otherwise: never "committed" by default
+            entry.error = _INTERRUPTED
         try:
             self._commit(batch)
         finally:
@@ -118,6 +125,8 @@ class BatchWriter(Generic[T]):
     def _commit(self, batch: list[_Entry[T]]) -> None:
         error = self._attempt(batch)
         if error is None:
+            for entry in batch:
+                entry.error = None
             return
         if len(batch) > 1 and self._isolate(error):
             for entry in batch:  # find the item the database refuses; the rest commit
