@@ -81,6 +81,11 @@ class SQLStore(Store):
 
     persistent = True
     null_safe_eq = "IS"  # how the dialect compares two values that may both be NULL
+    # Whether a failed transaction may have committed after all (a connection lost after
+    # COMMIT was sent): then every transaction records its batch id, and a retry first
+    # looks it up. An embedded database knows: SQLite's retryable errors (locked, busy)
+    # leave the transaction uncommitted, so it skips the extra row (one more page per commit).
+    commit_outcome_can_be_lost = True
 
     def __init__(self, url: str, *, durability: str = "sync", pickle: bool = False, redact: Callable[[Any], Any] | None = None, snapshot_every: int = 100) -> None:
         self.url = url
@@ -159,15 +164,18 @@ class SQLStore(Store):
         The transaction also records a batch id; a retry (after a lost connection, whose
         COMMIT may or may not have landed) first asks whether that id is in the store.
         """
-        batch_id = f"{self._batch_prefix}-{next(self._batch_numbers)}"
         statements = [s for item in batch for s in item]
-        statements.append(("INSERT INTO write_batches (id, ts) VALUES (?, ?)", [(batch_id, time.time())]))
-        tries = itertools.count()
+        if not self.commit_outcome_can_be_lost:
+            write: Callable[[], None] = lambda: self._execute_batch(statements)  # noqa: E731
+        else:
+            batch_id = f"{self._batch_prefix}-{next(self._batch_numbers)}"
+            statements.append(("INSERT INTO write_batches (id, ts) VALUES (?, ?)", [(batch_id, time.time())]))
+            tries = itertools.count()
 
-        def write() -> None:
-            if next(tries) and self._committed(batch_id):
-                return
-            self._execute_batch(statements)
+            def write() -> None:
+                if next(tries) and self._committed(batch_id):
+                    return
+                self._execute_batch(statements)
 
         try:
             retry(f"write to {self.url}", write, self._retryable)

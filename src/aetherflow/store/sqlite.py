@@ -40,6 +40,8 @@ def sqlite_path(url: str) -> tuple[Path, dict[str, str]]:
 class SQLiteStore(SQLStore):
     """A store in one SQLite file, safe for many threads and several processes."""
 
+    commit_outcome_can_be_lost = False  # a locked or busy COMMIT leaves the transaction open: we roll it back
+
     def __init__(self, url: str, *, readonly: bool = False, **options: Any) -> None:
         self.path, url_options = sqlite_path(url)
         self.synchronous = url_options.get("synchronous", "normal").upper()
