@@ -401,3 +401,23 @@ def test_store_files_and_folders_are_private(tmp_path: Path) -> None:
     assert (tmp_path / "new" / "deeper").stat().st_mode & 0o777 == 0o700
     for f in (tmp_path / "new" / "deeper").iterdir():
         assert f.stat().st_mode & 0o777 == 0o600, f
+
+
+def test_opening_a_store_on_a_full_disk_shows_the_real_error(tmp_path: Path) -> None:
+    with small_tmpfs(tmp_path) as disk:
+        with contextlib.suppress(OSError):  # fill it to the last byte
+            with open(disk / "filler", "wb") as f:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+        with pytest.raises(StoreError) as caught:
+            open_store(f"sqlite:///{disk / 'runs.db'}")
+    message = str(caught.value)
+    assert "cannot rollback" not in message
+    assert "full" in message and "free some space" in message, message
+
+
+def test_a_folder_where_the_store_file_should_be_is_a_clear_store_error(tmp_path: Path) -> None:
+    (tmp_path / "runs.db").mkdir()
+    with pytest.raises(StoreError, match=r"Cannot open SQLite store at .*runs.db: OperationalError: unable to open database file"):
+        open_store(f"sqlite:///{tmp_path / 'runs.db'}")
