@@ -256,3 +256,15 @@ def test_a_secret_input_is_in_no_output_record_or_file(project: Path) -> None:
     assert aetherflow(project, "show", job_id, "--html", str(project / "r.html")).returncode == 0
     assert not [text for text in printed if "hunter2" in text]
     assert b"hunter2" not in _store_bytes(project) and "hunter2" not in (project / "r.html").read_text()
+
+
+def test_an_invalid_secret_input_is_not_printed(project: Path) -> None:
+    (project / "pin.py").write_text(
+        "from pydantic import SecretStr\nfrom aetherflow import node\n\n"
+        "@node\ndef unlock(pin: SecretStr) -> int:\n    return 1\n"
+    )
+    for debug in ([], ["--debug"]):
+        ran = aetherflow(project, *debug, "run", "pin.py:unlock", "--input", "pin=987654")
+        assert ran.returncode == 1
+        assert "not valid for SecretStr" in ran.stderr  # the error is still explained
+        assert "987654" not in ran.stdout + ran.stderr

@@ -8,6 +8,7 @@ non-zero; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import traceback
 from datetime import UTC, datetime, timedelta
@@ -31,7 +32,7 @@ DEFAULT_STORE = "sqlite:///.aetherflow/runs.db"
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Run AetherFlow flows and look at their history.")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
-_settings = {"debug": False}
+_settings: dict[str, Any] = {"debug": False, "secrets": []}
 
 StoreOpt = Annotated[str, typer.Option("--store", help="Store URL (sqlite:///..., postgresql://..., memory://).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -100,6 +101,8 @@ def run(
 
     flow = load_target(target)
     values = _inputs(input or [], inputs)
+    _hide_secret_inputs(flow, values)
+    _log_without_secrets()
     ctx = load_context(context) if context is not None else None
     st = _open(store)
     st.remember_target(flow.name, target)
@@ -292,9 +295,56 @@ def main() -> None:
         _fail(exc, 1)
 
 
+def _hide_secret_inputs(flow: Any, values: dict[str, Any]) -> None:
+    """Remember the inputs read by a secret parameter, so no message prints them (`_without_secrets`)."""
+    from .store.serialize import mentions_secret
+
+    for vertex in flow.graph.nodes:
+        for name, value in values.items():
+            if name in vertex.param_names and mentions_secret(vertex.annotation(name)):
+                _settings["secrets"].extend(_spellings(value))
+
+
+def _spellings(value: Any) -> list[str]:
+    """How a secret input may appear in a message: as given, repr'd, as JSON; and its parts."""
+    if isinstance(value, dict):
+        return [text for v in value.values() for text in _spellings(v)]
+    if isinstance(value, (list, tuple)):
+        return [text for v in value for text in _spellings(v)]
+    if value is None or isinstance(value, bool):
+        return []
+    return [t for t in {str(value), repr(value), json.dumps(value, default=str)} if len(t) >= 1]
+
+
+class _SecretFreeFormatter(logging.Formatter):
+    """Log lines as Python prints them by default, with secret inputs masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _without_secrets(super().format(record))
+
+
+def _log_without_secrets() -> None:
+    # What Python's last-resort handler would print (warnings and up, the message only),
+    # through a formatter that masks secret inputs. Left alone if the user set up logging.
+    library = logging.getLogger("aetherflow")
+    if library.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(_SecretFreeFormatter("%(message)s"))
+    library.addHandler(handler)
+    library.propagate = False
+
+
+def _without_secrets(text: str) -> str:
+    for secret in sorted(_settings["secrets"], key=len, reverse=True):
+        text = text.replace(secret, "**********")
+    return text
+
+
 def _fail(exc: BaseException, code: int) -> None:
     if _settings["debug"]:
-        traceback.print_exception(exc)
-    message = " ".join(str(exc).split()) or type(exc).__name__
+        err.print(_without_secrets("".join(traceback.format_exception(exc))), highlight=False, markup=False, end="")
+    message = " ".join(_without_secrets(str(exc)).split()) or type(exc).__name__
     err.print(f"error: {message}", highlight=False, markup=False)
     sys.exit(code)
