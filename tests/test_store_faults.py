@@ -405,11 +405,10 @@ def test_store_files_and_folders_are_private(tmp_path: Path) -> None:
 
 def test_opening_a_store_on_a_full_disk_shows_the_real_error(tmp_path: Path) -> None:
     with small_tmpfs(tmp_path) as disk:
-        with contextlib.suppress(OSError):  # fill it to the last byte
-            with open(disk / "filler", "wb") as f:
-                while True:
-                    f.write(b"\0" * 65536)
-                    f.flush()
+        with contextlib.suppress(OSError), open(disk / "filler", "wb") as f:  # fill it to the last byte
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
         with pytest.raises(StoreError) as caught:
             open_store(f"sqlite:///{disk / 'runs.db'}")
     message = str(caught.value)
