@@ -92,6 +92,33 @@ def test_every_caller_waiting_on_a_batch_learns_its_own_outcome() -> None:
             assert outcome == f"the database refuses {item}"  # each poisoned caller hears of its own item
 
 
+def test_a_commit_cut_short_is_never_reported_as_committed() -> None:
+    def transact(items: list[str]) -> None:
+        raise KeyboardInterrupt  # Ctrl-C lands in the thread that is committing
+
+    writer: BatchWriter[str] = BatchWriter("test", transact, sync=True)
+    outcomes: dict[str, str] = {}
+
+    def caller(item: str) -> None:
+        try:
+            writer.submit(item)
+            outcomes[item] = "acknowledged"
+        except BaseException as exc:  # noqa: BLE001 - what each caller was told is what we check
+            outcomes[item] = type(exc).__name__ + ": " + str(exc)
+
+    with writer._committing:  # hold the committers back so both items share one batch
+        threads = [threading.Thread(target=caller, args=(item,)) for item in ("a", "b")]
+        for t in threads:
+            t.start()
+        while len(writer._pending) < 2:
+            time.sleep(0.001)
+    for t in threads:
+        t.join(10)
+    assert "acknowledged" not in outcomes.values()
+    assert sorted(o.split(":")[0] for o in outcomes.values()) == ["KeyboardInterrupt", "StoreError"]
+    assert "interrupted before its commit finished" in next(o for o in outcomes.values() if o.startswith("StoreError"))
+
+
 def _poisoned_id() -> str:
     # SQLite cannot encode the surrogate; PostgreSQL refuses the NUL.
     return uuid.uuid4().hex + "\x00\udcff"
