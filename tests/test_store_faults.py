@@ -447,3 +447,19 @@ def test_a_folder_where_the_store_file_should_be_is_a_clear_store_error(tmp_path
     (tmp_path / "runs.db").mkdir()
     with pytest.raises(StoreError, match=r"Cannot open SQLite store at .*runs.db: OperationalError: unable to open database file"):
         open_store(f"sqlite:///{tmp_path / 'runs.db'}")
+
+
+@pytest.mark.postgres
+def test_batch_ids_do_not_grow_without_bound() -> None:
+    import psycopg
+
+    from aetherflow.store import sql
+
+    url = postgres_url()
+    store = open_store(url)
+    for i in range(sql._BATCH_IDS_KEPT + 50):
+        store.create_job(f"job-{i}", "bounded", {}, "w", float(i))
+    store.close()
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM write_batches").fetchone()[0] <= sql._BATCH_IDS_KEPT
+        assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == sql._BATCH_IDS_KEPT + 50

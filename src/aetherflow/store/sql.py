@@ -36,6 +36,7 @@ from .writer import BatchWriter, retry
 Statement = tuple[str, list[tuple[Any, ...]]]  # SQL with "?" placeholders, rows of parameters
 
 SCHEMA_VERSION = 2
+_BATCH_IDS_KEPT = 1000  # per store: far more than can be in doubt (one batch commits at a time)
 _TEXT: dict[Any, str] = {member: member.value for enum in (JobStatus, NodeStatus, StateScope) for member in enum}
 
 
@@ -168,8 +169,13 @@ class SQLStore(Store):
         if not self.commit_outcome_can_be_lost:
             write: Callable[[], None] = lambda: self._execute_batch(statements)  # noqa: E731
         else:
-            batch_id = f"{self._batch_prefix}-{next(self._batch_numbers)}"
+            number = next(self._batch_numbers)
+            batch_id = f"{self._batch_prefix}-{number}"
             statements.append(("INSERT INTO write_batches (id, ts) VALUES (?, ?)", [(batch_id, time.time())]))
+            if number > _BATCH_IDS_KEPT:
+                # Batches commit one at a time, so an id this old is settled: drop it (keeps
+                # the table at most _BATCH_IDS_KEPT rows per store; prune() clears crashed ones).
+                statements.append(("DELETE FROM write_batches WHERE id = ?", [(f"{self._batch_prefix}-{number - _BATCH_IDS_KEPT}",)]))
             tries = itertools.count()
 
             def write() -> None:
@@ -352,8 +358,9 @@ class SQLStore(Store):
             chunk = [(i,) for i in ids[start:start + 500]]
             self._writer.submit([(f"DELETE FROM {table} WHERE {col} = ?", chunk) for table, col in (
                 ("events", "job_id"), ("state_writes", "job_id"), ("state_snapshots", "job_id"), ("node_runs", "job_id"), ("jobs", "id"))])
-        # Batch ids matter only while a batch may be retried (seconds): drop the old ones.
-        self._writer.submit([("DELETE FROM write_batches WHERE ts < ?", [(min(cutoff or 0.0, time.time() - 3600),)])])
+        # Batch ids matter only while a batch may be retried (seconds): drop those a crashed
+        # process left behind.
+        self._writer.submit([("DELETE FROM write_batches WHERE ts < ?", [(time.time() - 3600,)])])
         self.flush()
         return len(ids)
 
