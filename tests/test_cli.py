@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 FLOWS = '''
+from pydantic import SecretStr
 from aetherflow import Suspend, node
 
 @node
@@ -35,6 +36,14 @@ approval = ask.named("approval")
 @node
 def boom(n: int) -> int:
     raise ValueError("bad n")
+
+@node
+def markup(n: int) -> int:
+    raise ValueError("</script><b>bold</b> & <!-- not a comment")
+
+@node
+def login(password: SecretStr) -> dict:
+    return {"user": "ada", "password": password}
 '''
 
 
@@ -66,7 +75,7 @@ def test_run_with_inputs_file_and_module_target(project: Path) -> None:
 def test_bad_target_names_what_exists(project: Path) -> None:
     result = aetherflow(project, "run", "flows.py:flwo", "-i", "n=1")
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: 'flwo' in flows.py does not exist. Did you mean 'flow'? Flows there: approval, ask, boom, flow, load, total."
+    assert result.stderr.strip() == "error: 'flwo' in flows.py does not exist. Did you mean 'flow'? Flows there: approval, ask, boom, flow, load, login, markup, total."
     assert "Traceback" not in result.stderr
 
 
@@ -106,7 +115,7 @@ def test_show_prints_timeline_and_writes_html_report(project: Path) -> None:
     data = json.loads(aetherflow(project, "show", job_id, "--json").stdout)
     assert [r["node"] for r in data["node_runs"]] == ["load", "total"]
     report = project / "report.html"
-    assert aetherflow(project, "show", job_id, "--html", str(report)).returncode == 0
+    assert aetherflow(project, "show", job_id, "--html", str(report), "--target", "flows.py:flow").returncode == 0
     page = report.read_text()
     assert 'data-node="load"' in page and 'data-node="total"' in page and 'class="timeline"' in page
     embedded = json.loads(page.split('id="aetherflow-data">')[1].split("</script>")[0])
@@ -190,3 +199,97 @@ def test_resume_with_an_answer_then_resume_the_completed_job_again(tmp_path: Pat
     again = aetherflow(tmp_path, "resume", job_id)  # completed: its recorded result, at once
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip().splitlines()[-1] == '"got go"'
+
+
+def _store_bytes(project: Path) -> bytes:
+    return b"".join(f.read_bytes() for f in sorted((project / ".aetherflow").glob("runs.db*")))
+
+
+def test_show_html_never_imports_the_code_a_store_names(project: Path) -> None:
+    marker = project / "imported.marker"
+    (project / "trap.py").write_text(
+        "from pathlib import Path\n"
+        f"Path({str(marker)!r}).write_text('the store made me run')\n"
+        "from flows import flow\n"
+    )
+    assert aetherflow(project, "run", "trap.py:flow", "-i", "n=2").returncode == 0
+    marker.unlink()  # `run` imports its target: that is asked for; reading must not
+    job_id = json.loads(aetherflow(project, "jobs", "--json").stdout)[0]["id"]
+    report = project / "report.html"
+    shown = aetherflow(project, "show", job_id, "--html", str(report))
+    assert shown.returncode == 0, shown.stderr
+    assert not marker.exists()
+    assert "--target" in report.read_text()  # says how to have the graph drawn
+    for command in (["jobs"], ["show", job_id], ["show", job_id, "--json"], ["stats", "summing"]):
+        assert aetherflow(project, *command).returncode == 0
+    assert not marker.exists()
+
+
+def test_html_report_embeds_the_exact_text_for_scripts(project: Path) -> None:
+    aetherflow(project, "run", "flows.py:markup", "-i", "n=1")
+    job_id = json.loads(aetherflow(project, "jobs", "--json").stdout)[0]["id"]
+    report = project / "report.html"
+    assert aetherflow(project, "show", job_id, "--html", str(report)).returncode == 0
+    page = report.read_text()
+    script = page.split('<script type="application/json" id="aetherflow-data">')[1]
+    assert script.count("</script>") == 1  # the error text cannot close the element early
+    embedded = json.loads(script.split("</script>")[0])
+    assert "</script><b>bold</b> & <!-- not a comment" in embedded["job"]["error"]
+
+
+def test_a_job_id_prefix_is_found_among_all_jobs_not_only_the_newest(project: Path) -> None:
+    from aetherflow import open_store
+
+    store = open_store(f"sqlite:///{project / '.aetherflow' / 'runs.db'}", durability="async")
+    store.create_job("feedbeef" + "0" * 24, "old-flow", {}, "w", 1.0)
+    for i in range(10_050):
+        store.create_job(f"{i:032x}", "new-flow", {}, "w", 2.0 + i)
+    store.close()
+    shown = aetherflow(project, "show", "feedbeef", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["job"]["flow"] == "old-flow"
+    ambiguous = aetherflow(project, "show", "0000")
+    assert ambiguous.returncode == 2 and "Several jobs start with '0000'" in ambiguous.stderr
+
+
+def test_read_commands_never_write_to_the_store(project: Path) -> None:
+    assert aetherflow(project, "run", "flows.py:flow", "-i", "n=2").returncode == 0
+    db = project / ".aetherflow" / "runs.db"
+    before = db.read_bytes()
+    job_id = json.loads(aetherflow(project, "jobs", "--json").stdout)[0]["id"]
+    for command in (["jobs"], ["show", job_id[:10]], ["show", job_id, "--json"], ["stats", "summing", "--json"]):
+        assert aetherflow(project, *command).returncode == 0
+    assert db.read_bytes() == before
+    wal = project / ".aetherflow" / "runs.db-wal"
+    assert not wal.exists() or wal.stat().st_size == 0  # (-shm is SQLite's shared memory, not data)
+
+
+def test_the_default_store_is_readable_by_its_owner_only(project: Path) -> None:
+    assert aetherflow(project, "run", "flows.py:flow", "-i", "n=2").returncode == 0
+    assert (project / ".aetherflow").stat().st_mode & 0o777 == 0o700
+    assert all(f.stat().st_mode & 0o777 == 0o600 for f in (project / ".aetherflow").iterdir())
+
+
+def test_a_secret_input_is_in_no_output_record_or_file(project: Path) -> None:
+    ran = aetherflow(project, "run", "flows.py:login", "--input", "password=hunter2")
+    assert ran.returncode == 0, ran.stderr
+    job_id = json.loads(aetherflow(project, "jobs", "--json").stdout)[0]["id"]
+    printed = [ran.stdout, ran.stderr]
+    for command in (["jobs"], ["jobs", "--json"], ["show", job_id], ["show", job_id, "--json"]):
+        shown = aetherflow(project, *command)
+        printed += [shown.stdout, shown.stderr]
+    assert aetherflow(project, "show", job_id, "--html", str(project / "r.html")).returncode == 0
+    assert not [text for text in printed if "hunter2" in text]
+    assert b"hunter2" not in _store_bytes(project) and "hunter2" not in (project / "r.html").read_text()
+
+
+def test_an_invalid_secret_input_is_not_printed(project: Path) -> None:
+    (project / "pin.py").write_text(
+        "from pydantic import SecretStr\nfrom aetherflow import node\n\n"
+        "@node\ndef unlock(pin: SecretStr) -> int:\n    return 1\n"
+    )
+    for debug in ([], ["--debug"]):
+        ran = aetherflow(project, *debug, "run", "pin.py:unlock", "--input", "pin=987654")
+        assert ran.returncode == 1
+        assert "not valid for SecretStr" in ran.stderr  # the error is still explained
+        assert "987654" not in ran.stdout + ran.stderr

@@ -8,6 +8,7 @@ non-zero; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import traceback
 from datetime import UTC, datetime, timedelta
@@ -32,7 +33,7 @@ DEFAULT_STORE = "sqlite:///.aetherflow/runs.db"
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Run AetherFlow flows and look at their history.")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
-_settings = {"debug": False}
+_settings: dict[str, Any] = {"debug": False, "secrets": []}
 
 StoreOpt = Annotated[str, typer.Option("--store", help="Store URL (sqlite:///..., postgresql://..., memory://).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -52,8 +53,18 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
 
 
 def _open(url: str) -> Store:
-    if url == DEFAULT_STORE:
-        Path(".aetherflow").mkdir(exist_ok=True)
+    """The store a command writes to (created, owner-only, on first use)."""
+    return open_store(url)
+
+
+def _open_to_read(url: str) -> Store:
+    """The store a read command looks at: read-only when it exists, so a store on a
+    read-only mount, or someone else's, can still be read; never written by reading."""
+    if url.startswith("sqlite://"):
+        from .store.sqlite import sqlite_path
+
+        if sqlite_path(url)[0].is_file():
+            return open_store(url, readonly=True)
     return open_store(url)
 
 
@@ -91,6 +102,8 @@ def run(
 
     flow = load_target(target)
     values = _inputs(input or [], inputs)
+    _hide_secret_inputs(flow, values)
+    _log_without_secrets()
     ctx = load_context(context) if context is not None else None
     st = _open(store)
     st.remember_target(flow.name, target)
@@ -127,7 +140,7 @@ def jobs(
     as_json_: JsonOpt = False,
 ) -> None:
     """List jobs, newest first."""
-    st = _open(store)
+    st = _open_to_read(store)
     records = st.jobs(flow=flow, status=status, since=_when(since), limit=limit)
     if as_json_:
         print(json.dumps([as_json(r) for r in records]))
@@ -145,16 +158,19 @@ def show(
     store: StoreOpt = DEFAULT_STORE,
     as_json_: JsonOpt = False,
     html: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report here.")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="path/to/file.py:flow to draw the flow graph in the HTML report (its code is imported).")] = None,
 ) -> None:
     """One job: its status and a per-node timeline."""
-    st = _open(store)
+    st = _open_to_read(store)
     job = st.job(_full_id(st, job_id))
     runs = st.node_runs(job.id)
     if html is not None:
-        target = st.target_of(job.flow)
+        # A store is data, never code: the flow's code is imported only from a --target
+        # the user names here, never from the path recorded in the store.
         graph = load_target(target).graph if target else None
-        html.write_text(html_report(job, runs, graph))
-        print(f"wrote {html}: the flow graph and a timeline of {len(runs)} node runs")
+        html.write_text(html_report(job, runs, graph, stored_target=None if target else st.target_of(job.flow)))
+        drawn = "the flow graph and " if graph is not None else ""
+        print(f"wrote {html}: {drawn}a timeline of {len(runs)} node runs")
         return
     if as_json_:
         print(json.dumps({"job": as_json(job), "node_runs": [as_json(r) for r in runs]}))
@@ -224,7 +240,7 @@ def stats(
     as_json_: JsonOpt = False,
 ) -> None:
     """Counts, success rate and per-node p50/p95 of one flow."""
-    st = _open(store)
+    st = _open_to_read(store)
     s = st.stats(flow, since=_when(since))
     if as_json_:
         print(json.dumps(as_json(s)))
@@ -239,12 +255,12 @@ def stats(
 def _full_id(st: Store, prefix: str) -> str:
     if len(prefix) >= 32:
         return prefix
-    matches = [j.id for j in st.jobs(limit=10_000) if j.id.startswith(prefix)]
+    matches = st.job_ids(prefix, limit=2)  # among every job in the store, not only the newest
     if len(matches) == 1:
         return matches[0]
     if not matches:
         raise UsageError(f"No job id starts with {prefix!r}; list jobs with `aetherflow jobs`.")
-    raise UsageError(f"{len(matches)} jobs start with {prefix!r}; give more characters.")
+    raise UsageError(f"Several jobs start with {prefix!r} ({', '.join(m[:16] for m in matches)}, ...); give more characters.")
 
 
 def _when(text: str | None) -> datetime | None:
@@ -290,9 +306,56 @@ def main() -> None:
         _fail(exc, 1)
 
 
+def _hide_secret_inputs(flow: Any, values: dict[str, Any]) -> None:
+    """Remember the inputs read by a secret parameter, so no message prints them (`_without_secrets`)."""
+    from .store.serialize import mentions_secret
+
+    for vertex in flow.graph.nodes:
+        for name, value in values.items():
+            if name in vertex.param_names and mentions_secret(vertex.annotation(name)):
+                _settings["secrets"].extend(_spellings(value))
+
+
+def _spellings(value: Any) -> list[str]:
+    """How a secret input may appear in a message: as given, repr'd, as JSON; and its parts."""
+    if isinstance(value, dict):
+        return [text for v in value.values() for text in _spellings(v)]
+    if isinstance(value, (list, tuple)):
+        return [text for v in value for text in _spellings(v)]
+    if value is None or isinstance(value, bool):
+        return []
+    return [t for t in {str(value), repr(value), json.dumps(value, default=str)} if len(t) >= 1]
+
+
+class _SecretFreeFormatter(logging.Formatter):
+    """Log lines as Python prints them by default, with secret inputs masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _without_secrets(super().format(record))
+
+
+def _log_without_secrets() -> None:
+    # What Python's last-resort handler would print (warnings and up, the message only),
+    # through a formatter that masks secret inputs. Left alone if the user set up logging.
+    library = logging.getLogger("aetherflow")
+    if library.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(_SecretFreeFormatter("%(message)s"))
+    library.addHandler(handler)
+    library.propagate = False
+
+
+def _without_secrets(text: str) -> str:
+    for secret in sorted(_settings["secrets"], key=len, reverse=True):
+        text = text.replace(secret, "**********")
+    return text
+
+
 def _fail(exc: BaseException, code: int) -> None:
     if _settings["debug"]:
-        traceback.print_exception(exc)
-    message = " ".join(str(exc).split()) or type(exc).__name__
+        err.print(_without_secrets("".join(traceback.format_exception(exc))), highlight=False, markup=False, end="")
+    message = " ".join(_without_secrets(str(exc)).split()) or type(exc).__name__
     err.print(f"error: {message}", highlight=False, markup=False)
     sys.exit(code)

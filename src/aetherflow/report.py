@@ -16,7 +16,8 @@ from .store.records import JobRecord, NodeRunRecord
 _COLORS = {"completed": "#2e7d32", "failed": "#c62828", "skipped": "#9e9e9e", "suspended": "#f9a825", "running": "#1565c0", "pending": "#bdbdbd"}
 
 
-def html_report(job: JobRecord, runs: list[NodeRunRecord], graph: Graph | None) -> str:
+def html_report(job: JobRecord, runs: list[NodeRunRecord], graph: Graph | None, *, stored_target: str | None = None) -> str:
+    """The report page; without ``graph`` it says how to have the graph drawn (``--target``)."""
     data = {
         "job": {"id": job.id, "flow": job.flow, "status": job.status.value, "error": job.error},
         "runs": [
@@ -26,7 +27,7 @@ def html_report(job: JobRecord, runs: list[NodeRunRecord], graph: Graph | None) 
         ],
     }
     last_status = {r.node: r.status.value for r in runs}
-    picture = _graph_svg(graph, last_status) if graph is not None else "<p>(flow code not available: graph omitted)</p>"
+    picture = _graph_svg(graph, last_status) if graph is not None else _no_graph(stored_target)
     title = f"AetherFlow job {job.id} — {job.flow}"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -42,9 +43,23 @@ svg text{{font-size:12px;font-family:system-ui,sans-serif}} table{{border-collap
 {_timeline_svg(runs)}
 <h2>Node runs</h2>
 {_table(runs)}
-<script type="application/json" id="aetherflow-data">{html.escape(json.dumps(data), quote=False)}</script>
+<script type="application/json" id="aetherflow-data">{script_json(data)}</script>
 </body></html>
 """
+
+
+def script_json(data: object) -> str:
+    """JSON to embed in a ``<script type="application/json">``: the text scripts read is the JSON.
+
+    HTML-escaping would hand scripts ``&lt;`` instead of ``<``; inside a script element only
+    ``</script>`` (and ``<!--``) matter, so every ``<`` is written as the JSON escape ``\u003c``.
+    """
+    return json.dumps(data).replace("<", "\\u003c")
+
+
+def _no_graph(stored_target: str | None) -> str:
+    hint = f" (the store says it was run from {html.escape(stored_target)})" if stored_target else ""
+    return f"<p>(graph omitted: a report never imports code named in a store{hint}; pass <code>--target path/to/file.py:flow</code> to draw it)</p>"
 
 
 def _layers(graph: Graph) -> dict[str, int]:

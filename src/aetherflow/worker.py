@@ -13,7 +13,6 @@ import atexit
 import logging
 import numbers
 import os
-import random
 import socket
 import threading
 import time
@@ -69,8 +68,12 @@ class _Prepared(NamedTuple):
 
 
 def new_job_id() -> str:
-    """A random 128-bit hex id; `uuid4` reads os.urandom per call, which costs more than a node."""
-    return f"{random.getrandbits(128):032x}"
+    """A random 128-bit hex id from os.urandom (uuid4).
+
+    Never the `random` module: a `random.seed()` anywhere in user code would repeat ids,
+    and two processes seeded alike would overwrite each other's jobs.
+    """
+    return uuid.uuid4().hex
 
 
 def _default_threads() -> int:

@@ -29,11 +29,15 @@ def open_store(url: str = "memory://", **options: Any) -> Store:
     """Open the store a URL names.
 
     >>> open_store("sqlite:///.aetherflow/runs.db").jobs(status="failed", limit=10)
+
+    ``readonly=True`` opens a SQLite store for reading only (also what happens by itself
+    when the file or its folder cannot be written).
     """
     if not isinstance(url, str) or "\x00" in url:  # issue 14: a StoreError, not an AttributeError
         raise StoreError(f"A store URL is a str without NUL characters, such as 'memory://' or 'sqlite:///runs.db'; found {short_repr(url)}.")
     durability = options.pop("durability", "sync")
     if url.startswith("memory://"):
+        options.pop("readonly", None)  # nothing to protect
         return MemoryStore(**options)
     if url.startswith("sqlite://"):
         from .sqlite import SQLiteStore
@@ -42,6 +46,7 @@ def open_store(url: str = "memory://", **options: Any) -> Store:
     if url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore
 
+        options.pop("readonly", None)  # reading never writes there; the server enforces rights
         return PostgresStore(url, durability=durability, **options)
     raise StoreError(
         f"Unknown store URL {url!r}: expected 'memory://', 'sqlite:///relative.db', "

@@ -132,6 +132,10 @@ class Store(ABC):
     @abstractmethod
     def job(self, job_id: str) -> JobRecord: ...
 
+    def job_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        """Up to ``limit`` ids of jobs whose id starts with ``prefix``, among all jobs kept."""
+        return [j.id for j in self.jobs(limit=2**62) if j.id.startswith(prefix)][:limit]
+
     @abstractmethod
     def node_runs(self, job_id: str) -> list[NodeRunRecord]: ...
 

@@ -1,8 +1,10 @@
 """``postgresql://user@host:port/db``: the store for real deployments (psycopg 3 + a pool).
 
 A dropped connection is not fatal: the writer reconnects and re-runs the whole
-transaction (it was rolled back by the server), and readers come from a pool that checks
-connections before handing them out.
+transaction, unless its batch id shows it did commit before the connection was lost
+(see `SQLStore._transact`), and readers come from a pool that checks connections before
+handing them out. A server that does not answer fails within ``connect_timeout`` seconds
+(5 by default) with a `StoreError`.
 """
 
 from __future__ import annotations
@@ -30,14 +32,25 @@ class PostgresStore(SQLStore):
 
     null_safe_eq = "IS NOT DISTINCT FROM"
 
-    def __init__(self, url: str, *, pool_size: int = 8, **options: Any) -> None:
+    def __init__(self, url: str, *, pool_size: int = 8, connect_timeout: float = 5.0, **options: Any) -> None:
         self._dsn = url
         self._conn: Any = None
+        # libpq counts whole seconds, at least 2; a timeout in the URL wins.
+        self._connect_args: dict[str, Any] = {} if "connect_timeout" in url else {"connect_timeout": max(2, round(connect_timeout))}
         try:
-            self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True, check=ConnectionPool.check_connection, timeout=30)
-            self._pool.wait(timeout=30)
+            self._writer_conn()  # fails fast and clearly when the server is not there
+            self._pool = ConnectionPool(
+                url, min_size=1, max_size=pool_size, open=True, check=ConnectionPool.check_connection,
+                timeout=max(connect_timeout, 5.0), kwargs=self._connect_args,
+            )
+            self._pool.wait(timeout=max(connect_timeout, 5.0) + 1)
         except Exception as exc:
-            raise StoreError(f"Cannot connect to PostgreSQL at {_safe(url)}: {exc}. Is the server running, and does the database exist?") from exc
+            if self._conn is not None:
+                self._conn.close()
+            raise StoreError(
+                f"Cannot connect to PostgreSQL at {_safe(url)}: {type(exc).__name__}: {_safe_text(exc, url)}. "
+                "Is the server running and reachable, and does the database exist?"
+            ) from exc
         super().__init__(url, **options)
         self.url = _safe(url)
 
@@ -46,7 +59,7 @@ class PostgresStore(SQLStore):
 
     def _writer_conn(self) -> Any:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._dsn, autocommit=False)
+            self._conn = psycopg.connect(self._dsn, autocommit=False, **self._connect_args)
         return self._conn
 
     def _migrate(self) -> None:
@@ -74,6 +87,17 @@ class PostgresStore(SQLStore):
             conn.close()  # reconnect on the retry; the server rolled the transaction back
             raise
 
+    def _committed(self, batch_id: str) -> bool:
+        # On the writer's own (new) connection: the pool may be refilling after the same fault.
+        conn = self._writer_conn()
+        try:
+            found = conn.execute("SELECT 1 FROM write_batches WHERE id = %s", (batch_id,)).fetchone()
+            conn.rollback()
+        except psycopg.OperationalError:
+            conn.close()
+            raise
+        return found is not None
+
     @contextmanager
     def _reading(self) -> Iterator[Any]:
         with self._pool.connection() as conn, conn.cursor() as cur:
@@ -82,11 +106,28 @@ class PostgresStore(SQLStore):
     def _retryable(self, exc: BaseException) -> bool:
         return isinstance(exc, (psycopg.OperationalError, psycopg.errors.SerializationFailure))
 
+    def _fix_for(self, exc: BaseException) -> str:
+        if isinstance(exc, psycopg.OperationalError):
+            return "The connection to the server kept failing: check that PostgreSQL is running and reachable, then run again."
+        if isinstance(exc, psycopg.errors.DiskFull):
+            return "The database server's disk is full: free some space (or prune old jobs), then run again."
+        return "Check that the database is an AetherFlow store this user may write to."
+
     def close(self) -> None:
         super().close()
         if self._conn is not None:
             self._conn.close()
         self._pool.close()
+
+
+def _safe_text(exc: BaseException, url: str) -> str:
+    """An error's text without the password that libpq may quote from the URL."""
+    text = " ".join(str(exc).split())
+    _, _, rest = url.partition("://")
+    creds = rest.rpartition("@")[0]
+    if ":" in creds:
+        text = text.replace(creds.split(":", 1)[1], "***")
+    return text
 
 
 def _safe(url: str) -> str:

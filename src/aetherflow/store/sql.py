@@ -9,12 +9,14 @@ worth retrying.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import pickle
 import socket
 import threading
 import time
+import uuid
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -27,13 +29,14 @@ from ..state import DELETED, StateScope
 from ..status import ENDED, FINISHED, JobStatus, NodeStatus
 from .base import Progress, RunFacts, Store
 from .records import EventRecord, FlowStats, JobRecord, NodeRunRecord, StateRecord, epoch, utc
-from .serialize import to_json
+from .serialize import redact_secrets, storable_text, to_json
 from .stats import flow_stats
 from .writer import BatchWriter, retry
 
 Statement = tuple[str, list[tuple[Any, ...]]]  # SQL with "?" placeholders, rows of parameters
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+_BATCH_IDS_KEPT = 1000  # per store: far more than can be in doubt (one batch commits at a time)
 _TEXT: dict[Any, str] = {member: member.value for enum in (JobStatus, NodeStatus, StateScope) for member in enum}
 
 
@@ -58,6 +61,11 @@ def migrations(real: str, serial_pk: str) -> list[tuple[int, list[str]]]:
         ]),
         # Each worker's own lease, so a claimer with a shorter one cannot take a live worker's jobs.
         (2, [f"ALTER TABLE workers ADD COLUMN lease {real}"]),
+        # Every transaction also writes its batch id here: a retry after a lost connection
+        # first asks whether that id is in, so a batch that did commit is not written twice.
+        (3, [
+            f"CREATE TABLE write_batches (id TEXT PRIMARY KEY, ts {real} NOT NULL)",
+        ]),
     ]
 
 
@@ -76,6 +84,11 @@ class SQLStore(Store):
 
     persistent = True
     null_safe_eq = "IS"  # how the dialect compares two values that may both be NULL
+    # Whether a failed transaction may have committed after all (a connection lost after
+    # COMMIT was sent): then every transaction records its batch id, and a retry first
+    # looks it up. An embedded database knows: SQLite's retryable errors (locked, busy)
+    # leave the transaction uncommitted, so it skips the extra row (one more page per commit).
+    commit_outcome_can_be_lost = True
 
     def __init__(self, url: str, *, durability: str = "sync", pickle: bool = False, redact: Callable[[Any], Any] | None = None, snapshot_every: int = 100) -> None:
         self.url = url
@@ -84,8 +97,13 @@ class SQLStore(Store):
         self.snapshot_every = snapshot_every
         self._live: dict[str, dict[str, Any]] = {}  # job -> state as committed, for snapshots
         self._live_lock = threading.Lock()
+        # Batch ids: this store's random prefix and a counter, unique across processes.
+        self._batch_prefix = uuid.uuid4().hex[:16]
+        self._batch_numbers = itertools.count(1)
         self._migrate()
-        self._writer: BatchWriter[list[Statement]] = BatchWriter(url.rsplit("/", 1)[-1], self._transact, sync=durability == "sync")
+        self._writer: BatchWriter[list[Statement]] = BatchWriter(
+            url.rsplit("/", 1)[-1], self._transact, sync=durability == "sync", isolate=self._refused_by_data,
+        )
 
     # -- dialect ------------------------------------------------------------------------
 
@@ -103,6 +121,17 @@ class SQLStore(Store):
     @abstractmethod
     def _migrate(self) -> None: ...
 
+    def _fix_for(self, exc: BaseException) -> str:
+        """What a user can do about a database error (the dialect knows its errors)."""
+        return "Check that the database is reachable and writable, then run again."
+
+    def _store_error(self, doing: str, exc: BaseException) -> StoreError:
+        """A database error as a `StoreError`: what failed, where, the cause, and a fix."""
+        if isinstance(exc, StoreError):
+            return exc
+        cause = storable_text(str(exc)) or type(exc).__name__
+        return StoreError(f"Could not {doing} {self.url}: {type(exc).__name__}: {cause}. {self._fix_for(exc)}")
+
     def _sql(self, sql: str) -> str:
         return sql
 
@@ -114,7 +143,7 @@ class SQLStore(Store):
         if self.redact is not None:
             value = self.redact(value)
         if self.pickle:
-            return "pickle:" + base64.b64encode(pickle.dumps(value)).decode()
+            return "pickle:" + base64.b64encode(pickle.dumps(redact_secrets(value))).decode()
         return to_json(value)
 
     def _load(self, text: str | None) -> Any:
@@ -132,22 +161,57 @@ class SQLStore(Store):
         self._writer.submit(statements)
 
     def _transact(self, batch: list[list[Statement]]) -> None:
+        """Commit ``batch`` in one transaction, retrying what is worth it, at most once in effect.
+
+        The transaction also records a batch id; a retry (after a lost connection, whose
+        COMMIT may or may not have landed) first asks whether that id is in the store.
+        """
         statements = [s for item in batch for s in item]
-        retry(f"write to {self.url}", lambda: self._execute_batch(statements), self._retryable)
+        if not self.commit_outcome_can_be_lost:
+            write: Callable[[], None] = lambda: self._execute_batch(statements)  # noqa: E731
+        else:
+            number = next(self._batch_numbers)
+            batch_id = f"{self._batch_prefix}-{number}"
+            statements.append(("INSERT INTO write_batches (id, ts) VALUES (?, ?)", [(batch_id, time.time())]))
+            if number > _BATCH_IDS_KEPT:
+                # Batches commit one at a time, so an id this old is settled: drop it (keeps
+                # the table at most _BATCH_IDS_KEPT rows per store; prune() clears crashed ones).
+                statements.append(("DELETE FROM write_batches WHERE id = ?", [(f"{self._batch_prefix}-{number - _BATCH_IDS_KEPT}",)]))
+            tries = itertools.count()
+
+            def write() -> None:
+                if next(tries) and self._committed(batch_id):
+                    return
+                self._execute_batch(statements)
+
+        try:
+            retry(f"write to {self.url}", write, self._retryable)
+        except Exception as exc:
+            raise self._store_error("write to", exc) from exc
+
+    def _committed(self, batch_id: str) -> bool:
+        return bool(self._query("SELECT 1 FROM write_batches WHERE id = ?", [batch_id]))
+
+    def _refused_by_data(self, error: BaseException) -> bool:
+        """Whether a failed batch may succeed item by item (not when the database is unreachable)."""
+        cause = error.__cause__ if isinstance(error, StoreError) and error.__cause__ is not None else error
+        return not self._retryable(cause)
 
     def create_job(self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False) -> None:
         status = JobStatus.RUNNING if running else JobStatus.PENDING
+        flow = storable_text(flow)  # type: ignore[assignment]
         events = [(job_id, ts, "job_created", None, self._dump({"flow": flow}))]
         if running:
             events.append((job_id, ts, "job_running", None, None))
         self._submit([
-            ("INSERT INTO jobs (id, flow, status, inputs, created_at, started_at, worker) VALUES (?, ?, ?, ?, ?, ?, ?)",
-             [(job_id, flow, status.value, self._dump(inputs), ts, ts if running else None, worker)]),
+            ("INSERT INTO jobs (id, flow, status, inputs, created_at, started_at, worker) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+             [(job_id, flow, status.value, self._dump(inputs), ts, ts if running else None, storable_text(worker))]),
             ("INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)", events),
         ])
 
     def set_job_status(self, job_id: str, status: JobStatus, ts: float, *, output: Any = UNSET, error: str | None = None) -> None:
         sets = ["status = ?", "error = ?"]
+        error = storable_text(error)
         params: list[Any] = [status.value, error]
         if status is JobStatus.RUNNING:
             sets.append("started_at = COALESCE(started_at, ?)")
@@ -170,20 +234,21 @@ class SQLStore(Store):
     def record_run(self, facts: RunFacts) -> None:
         f = facts
         status = _TEXT[f.status]
+        node, error = storable_text(f.node), storable_text(f.error)
         statements: list[Statement] = [
             ("INSERT INTO node_runs (job_id, node, iteration, attempt, status, thread, started_at, finished_at, output, item, error, traceback) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-             [(f.job_id, f.node, f.iteration, f.attempt, status, f.thread, f.started, f.finished, self._dump(f.output), f.item, f.error, f.traceback)]),
+             [(f.job_id, node, f.iteration, f.attempt, status, storable_text(f.thread), f.started, f.finished, self._dump(f.output), f.item, error, storable_text(f.traceback))]),
         ]
         # Event data of fixed shape is written as text directly: this runs for every node.
-        events: list[tuple[Any, ...]] = [(f.job_id, f.started, "node_started", f.node, f'{{"iteration":{f.iteration},"attempt":{f.attempt}}}')]
+        events: list[tuple[Any, ...]] = [(f.job_id, f.started, "node_started", node, f'{{"iteration":{f.iteration},"attempt":{f.attempt}}}')]
         writes = []
         for c in f.commits:
             scope = _TEXT[c.scope]
             for w in c.writes:
                 deleted = w.value is DELETED
-                writes.append((f.job_id, scope, c.namespace, w.key, None if deleted else self._dump(w.value), int(deleted), w.version, f.node, c.ts))
-            events.append((f.job_id, c.ts, "state_committed", f.node, to_json({"scope": scope, "keys": [w.key for w in c.writes]})))
-        events.append((f.job_id, f.finished, "node_" + status, f.node, self._dump({"error": f.error}) if f.error else None))
+                writes.append((f.job_id, scope, storable_text(c.namespace), storable_text(w.key), None if deleted else self._dump(w.value), int(deleted), w.version, node, c.ts))
+            events.append((f.job_id, c.ts, "state_committed", node, to_json({"scope": scope, "keys": [w.key for w in c.writes]})))
+        events.append((f.job_id, f.finished, "node_" + status, node, self._dump({"error": error}) if error else None))
         if writes:
             statements.append(("INSERT INTO state_writes (job_id, scope, namespace, key, value, deleted, version, node, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", writes))
             statements.extend(self._snapshot_if_due(f.job_id, writes, f.finished))
@@ -210,6 +275,7 @@ class SQLStore(Store):
         ])
 
     def remember_target(self, flow: str, target: str) -> None:
+        flow, target = storable_text(flow), storable_text(target)  # type: ignore[assignment]
         self._submit([("DELETE FROM targets WHERE flow = ?", [(flow,)]), ("INSERT INTO targets (flow, target) VALUES (?, ?)", [(flow, target)])])
 
     def target_of(self, flow: str) -> str | None:
@@ -226,13 +292,16 @@ class SQLStore(Store):
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         self._writer.flush()  # read your own writes, also with durability="async"
+        try:
+            return retry(f"read from {self.url}", lambda: self._query(sql, params), self._retryable)  # type: ignore[no-any-return]
+        except Exception as exc:
+            raise self._store_error("read from", exc) from exc
 
-        def query() -> list[tuple[Any, ...]]:
-            with self._reading() as cur:
-                cur.execute(self._sql(sql), tuple(params))
-                return list(cur.fetchall())
-
-        return retry(f"read from {self.url}", query, self._retryable)  # type: ignore[no-any-return]
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One query, no flush first (the writer itself asks through this)."""
+        with self._reading() as cur:
+            cur.execute(self._sql(sql), tuple(params))
+            return list(cur.fetchall())
 
     _JOB_COLUMNS = "id, flow, status, inputs, output, error, created_at, started_at, finished_at, worker"
 
@@ -293,8 +362,16 @@ class SQLStore(Store):
             chunk = [(i,) for i in ids[start:start + 500]]
             self._writer.submit([(f"DELETE FROM {table} WHERE {col} = ?", chunk) for table, col in (
                 ("events", "job_id"), ("state_writes", "job_id"), ("state_snapshots", "job_id"), ("node_runs", "job_id"), ("jobs", "id"))])
+        # Batch ids matter only while a batch may be retried (seconds): drop those a crashed
+        # process left behind.
+        self._writer.submit([("DELETE FROM write_batches WHERE ts < ?", [(time.time() - 3600,)])])
         self.flush()
         return len(ids)
+
+    def job_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        # Not LIKE: it reads "_" and "%" as wildcards, and SQLite's ignores case.
+        rows = self._rows("SELECT id FROM jobs WHERE substr(id, 1, ?) = ? ORDER BY id LIMIT ?", [len(prefix), prefix, int(limit)])
+        return [r[0] for r in rows]
 
     # -- recovery ------------------------------------------------------------------------------
 

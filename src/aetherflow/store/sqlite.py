@@ -5,17 +5,23 @@ commit, ``BEGIN IMMEDIATE`` and a long busy timeout so a second process writing 
 file waits its turn instead of failing with "database is locked". ``synchronous=NORMAL``
 keeps every commit safe from a crashed process; add ``?synchronous=full`` to the URL to
 also survive a power cut (one fsync per commit).
+
+A store file and the folders created for it are readable by their owner only (0600 and
+0700: the history holds inputs and outputs). A store that cannot be written (a read-only
+mount, someone else's file) is opened read-only, so its history can still be read;
+``readonly=True`` asks for that outright.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from ..errors import StoreError
 from .sql import SCHEMA_VERSION, SQLStore, Statement, migrate
@@ -34,38 +40,86 @@ def sqlite_path(url: str) -> tuple[Path, dict[str, str]]:
 class SQLiteStore(SQLStore):
     """A store in one SQLite file, safe for many threads and several processes."""
 
-    def __init__(self, url: str, **options: Any) -> None:
+    commit_outcome_can_be_lost = False  # a locked or busy COMMIT leaves the transaction open: we roll it back
+
+    def __init__(self, url: str, *, readonly: bool = False, **options: Any) -> None:
         self.path, url_options = sqlite_path(url)
         self.synchronous = url_options.get("synchronous", "normal").upper()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly or _cannot_write(self.path)
+        if not self.readonly:
+            _create_private(self.path)
         self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []  # every thread's, closed with the store
         self._conn = self._connect()
         super().__init__(url, **options)
 
+    # -- connections ------------------------------------------------------------------------
+
     def _connect(self) -> sqlite3.Connection:
         try:
+            if self.readonly:
+                return self._connect_readonly()
             conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA busy_timeout=60000")
         except sqlite3.Error as exc:
-            raise StoreError(f"Cannot open SQLite store at {self.path.resolve()}: {exc}.") from exc
+            raise self._open_error(exc) from exc
         return conn
 
-    def _migrate(self) -> None:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
+    def _connect_readonly(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise StoreError(f"Cannot open SQLite store at {self.path.resolve()} read-only: there is no such file. Check the path, or run a flow to create it.")
+        uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=60.0, isolation_level=None, check_same_thread=False)
         try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            # A WAL store on a read-only mount: its -shm file cannot be created. Read the
+            # file as it is (immutable); nothing can write to it there anyway.
+            conn.close()
+            conn = sqlite3.connect(uri.replace("mode=ro", "immutable=1"), uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=60000")
+        return conn
+
+    def _open_error(self, exc: BaseException) -> StoreError:
+        return StoreError(f"Cannot open SQLite store at {self.path.resolve()}: {type(exc).__name__}: {exc}. {self._fix_for(exc)}")
+
+    def _migrate(self) -> None:
+        if self.readonly:
+            self._check_readable_version()
+            return
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             migrate(int(row[0]) if row else 0, conn.execute, "REAL", "INTEGER PRIMARY KEY AUTOINCREMENT", str(self.path))
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as exc:
+            if conn.in_transaction:  # SQLite may have rolled back already (disk full, corrupt file)
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._open_error(exc) from exc
             raise
 
+    def _check_readable_version(self) -> None:
+        try:
+            has_meta = self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if has_meta else None
+        except sqlite3.Error as exc:
+            raise self._open_error(exc) from exc
+        if row is None:
+            raise StoreError(f"{self.path.resolve()} is not an AetherFlow store (no schema version in it), and it is opened read-only. Check the path.")
+        if int(row[0]) > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema version {row[0]}, newer than this AetherFlow knows ({SCHEMA_VERSION}); upgrade aetherflow.")
+
+    # -- writes and reads -------------------------------------------------------------------
+
     def _execute_batch(self, statements: list[Statement]) -> None:
+        if self.readonly:
+            raise StoreError(f"The SQLite store at {self.path.resolve()} is open read-only (the file or its folder cannot be written): it cannot record jobs. Use a writable path.")
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -80,16 +134,57 @@ class SQLiteStore(SQLStore):
                 conn.execute("ROLLBACK")
             raise
 
+    def _committed(self, batch_id: str) -> bool:
+        # The writer's own connection: a batch that failed before COMMIT left nothing.
+        return self._conn.execute("SELECT 1 FROM write_batches WHERE id = ?", (batch_id,)).fetchone() is not None
+
     @contextmanager
     def _reading(self) -> Iterator[Any]:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self._connect()
+            self._readers.append(conn)
         yield conn.cursor()
 
     def _retryable(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
 
+    def _fix_for(self, exc: BaseException) -> str:
+        text = str(exc).lower()
+        if "full" in text:
+            return f"The disk holding {self.path.resolve().parent} is full: free some space (or prune old jobs with store.prune(older_than=...)), then run again."
+        if "readonly" in text or "read-only" in text or "read only" in text:
+            return f"{self.path.resolve()} or its folder cannot be written: fix its permissions, or use a store on a writable path."
+        if "not a database" in text or "malformed" in text or "corrupt" in text:
+            return f"{self.path.resolve()} is damaged or is not a SQLite file: move it aside (keep a copy) and let AetherFlow create a new one, or recover it with `sqlite3 {self.path} .recover`."
+        if "unable to open" in text:
+            return f"Check that the folder {self.path.resolve().parent} exists and is writable."
+        if isinstance(exc, UnicodeError):
+            return "A text value could not be encoded; this is a bug in AetherFlow, please report it."
+        return f"Check that {self.path.resolve()} is a writable AetherFlow store."
+
     def close(self) -> None:
         super().close()
+        for reader in self._readers:
+            reader.close()
         self._conn.close()
+
+
+def _cannot_write(path: Path) -> bool:
+    """Whether an existing store file (or the folder a new one would go in) is read-only to us."""
+    if path.exists():
+        return not os.access(path, os.W_OK) or not os.access(path.parent if str(path.parent) else Path("."), os.W_OK)
+    folder = next((p for p in [path.parent, *path.parent.parents] if p.exists()), Path("."))
+    return not os.access(folder, os.W_OK)
+
+
+def _create_private(path: Path) -> None:
+    """Create the store's folders (0700) and file (0600) if they are missing."""
+    missing = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    if not path.exists():
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            raise StoreError(f"Cannot create SQLite store at {path.resolve()}: {exc}. Check that its folder is writable.") from exc

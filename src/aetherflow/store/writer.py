@@ -5,6 +5,10 @@ on disk before the next node starts); with ``"async"`` it returns at once and th
 committed in the background. Either way many threads finishing nodes at the same moment
 share one transaction, and only this thread ever writes: no "database is locked" from
 our own threads, and a second process is waited for (busy timeout) and retried.
+
+Every caller learns the outcome of its own item. When the database refuses a batch
+because of one item (a value it cannot hold, a constraint), the batch is committed again
+item by item, so only that item's caller hears the error and the others' records land.
 """
 
 from __future__ import annotations
@@ -15,22 +19,51 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from ..errors import StoreError
+
 log = logging.getLogger("aetherflow.store")
 
 T = TypeVar("T")  # one queued write, as the store defines it
 
 
-class BatchWriter(Generic[T]):
-    """Commits queued items in batches: on the callers' threads (sync) or a background thread (async)."""
+class _Entry(Generic[T]):
+    """One submitted item and, once its batch is over, its outcome."""
 
-    def __init__(self, name: str, transact: Callable[[list[T]], None], *, sync: bool, interval: float = 0.005) -> None:
+    __slots__ = ("done", "error", "item")
+
+    def __init__(self, item: T) -> None:
+        self.item = item
+        self.done = False
+        self.error: BaseException | None = None
+
+
+# The outcome of an item whose commit was cut short (KeyboardInterrupt, SystemExit in the
+# committing thread): it may or may not be in the store, so its caller is not told it is.
+_INTERRUPTED = StoreError("The write was interrupted before its commit finished; it may not be in the store. Check the job, then run it again if needed.")
+
+
+class BatchWriter(Generic[T]):
+    """Commits queued items in batches: on the callers' threads (sync) or a background thread (async).
+
+    ``transact(items)`` writes items in one transaction or raises; ``isolate(error)`` says
+    whether a failed batch is worth committing again item by item (the database refused
+    a record), rather than failing every item at once (the database is unreachable).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        transact: Callable[[list[T]], None],
+        *,
+        sync: bool,
+        interval: float = 0.005,
+        isolate: Callable[[BaseException], bool] = lambda _error: True,
+    ) -> None:
         self.sync = sync
         self.interval = interval
         self._transact = transact
-        self._pending: list[T] = []
-        self._batch_no = 0  # number of the batch now being collected
-        self._done_no = 0  # batches numbered below this are committed (or failed)
-        self._errors: dict[int, BaseException] = {}
+        self._isolate = isolate
+        self._pending: list[_Entry[T]] = []
         self._cond = threading.Condition()
         self._committing = threading.Lock()  # one committer at a time, whoever it is
         self._closed = False
@@ -40,27 +73,25 @@ class BatchWriter(Generic[T]):
             self._thread.start()
 
     def submit(self, item: T) -> None:
-        """Queue ``item``; in sync mode, return once it is committed (or raise its error)."""
+        """Queue ``item``; in sync mode, return once it is committed (or raise its own error)."""
+        entry = _Entry(item)
         with self._cond:
             if self._closed:
-                raise RuntimeError("the store is closed")
-            self._pending.append(item)
-            ticket = self._batch_no
+                raise StoreError("The store is closed: it takes no more writes. Open it again (open_store(url)) to write.")
+            self._pending.append(entry)
             if not self.sync:
                 if len(self._pending) >= 1000:
                     self._cond.notify_all()  # bound what waits in memory
                 return
-        self._commit_through(ticket)
-        with self._cond:
-            error = self._errors.pop(ticket, None)
-        if error is not None:
-            raise error
+        self._wait_for(entry)
+        if entry.error is not None:
+            # A fresh exception per caller: several threads may be raising this outcome.
+            raise StoreError(str(entry.error)) from entry.error
 
     def flush(self) -> None:
-        """Wait until everything queued so far is committed."""
-        with self._cond:
-            ticket = self._batch_no if self._pending else self._batch_no - 1
-        self._commit_through(ticket)
+        """Wait until everything queued so far is committed (a batch in flight included)."""
+        with self._committing:
+            self._commit_pending()
 
     def close(self) -> None:
         self.flush()
@@ -70,29 +101,49 @@ class BatchWriter(Generic[T]):
         if self._thread is not None:
             self._thread.join()
 
-    def _commit_through(self, ticket: int) -> None:
+    def _wait_for(self, entry: _Entry[T]) -> None:
         # Leader-based group commit: the thread that gets the lock commits everything
         # pending, including what others queued while the previous batch was committing.
-        while True:
-            with self._cond:
-                if self._done_no > ticket:
-                    return
+        while not entry.done:
             with self._committing:
-                self._commit_pending()
+                if not entry.done:
+                    self._commit_pending()
 
     def _commit_pending(self) -> None:
         with self._cond:
             if not self._pending:
                 return
             batch, self._pending = self._pending, []
-            number = self._batch_no
-            self._batch_no += 1
-        error = self._commit(batch)
-        with self._cond:
-            if error is not None and self.sync:
-                self._errors[number] = error
-            self._done_no = number + 1
-            self._cond.notify_all()
+        for entry in batch:  # until its transaction says otherwise: never "committed" by default
+            entry.error = _INTERRUPTED
+        try:
+            self._commit(batch)
+        finally:
+            for entry in batch:
+                entry.done = True
+
+    def _commit(self, batch: list[_Entry[T]]) -> None:
+        error = self._attempt(batch)
+        if error is None:
+            for entry in batch:
+                entry.error = None
+            return
+        if len(batch) > 1 and self._isolate(error):
+            for entry in batch:  # find the item the database refuses; the rest commit
+                entry.error = self._attempt([entry])
+        else:
+            for entry in batch:
+                entry.error = error
+        failed = sum(entry.error is not None for entry in batch)
+        if failed and not self.sync:
+            log.error("Background write of %d of %d records failed: %s", failed, len(batch), error, exc_info=error)
+
+    def _attempt(self, entries: list[_Entry[T]]) -> BaseException | None:
+        try:
+            self._transact([entry.item for entry in entries])
+        except Exception as exc:  # noqa: BLE001 - handed to the callers waiting on these items
+            return exc
+        return None
 
     def _run(self) -> None:
         while True:
@@ -102,15 +153,6 @@ class BatchWriter(Generic[T]):
                 self._cond.wait(self.interval)
             with self._committing:
                 self._commit_pending()
-
-    def _commit(self, batch: list[T]) -> BaseException | None:
-        try:
-            self._transact(batch)
-            return None
-        except Exception as exc:
-            if not self.sync:
-                log.error("Background write of %d records failed", len(batch), exc_info=True)
-            return exc
 
 
 def retry(what: str, fn: Callable[[], Any], retryable: Callable[[BaseException], bool], *, attempts: int = 8, first_delay: float = 0.05) -> Any:
