@@ -587,3 +587,14 @@ def test_pictures_escape_quotes_and_survive_unprintable_branch_values() -> None:
     assert '"pick" -> "even" [label="\'say \\"hi\\"\'"];' in dot
     assert "#quot;hi#quot;" in flow.to_mermaid()
     assert "<int object>" in flow.to_mermaid()
+
+
+def test_a_misspelt_built_in_is_explained_when_the_job_starts(worker) -> None:
+    from aetherflow import MissingInputError
+
+    @node
+    def count(job_sate) -> int:
+        return 1
+
+    with pytest.raises(MissingInputError, match="did you mean the built-in 'job_state'"):
+        count.run(worker=worker)

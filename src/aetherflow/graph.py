@@ -284,14 +284,20 @@ class Plan:
         else:
             return
         missing = {name: list(spec.nodes) for name, spec in self.inputs.items() if spec.required and name not in values}
-        known = [*self.vertex_names, *self.provider_names, *(k for k in self.inputs if k not in missing), *values]
+        known = [*self.vertex_names, *self.provider_names, *BUILTINS, *(k for k in self.inputs if k not in missing), *values]
         hints = {}
         for name in missing:
             near = closest(name, known)
             if near:
-                what = "node" if near[0] in self.vertex_names else "provider" if near[0] in self.provider_names else "input"
-                hints[name] = f"Did you mean the {what} '{near[0]}'?"
+                hints[name] = f"Did you mean the {self._kind_of(near[0])} '{near[0]}'?"
         raise MissingInputError(flow, missing, hints)
+
+    def _kind_of(self, name: str) -> str:
+        if name in self.vertex_names:
+            return "node"
+        if name in self.provider_names:
+            return "provider"
+        return "built-in" if name in BUILTINS else "input"
 
 
 class Graph:
