@@ -132,3 +132,41 @@ def test_killed_dask_worker_tasks_are_retried(cluster: tuple[LocalCluster, Path]
 
         marker = str(Path(os.environ["AETHERFLOW_DASK_LOG"]) / "died")
         assert w.map(die_once, [{"i": i, "marker": marker} for i in range(6)], progress=False) == list(range(6))
+
+
+def test_failed_attempts_on_the_cluster_are_recorded_by_the_driver(dask_worker: DaskWorker) -> None:
+    job = dask_worker.submit(dask_flows.flaky_fetch)
+    assert job.result(60) == "ok"
+    runs = dask_worker.store.node_runs(job.id)
+    assert [(r.node, r.attempt, r.status) for r in runs] == [("flaky_fetch", 1, "failed"), ("flaky_fetch", 2, "failed"), ("flaky_fetch", 3, "completed")]
+    assert runs[0].error is not None and runs[0].error.endswith("raised ConnectionError: attempt 1 lost the connection")
+
+
+def test_snapshot_then_set_on_the_cluster_conflicts_like_get_then_set(dask_worker: DaskWorker) -> None:
+    """A whole read made on a Dask worker travels back with the write-set and counts at commit."""
+
+    @node(conflict_retries=1)
+    def greedy_snapshot(job_state) -> None:
+        seen = job_state.snapshot()
+        job_state.set("k", seen.get("k", 0) + 1)
+
+    job = dask_worker.submit(greedy_snapshot)
+    space = job.run.job_space
+    stop = threading.Event()
+
+    def spoil() -> None:
+        from aetherflow.state import StateHandle, commit
+
+        while not stop.is_set():
+            h = StateHandle(space)
+            h.set("k", 0)
+            commit([h], job.id, "spoiler")
+
+    t = threading.Thread(target=spoil)
+    t.start()
+    try:
+        with pytest.raises(StateConflictError):
+            job.result(60)
+    finally:
+        stop.set()
+        t.join()

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from dependency_injector import providers as di_providers
 
-from aetherflow import BaseFlowContext, Flow, FlowDefinitionError, NodeError, Worker, node, providers
+from aetherflow import BaseFlowContext, Flow, FlowDefinitionError, NodeError, NodeTimeoutError, Worker, node, providers
 from aetherflow.scopes import Scope
 
 
@@ -358,3 +358,92 @@ def test_thread_local_instances_of_callers_that_ended_are_torn_down() -> None:
         assert seen == [1, 2, 3, 4, 5]  # one instance per calling thread
         assert torn == [1, 2, 3, 4]  # each new caller's first use closed those of callers gone
     assert torn == [1, 2, 3, 4, 5]
+
+
+# -- every dependency-injector provider kind, injected ---------------------------------------
+
+_CONFIG = {"dsn": "sqlite://", "mode": "b"}
+
+
+def _resource() -> Iterator[str]:
+    yield "open resource"
+
+
+def _providers_of_every_kind(config: providers.Configuration) -> dict[str, tuple[object, object]]:
+    """Provider kind -> (provider, what a node receives from it), given ``config`` = `_CONFIG`."""
+    holder = type("Holder", (), {"attr": "attribute value", "word": "abc"})()
+    return {
+        "Object": (providers.Object(42), 42),
+        "Callable": (providers.Callable(lambda: "called"), "called"),
+        "Factory": (providers.Factory(dict, a=1), {"a": 1}),
+        "di Singleton": (di_providers.Singleton(dict, a=1), {"a": 1}),
+        "ThreadSafeSingleton": (providers.ThreadSafeSingleton(dict, a=1), {"a": 1}),
+        "di ThreadLocalSingleton": (di_providers.ThreadLocalSingleton(dict, a=1), {"a": 1}),
+        "ContextLocalSingleton": (providers.ContextLocalSingleton(dict, a=1), {"a": 1}),
+        "Configuration": (config, _CONFIG),
+        "ConfigurationOption": (config.dsn, "sqlite://"),
+        "Resource": (providers.Resource(_resource), "open resource"),
+        "List": (providers.List(providers.Object(1), providers.Object(2)), [1, 2]),
+        "Dict": (providers.Dict(one=providers.Object(1)), {"one": 1}),
+        "Selector": (providers.Selector(config.mode, a=providers.Object("A"), b=providers.Object("B")), "B"),
+        "Dependency with default": (providers.Dependency(instance_of=int, default=5), 5),
+        "AttributeGetter": (providers.Object(holder).provided.attr, "attribute value"),
+        "ItemGetter": (providers.Object({"k": "item"}).provided["k"], "item"),
+        "MethodCaller": (providers.Object(holder).provided.word.upper.call(), "ABC"),
+        "Callable with a provider argument": (providers.Callable(lambda n: n * 2, config.mode), "bb"),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_providers_of_every_kind(providers.Configuration())))
+def test_every_dependency_injector_provider_injects_what_calling_it_returns(kind: str) -> None:
+    """A parameter named after any provider receives what calling that provider returns."""
+    config = providers.Configuration()
+    provider, expected = _providers_of_every_kind(config)[kind]
+    ctx = type("Ctx", (BaseFlowContext,), {"config": config, "service": provider})()
+    ctx.config.from_dict(_CONFIG)
+
+    @node
+    def receive(service: object) -> object:
+        return service
+
+    with Worker(ctx, threads=1) as w:
+        got = receive.run(worker=w)
+    assert got == expected
+    assert got == ctx.service()
+    ctx.shutdown_resources()
+
+
+# -- an abandoned (timed-out) attempt keeps its scoped instances -------------------------------
+
+
+class Connection:
+    def __init__(self) -> None:
+        self.closed = False
+
+
+@pytest.mark.parametrize("scoped", [providers.JobScoped, providers.NodeScoped], ids=["JobScoped", "NodeScoped"])
+def test_timed_out_sync_node_keeps_its_scoped_instances_until_its_thread_returns(scoped: type) -> None:
+    """Python cannot stop a thread: a sync node past its timeout runs on in the background.
+    Its job- and node-scoped instances are torn down once it returns, not under its feet."""
+    events: list[str] = []
+    returned = threading.Event()
+
+    class Ctx(BaseFlowContext):
+        conn = scoped(Connection, guard=False, teardown=lambda c: (setattr(c, "closed", True), events.append("torn down")))
+
+    @node(timeout=0.1)
+    def slow(conn: Connection) -> None:
+        time.sleep(0.5)
+        events.append("used a closed connection" if conn.closed else "used an open connection")
+        returned.set()
+
+    with Worker(Ctx, threads=1) as w:
+        job = w.submit(slow)
+        with pytest.raises(NodeTimeoutError):
+            job.result(timeout=10)
+        assert events == []  # the job has ended, its abandoned attempt still runs
+        assert returned.wait(5)
+        deadline = time.monotonic() + 5
+        while "torn down" not in events and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert events == ["used an open connection", "torn down"]

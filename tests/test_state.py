@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -265,3 +266,131 @@ def test_node_state_is_kept_across_loop_iterations_and_private(worker) -> None:
     job = worker.submit(flow)
     assert job.result() == {}
     assert job.node_state("tick") == {"i": 1} and job.node_state("tick_2") == {"i": 1}
+
+
+# -- every way of reading counts as a read (DESIGN §4) ---------------------------------------
+
+NODES = 24
+
+
+def _add_one(job_state: StateHandle, seen: int) -> None:
+    job_state.set("n", seen + 1)
+
+
+def _claim_slot(job_state: StateHandle, taken: int) -> None:
+    job_state.set(f"slot {taken}", True)
+
+
+def _first_free_slot(job_state: StateHandle) -> int:
+    i = 0
+    while f"slot {i}" in job_state:
+        i += 1
+    return i
+
+
+def _n_is(state: dict[str, object]) -> bool:
+    return state == {"n": NODES}
+
+
+def _slots_are(state: dict[str, object]) -> bool:
+    return sorted(state) == sorted(f"slot {i}" for i in range(NODES))
+
+
+# read: what a node reads; write: what it then sets from it; check: the job state expected.
+READ_THEN_SET: dict[str, tuple[Callable[[StateHandle], int], Callable[[StateHandle, int], None], Callable[[dict[str, object]], bool]]] = {
+    "snapshot()": (lambda h: h.snapshot().get("n", 0), _add_one, _n_is),
+    "items()": (lambda h: dict(h.items()).get("n", 0), _add_one, _n_is),
+    "values()": (lambda h: sum(h.values()), _add_one, _n_is),  # "n" is the only key
+    "len()": (len, _claim_slot, _slots_are),
+    "iteration": (lambda h: sum(1 for _ in h), _claim_slot, _slots_are),
+    "keys()": (lambda h: len(list(h.keys())), _claim_slot, _slots_are),
+    "in": (_first_free_slot, _claim_slot, _slots_are),
+}
+
+
+@pytest.mark.parametrize("read", list(READ_THEN_SET))
+def test_parallel_nodes_reading_any_way_then_setting_lose_no_update(read: str) -> None:
+    """Many nodes in parallel read the job state (any way) and then set a key from what they
+    read: a node whose read went stale is re-run, so every node's update is in the result."""
+    read_state, write_state, all_updates_kept = READ_THEN_SET[read]
+
+    @node
+    def batch() -> list[int]:
+        return list(range(NODES))
+
+    @node(conflict_retries=10 * NODES)
+    def update(entry: int, job_state: StateHandle) -> int:
+        seen = read_state(job_state)
+        time.sleep(0.001)  # work between the read and the write: parallel nodes overlap
+        write_state(job_state, seen)
+        return entry
+
+    with Worker(threads=8) as w:
+        for _ in range(3):
+            job = w.submit(batch.map(update))
+            assert job.result(timeout=60) == list(range(NODES))
+            assert all_updates_kept(job.state), job.state
+
+
+@pytest.mark.parametrize("read", ["snapshot", "iteration", "keys", "items", "values", "len", "in"])
+def test_every_way_of_reading_counts_for_conflicts(read: str) -> None:
+    """A node that read a key any way, then set it after another node committed it, conflicts."""
+    space = StateSpace(StateScope.JOB)
+    setup = StateHandle(space)
+    setup.set("k", 1)
+    commit([setup], "job", "setup")
+    reader, other = StateHandle(space), StateHandle(space)
+    reads = {
+        "snapshot": reader.snapshot,
+        "iteration": lambda: list(reader),
+        "keys": reader.keys,
+        "items": reader.items,
+        "values": reader.values,
+        "len": lambda: len(reader),
+        "in": lambda: "k" in reader,
+    }
+    reads[read]()
+    other.set("k", 2)
+    commit([other], "job", "other")
+    reader.set("k", 3)
+    with pytest.raises(StateConflict):
+        commit([reader], "job", "reader")
+    assert space.snapshot() == {"k": 2}
+
+
+def test_snapshot_counts_as_a_read_of_keys_it_did_not_find() -> None:
+    """A key absent from a snapshot, then set after another node created it, conflicts."""
+    space = StateSpace(StateScope.JOB)
+    reader, other = StateHandle(space), StateHandle(space)
+    assert reader.snapshot() == {}
+    other.set("k", "theirs")
+    commit([other], "job", "other")
+    reader.set("k", "mine")
+    with pytest.raises(StateConflict):
+        commit([reader], "job", "reader")
+
+
+def test_blind_write_after_a_snapshot_of_other_keys_does_not_conflict_on_them() -> None:
+    """Reading the state does not make a write of a key nobody else touched a conflict."""
+    space = StateSpace(StateScope.JOB)
+    reader, other = StateHandle(space), StateHandle(space)
+    reader.snapshot()
+    other.set("theirs", 1)
+    commit([other], "job", "other")
+    reader.set("mine", 2)
+    commit([reader], "job", "reader")
+    assert space.snapshot() == {"theirs": 1, "mine": 2}
+
+
+def test_a_blind_write_then_a_snapshot_commits_when_nobody_else_wrote() -> None:
+    """Writing a key, then reading the whole state, is no conflict by itself."""
+    space = StateSpace(StateScope.JOB)
+    earlier = StateHandle(space)
+    earlier.set("k", "earlier")
+    commit([earlier], "job", "earlier")
+    node = StateHandle(space)
+    node.set("k", "mine")
+    assert node.snapshot() == {"k": "mine"}
+    node.set("k", "mine again")
+    commit([node], "job", "node")
+    assert space.snapshot() == {"k": "mine again"}

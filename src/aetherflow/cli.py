@@ -94,7 +94,7 @@ def run(
     ctx = load_context(context) if context is not None else None
     st = _open(store)
     st.remember_target(flow.name, target)
-    with Worker(ctx, threads=threads, store=st) as worker, progress_bar(len(flow.graph.names), flow.name, enabled=len(flow.graph.names) > 1) as advance:
+    with Worker(ctx, threads=threads, store=st) as worker, progress_bar(flow.name, "node runs done", enabled=len(flow.graph.names) > 1) as advance:
         worker.on("node_completed", lambda _e, _d: advance())
         job = worker.submit(flow, values)
         err.print(f"job {job.id} ({flow.name})", style="dim", highlight=False)

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import itertools
+import logging
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -36,15 +38,21 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("Running on Dask needs dask.distributed. Install it with: pip install 'aetherflow[dask]'") from exc
 
+from .caches import IdentityCache
 from .errors import AetherFlowError, NodeError, StateConflictError, Suspend
 from .graph import B_JOIN, B_NODE, B_PROVIDER, B_WORKER_STATE, VertexPlan
 from .invoke import JobCall, Outcome, acall_node, call_node
 from .node import UNSET
+from .providers import injector_of
 from .scopes import JobScopes, Scope, ScopeCache, ThreadCaches
 from .state import Commit, StateConflict, StateHandle, StateScope, StateSpace, commit
+from .store.base import RunFields
 from .worker import Worker
 
 PLUGIN = "aetherflow"
+log = logging.getLogger("aetherflow.dask")
+# Vertex plans kept pickled on the driver and unpickled on each Dask worker, oldest dropped first.
+VERTEX_CACHE_SIZE = 1024
 
 
 class ContextNotImportableError(AetherFlowError, TypeError):
@@ -80,6 +88,8 @@ class _Returned:
     error: BaseException | None = None
     writesets: list[tuple[str, Any, Any]] = field(default_factory=list)  # (scope, ops, reads)
     where: str = ""
+    failed_attempts: list[RunFields] = field(default_factory=list)  # recorded by the driver
+    started: float = 0.0  # when the last attempt started, after any failed ones (0.0: not known)
 
 
 class _View:
@@ -147,6 +157,8 @@ class AetherFlowPlugin(WorkerPlugin):  # type: ignore[misc]
         vp = self.vertices.get(key)
         if vp is None:
             vp = self.vertices[key] = cloudpickle.loads(blob)
+            while len(self.vertices) > VERTEX_CACHE_SIZE:  # every task carries its blob: evicting is safe
+                self.vertices.pop(next(iter(self.vertices)), None)
         return vp
 
     def scopes(self, job_id: str) -> JobScopes:
@@ -195,24 +207,25 @@ def _run_remote(snap: _Snapshot) -> _Returned:
     for b in vp.bindings:
         if b.kind == B_PROVIDER:
             provider = ctx.providers[b.key]
-            injectors[b.key] = getattr(provider, "inject", provider)
+            injectors[b.key] = injector_of(provider)
     deferred: list[StateHandle] = []
 
     def defer(handles: list[StateHandle], job_id: str, node: str) -> list[Commit]:
         deferred[:] = handles
         return []
 
-    call = JobCall(view, f"dask:{plugin.address}", snap.flow, injectors, plugin.scopes(snap.job_id), lambda f, n: view.worker, None, defer)
+    failed: list[RunFields] = []  # attempts that failed before the last one, for the driver's store
+    call = JobCall(view, f"dask:{plugin.address}", snap.flow, injectors, plugin.scopes(snap.job_id), lambda f, n: view.worker, None, defer, record_run=failed.append)
     try:
         if vp.node.is_async:
             outcome = asyncio.run(acall_node(call, vp, snap.iteration, snap.item))
         else:
             outcome = call_node(call, vp, snap.iteration, snap.item)
     except (NodeError, Suspend) as exc:
-        return _Returned(error=exc, where=plugin.address)
+        return _Returned(error=exc, where=plugin.address, failed_attempts=failed, started=getattr(exc, "attempt_started", 0.0))
     writesets = [(h.space.scope.value, *h.writeset()) for h in deferred]
-    output, _, attempt = outcome
-    return _Returned(output, attempt, None, writesets, plugin.address)
+    output, _, attempt, started = outcome
+    return _Returned(output, attempt, None, writesets, plugin.address, failed, started if failed else 0.0)
 
 
 def _end_job(job_id: str, dask_worker: Any = None) -> None:
@@ -266,7 +279,8 @@ class DaskWorker(Worker):
             self.client, self._owns_client = distributed.Client(client_or_address), True  # type: ignore[no-untyped-call]
         self.client.register_plugin(AetherFlowPlugin(), name=PLUGIN)
         options.setdefault("blas_threads", None)  # the Dask workers' processes do the math
-        self._blobs: dict[int, tuple[str, bytes, VertexPlan]] = {}
+        self._blobs: IdentityCache[tuple[str, bytes]] = IdentityCache(VERTEX_CACHE_SIZE)
+        self._blob_serial = itertools.count()
         self._outbox: SimpleQueue[tuple[_Sending, _Snapshot] | None] = SimpleQueue()
         self._dispatcher = threading.Thread(target=self._dispatch, name="aetherflow-dask-dispatch", daemon=True)
         self._dispatcher.start()
@@ -336,12 +350,17 @@ class DaskWorker(Worker):
             outcome = NodeError(f"could not run on the Dask cluster: {type(exc).__name__}: {exc}", node=vp.name, job_id=s.job.id)
             outcome.__cause__ = exc
         else:
+            item = s.k if s.k >= 0 else None
+            for fields in returned.failed_attempts:  # RunFields: the item index is last
+                self._record_failed_attempt(s.call, (*fields[:-1], item))
             if returned.error is not None:
                 outcome = returned.error
+                if returned.started:  # lost with the error's pickling: the worker records the run from then
+                    outcome.attempt_started = returned.started  # type: ignore[attr-defined]
             else:
                 handles = [StateHandle.from_writeset(self._space_for(s.call, vp, scope), ops, reads) for scope, ops, reads in returned.writesets]
                 try:
-                    outcome = (returned.output, commit(handles, s.job.id, vp.name), returned.attempt)
+                    outcome = (returned.output, commit(handles, s.job.id, vp.name), returned.attempt, returned.started or s.started)
                 except StateConflict as exc:
                     # A read-then-set lost a race: send the node again, as a local one is re-run.
                     s.conflicts += 1
@@ -352,11 +371,17 @@ class DaskWorker(Worker):
                     outcome.__cause__ = exc
         self._continue(s.call, s.job, s.i, s.k, s.started, returned_where(arrived), outcome)
 
+    def _record_failed_attempt(self, call: JobCall, fields: RunFields) -> None:
+        try:
+            call.record_run(fields)
+        except Exception:  # the node's outcome still counts; the log has the failure
+            log.error("Could not record a failed attempt of '%s' in job %s", fields[0], call.run.job_id, exc_info=True)
+
     def _vertex_blob(self, flow: str, vp: VertexPlan) -> tuple[str, bytes]:
-        entry = self._blobs.get(id(vp))
-        if entry is None or entry[2] is not vp:
-            entry = self._blobs[id(vp)] = (f"{self.id}:{flow}:{vp.name}:{id(vp)}", cloudpickle.dumps(vp), vp)
-        return entry[0], entry[1]
+        entry = self._blobs.get(vp, None)
+        if entry is None:  # a serial number, not id(vp): a freed plan's id is reused, its key must not be
+            entry = self._blobs.put(vp, None, (f"{self.id}:{flow}:{vp.name}:{next(self._blob_serial)}", cloudpickle.dumps(vp)))
+        return entry
 
     def _context_ref(self, call: JobCall) -> str | None:
         if call.context is None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import threading
 import time
 import typing
 from collections.abc import Callable, Sequence
 from contextvars import Token
 from dataclasses import dataclass
+from traceback import format_exception
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -37,7 +39,11 @@ from .graph import (
 from .node import UNSET, Node
 from .scopes import JobScopes
 from .state import Commit, StateConflict, StateHandle, StateSpace, commit
+from .status import NodeStatus
 from .store.base import RunFields
+
+log = logging.getLogger("aetherflow.invoke")
+FAILED = NodeStatus.FAILED  # read once: an enum member lookup is slow in Python 3.11
 
 
 class RunView(Protocol):
@@ -73,12 +79,14 @@ class JobCall:
     commit: Callable[[list[StateHandle], str, str], list[Commit]] = commit  # Dask defers it to the driver
     context: Any = None  # the context instance the job resolves providers from
     observed: bool = False  # someone listens to per-node events (hooks or DEBUG logs)
-    record_run: Callable[[RunFields], None] = _unrecorded  # where the worker records this job's completed runs
+    record_run: Callable[[RunFields], None] = _unrecorded  # where the worker records this job's runs
+    emit: Callable[..., None] | None = None  # the worker's event hooks: emit("node_retry", **data)
 
 
-# A completed call: ``(output, commits, attempt)`` — its validated output, the commits it
-# made, the attempt that won. A plain tuple, not a NamedTuple: one is made per node call.
-Outcome = tuple[Any, Sequence[Commit], int]
+# A completed call: ``(output, commits, attempt, started)`` — its validated output, the
+# commits it made, the attempt that won and when that attempt started. A plain tuple, not
+# a NamedTuple: one is made per node call.
+Outcome = tuple[Any, Sequence[Commit], int, float]
 
 
 class _Attempts:
@@ -108,12 +116,22 @@ class _Attempts:
             raise exc  # validation is never retried; Suspend pauses the job
         retryable = isinstance(exc, node.retry_on) and self.attempt - self.conflicts <= node.retries
         if retryable:
-            return node.retry_delay * node.backoff ** (self.attempt - self.conflicts - 1)
+            return self._backoff(self.attempt - self.conflicts - 1)
         if isinstance(exc, NodeError):
             raise exc
         raise NodeError(
             f"raised {type(exc).__name__}: {exc}", node=self.name, job_id=self.job_id, attempt=self.attempt
         ) from exc
+
+    def _backoff(self, n: int) -> float:
+        """``retry_delay * backoff**n``, capped by ``max_delay``."""
+        node = self.node
+        try:
+            delay = node.retry_delay * node.backoff**n
+        except OverflowError:
+            delay = float("inf")
+        cap = getattr(node, "max_delay", None)  # TODO(lead): node.max_delay once item 10's @node option is merged
+        return delay if cap is None else min(delay, cap)
 
 
 # A NamedTuple's own __new__ is Python code; tuple's is C and several times cheaper. An
@@ -192,7 +210,7 @@ def _state_space(call: JobCall, vp: VertexPlan, kind: int) -> StateSpace:
     return call.worker_space(call.flow, vp.name)
 
 
-def _finish(call: JobCall, vp: VertexPlan, ex: ExecutionContext, value: Any, handles: list[StateHandle]) -> Outcome:
+def _finish(call: JobCall, vp: VertexPlan, ex: ExecutionContext, value: Any, handles: list[StateHandle], started: float) -> Outcome:
     """Validate the return value, check it can be stored, and commit the node's state."""
     output = value
     if vp.check_output is not None and type(value) is not vp.output_exact:
@@ -210,7 +228,7 @@ def _finish(call: JobCall, vp: VertexPlan, ex: ExecutionContext, value: Any, han
             for key, v in h.pending_values():
                 call.check_value(v, vp.name, f"{h.space.scope.value}_state['{key}']")
     commits = call.commit(handles, ex.job_id, vp.name) if handles else ()
-    return output, commits, ex.attempt
+    return output, commits, ex.attempt, started
 
 
 def _enter(call: JobCall, vp: VertexPlan, iteration: int, attempt: int) -> tuple[ExecutionContext, Token[ExecutionContext | None]]:
@@ -219,11 +237,17 @@ def _enter(call: JobCall, vp: VertexPlan, iteration: int, attempt: int) -> tuple
     return ex, _current.set(ex)
 
 
-def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET) -> Outcome:
-    """Run a sync node to a committed outcome, or raise its `NodeError` (or `Suspend`)."""
+def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET, item_index: int | None = None, started: float | None = None) -> Outcome:
+    """Run a sync node to a committed outcome, or raise its `NodeError` (or `Suspend`).
+
+    ``item_index`` and ``started`` (when the worker started the call) go into the records
+    of failed attempts; the outcome carries when the attempt that won started.
+    """
     node = vp.node
     attempts: _Attempts | None = None  # built on the first failure: most calls never need it
     attempt = 1
+    if started is None:
+        started = time.time()
     while True:
         ex, token = _enter(call, vp, iteration, attempt)
         handles: list[StateHandle] = [] if vp.uses_state else _NO_HANDLES
@@ -234,25 +258,29 @@ def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET) 
             else:
                 value = _call_with_timeout(node.call_positional, args, node.timeout, vp.name, ex)
             if handles or call.check_value is not None or (type(value) is not vp.output_exact and vp.check_output is not None):
-                return _finish(call, vp, ex, value, handles)
-            return value, (), attempt  # nothing to validate, store-check or commit
+                return _finish(call, vp, ex, value, handles, started)
+            return value, (), attempt, started  # nothing to validate, store-check or commit
         except Exception as exc:  # noqa: BLE001 - the retry policy decides what ends the call
             if attempts is None:
                 attempts = _Attempts(node, vp.name, call.run.job_id)
             attempts.attempt = attempt
-            delay = attempts.delay_after(exc)
+            delay = _delay_or_raise(attempts, exc, started)
+            _failed_attempt(call, vp, ex, item_index, started, exc, delay, attempts.conflicts, threading.current_thread().name)
         finally:
             _current.reset(token)
         attempt += 1
         if delay:
             time.sleep(delay)
+        started = time.time()
 
 
-async def acall_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET) -> Outcome:
+async def acall_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET, item_index: int | None = None, started: float | None = None) -> Outcome:
     """`call_node` for ``async def`` nodes, on the worker's event loop."""
     node = vp.node
     attempts = _Attempts(node, vp.name, call.run.job_id)
     attempt = 1
+    if started is None:
+        started = time.time()
     while True:
         ex, token = _enter(call, vp, iteration, attempt)
         handles: list[StateHandle] = []
@@ -265,22 +293,64 @@ async def acall_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = 
                     value = await asyncio.wait_for(node.call_positional(*args), node.timeout)
                 except TimeoutError:
                     raise _timeout_error(vp.name, ex, node.timeout) from None
-            return _finish(call, vp, ex, value, handles)
+            return _finish(call, vp, ex, value, handles, started)
         except Exception as exc:  # noqa: BLE001 - the retry policy decides what ends the call
             attempts.attempt = attempt
-            delay = attempts.delay_after(exc)
+            delay = _delay_or_raise(attempts, exc, started)
+            _failed_attempt(call, vp, ex, item_index, started, exc, delay, attempts.conflicts, "asyncio")
         finally:
             _current.reset(token)
         attempt += 1
         if delay:
             await asyncio.sleep(delay)
+        started = time.time()
+
+
+def _delay_or_raise(attempts: _Attempts, exc: Exception, started: float) -> float:
+    """`_Attempts.delay_after`; an error that ends a retried call says when its last attempt started."""
+    try:
+        return attempts.delay_after(exc)
+    except NodeError as final:
+        if attempts.attempt > 1:  # the worker records the last attempt's run from then, after the failed ones
+            final.attempt_started = started  # type: ignore[attr-defined]
+        raise
+
+
+def _failed_attempt(call: JobCall, vp: VertexPlan, ex: ExecutionContext, item_index: int | None, started: float, exc: Exception, delay: float, conflicts: int, thread: str) -> None:
+    """Leave a trace of an attempt that failed and will be tried again: a node run, a log record, an event.
+
+    Its state writes are discarded (they were never committed); only the facts are kept.
+    """
+    conflict = isinstance(exc, StateConflict)
+    error = _attempt_error(exc, vp.name, ex, conflict)
+    try:
+        call.record_run((vp.name, ex.iteration, ex.attempt, FAILED, thread, started, time.time(), UNSET, (), str(error), "".join(format_exception(exc)), item_index))
+    except Exception:  # the call goes on; the log has the failure
+        log.error("Could not record failed attempt %d of '%s' in job %s", ex.attempt, vp.name, ex.job_id, exc_info=True, extra={"job_id": ex.job_id, "node": vp.name})
+    total = 1 + vp.node.retries + conflicts  # a conflict re-run does not use up a retry
+    level = logging.INFO if conflict else logging.WARNING  # a conflict re-run is routine under contention
+    log.log(level, "%s; retrying in %.3g s (attempt %d of %d)", error, delay, ex.attempt + 1, total, extra={"job_id": ex.job_id, "node": vp.name, "attempt": ex.attempt})
+    if call.emit is not None:
+        call.emit("node_retry", job=ex.job_id, node=vp.name, attempt=ex.attempt, error=exc, delay=delay)
+
+
+def _attempt_error(exc: Exception, name: str, ex: ExecutionContext, conflict: bool) -> NodeError:
+    """The error of a failed attempt as the final one would read (a `NodeError` already does)."""
+    if isinstance(exc, NodeError):  # a timeout: already says which node, job and attempt
+        return exc
+    message = f"{exc}; re-running the node" if conflict else f"raised {type(exc).__name__}: {exc}"
+    return NodeError(message, node=name, job_id=ex.job_id, attempt=ex.attempt)
 
 
 def _call_with_timeout(fn: Callable[..., Any], args: list[Any], timeout: float, name: str, ex: ExecutionContext) -> Any:
     # Python cannot stop a thread: an overrunning call is abandoned on a helper thread and
-    # its state handles are dropped with it, so its writes never commit.
+    # its state handles are dropped with it, so its writes never commit. Its job's scope
+    # stays open until it returns: its job- and node-scoped instances are not torn down
+    # under its feet.
     box: list[tuple[bool, Any]] = []
     done = threading.Event()
+    lock = threading.Lock()
+    release: list[Callable[[], None]] = []  # set when the caller gave up waiting
 
     def target() -> None:
         try:
@@ -288,11 +358,17 @@ def _call_with_timeout(fn: Callable[..., Any], args: list[Any], timeout: float, 
         except BaseException as exc:  # noqa: BLE001 - handed back to the caller's thread
             box.append((False, exc))
         finally:
-            done.set()
+            with lock:
+                done.set()
+            for r in release:
+                r()
 
     ctx = contextvars.copy_context()
     threading.Thread(target=ctx.run, args=(target,), name=f"aetherflow-timeout-{name}", daemon=True).start()
     if not done.wait(timeout):
+        with lock:
+            if not done.is_set() and ex.scopes is not None:
+                release.append(ex.scopes.hold())
         raise _timeout_error(name, ex, timeout)
     ok, value = box[0]
     if ok:

@@ -125,6 +125,7 @@ __all__ = [
     "JobScoped",
     "NodeScoped",
     "WorkerScoped",
+    "injector_of",
     "scope_of",
 ]
 
@@ -147,6 +148,10 @@ class _Options:
 
     def _wrap(self, instance: Any) -> Any:
         return GuardedProxy(instance) if self.guard else instance
+
+    def inject(self) -> Any:
+        """The object a node receives from this provider in the running node's scope."""
+        raise NotImplementedError
 
 
 class Singleton(_Options, _di.Singleton[Any]):  # type: ignore[misc]
@@ -205,9 +210,13 @@ class Singleton(_Options, _di.Singleton[Any]):  # type: ignore[misc]
         """The object a node receives: the instance, behind its guard unless ``guard=False``."""
         instance = self() if self.overridden else self._provide((), {})
         handout = self._af_handout
-        if handout is None or handout[0] is not instance:
-            handout = self._af_handout = (instance, self._wrap(instance))
-        return handout[1]
+        if handout is not None and handout[0] is instance:
+            return handout[1]
+        with self._lock:  # two proxies would mean two locks: `locked()` would guard nothing
+            handout = self._af_handout
+            if handout is None or handout[0] is not instance:
+                handout = self._af_handout = (instance, self._wrap(instance))
+            return handout[1]
 
 
 class ThreadLocalSingleton(_Options, _di.ThreadLocalSingleton[Any]):  # type: ignore[misc]
@@ -289,11 +298,23 @@ def _scopes_of(provider: _Scoped) -> Any:
     return ex.scopes
 
 
+def injector_of(provider: Any) -> _Fn[[], Any]:
+    """What fills a node parameter from ``provider``.
+
+    AetherFlow's own providers hand out their scoped (and guarded) instance; every other
+    provider injects what calling it returns. Asked of the type, never of an attribute:
+    a `Configuration` answers any attribute name (``config.inject`` is an option).
+    """
+    if isinstance(provider, _Options):
+        return provider.inject
+    call: _Fn[[], Any] = provider
+    return call
+
+
 def scope_of(provider: Any) -> Scope:
     """The lifetime of any provider (dependency-injector's own included)."""
-    scope = getattr(provider, "scope", None)
-    if isinstance(scope, Scope):
-        return scope
+    if isinstance(provider, _Options):  # the type, not an attribute: a Configuration answers any name
+        return provider.scope
     if isinstance(provider, _di.ThreadLocalSingleton):
         return Scope.THREAD
     if isinstance(provider, _di.BaseSingleton):

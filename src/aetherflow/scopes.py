@@ -155,13 +155,15 @@ class ThreadCaches:
 class JobScopes:
     """The caches one job's node calls resolve scoped providers from."""
 
-    __slots__ = ("_job", "job_id", "thread_cache", "worker")
+    __slots__ = ("_closing", "_holds", "_job", "job_id", "thread_cache", "worker")
 
     def __init__(self, worker: ScopeCache, job_id: str, thread_cache: Callable[[], ScopeCache]) -> None:
         self.worker = worker
         self.job_id = job_id
         self._job: ScopeCache | None = None  # created on first use: most jobs have no job scope
         self.thread_cache = thread_cache
+        self._holds = 0  # attempts abandoned at their timeout whose threads still run
+        self._closing = False
 
     @property
     def job(self) -> ScopeCache:
@@ -174,12 +176,40 @@ class JobScopes:
         return cache
 
     def close(self) -> list[BaseException]:
-        """End the job scope: tear down its job- and node-scoped instances."""
+        """End the job scope: tear down its job- and node-scoped instances.
+
+        While an abandoned attempt's thread still runs, the teardown waits for it: the
+        last `hold` released closes the scope, on that thread.
+        """
+        if self._holds:  # no lock on the usual path: holds are taken before the job can end
+            with _creating:
+                if self._holds:
+                    self._closing = True
+                    return []
         if self._job is None:
             # No lock: the job has ended, so no node of it can be creating its cache now.
             self._job = _ENDED  # refuses anything created after the end
             return []
         return self._job.close()
+
+    def hold(self) -> Callable[[], None]:
+        """Keep the job scope open until the returned ``release`` is called (once)."""
+        with _creating:
+            self._holds += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            with _creating:
+                if released:
+                    return
+                released = True
+                self._holds -= 1
+                closing = self._closing and not self._holds
+            if closing:
+                self.close()
+
+        return release
 
     def instance(self, provider: Any, ex: Any, create: Creator) -> tuple[Any, Any]:
         scope = provider.scope

@@ -85,6 +85,11 @@ class StateSpace:
         with self.lock:
             return {k: v for k, (v, _) in self.entries.items() if v is not UNSET}
 
+    def versioned(self) -> dict[str, tuple[Any, int]]:
+        """Every key with its value and version (deleted keys included), read at one instant."""
+        with self.lock:
+            return dict(self.entries)
+
     def restore(self, values: Mapping[str, tuple[Any, int]]) -> None:
         """Load committed values (with versions), e.g. from a store when a job resumes."""
         with self.lock:
@@ -92,6 +97,11 @@ class StateSpace:
 
 
 _Op = tuple[str, Any, Any]  # ("set", value, _) | ("delete", _, _) | ("apply", fn, default)
+
+# In a handle's reads: the node read the whole namespace (snapshot, iteration, len), so a
+# key it did not find then was read as absent (version 0). A string, not an object, because
+# reads travel pickled from Dask workers; no user key starts with a NUL.
+_EVERY_KEY = "\x00every key"
 
 
 class StateHandle:
@@ -127,8 +137,39 @@ class StateHandle:
         return self._lookup(key, record_read=True) is not UNSET
 
     def snapshot(self) -> dict[str, Any]:
-        """Everything this node sees now: committed values plus its own pending writes."""
-        merged = self.space.snapshot()
+        """Everything this node sees now: committed values plus its own pending writes.
+
+        Counts as a read of every key, found or not: setting one afterwards conflicts if
+        another node committed it in between.
+        """
+        return self._view(record_read=True)
+
+    def keys(self) -> list[str]:
+        """The keys this node sees now; a read of every key, like `snapshot`."""
+        return list(self.snapshot())
+
+    def values(self) -> list[Any]:
+        """The values this node sees now; a read of every key, like `snapshot`."""
+        return list(self.snapshot().values())
+
+    def items(self) -> list[tuple[str, Any]]:
+        """The (key, value) pairs this node sees now; a read of every key, like `snapshot`."""
+        return list(self.snapshot().items())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.snapshot())
+
+    def __len__(self) -> int:
+        return len(self.snapshot())
+
+    def __repr__(self) -> str:
+        return f"<{self.space.scope.value}_state {self._view(record_read=False)!r}>"  # looking is not reading
+
+    def _view(self, *, record_read: bool) -> dict[str, Any]:
+        committed = self.space.versioned()
+        if record_read:
+            self._record_whole_read(committed)
+        merged = {k: v for k, (v, _) in committed.items() if v is not UNSET}
         for key, value in self._overlay.items():
             if value is DELETED:
                 merged.pop(key, None)
@@ -136,11 +177,14 @@ class StateHandle:
                 merged[key] = value
         return merged
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.snapshot())
-
-    def __repr__(self) -> str:
-        return f"<{self.space.scope.value}_state {self.snapshot()!r}>"
+    def _record_whole_read(self, committed: dict[str, tuple[Any, int]]) -> None:
+        # The first read of a key counts. A key this node wrote before counts too, at the
+        # version committed now: only another node's commit in between makes it conflict.
+        reads = self._reads
+        for key, (_, version) in committed.items():
+            if key not in reads:
+                reads[key] = version
+        reads.setdefault(_EVERY_KEY, 0)
 
     # -- writing (buffered until the node completes) ---------------------------------
 
@@ -196,8 +240,10 @@ class StateHandle:
 
     def _check(self) -> None:
         entries = self.space.entries
+        reads = self._reads
+        read_all = _EVERY_KEY in reads
         for key, ops in self._ops.items():
-            read = self._reads.get(key)
+            read = reads.get(key, 0 if read_all else None)  # absent from a whole read: read as absent
             if read is None or all(op[0] == "apply" for op in ops):
                 continue
             current = entries.get(key, (None, 0))[1]

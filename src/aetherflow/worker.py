@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import numbers
 import os
 import random
 import socket
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from queue import SimpleQueue
 from typing import Any, NamedTuple
 
+from .caches import IdentityCache
 from .context import is_context_class, provider_names
 from .errors import AetherFlowError, JobCancelledError, JobClaimedError, NodeError, Suspend
 from .flow import Flow, as_flow
@@ -31,6 +33,7 @@ from .invoke import JobCall, Outcome, acall_node, call_node
 from .job import Job, JobSuspendedError
 from .lifetimes import check_lifetimes
 from .node import UNSET, Node
+from .providers import injector_of
 from .recovery import rebuild
 from .scheduler import JobRun
 from .scopes import JobScopes, ScopeCache, ThreadCaches
@@ -47,8 +50,11 @@ log = logging.getLogger("aetherflow.worker")
 RUNNING, COMPLETED = NodeStatus.RUNNING, NodeStatus.COMPLETED
 JOB_RUNNING, JOB_COMPLETED, JOB_SUSPENDED = JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.SUSPENDED
 
-EVENTS = ("job_started", "node_started", "node_completed", "node_failed", "job_finished")
+EVENTS = ("job_started", "node_started", "node_retry", "node_completed", "node_failed", "job_finished")
 _Task = tuple[JobCall, Job, int, int]  # (call, job, vertex, item index or -1)
+# (context, flow plan) pairs whose injectors a worker keeps: far more than a service uses,
+# few enough that a new context or flow per request cannot pile up.
+INJECTOR_CACHE_SIZE = 256
 
 
 class _Prepared(NamedTuple):
@@ -69,6 +75,26 @@ def new_job_id() -> str:
 
 def _default_threads() -> int:
     return min(32, (os.cpu_count() or 1) + 4)
+
+
+def _check_options(threads: object, durability: object, lease: object) -> None:
+    """Refuse option values that cannot work (``threads=-1`` used to hang for ever)."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1):
+        raise AetherFlowError(
+            f"Worker(threads=...) must be a positive int (the number of threads that run nodes), "
+            f"found {threads!r}. Pass threads=1 or more, or leave it out for the default "
+            f"(min(32, CPUs + 4))."
+        )
+    if durability not in ("sync", "async"):
+        raise AetherFlowError(
+            f"Worker(durability=...): durability must be 'sync' or 'async', found {durability!r}. "
+            "'sync' writes each commit before the next node starts; 'async' batches writes."
+        )
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not lease > 0:  # NaN is not > 0
+        raise AetherFlowError(
+            f"Worker(lease=...) must be a positive number of seconds (how long a silent worker "
+            f"keeps its jobs), found {lease!r}. Leave it out for the default, 30."
+        )
 
 
 class Worker:
@@ -92,12 +118,11 @@ class Worker:
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         lease: float = 30.0,
     ) -> None:
+        _check_options(threads, durability, lease)  # before any thread or store exists
         self.id = name or f"worker-{uuid.uuid4().hex[:8]}"
         self.context = context
-        self.threads = threads or _default_threads()
+        self.threads = _default_threads() if threads is None else int(threads)
         self.lease = lease
-        if durability not in ("sync", "async"):
-            raise ValueError(f"durability must be 'sync' or 'async', found {durability!r}.")
         self._owns_store = not isinstance(store, Store)
         self.store: Store = store if isinstance(store, Store) else open_store(store or "memory://", durability=durability)
         self._check_value = value_checker(self.store)
@@ -114,7 +139,8 @@ class Worker:
         self._idle = threading.Condition(self._lock)
         self._closed = False
         self._contexts: dict[type, Any] = {}
-        self._injectors: dict[tuple[int, int], dict[str, Callable[[], Any]]] = {}
+        # Keyed by the (context, plan) objects themselves, never by their ids (see caches.py).
+        self._injectors: IdentityCache[dict[str, Callable[[], Any]]] = IdentityCache(INJECTOR_CACHE_SIZE)
         self._worker_cache = ScopeCache(f"worker {self.id}")
         self._worker_spaces: dict[tuple[str, str], StateSpace] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -134,6 +160,7 @@ class Worker:
         self._thread_cache_fn = self._thread_caches.get
         self._worker_space_fn = self._worker_space
         self._cancel_fn = self._cancel
+        self._emit_fn = self._emit
         for t in self._pool:
             t.start()
         self._heartbeat_stop = threading.Event()
@@ -168,21 +195,22 @@ class Worker:
         """
         return self._start(self._prepare(flow, context), inputs, first_here=True).result()
 
-    def map(self, flow: Flow | Node, many_inputs: Iterable[Mapping[str, Any]], *, context: Any = None, progress: bool = True) -> list[Any]:
-        """Run one job per inputs mapping, all at once; outputs in input order."""
-        from .progress import progress_bar
+    def map(
+        self, flow: Flow | Node, many_inputs: Iterable[Mapping[str, Any]], *, context: Any = None, progress: bool = True, return_exceptions: bool = False
+    ) -> list[Any]:
+        """Run one job per inputs mapping, all at once; outputs in input order.
+
+        The first failed job's error is raised, unless ``return_exceptions=True``: then
+        each failed job's error takes its place in the list (like ``asyncio.gather``).
+        """
+        from .progress import job_progress
 
         prepared = self._prepare(flow, context)
         jobs: list[Job] = []
         try:
             jobs.extend(self._start(prepared, inputs) for inputs in many_inputs)
-            with progress_bar(len(jobs), prepared.name, enabled=progress) as advance:
-                results = []
-                for job in jobs:
-                    try:
-                        results.append(job.result())
-                    finally:
-                        advance()
+            with job_progress(jobs, prepared.name, enabled=progress):
+                results = [_outcome(job, return_exceptions) for job in jobs]
         except KeyboardInterrupt:
             for job in jobs:  # Ctrl-C: the jobs of this map start no more nodes
                 job.cancel()
@@ -332,7 +360,7 @@ class Worker:
         flow, name, ctx, _, injectors, observed = prepared
         job = Job(run.job_id, flow, run, self._cancel_fn)
         scopes = JobScopes(self._worker_cache, run.job_id, self._thread_cache_fn)
-        call = JobCall(run, self.id, name, injectors, scopes, self._worker_space_fn, self._check_value, context=ctx, observed=observed, record_run=self.store.run_recorder(run.job_id))
+        call = JobCall(run, self.id, name, injectors, scopes, self._worker_space_fn, self._check_value, context=ctx, observed=observed, record_run=self.store.run_recorder(run.job_id), emit=self._emit_fn)
         self._active[job.id] = (job, call)  # atomic; no lock on the per-job path
         job._status = JOB_RUNNING
         if self._hooks:
@@ -375,19 +403,18 @@ class Worker:
         return ctx
 
     def _injectors_for(self, ctx: Any, plan: Plan) -> dict[str, Callable[[], Any]]:
-        key = (id(ctx), id(plan))
-        injectors = self._injectors.get(key)
+        injectors = self._injectors.get(ctx, plan)
         if injectors is None:
-            injectors = {}
-            if ctx is not None:
-                check_lifetimes(ctx, plan.flow)
-                for vp in plan.vertices:
-                    for b in vp.bindings:
-                        if b.kind == B_PROVIDER:
-                            provider = ctx.providers[b.key]
-                            injectors[b.key] = getattr(provider, "inject", provider)
-            self._injectors[key] = injectors
+            injectors = self._injectors.put(ctx, plan, self._make_injectors(ctx, plan))
         return injectors
+
+    @staticmethod
+    def _make_injectors(ctx: Any, plan: Plan) -> dict[str, Callable[[], Any]]:
+        """Per provider a node of ``plan`` asks for, what fills that parameter from ``ctx``."""
+        if ctx is None:
+            return {}
+        check_lifetimes(ctx, plan.flow)
+        return {b.key: injector_of(ctx.providers[b.key]) for vp in plan.vertices for b in vp.bindings if b.kind == B_PROVIDER}
 
     def _storable_inputs(self, plan: Plan, values: dict[str, Any]) -> dict[str, Any]:
         if not plan.secret_inputs:
@@ -454,7 +481,7 @@ class Worker:
                 self._send_node(call, job, i, k, started)
                 return  # `DaskWorker` continues when its task comes back
             try:
-                outcome: Outcome | BaseException = call_node(call, vertices[i], runs[i], run.map_items[i][k] if k >= 0 else UNSET)
+                outcome: Outcome | BaseException = call_node(call, vertices[i], runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None, started)
             except (NodeError, Suspend, AetherFlowError) as exc:
                 outcome = exc
             ready = self._settle(call, job, i, k, started, thread, outcome)
@@ -507,7 +534,7 @@ class Worker:
         if not isinstance(outcome, tuple):
             self._settle_unfinished(call, job, i, k, started, thread, outcome)
             return []
-        output, commits, attempt = outcome
+        output, commits, attempt, started = outcome  # started: of the attempt that won, after any failed ones
         run = job.run
         name = run.graph.names[i]
         try:
@@ -536,6 +563,7 @@ class Worker:
             ended = run.suspend(i, outcome.reason)
         else:
             attempt = getattr(outcome, "attempt", 1)
+            started = getattr(outcome, "attempt_started", started)  # set when earlier attempts failed
             tb = "".join(traceback.format_exception(outcome))
             self._record(RunFacts(run.job_id, name, run.runs[i], attempt, NodeStatus.FAILED, thread, started, time.time(), error=str(outcome), traceback=tb, item=item))
             if self._hooks:
@@ -581,7 +609,7 @@ class Worker:
             self._started(job, i, k)
         started = time.time()
         try:
-            outcome: Outcome | BaseException = await acall_node(call, run.plan.vertices[i], run.runs[i], run.map_items[i][k] if k >= 0 else UNSET)
+            outcome: Outcome | BaseException = await acall_node(call, run.plan.vertices[i], run.runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None, started)
         except (NodeError, Suspend, AetherFlowError) as exc:
             outcome = exc
         self._continue(call, job, i, k, started, "asyncio", outcome)
@@ -688,6 +716,15 @@ class Worker:
                 self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time(), self.lease)
             except Exception:
                 log.warning("Heartbeat of %s failed", self.id, exc_info=True)
+
+
+def _outcome(job: Job, return_exceptions: bool) -> Any:
+    if not return_exceptions:
+        return job.result()
+    try:
+        return job.result()
+    except Exception as exc:  # noqa: BLE001 - handed back in place, as asyncio.gather does
+        return exc
 
 
 _default: Worker | None = None

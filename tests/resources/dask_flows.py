@@ -88,3 +88,10 @@ def busy(n: int) -> int:
 @node
 def crunch(size: int) -> int:
     return busy(size)
+
+
+@node(retries=2)
+def flaky_fetch(execution) -> str:
+    if execution.attempt < 3:
+        raise ConnectionError(f"attempt {execution.attempt} lost the connection")
+    return "ok"
