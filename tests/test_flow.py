@@ -522,16 +522,16 @@ def test_a_copy_downstream_of_the_reader_does_not_make_it_ambiguous(worker) -> N
 @pytest.mark.parametrize(
     ("inputs", "says"),
     [
-        ([1, 2], "run(inputs) needs a mapping of input names to values, e.g. {'x': 1}, found [1, 2]"),
-        ("x=1", "run(inputs) needs a mapping of input names to values"),
-        ({1: 2}, "run(inputs): input names are parameter names (str), found the key 1"),
+        ([1, 2], "A job's inputs must be a mapping of input names to values, e.g. {'x': 1}; found [1, 2]"),
+        ("x=1", "A job's inputs must be a mapping of input names to values"),
+        ({1: 2}, "A job's input names are parameter names (str); found the key 1"),
     ],
 )
 def test_job_inputs_that_are_not_a_mapping_of_names_are_refused(worker, inputs: object, says: str) -> None:
     with pytest.raises(UsageError) as info:
         inc.run(inputs, worker=worker)  # type: ignore[arg-type]
     assert says in str(info.value)
-    with pytest.raises(UsageError, match=r"submit\(inputs\)"):
+    with pytest.raises(UsageError, match="A job's input"):
         worker.submit(inc, inputs)  # type: ignore[arg-type]
 
 
@@ -587,3 +587,14 @@ def test_pictures_escape_quotes_and_survive_unprintable_branch_values() -> None:
     assert '"pick" -> "even" [label="\'say \\"hi\\"\'"];' in dot
     assert "#quot;hi#quot;" in flow.to_mermaid()
     assert "<int object>" in flow.to_mermaid()
+
+
+def test_a_misspelt_built_in_is_explained_when_the_job_starts(worker) -> None:
+    from aetherflow import MissingInputError
+
+    @node
+    def count(job_sate) -> int:
+        return 1
+
+    with pytest.raises(MissingInputError, match="did you mean the built-in 'job_state'"):
+        count.run(worker=worker)

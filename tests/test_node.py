@@ -7,6 +7,7 @@ import importlib
 import re
 import threading
 import time
+import typing
 from typing import Annotated
 
 import pytest
@@ -340,3 +341,17 @@ def test_decorating_a_node_again_is_explained() -> None:
 def test_the_node_class_checks_option_names_too() -> None:
     with pytest.raises(NodeDefinitionError, match="@node has no option 'timout'; did you mean 'timeout'?"):
         Node(lambda x: x, timout=1)
+
+
+def test_an_annotation_pydantic_cannot_validate_is_explained_before_the_job_runs(worker) -> None:
+    ran = []
+
+    @node
+    def odd(x: typing.Self) -> int:  # type: ignore[misc]
+        ran.append(x)
+        return 1
+
+    with pytest.raises(NodeDefinitionError, match=r"parameter 'x' is annotated typing.Self, which pydantic cannot validate") as info:
+        odd.run({"x": 1}, worker=worker)
+    assert info.value.__cause__ is not None
+    assert ran == []

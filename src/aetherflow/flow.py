@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import FlowDefinitionError, UsageError, short_repr
-from .graph import Graph, GraphSpec, job_inputs
+from .graph import Graph, GraphSpec
 from .node import Node
 
 if TYPE_CHECKING:
@@ -195,10 +195,9 @@ class Flow:
     # -- internals -------------------------------------------------------------------------
 
     def _worker_for(self, inputs: Any, context: Any, worker: Any, method: str) -> Worker:
-        """The worker to run on, once the arguments of `run`/`arun` are known to be usable."""
+        """The worker to run on, once `context=` and `worker=` are known to be usable (it checks inputs)."""
         from .worker import Worker, default_worker
 
-        job_inputs(inputs, f"{method}(inputs)")
         if context is not None:
             context_providers(context, f"{method}(context=...)")
         if worker is None:

@@ -212,18 +212,21 @@ def _data_sources(v: VertexSpec, vertices: dict[str, VertexSpec]) -> list[str]:
     return [p.name for p in v.node.params if p.name in vertices and p.name != v.name]
 
 
-def job_inputs(inputs: Any, where: str = "submit(inputs)") -> dict[str, Any]:
+def job_inputs(inputs: Any) -> dict[str, Any]:
     """A job's inputs as a new dict, or `UsageError` unless they map parameter names (str) to values."""
-    if inputs is None:
+    if type(inputs) is dict:  # the usual case, on every job's path: no ABC check
+        values = inputs.copy()
+    elif inputs is None:
         return {}
-    if not isinstance(inputs, Mapping):
+    elif isinstance(inputs, Mapping):
+        values = dict(inputs)
+    else:
         raise UsageError(
-            f"{where} needs a mapping of input names to values, e.g. {{'x': 1}}, found {short_repr(inputs)}."
+            f"A job's inputs must be a mapping of input names to values, e.g. {{'x': 1}}; found {short_repr(inputs)}."
         )
-    values = dict(inputs)
     for key in values:
-        if not isinstance(key, str):
-            raise UsageError(f"{where}: input names are parameter names (str), found the key {short_repr(key)}.")
+        if type(key) is not str and not isinstance(key, str):
+            raise UsageError(f"A job's input names are parameter names (str); found the key {short_repr(key)}.")
     return values
 
 
@@ -281,14 +284,20 @@ class Plan:
         else:
             return
         missing = {name: list(spec.nodes) for name, spec in self.inputs.items() if spec.required and name not in values}
-        known = [*self.vertex_names, *self.provider_names, *(k for k in self.inputs if k not in missing), *values]
+        known = [*self.vertex_names, *self.provider_names, *BUILTINS, *(k for k in self.inputs if k not in missing), *values]
         hints = {}
         for name in missing:
             near = closest(name, known)
             if near:
-                what = "node" if near[0] in self.vertex_names else "provider" if near[0] in self.provider_names else "input"
-                hints[name] = f"Did you mean the {what} '{near[0]}'?"
+                hints[name] = f"Did you mean the {self._kind_of(near[0])} '{near[0]}'?"
         raise MissingInputError(flow, missing, hints)
+
+    def _kind_of(self, name: str) -> str:
+        if name in self.vertex_names:
+            return "node"
+        if name in self.provider_names:
+            return "provider"
+        return "built-in" if name in BUILTINS else "input"
 
 
 class Graph:

@@ -158,9 +158,24 @@ class Node:
         except KeyError:
             pass
         hint = self._hints.get(name, Any)
-        adapter = None if hint is Any or (hint is None and name == "return") else _make_adapter(hint)
+        adapter = None if hint is Any or (hint is None and name == "return") else self._compile(name, hint)
         self._adapters[name] = adapter
         return adapter
+
+    def _compile(self, name: str, hint: Any) -> TypeAdapter[Any]:
+        try:
+            return _make_adapter(hint)
+        except Exception as exc:  # pydantic's schema errors vary: any of them means "cannot validate this"
+            what = "its return annotation" if name == "return" else f"parameter '{name}'"
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+            raise NodeDefinitionError(
+                self.name,
+                [
+                    f"{what} is annotated {short_repr(hint)}, which pydantic cannot validate ({reason}). "
+                    "Use a type pydantic understands, or Any to skip validation."
+                ],
+                self.location,
+            ) from exc
 
     def checker(self, name: str) -> tuple[Callable[[Any], Any], type | None] | None:
         """How to validate and coerce one parameter (or ``"return"``): ``(validate, exact)``.
