@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -158,3 +159,34 @@ def test_a_timed_out_attempt_is_recorded_with_its_timeout_error(store_url: str) 
         f"Node 'slow_once' (job {job.id}, attempt 1): attempt 1 ran longer than timeout=0.05s and was abandoned "
         "(its writes are discarded). Make the work faster, or raise @node(timeout=...)."
     )
+
+
+def test_a_re_run_after_a_state_conflict_is_recorded_as_a_failed_attempt() -> None:
+    """Two nodes read k, then both set it: the loser's first attempt is in history, then its re-run."""
+    both_read = threading.Barrier(2, timeout=5)
+
+    @node
+    def root() -> int:
+        return 0
+
+    def bump_node(name: str) -> Node:
+        def bump(root: int, job_state: Any, execution: Any) -> int:
+            value = job_state.get("k", 0)
+            if execution.attempt == 1:
+                both_read.wait()
+            job_state.set("k", value + 1)
+            return execution.attempt
+
+        bump.__name__ = name
+        return node(bump)
+
+    with Worker(threads=2) as w:
+        job = w.submit(root.fan_out_to([bump_node("left"), bump_node("right")]))
+        attempts = job.result(timeout=30)
+        runs = w.store.node_runs(job.id)
+    loser = next(name for name, attempt in attempts.items() if attempt == 2)
+    mine = [(r.attempt, r.status) for r in runs if r.node == loser]
+    assert mine == [(1, "failed"), (2, "completed")]
+    error = next(r.error for r in runs if r.node == loser and r.status == "failed")
+    assert error is not None and "state key 'k' was read at version 0" in error and error.endswith("; re-running the node")
+    assert job.state == {"k": 2}

@@ -327,9 +327,12 @@ def _failed_attempt(call: JobCall, vp: VertexPlan, ex: ExecutionContext, item_in
         call.record_run((vp.name, ex.iteration, ex.attempt, FAILED, thread, started, time.time(), UNSET, (), str(error), "".join(format_exception(exc)), item_index))
     except Exception:  # the call goes on; the log has the failure
         log.error("Could not record failed attempt %d of '%s' in job %s", ex.attempt, vp.name, ex.job_id, exc_info=True, extra={"job_id": ex.job_id, "node": vp.name})
-    total = 1 + vp.node.retries + conflicts  # a conflict re-run does not use up a retry
-    level = logging.INFO if conflict else logging.WARNING  # a conflict re-run is routine under contention
-    log.log(level, "%s; retrying in %.3g s (attempt %d of %d)", error, delay, ex.attempt + 1, total, extra={"job_id": ex.job_id, "node": vp.name, "attempt": ex.attempt})
+    extra = {"job_id": ex.job_id, "node": vp.name, "attempt": ex.attempt}
+    if conflict:  # routine under contention, and bounded by conflict_retries, not by retries
+        log.info("%s (attempt %d)", error, ex.attempt + 1, extra=extra)
+    else:
+        total = 1 + vp.node.retries + conflicts  # a conflict re-run does not use up a retry
+        log.warning("%s; retrying in %.3g s (attempt %d of %d)", error, delay, ex.attempt + 1, total, extra=extra)
     if call.emit is not None:
         call.emit("node_retry", job=ex.job_id, node=vp.name, attempt=ex.attempt, error=exc, delay=delay)
 
