@@ -580,3 +580,43 @@ def test_under_sync_a_job_submit_returned_is_in_the_store_after_kill_9(tmp_path:
     with open_store(url) as store:
         recorded = {j.id for j in store.jobs(flow="acked", limit=1_000_000)}
     assert set(acknowledged) <= recorded
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite", "postgres"])
+def test_values_mean_what_they_meant_after_a_resume(tmp_path: Path, url: str) -> None:
+    from datetime import UTC, datetime
+
+    from aetherflow import Suspend
+
+    url = {"sqlite": f"sqlite:///{tmp_path / 'v.db'}", "postgres": "postgres"}.get(url, url)
+    if url == "postgres":
+        url = postgres_url()
+    when = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+    @node
+    def make() -> tuple[set[int], datetime, dict[int, str], float]:
+        return {1, 2}, when, {7: "seven"}, float("nan")
+
+    @node
+    def items() -> list[set[int]]:
+        return [{1}, {2, 3}]
+
+    @node
+    def each(x) -> frozenset[int]:
+        return frozenset(x)
+
+    @node
+    def gate(make, each, ok: bool = False) -> str:
+        if not ok:
+            raise Suspend("later")
+        ids, at, names, nan = make
+        assert type(ids) is set and type(at) is datetime and at == when and names == {7: "seven"} and nan != nan
+        assert all(type(e) is frozenset for e in each) and each == [frozenset({1}), frozenset({2, 3})]
+        return "typed"
+
+    flow = make.then(items).map(each).then(gate).named("typed")
+    with Worker(threads=2, store=url, flows=[flow]) as w:
+        job = w.submit(flow)
+        with pytest.raises(AetherFlowError):
+            job.result(10)
+        assert w.resume(job.id, inputs={"ok": True}).result(10) == "typed"

@@ -108,8 +108,7 @@ def test_async_node_failed_attempts_are_recorded_too() -> None:
 
 def test_max_delay_caps_the_backoff() -> None:
     """retry_delay * backoff**n grows fast; max_delay caps each wait."""
-    fetch = flaky_node(3, retries=3, retry_delay=0.05, backoff=100.0)
-    fetch.max_delay = 0.05  # as @node(max_delay=0.05) sets it
+    fetch = flaky_node(3, retries=3, retry_delay=0.05, backoff=100.0, max_delay=0.05)
     seen: list[float] = []
     with Worker(threads=1, on_event=lambda e, d: seen.append(d["delay"]) if e == "node_retry" else None) as w:
         started = time.perf_counter()

@@ -20,8 +20,9 @@ import pytest
 from pydantic import BaseModel, SecretBytes, SecretStr
 
 from aetherflow import NodeOutputError, Worker, node, open_store
+from aetherflow.redaction import mentions_secret
 from aetherflow.store import Store
-from aetherflow.store.serialize import mentions_secret, redact_secrets, restore, storable_input, storable_text
+from aetherflow.store.serialize import redact_secrets, restore, storable_input, storable_text
 from storecase import store_url
 
 KINDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -168,14 +169,6 @@ def test_an_input_for_a_model_with_secret_fields_is_stored_masked() -> None:
     assert storable_input(5, int) == 5
 
 
-NEEDS_WIRING = pytest.mark.xfail(
-    reason="needs worker.py to store inputs through serialize.storable_input(value, annotation) and invoke.py "
-    "not to echo an invalid secret's value in NodeInputError (files outside the store; lead's to wire)",
-    strict=False,
-)
-
-
-@NEEDS_WIRING
 def test_an_invalid_secret_input_appears_nowhere(tmp_path: Path) -> None:
     @node
     def unlock(pin: SecretStr) -> int:
@@ -192,7 +185,6 @@ def test_an_invalid_secret_input_appears_nowhere(tmp_path: Path) -> None:
     assert b"987654" not in b"".join(f.read_bytes() for f in tmp_path.glob("s.db*"))
 
 
-@NEEDS_WIRING
 def test_a_dict_input_for_a_model_with_secret_fields_is_stored_masked(tmp_path: Path) -> None:
     @node
     def sign_in(login: Login) -> str:

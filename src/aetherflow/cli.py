@@ -308,7 +308,7 @@ def main() -> None:
 
 def _hide_secret_inputs(flow: Any, values: dict[str, Any]) -> None:
     """Remember the inputs read by a secret parameter, so no message prints them (`_without_secrets`)."""
-    from .store.serialize import mentions_secret
+    from .redaction import mentions_secret
 
     for vertex in flow.graph.nodes:
         for name, value in values.items():

@@ -130,8 +130,7 @@ class _Attempts:
             delay = node.retry_delay * node.backoff**n
         except OverflowError:
             delay = float("inf")
-        cap = getattr(node, "max_delay", None)  # TODO(lead): node.max_delay once item 10's @node option is merged
-        return delay if cap is None else min(delay, cap)
+        return delay if node.max_delay is None else min(delay, node.max_delay)
 
 
 # A NamedTuple's own __new__ is Python code; tuple's is C and several times cheaper. An
@@ -194,6 +193,13 @@ def _valid_input(b: Binding, vp: VertexPlan, ex: ExecutionContext, value: Any) -
     try:
         return b.check(value) if b.check is not None else value
     except ValidationError as exc:
+        if vp.node.is_secret(b.param):  # pydantic's message and error quote the input
+            raise NodeInputError(
+                f"parameter '{b.param}' got a {type(value).__name__} (value hidden: the parameter is secret), which is not valid for "
+                f"{_type_name(vp.node.annotation(b.param))}: {_first_error(exc)}. "
+                f"Fix the value passed in (from {_source(b.kind, b.key)}) or the annotation.",
+                node=vp.name, job_id=ex.job_id, attempt=ex.attempt,
+            ) from None
         raise NodeInputError(
             f"parameter '{b.param}' got {_short(value)}, which is not valid for "
             f"{_type_name(vp.node.annotation(b.param))}: {_first_error(exc)}. "

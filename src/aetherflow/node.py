@@ -18,9 +18,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
 
-from pydantic import ConfigDict, SecretBytes, SecretStr, TypeAdapter
+from pydantic import ConfigDict, TypeAdapter
 
 from .errors import NodeDefinitionError, closest, short_repr
+from .redaction import mentions_secret
 
 if TYPE_CHECKING:
     from .flow import Flow
@@ -62,12 +63,6 @@ class Param:
     @property
     def required(self) -> bool:
         return self.default is UNSET
-
-
-def _mentions_secret(annotation: Any) -> bool:
-    if annotation in (SecretStr, SecretBytes):
-        return True
-    return any(_mentions_secret(arg) for arg in typing.get_args(annotation))
 
 
 class Node:
@@ -197,7 +192,7 @@ class Node:
 
     def is_secret(self, name: str) -> bool:
         """Whether a parameter is annotated `SecretStr`/`SecretBytes` (its input is stored redacted)."""
-        return _mentions_secret(self._hints.get(name))
+        return mentions_secret(self._hints.get(name))
 
     # -- a node is a one-node flow ------------------------------------------------------
 

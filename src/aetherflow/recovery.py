@@ -12,9 +12,11 @@ from typing import Any
 
 from .errors import StoreError
 from .graph import Graph, Plan
+from .node import UNSET
 from .scheduler import JobRun
 from .state import StateScope
 from .store.base import Progress
+from .store.serialize import restore
 
 
 class Rebuilt:
@@ -43,6 +45,7 @@ def rebuild(progress: Progress, graph: Graph, plan: Plan, inputs: dict[str, Any]
                 "resume it with the flow it was started with."
             )
         i = graph.index[node]
+        output = restore(output, _returns(graph, i))  # a set stays a set, a datetime a datetime
         if item is not None:
             run.replay_item(node, item, output)  # an item of a mapped node: not run again
         elif i in ready:
@@ -52,6 +55,11 @@ def rebuild(progress: Progress, graph: Graph, plan: Plan, inputs: dict[str, Any]
         # else: a run that the recorded branch choices make unreachable now
         ended = _complete_finished_maps(run, ready) or ended
     return Rebuilt(run, sorted(ready), ended)
+
+
+def _returns(graph: Graph, i: int) -> Any:
+    annotation = graph.nodes[i].annotation("return")
+    return None if annotation is UNSET else annotation
 
 
 def _complete_finished_maps(run: JobRun, ready: set[int]) -> bool:

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 from .caches import IdentityCache
 from .context import is_context_class, provider_names
-from .errors import AetherFlowError, JobCancelledError, JobClaimedError, NodeError, Suspend
+from .errors import AetherFlowError, JobCancelledError, JobClaimedError, NodeError, StoreError, Suspend, UsageError
 from .flow import Flow, as_flow
 from .graph import B_PROVIDER, Plan, job_inputs
 from .invoke import JobCall, Outcome, acall_node, call_node
@@ -83,18 +83,18 @@ def _default_threads() -> int:
 def _check_options(threads: object, durability: object, lease: object) -> None:
     """Refuse option values that cannot work (``threads=-1`` used to hang for ever)."""
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1):
-        raise AetherFlowError(
+        raise UsageError(
             f"Worker(threads=...) must be a positive int (the number of threads that run nodes), "
             f"found {threads!r}. Pass threads=1 or more, or leave it out for the default "
             f"(min(32, CPUs + 4))."
         )
     if durability not in ("sync", "async"):
-        raise AetherFlowError(
+        raise UsageError(
             f"Worker(durability=...): durability must be 'sync' or 'async', found {durability!r}. "
             "'sync' writes each commit before the next node starts; 'async' batches writes."
         )
     if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not lease > 0:  # NaN is not > 0
-        raise AetherFlowError(
+        raise UsageError(
             f"Worker(lease=...) must be a positive number of seconds (how long a silent worker "
             f"keeps its jobs), found {lease!r}. Leave it out for the default, 30."
         )
@@ -239,7 +239,7 @@ class Worker:
         plan.check_inputs(values, name)
         rebuilt = rebuild(progress, f.graph, plan, values, name)
         if progress.job.status is JOB_COMPLETED:
-            return self._recorded(prepared, rebuilt.run, progress.job.output)
+            return self._recorded(prepared, rebuilt.run, rebuilt.run.result())  # values restored through their annotations
         answered = None if answer is UNSET else self._answer(progress, rebuilt.run, answer)
         self._claim(progress.job, answered)  # records the job as running here
         return self._launch(prepared, rebuilt.run, rebuilt.ready, ended=rebuilt.ended)
@@ -422,8 +422,14 @@ class Worker:
     def _storable_inputs(self, plan: Plan, values: dict[str, Any]) -> dict[str, Any]:
         if not plan.secret_inputs:
             return values
-        secret = [k for k in plan.secret_inputs if k in values]
-        return {k: ("**********" if k in secret else v) for k, v in values.items()}
+        from .store.serialize import storable_input
+
+        stored = dict(values)
+        for name in plan.secret_inputs:
+            if name in values:
+                readers = [vp.node.annotation(name) for vp in plan.vertices if vp.name in plan.inputs[name].nodes]
+                stored[name] = storable_input(values[name], readers[0]) if readers else "**********"
+        return stored
 
     def _flow_for(self, name: str, flow: Flow | Node | None) -> Flow:
         if flow is not None:
@@ -647,8 +653,15 @@ class Worker:
             error = f"suspended at '{run.suspended[0]}': {run.suspended[1]}"
         try:
             self.store.set_job_status(job.id, status, time.time(), output=self._stored_output(output), error=error)
-        except Exception:  # the caller still gets the result; the log has the failure
+        except Exception as exc:
             log.error("Could not record the end of job %s", job.id, exc_info=True, extra={"job_id": job.id, "node": None})
+            if status is JOB_COMPLETED:
+                status, output = JobStatus.FAILED, UNSET
+                run.error = StoreError(
+                    f"Job {job.id} ran to its end, but {self.store.url} could not record that: {type(exc).__name__}: {exc}. "
+                    "Its completed nodes are recorded; once the store is writable, resume() or recover() records the end without running them again."
+                )
+                run.error.__cause__ = exc
         job._status = status
         self._active.pop(job.id, None)  # a suspended job lives in the store until it is resumed
         if self._closed:

@@ -23,11 +23,11 @@ from pydantic import BaseModel, SecretBytes, SecretStr, TypeAdapter
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..errors import NodeOutputError
+from ..redaction import SECRET_MASK, mentions_secret
 from .base import Store
 
 _SCALARS = frozenset({str, int, bool})  # floats too, now that NaN and infinity are stored
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=True).encode
-SECRET_MASK = "**********"  # what pydantic prints for a secret, and what a store keeps of one
 
 
 def to_json(value: Any) -> str:
@@ -163,22 +163,6 @@ def redact_secrets(value: Any) -> Any:
         except Exception:  # noqa: BLE001 - a dataclass that cannot be rebuilt: store what JSON would
             return to_jsonable_python(value, fallback=repr)
     return value
-
-
-def mentions_secret(annotation: Any) -> bool:
-    """Whether an annotation holds a secret anywhere: itself, its arguments, a model's fields."""
-    return _mentions_secret(annotation, set())
-
-
-def _mentions_secret(annotation: Any, seen: set[int]) -> bool:
-    if id(annotation) in seen:
-        return False
-    seen.add(id(annotation))
-    if annotation in (SecretStr, SecretBytes):
-        return True
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return any(_mentions_secret(f.annotation, seen) for f in annotation.model_fields.values())
-    return any(_mentions_secret(arg, seen) for arg in typing.get_args(annotation))
 
 
 def storable_input(value: Any, annotation: Any) -> Any:
