@@ -246,7 +246,7 @@ def injection_costs(w: Worker, n: int) -> dict[str, float]:
 
     ctx = w._context_for(inc.as_flow(), None)
     scopes = JobScopes(w._worker_cache, "bench-job", w._thread_caches.get)
-    token = _current.set(ExecutionContext(w.id, "bench-job", "bench", "node", 1, 1, scopes))
+    token = _current.set((ExecutionContext(w.id, "bench-job", "bench", "node", 1, 1), scopes))
     try:
         costs = {}
         for name in ("shared", "isolated", "per_worker", "per_job", "per_node", "fresh"):

@@ -22,8 +22,8 @@ from typer.exceptions import TyperException
 
 from .errors import AetherFlowError, ContextProfileError
 from .job import JobSuspendedError
-from .node import UNSET
 from .report import html_report
+from .sentinels import UNSET
 from .store import Store, open_store
 from .store.records import as_json
 from .targets import TargetError, load_target, parse_value

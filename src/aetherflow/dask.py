@@ -42,11 +42,11 @@ from .caches import IdentityCache
 from .errors import AetherFlowError, NodeError, StateConflictError, Suspend
 from .graph import B_JOIN, B_NODE, B_PROVIDER, B_WORKER_STATE, VertexPlan
 from .invoke import JobCall, Outcome, acall_node, call_node
-from .node import UNSET
 from .providers import injector_of
+from .runs import RunFields
 from .scopes import JobScopes, Scope, ScopeCache, ThreadCaches
+from .sentinels import UNSET
 from .state import Commit, StateConflict, StateHandle, StateScope, StateSpace, commit
-from .store.base import RunFields
 from .worker import Worker
 
 PLUGIN = "aetherflow"

@@ -26,18 +26,15 @@ class ExecutionContext(NamedTuple):
     node: str
     iteration: int = 1
     attempt: int = 1
-    scopes: Any = None  # the job's scope caches, for scoped providers; private
-
-    def __repr__(self) -> str:
-        return (
-            f"ExecutionContext(worker_id={self.worker_id!r}, job_id={self.job_id!r}, flow={self.flow!r}, "
-            f"node={self.node!r}, iteration={self.iteration}, attempt={self.attempt})"
-        )
 
 
-_current: ContextVar[ExecutionContext | None] = ContextVar("aetherflow_execution", default=None)
+# The node call in progress: its `ExecutionContext`, and the job's scope caches that scoped
+# providers draw from (the engine's, not a fact for users: hence beside it, not in it).
+Running = tuple[ExecutionContext, Any]
+_current: ContextVar[Running | None] = ContextVar("aetherflow_execution", default=None)
 
 
 def current_execution() -> ExecutionContext | None:
     """The `ExecutionContext` of the node running in this thread or task, else ``None``."""
-    return _current.get()
+    running = _current.get()
+    return None if running is None else running[0]

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import FlowDefinitionError, MissingInputError, UsageError, closest, short_repr
-from .node import UNSET, Node
+from .node import Node
+from .sentinels import UNSET
 from .typos import NearNames
 
 BUILTINS = ("execution", "job_state", "node_state", "worker_state", "answer")

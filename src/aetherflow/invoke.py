@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from .errors import NodeError, NodeInputError, NodeOutputError, NodeTimeoutError, StateConflictError, Suspend
-from .execution import ExecutionContext, _current
+from .execution import ExecutionContext, Running, _current
 from .graph import (
     B_ANSWER,
     B_EXECUTION,
@@ -36,11 +36,12 @@ from .graph import (
     Binding,
     VertexPlan,
 )
-from .node import UNSET, Node
+from .node import Node
+from .runs import RunFields
 from .scopes import JobScopes
+from .sentinels import UNSET
 from .state import Commit, StateConflict, StateHandle, StateSpace, commit
 from .status import NodeStatus
-from .store.base import RunFields
 
 log = logging.getLogger("aetherflow.invoke")
 FAILED = NodeStatus.FAILED  # read once: an enum member lookup is slow in Python 3.11
@@ -237,10 +238,10 @@ def _finish(call: JobCall, vp: VertexPlan, ex: ExecutionContext, value: Any, han
     return output, commits, ex.attempt, started
 
 
-def _enter(call: JobCall, vp: VertexPlan, iteration: int, attempt: int) -> tuple[ExecutionContext, Token[ExecutionContext | None]]:
+def _enter(call: JobCall, vp: VertexPlan, iteration: int, attempt: int) -> tuple[ExecutionContext, Token[Running | None]]:
     """The one place the `ExecutionContext` of a node call is made and set (seed 001)."""
-    ex: ExecutionContext = _new(ExecutionContext, (call.worker_id, call.run.job_id, call.flow, vp.name, iteration, attempt, call.scopes))
-    return ex, _current.set(ex)
+    ex: ExecutionContext = _new(ExecutionContext, (call.worker_id, call.run.job_id, call.flow, vp.name, iteration, attempt))
+    return ex, _current.set((ex, call.scopes))
 
 
 def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET, item_index: int | None = None, started: float | None = None) -> Outcome:
@@ -262,7 +263,7 @@ def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET, 
             if node.timeout is None:
                 value = node.call_positional(*args)
             else:
-                value = _call_with_timeout(node.call_positional, args, node.timeout, vp.name, ex)
+                value = _call_with_timeout(node.call_positional, args, node.timeout, vp.name, ex, call.scopes)
             if handles or call.check_value is not None or (type(value) is not vp.output_exact and vp.check_output is not None):
                 return _finish(call, vp, ex, value, handles, started)
             return value, (), attempt, started  # nothing to validate, store-check or commit
@@ -351,7 +352,7 @@ def _attempt_error(exc: Exception, name: str, ex: ExecutionContext, conflict: bo
     return NodeError(message, node=name, job_id=ex.job_id, attempt=ex.attempt)
 
 
-def _call_with_timeout(fn: Callable[..., Any], args: list[Any], timeout: float, name: str, ex: ExecutionContext) -> Any:
+def _call_with_timeout(fn: Callable[..., Any], args: list[Any], timeout: float, name: str, ex: ExecutionContext, scopes: JobScopes | None) -> Any:
     # Python cannot stop a thread: an overrunning call is abandoned on a helper thread and
     # its state handles are dropped with it, so its writes never commit. Its job's scope
     # stays open until it returns: its job- and node-scoped instances are not torn down
@@ -376,8 +377,8 @@ def _call_with_timeout(fn: Callable[..., Any], args: list[Any], timeout: float, 
     threading.Thread(target=ctx.run, args=(target,), name=f"aetherflow-timeout-{name}", daemon=True).start()
     if not done.wait(timeout):
         with lock:
-            if not done.is_set() and ex.scopes is not None:
-                release.append(ex.scopes.hold())
+            if not done.is_set() and scopes is not None:
+                release.append(scopes.hold())
         raise _timeout_error(name, ex, timeout)
     ok, value = box[0]
     if ok:

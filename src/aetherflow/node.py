@@ -22,31 +22,13 @@ from pydantic import ConfigDict, TypeAdapter
 
 from .errors import NodeDefinitionError, closest, short_repr
 from .redaction import mentions_secret
+from .sentinels import UNSET
 
 if TYPE_CHECKING:
     from .flow import Flow
-    from .job import Job  # noqa: F401 - used in string annotations below
     from .worker import Worker
 
 
-class _Unset:
-    """Marks "no value" where ``None`` is a legitimate value (a default, an output)."""
-
-    _instance: _Unset | None = None
-
-    def __new__(cls) -> _Unset:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "UNSET"
-
-    def __reduce__(self) -> str:
-        return "UNSET"
-
-
-UNSET: Any = _Unset()
 
 _PLAIN_VALIDATED = (int, float, str, bool, bytes, list, dict, tuple, set)
 _ADAPTER_CONFIG = ConfigDict(arbitrary_types_allowed=True)

@@ -71,10 +71,10 @@ from dependency_injector.providers import (  # every dependency-injector provide
     TypedConfigurationOption,
 )
 
-from .execution import ExecutionContext, _current
+from .execution import Running, _current
 from .guard import GuardedProxy
-from .node import UNSET
 from .scopes import Scope, _finish_generator
+from .sentinels import UNSET
 
 __all__ = [
     "AbstractCallable",
@@ -229,10 +229,10 @@ class ThreadLocalSingleton(_Options, _di.ThreadLocalSingleton[Any]):  # type: ig
         super().__init__(provides, *args, **kwargs)
 
     def _provide(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        ex = _current.get()
-        if ex is None or ex.scopes is None:  # outside a node: dependency-injector's behaviour
+        running = _current.get()
+        if running is None or running[1] is None:  # outside a node: dependency-injector's behaviour
             return super()._provide(args, kwargs)  # type: ignore[misc]
-        return ex.scopes.instance(self, ex, lambda: self._factory_twin()(*args, **kwargs))[0]
+        return running[1].instance(self, running[0], lambda: self._factory_twin()(*args, **kwargs))[0]
 
     def _set_options(self, guard: bool, teardown: _Fn[[Any], Any] | None) -> None:
         super()._set_options(guard, teardown)
@@ -246,10 +246,10 @@ class ThreadLocalSingleton(_Options, _di.ThreadLocalSingleton[Any]):  # type: ig
         return twin
 
     def inject(self) -> Any:
-        ex = _current.get()
-        if ex is None or ex.scopes is None:
+        running = _current.get()
+        if running is None or running[1] is None:
             return self()
-        return ex.scopes.instance(self, ex, self._factory_twin())[1]
+        return running[1].instance(self, running[0], self._factory_twin())[1]
 
 
 class _Scoped(_Options, _di.Factory[Any]):  # type: ignore[misc]
@@ -262,10 +262,12 @@ class _Scoped(_Options, _di.Factory[Any]):  # type: ignore[misc]
         super().__init__(provides, *args, **kwargs)
 
     def _provide(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        return _scopes_of(self).instance(self, _current.get(), lambda: super(_Scoped, self)._provide(args, kwargs))[0]  # type: ignore[misc]
+        ex, scopes = _running(self)
+        return scopes.instance(self, ex, lambda: super(_Scoped, self)._provide(args, kwargs))[0]  # type: ignore[misc]
 
     def inject(self) -> Any:
-        return _scopes_of(self).instance(self, _current.get(), lambda: super(_Scoped, self)._provide((), {}))[1]  # type: ignore[misc]
+        ex, scopes = _running(self)
+        return scopes.instance(self, ex, lambda: super(_Scoped, self)._provide((), {}))[1]  # type: ignore[misc]
 
 
 class WorkerScoped(_Scoped):
@@ -287,15 +289,15 @@ class NodeScoped(_Scoped):
     default_guard = False
 
 
-def _scopes_of(provider: _Scoped) -> Any:
-    ex: ExecutionContext | None = _current.get()
-    if ex is None or ex.scopes is None:
+def _running(provider: _Scoped) -> Running:
+    running = _current.get()
+    if running is None or running[1] is None:
         raise RuntimeError(
             f"{type(provider).__name__} provider of {provider.provides!r} was called outside a "
             "running node; its instances live in a worker, job or node scope. Inject it into a "
             "node parameter, or call the factory directly in a unit test."
         )
-    return ex.scopes
+    return running
 
 
 def injector_of(provider: Any) -> _Fn[[], Any]:

@@ -12,8 +12,8 @@ from typing import Any
 
 from .errors import StoreError
 from .graph import Graph, Plan
-from .node import UNSET
 from .scheduler import JobRun
+from .sentinels import UNSET
 from .state import StateScope
 from .store.base import Progress
 from .store.serialize import restore

@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import LoopLimitError, NodeError, short_repr
 from .graph import Graph, Plan
-from .node import UNSET
+from .sentinels import UNSET
 from .state import StateScope, StateSpace
 from .status import JobStatus, NodeStatus
 

@@ -23,15 +23,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from .node import UNSET
-
-
-class _Deleted:
-    def __repr__(self) -> str:
-        return "DELETED"
-
-
-DELETED: Any = _Deleted()
+from .sentinels import DELETED, UNSET
 
 
 class StateScope(str, Enum):

@@ -31,15 +31,17 @@ from .graph import B_PROVIDER, Plan, job_inputs
 from .invoke import JobCall, Outcome, acall_node, call_node
 from .job import Job, JobSuspendedError
 from .lifetimes import check_lifetimes
-from .node import UNSET, Node
+from .node import Node
 from .providers import injector_of
 from .recovery import rebuild
+from .runs import RunFacts
 from .scheduler import JobRun
 from .scopes import JobScopes, ScopeCache, ThreadCaches
+from .sentinels import UNSET
 from .state import StateScope, StateSpace
 from .status import JobStatus, NodeStatus
 from .store import Store, open_store
-from .store.base import Progress, RunFacts
+from .store.base import Progress
 from .store.records import JobRecord
 from .store.serialize import value_checker
 

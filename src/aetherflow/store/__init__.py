@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import StoreError, short_repr
-from .base import Progress, RunFacts, RunFields, Store
+from ..runs import RunFacts, RunFields
+from .base import Progress, Store
 from .memory import MemoryStore
 from .records import EventRecord, FlowStats, JobRecord, NodeRunRecord, NodeStats, StateRecord
 

@@ -6,35 +6,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
-from ..node import UNSET
-from ..state import Commit
-from ..status import JobStatus, NodeStatus
+from ..runs import RunFacts, RunFields
+from ..sentinels import UNSET
+from ..status import JobStatus
 from .records import EventRecord, FlowStats, JobRecord, NodeRunRecord, StateRecord
-
-
-class RunFacts(NamedTuple):
-    """What the worker reports when one node run ends."""
-
-    job_id: str
-    node: str
-    iteration: int
-    attempt: int
-    status: NodeStatus
-    thread: str
-    started: float
-    finished: float
-    output: Any = UNSET
-    commits: Sequence[Commit] = ()
-    error: str | None = None
-    traceback: str | None = None
-    item: int | None = None
-
-
-# One run's facts after ``job_id``, in `RunFacts` order, as a plain tuple: what a worker
-# hands to a job's run recorder (see `Store.run_recorder`).
-RunFields = tuple[Any, ...]
 
 
 @dataclass

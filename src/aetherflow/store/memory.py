@@ -11,10 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import StoreError
-from ..node import UNSET
-from ..state import DELETED
+from ..runs import RunFacts, RunFields
+from ..sentinels import DELETED, UNSET
 from ..status import ENDED, JobStatus, NodeStatus
-from .base import Progress, RunFacts, RunFields, Store
+from .base import Progress, Store
 from .records import EventRecord, JobRecord, NodeRunRecord, StateRecord, epoch, utc
 from .stats import flow_stats
 

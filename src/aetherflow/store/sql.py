@@ -24,10 +24,11 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import StoreError
-from ..node import UNSET
-from ..state import DELETED, StateScope
+from ..runs import RunFacts
+from ..sentinels import DELETED, UNSET
+from ..state import StateScope
 from ..status import ENDED, FINISHED, JobStatus, NodeStatus
-from .base import Progress, RunFacts, Store
+from .base import Progress, Store
 from .records import EventRecord, FlowStats, JobRecord, NodeRunRecord, StateRecord, epoch, utc
 from .serialize import redact_secrets, storable_text, to_json
 from .stats import flow_stats
