@@ -273,6 +273,7 @@ def ui(
         sock.bind((host, port))
     except OSError as exc:
         raise UsageError(f"Cannot listen on {host}:{port} ({exc.strerror}); pick another --port.") from None
+    sock.listen(128)  # connections made from now on wait for the server
     bound = sock.getsockname()[1]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}/"
     err.print(f"AetherFlow dashboard on {url} (store {store}); Ctrl-C stops it", highlight=False, markup=False)

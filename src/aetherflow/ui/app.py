@@ -132,17 +132,21 @@ def create_app(store: Store | str, *, token: str | None = None, cwd: str | None 
             size = max(1, min(500, int(q.get("size", PAGE))))
         except ValueError:
             size = PAGE
-        upper = until
-        if before:
+        upper, cut = until, None
+        if before:  # keyset pagination: jobs created before the last one shown
             try:
-                b = datetime.fromtimestamp(float(before), tz=UTC)
+                cut = float(before)
+                b = datetime.fromtimestamp(cut, tz=UTC) + timedelta(microseconds=1)
                 upper = b if upper is None else min(upper, b)
             except (ValueError, OverflowError, OSError):
-                pass
+                cut = None
         if prefix:
-            found = [j for j in st.jobs(flow=flow, status=status, since=since, until=upper, limit=10_000) if j.id.startswith(prefix)][: size + 1]
+            found = [j for j in st.jobs(flow=flow, status=status, since=since, until=upper, limit=10_000) if j.id.startswith(prefix)]
         else:
-            found = st.jobs(flow=flow, status=status, since=since, until=upper, limit=size + 1)
+            found = st.jobs(flow=flow, status=status, since=since, until=upper, limit=size + 3)
+        if cut is not None:  # times are kept to the microsecond: drop the boundary row itself
+            found = [j for j in found if j.created_at.timestamp() < cut]
+        found = found[: size + 1]
         more = len(found) > size
         rows = found[:size]
         keep = {k: v for k, v in (("flow", flow), ("status", status), ("id", prefix), ("since", q.get("since")), ("until", q.get("until"))) if v}

@@ -138,7 +138,7 @@ def vertex_views(names: Iterable[str], runs: Sequence[NodeRunRecord], job: JobRe
 
 # -- the flow graph ----------------------------------------------------------------------------
 
-BOX_W, BOX_H, GAP_X, GAP_Y, PAD = 170, 44, 40, 56, 20
+BOX_W, BOX_H, GAP_X, GAP_Y, PAD = 170, 44, 40, 56, 36
 
 
 def graph_svg(topology: dict[str, Any] | None, views: dict[str, VertexView], job_id: str = "") -> Markup:
@@ -186,9 +186,15 @@ def graph_svg(topology: dict[str, Any] | None, views: dict[str, VertexView], job
         (x1, y1), (x2, y2) = pos[a], pos[b]
         sx, sy, tx, ty = x1 + BOX_W / 2, y1 + BOX_H, x2 + BOX_W / 2, y2
         dash = ' stroke-dasharray="5,3"' if label == "map" else ""
-        out.append(f'<path class="edge" d="M{sx:.1f},{sy:.1f} L{tx:.1f},{ty:.1f}" stroke="#555" fill="none"{dash} marker-end="url(#arrow)"/>')
-        if label:
+        if depth[b] - depth[a] > 1:  # skips a layer: bow around the vertices in between, on the left
+            bow = min(x1, x2) - 24
+            d = f"M{x1:.1f},{y1 + BOX_H / 2:.1f} C{bow:.1f},{y1 + BOX_H / 2:.1f} {bow:.1f},{ty + BOX_H / 2:.1f} {x2:.1f},{ty + BOX_H / 2:.1f}"
+            lx, ly = bow + 6, (y1 + ty + BOX_H) / 2
+        else:
+            d = f"M{sx:.1f},{sy:.1f} L{tx:.1f},{ty:.1f}"
             lx, ly = sx + (tx - sx) * 0.55, sy + (ty - sy) * 0.55
+        out.append(f'<path class="edge" d="{d}" stroke="#555" fill="none"{dash} marker-end="url(#arrow)"/>')
+        if label:
             labels.append(_label(lx, ly, label))
     right = PAD + widest * (BOX_W + GAP_X)
     for k, e in enumerate(loops):
@@ -252,7 +258,7 @@ def gantt_svg(runs: Sequence[NodeRunRecord], worker: str = "") -> Markup:
     for i, lane in enumerate(lanes):
         y = 10 + lane_h * i
         out.append(f'<rect x="0" y="{y}" width="{left + width}" height="{lane_h}" fill="{"#fafafa" if i % 2 else "#f0f0f0"}"/>')
-        out.append(f'<text x="4" y="{y + 16}" font-size="11">{escape(_short((worker + " / " if worker else "") + lane, 30))}</text>')
+        out.append(f'<text x="4" y="{y + 16}" font-size="11"><title>{escape(lane)}</title>{escape(_short(lane, 30))}</text>')
     for r in runs:
         row = lanes.index(r.thread or "?")
         t0 = r.started_at.timestamp()
@@ -269,7 +275,7 @@ def gantt_svg(runs: Sequence[NodeRunRecord], worker: str = "") -> Markup:
             out.append(f'<text x="{x + 3:.1f}" y="{y + 13}" font-size="10" fill="#fff">{escape(_short(label, int(w / 6)))}</text>')
         out.append("</g>")
     out.append(f'<text x="{left}" y="{height - 6}" font-size="11">0</text>'
-               f'<text x="{left + width}" y="{height - 6}" font-size="11" text-anchor="end">{span * 1000:.1f} ms</text>')
+               f'<text x="{left + width}" y="{height - 6}" font-size="11" text-anchor="end">{span * 1000:.3g} ms</text>')
     out.append("</svg>")
     return Markup("\n".join(out))
 
@@ -334,7 +340,7 @@ def bars_svg(rows: Sequence[tuple[str, float, float]], unit: str = "ms", a_label
         out.append(f'<text x="4" y="{y + 15}" font-size="12">{escape(_short(name, 24))}</text>')
         out.append(f'<rect x="{left}" y="{y}" width="{max(1.0, b / top * width):.1f}" height="11" fill="#1565c0"><title>{escape(name)} {b_label} {b:.2f} {unit}</title></rect>')
         out.append(f'<rect x="{left}" y="{y + 12}" width="{max(1.0, a / top * width):.1f}" height="11" fill="#90caf9"><title>{escape(name)} {a_label} {a:.2f} {unit}</title></rect>')
-        out.append(f'<text x="{left + max(1.0, b / top * width) + 4:.1f}" y="{y + 16}" font-size="11">{a:.1f} / {b:.1f} {unit}</text>')
+        out.append(f'<text x="{left + max(1.0, b / top * width) + 4:.1f}" y="{y + 16}" font-size="11">{a:.3g} / {b:.3g} {unit}</text>')
     out.append("</svg>")
     return Markup("\n".join(out))
 
