@@ -173,7 +173,7 @@ def graph_svg(topology: dict[str, Any] | None, views: dict[str, VertexView], job
             pos[n] = (PAD + offset + i * (BOX_W + GAP_X), PAD + d * (BOX_H + GAP_Y))
     loops = [e for e in edges if e["loop"] or e["src"] == e["dst"]]
     width = PAD * 2 + widest * (BOX_W + GAP_X) + 40 * len(loops)
-    height = PAD * 2 + (max(rows, default=0) + 1) * (BOX_H + GAP_Y)
+    height = PAD * 2 + (max(rows, default=0) + 1) * (BOX_H + GAP_Y) - GAP_Y
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="graph" width="{width:.0f}" height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="flow graph">',
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#555"/></marker></defs>',
