@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -19,11 +20,11 @@ import pytest
 
 pytest.importorskip("starlette", reason="the dashboard needs the 'ui' extra: pip install 'aetherflow[ui]'")
 
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.testclient import TestClient
 
-from aetherflow import Suspend, Worker, node, open_store  # noqa: E402
-from aetherflow.ui.app import create_app  # noqa: E402
-from storecase import postgres_url  # noqa: E402
+from aetherflow import Suspend, Worker, node, open_store
+from aetherflow.ui.app import create_app
+from storecase import postgres_url
 
 XSS = "<script>alert('x')</script>"
 
@@ -107,10 +108,8 @@ def fill(url: str) -> dict[str, str]:
         ]:
             job = w.submit(flow, inputs)
             ids[kind] = job.id
-            try:
+            with contextlib.suppress(Exception):  # failures and suspensions are what these jobs are for
                 job.result(timeout=30)
-            except Exception:  # noqa: BLE001 - failures and suspensions are what these jobs are for
-                pass
     return ids
 
 
@@ -215,7 +214,7 @@ def test_mapped_job_marks_the_vertex_with_a_failed_item_failed(client: TestClien
     vertex = dict(re.findall(r'class="vertex" data-node="(\w+)" data-status="([\w ]+)"', r.text))
     assert vertex == {"split": "completed", "work": "failed", "total": "not run"}
     seen = text_of(r.text)
-    assert "failed · 2/3 items, 1 failed" in seen or re.search(r"failed · \d/\d items, 1 failed", seen)
+    assert re.search(r"failed · \d/\d items, 1 failed", seen)
     assert "failed items: 2" in seen  # hover title
     assert "work[2]" in seen  # the item index on its timeline bar
     assert "RuntimeError: item 2 is broken" in seen
@@ -237,7 +236,7 @@ def test_loop_job_draws_the_loop_edge_with_its_label_and_shows_state_diffs(clien
 def test_suspended_job_shows_its_question_and_how_to_resume(client: TestClient, ids: dict[str, str]) -> None:
     seen = text_of(client.get(f"/jobs/{ids['approval']}").text)
     assert "Waiting for an answer" in seen
-    assert "Node ask asks: “Approve the payout?”" in seen or "ask asks:" in seen and "Approve the payout?" in seen
+    assert "Node ask asks: Approve the payout?" in seen
     assert "code location is unknown" in seen  # started from Python: no resume button, but how
     assert f'worker.resume("{ids["approval"]}")' in seen
 
@@ -428,7 +427,7 @@ def test_topology_is_recorded_once_per_flow_and_used_for_the_graph(tmp_path: Pat
         calls: list[str] = []
         real = w.store.remember_topology
         w.store.remember_topology = lambda flow, topo: (calls.append(flow), real(flow, topo))[1]  # type: ignore[method-assign]
-        for n in range(3):
+        for _ in range(3):
             w.submit(mapped, {"n": 2}).result(timeout=10)
         assert calls == ["mapped"]
     topo = json.loads(open_store(url).topology_of("mapped") or "{}")

@@ -188,12 +188,12 @@ def graph_svg(topology: dict[str, Any] | None, views: dict[str, VertexView], job
         dash = ' stroke-dasharray="5,3"' if label == "map" else ""
         if depth[b] - depth[a] > 1:  # skips a layer: bow around the vertices in between, on the left
             bow = min(x1, x2) - 24
-            d = f"M{x1:.1f},{y1 + BOX_H / 2:.1f} C{bow:.1f},{y1 + BOX_H / 2:.1f} {bow:.1f},{ty + BOX_H / 2:.1f} {x2:.1f},{ty + BOX_H / 2:.1f}"
+            route = f"M{x1:.1f},{y1 + BOX_H / 2:.1f} C{bow:.1f},{y1 + BOX_H / 2:.1f} {bow:.1f},{ty + BOX_H / 2:.1f} {x2:.1f},{ty + BOX_H / 2:.1f}"
             lx, ly = bow + 6, (y1 + ty + BOX_H) / 2
         else:
-            d = f"M{sx:.1f},{sy:.1f} L{tx:.1f},{ty:.1f}"
+            route = f"M{sx:.1f},{sy:.1f} L{tx:.1f},{ty:.1f}"
             lx, ly = sx + (tx - sx) * 0.55, sy + (ty - sy) * 0.55
-        out.append(f'<path class="edge" d="{d}" stroke="#555" fill="none"{dash} marker-end="url(#arrow)"/>')
+        out.append(f'<path class="edge" d="{route}" stroke="#555" fill="none"{dash} marker-end="url(#arrow)"/>')
         if label:
             labels.append(_label(lx, ly, label))
     right = PAD + widest * (BOX_W + GAP_X)
