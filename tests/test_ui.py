@@ -292,7 +292,8 @@ def test_flow_page_has_per_node_stats_and_charts(client: TestClient) -> None:
     r = client.get("/flows/mapped")
     assert r.status_code == 200
     nodes = {n: (runs, failed) for n, runs, failed in re.findall(r'<tr data-node="(\w+)"><td>\w+</td><td>(\d+)</td><td[^>]*>(\d+)</td>', r.text)}
-    assert nodes["work"] == ("3", "1") and nodes["split"] == ("1", "0")
+    assert nodes["work"][0] in ("3", "4") and nodes["work"][1] == "1"  # item 3 may be cut short by item 2's failure
+    assert nodes["split"] == ("1", "0")
     assert r.text.count("<svg") == 2  # jobs over time, durations
     assert client.get("/flows/nope").status_code == 404
 
