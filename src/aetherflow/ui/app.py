@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from . import views
 
 HERE = Path(__file__).parent
 PAGE = 50
+MAX_ROWS = 500  # node runs, events and state commits listed on a job's page (failures always)
+MAX_BARS = 2000  # bars on a job's timeline
 TOKEN_ENV = "AETHERFLOW_UI_TOKEN"
 
 
@@ -177,10 +180,13 @@ def create_app(store: Store | str, *, token: str | None = None, cwd: str | None 
             owner_alive = any(w.id == record.worker and w.alive for w in st.workers(time.time()))
         cancel_asked = any(e.type == "cancel_requested" for e in events) and record.status in (JobStatus.RUNNING, JobStatus.PENDING)
         outputs = _node_outputs(st, record.id)
+        shown_runs = _some(runs, MAX_ROWS, keep=lambda r: r.error is not None)
+        commits = views.state_commits(history, events)
         return dash.page(
-            "job.html", request, title=f"Job {record.id[:12]}", job=record, runs=runs, events=events,
+            "job.html", request, title=f"Job {record.id[:12]}", job=record, runs=shown_runs, all_runs=len(runs),
+            events=events[-MAX_ROWS:], all_events=len(events), commits=commits[-MAX_ROWS:], all_commits=len(commits),
             graph=views.graph_svg(topology, vertices, record.id), has_topology=topology is not None, vertices=vertices,
-            gantt=views.gantt_svg(runs, record.worker), commits=views.state_commits(history, events),
+            gantt=views.gantt_svg(_some(runs, MAX_BARS, keep=lambda r: r.error is not None), record.worker), gantt_sampled=len(runs) > MAX_BARS,
             inputs={k: views.shown(v, 400) for k, v in record.inputs.items()}, output=views.shown(record.output),
             outputs={k: views.shown(v, 400) for k, v in outputs.items()},
             suspended=suspended, target=target, owner_alive=owner_alive, cancel_asked=cancel_asked,
@@ -340,6 +346,15 @@ def create_app(store: Store | str, *, token: str | None = None, cwd: str | None 
     app = Starlette(routes=routes, middleware=middleware, exception_handlers={404: _not_found_handler(dash), StoreError: _store_error_handler(dash)})
     app.state.dashboard = dash
     return app
+
+
+def _some(runs: list[Any], limit: int, keep: Callable[[Any], bool]) -> list[Any]:
+    """At most about ``limit`` runs, evenly spread, in order, always with those ``keep`` says (failures)."""
+    if len(runs) <= limit:
+        return runs
+    step = len(runs) / limit
+    picked = {int(k * step) for k in range(limit)} | {k for k, r in enumerate(runs) if keep(r)}
+    return [runs[k] for k in sorted(picked)]
 
 
 def _topology(st: Store, flow: str) -> dict[str, Any] | None:
