@@ -540,3 +540,16 @@ def test_the_dashboard_reads_while_a_worker_writes(tmp_path: Path) -> None:
         t.join(timeout=30)
         store.close()
     assert not errors
+
+
+def test_a_cancel_request_counts_only_until_the_job_runs_again(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    with Worker(store=url, threads=1, flows=[approval]) as w:
+        job = w.submit(approval, {"n": 1})
+        with pytest.raises(Exception, match="suspended"):
+            job.result(timeout=10)
+        w.store.request_cancel(job.id, time.time(), "test")
+        assert w.store.cancel_requests([job.id, "other"]) == [job.id]
+        resumed = w.resume(job.id, answer="ok")
+        assert resumed.result(timeout=10) == "answered ok"
+        assert w.store.cancel_requests([job.id]) == []  # an old request does not cancel the resumed run
