@@ -553,3 +553,26 @@ def test_a_cancel_request_counts_only_until_the_job_runs_again(tmp_path: Path) -
         resumed = w.resume(job.id, answer="ok")
         assert resumed.result(timeout=10) == "answered ok"
         assert w.store.cancel_requests([job.id]) == []  # an old request does not cancel the resumed run
+
+
+def test_show_html_exports_the_job_page_as_one_file(filled: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    url, ids = filled
+    report = tmp_path / "mapped.html"
+    r = aetherflow(tmp_path, "show", ids["mapped"], "--html", str(report), "--store", url)
+    assert r.returncode == 0, r.stderr
+    page = report.read_text()
+    vertex = dict(re.findall(r'class="vertex" data-node="(\w+)" data-status="([\w ]+)"', page))
+    assert vertex == {"split": "completed", "work": "failed", "total": "not run"}  # graph of a job started from Python
+    seen = text_of(page)
+    assert "Traceback (most recent call last)" in seen and "RuntimeError: item 2 is broken" in seen
+    assert "work[2]" in seen  # item index
+    assert '<script src' not in page and "/static/" not in page and 'method="post"' not in page
+    assert "http" not in page.replace("http://www.w3.org/2000/svg", "")  # opens without network
+    embedded = json.loads(page.split('id="aetherflow-data">')[1].split("</script>")[0])
+    assert embedded["job"]["status"] == "failed" and "work" in [run["node"] for run in embedded["runs"]]
+    loop = tmp_path / "loop.html"
+    assert aetherflow(tmp_path, "show", ids["looping"], "--html", str(loop), "--store", url).returncode == 0
+    assert loop.read_text().count('class="edge loop"') == 1
+    hello = tmp_path / "hello.html"
+    assert aetherflow(tmp_path, "show", ids["hello"], "--html", str(hello), "--store", url).returncode == 0
+    assert XSS not in hello.read_text()

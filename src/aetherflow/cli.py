@@ -151,9 +151,12 @@ def show(
     job = st.job(_full_id(st, job_id))
     runs = st.node_runs(job.id)
     if html is not None:
-        target = st.target_of(job.flow)
-        graph = load_target(target).graph if target else None
-        html.write_text(html_report(job, runs, graph))
+        try:  # the dashboard's job page as one file; the graph comes from the stored topology (no code imported)
+            from .ui.export import job_html
+
+            html.write_text(job_html(st, job.id))
+        except ImportError:  # without the 'ui' extra: the plain report, graph omitted
+            html.write_text(html_report(job, runs, None))
         print(f"wrote {html}: the flow graph and a timeline of {len(runs)} node runs")
         return
     if as_json_:

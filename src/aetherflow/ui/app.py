@@ -54,10 +54,7 @@ class Dashboard:
         self.csrf = secrets.token_urlsafe(24)
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []  # (job id, its resume process)
         self.lock = threading.Lock()
-        self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)
-        self.env.globals.update(color=views.color, duration=views.duration, statuses=views.STATUSES, store_url=_safe_url(store.url))
-        self.env.filters["when"] = _when
-        self.env.filters["short"] = lambda s, n=12: s if len(s) <= n else s[:n]
+        self.env = environment(store)
 
     def page(self, template: str, request: Request, status_code: int = 200, **context: Any) -> HTMLResponse:
         html = self.env.get_template(template).render(request=request, csrf=self.csrf, path=request.url.path, **context)
@@ -70,6 +67,43 @@ class Dashboard:
     def resuming(self, job_id: str) -> bool:
         self.reap()
         return any(j == job_id for j, _ in self.children)
+
+
+def environment(store: Store) -> Environment:
+    """The templates, with every value escaped unless marked safe (the SVG pictures, built escaped)."""
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)
+    env.globals.update(color=views.color, duration=views.duration, statuses=views.STATUSES, store_url=_safe_url(store.url), shown=views.shown)
+    env.filters["when"] = _when
+    env.filters["short"] = lambda s, n=12: s if len(s) <= n else s[:n]
+    return env
+
+
+def job_context(st: Store, record: JobRecord, *, limit: int = views.TRUNCATE) -> dict[str, Any]:
+    """What a job's page shows (also the one-file export of `aetherflow show --html`)."""
+    runs = st.node_runs(record.id)
+    events = st.events(record.id)
+    history = st.state_history(record.id)
+    topology = _topology(st, record.flow)
+    names = [v["name"] for v in topology["vertices"]] if topology else []
+    vertices = views.vertex_views(names, runs, record, topology)
+    suspended = next((r for r in reversed(runs) if r.status.value == "suspended"), None) if record.status is JobStatus.SUSPENDED else None
+    owner_alive = None
+    if record.status in (JobStatus.RUNNING, JobStatus.PENDING):
+        owner_alive = any(w.id == record.worker and w.alive for w in st.workers(time.time()))
+    cancel_asked = any(e.type == "cancel_requested" for e in events) and record.status in (JobStatus.RUNNING, JobStatus.PENDING)
+    outputs = _node_outputs(st, record.id)
+    commits = views.state_commits(history, events)
+    small = min(limit, 400) if limit == views.TRUNCATE else limit
+    return {
+        "title": f"Job {record.id[:12]}", "job": record, "runs": _some(runs, MAX_ROWS, keep=lambda r: r.error is not None), "all_runs": len(runs),
+        "events": events[-MAX_ROWS:], "all_events": len(events), "commits": commits[-MAX_ROWS:], "all_commits": len(commits),
+        "graph": views.graph_svg(topology, vertices, record.id), "has_topology": topology is not None, "vertices": vertices,
+        "gantt": views.gantt_svg(_some(runs, MAX_BARS, keep=lambda r: r.error is not None), record.worker), "gantt_sampled": len(runs) > MAX_BARS,
+        "inputs": {k: views.shown(v, small) for k, v in record.inputs.items()}, "output": views.shown(record.output, limit),
+        "outputs": {k: views.shown(v, small) for k, v in outputs.items()},
+        "suspended": suspended, "target": st.target_of(record.flow), "owner_alive": owner_alive, "cancel_asked": cancel_asked,
+        "all_run_records": runs,
+    }
 
 
 def _safe_url(url: str) -> str:
@@ -167,31 +201,9 @@ def create_app(store: Store | str, *, token: str | None = None, cwd: str | None 
         if isinstance(found, Response):
             return found
         record = found
-        runs = st.node_runs(record.id)
-        events = st.events(record.id)
-        history = st.state_history(record.id)
-        topology = _topology(st, record.flow)
-        names = [v["name"] for v in topology["vertices"]] if topology else []
-        vertices = views.vertex_views(names, runs, record, topology)
-        suspended = next((r for r in reversed(runs) if r.status.value == "suspended"), None) if record.status is JobStatus.SUSPENDED else None
-        target = st.target_of(record.flow)
-        owner_alive = None
-        if record.status in (JobStatus.RUNNING, JobStatus.PENDING):
-            owner_alive = any(w.id == record.worker and w.alive for w in st.workers(time.time()))
-        cancel_asked = any(e.type == "cancel_requested" for e in events) and record.status in (JobStatus.RUNNING, JobStatus.PENDING)
-        outputs = _node_outputs(st, record.id)
-        shown_runs = _some(runs, MAX_ROWS, keep=lambda r: r.error is not None)
-        commits = views.state_commits(history, events)
         return dash.page(
-            "job.html", request, title=f"Job {record.id[:12]}", job=record, runs=shown_runs, all_runs=len(runs),
-            events=events[-MAX_ROWS:], all_events=len(events), commits=commits[-MAX_ROWS:], all_commits=len(commits),
-            graph=views.graph_svg(topology, vertices, record.id), has_topology=topology is not None, vertices=vertices,
-            gantt=views.gantt_svg(_some(runs, MAX_BARS, keep=lambda r: r.error is not None), record.worker), gantt_sampled=len(runs) > MAX_BARS,
-            inputs={k: views.shown(v, 400) for k, v in record.inputs.items()}, output=views.shown(record.output),
-            outputs={k: views.shown(v, 400) for k, v in outputs.items()},
-            suspended=suspended, target=target, owner_alive=owner_alive, cancel_asked=cancel_asked,
+            "job.html", request, **job_context(st, record),
             live=record.status in (JobStatus.RUNNING, JobStatus.PENDING) or dash.resuming(record.id), message=request.query_params.get("message"),
-            shown=views.shown,
         )
 
     def value(request: Request) -> Response:
