@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("starlette")
 
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.testclient import TestClient
 
-from aetherflow import Worker, node, open_store  # noqa: E402
-from aetherflow.ui.app import create_app  # noqa: E402
+from aetherflow import Worker, node, open_store
+from aetherflow.ui.app import create_app
 
 EVENTS = int(os.environ.get("AETHERFLOW_BENCH_UI_EVENTS", "1000000"))
 
