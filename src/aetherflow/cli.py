@@ -165,12 +165,16 @@ def show(
     job = st.job(_full_id(st, job_id))
     runs = st.node_runs(job.id)
     if html is not None:
-        # A store is data, never code: the flow's code is imported only from a --target
-        # the user names here, never from the path recorded in the store.
-        graph = load_target(target).graph if target else None
-        html.write_text(html_report(job, runs, graph, stored_target=None if target else st.target_of(job.flow)))
-        drawn = "the flow graph and " if graph is not None else ""
-        print(f"wrote {html}: {drawn}a timeline of {len(runs)} node runs")
+        try:  # the dashboard's job page as one file; the graph comes from the stored topology (no code imported)
+            from .ui.export import job_html
+
+            html.write_text(job_html(st, job.id))
+            print(f"wrote {html}: the flow graph and a timeline of {len(runs)} node runs")
+        except ImportError:  # without the 'ui' extra: the plain report, its graph only from a --target the user names
+            graph = load_target(target).graph if target else None
+            html.write_text(html_report(job, runs, graph, stored_target=None if target else st.target_of(job.flow)))
+            drawn = "the flow graph and " if graph is not None else ""
+            print(f"wrote {html}: {drawn}a timeline of {len(runs)} node runs")
         return
     if as_json_:
         print(json.dumps({"job": as_json(job), "node_runs": [as_json(r) for r in runs]}))
@@ -250,6 +254,58 @@ def stats(
     for name, n in sorted(s.nodes.items()):
         table.add_row(name, str(n.runs), str(n.failed), f"{n.p50 * 1000:.2f}", f"{n.p95 * 1000:.2f}")
     out.print(table)
+
+
+# -- aetherflow ui: the run dashboard (extra aetherflow[ui]) -------------------------------
+
+
+@app.command()
+def ui(
+    store: StoreOpt = DEFAULT_STORE,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; anything but loopback needs a token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: any free port).")] = 8765,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the dashboard in a browser.")] = False,
+    token: Annotated[str | None, typer.Option("--token", help="Required on every request (or set AETHERFLOW_UI_TOKEN); needed for a non-loopback --host.")] = None,
+) -> None:
+    """Serve the run dashboard: jobs, graphs, timelines, state, flows and workers, in a browser."""
+    import ipaddress
+    import os
+    import socket
+    import threading
+
+    try:
+        import uvicorn
+
+        from .ui.app import TOKEN_ENV, create_app
+    except ImportError as exc:
+        raise UsageError(f"The dashboard needs the 'ui' extra: pip install 'aetherflow[ui]' ({exc}).") from None
+    token = token or os.environ.get(TOKEN_ENV) or None
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not token:
+        raise UsageError(f"--host {host} exposes the dashboard beyond this machine: give a token with --token or {TOKEN_ENV}.")
+    application = create_app(_open(store), token=token)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        raise UsageError(f"Cannot listen on {host}:{port} ({exc.strerror}); pick another --port.") from None
+    sock.listen(128)  # connections made from now on wait for the server
+    bound = sock.getsockname()[1]
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}/"
+    err.print(f"AetherFlow dashboard on {url} (store {store}); Ctrl-C stops it", highlight=False, markup=False)
+    print(url, flush=True)
+    if open_browser:
+        import webbrowser
+
+        opener = threading.Timer(0.5, webbrowser.open, args=(url + (f"?token={token}" if token else ""),))
+        opener.daemon = True
+        opener.start()
+    server = uvicorn.Server(uvicorn.Config(application, log_level="warning", access_log=False))
+    server.run(sockets=[sock])
 
 
 def _full_id(st: Store, prefix: str) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 from .errors import short_repr
-from .graph import GraphSpec, _data_sources
+from .graph import Graph, GraphSpec, _data_sources
 
 
 def _edges(spec: GraphSpec) -> list[tuple[str, str, str]]:
@@ -56,3 +58,20 @@ def to_dot(spec: GraphSpec, name: str = "flow") -> str:
         lines.append(f"    {_quoted(a)} -> {_quoted(b)}{attr};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def topology(graph: Graph) -> dict[str, Any]:
+    """A flow's shape as data, not code (what the store keeps so the dashboard can draw any job).
+
+    ``{"vertices": [{"name", "mapped", "switch"}], "edges": [{"src", "dst", "label", "loop"}]}``;
+    ``loop`` marks a branch edge back upstream, ``label`` is a branch value's repr, ``"default"`` or ``"map"``.
+    """
+    back = {(graph.names[i], graph.names[t]) for i, targets in enumerate(graph.back_targets) for t in targets}
+    return {
+        "vertices": [{"name": name, "mapped": graph.mapped[i], "switch": graph.branches[i] is not None} for i, name in enumerate(graph.names)],
+        "edges": [{"src": a, "dst": b, "label": label, "loop": (a, b) in back} for a, b, label in _edges(graph.spec)],
+    }
+
+
+def topology_json(graph: Graph) -> str:
+    return json.dumps(topology(graph), separators=(",", ":"))

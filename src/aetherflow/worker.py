@@ -44,6 +44,7 @@ from .store import Store, open_store
 from .store.base import Progress
 from .store.records import JobRecord
 from .store.serialize import value_checker
+from .viz import topology_json
 
 log = logging.getLogger("aetherflow.worker")
 
@@ -132,6 +133,7 @@ class Worker:
         self.store: Store = store if isinstance(store, Store) else open_store(store or "memory://", durability=durability)
         self._check_value = value_checker(self.store)
         self._flows: dict[str, Flow] = {}
+        self._topologies: dict[str, Any] = {}  # flow name -> the graph whose shape this worker recorded (for the dashboard)
         for f in flows or ():
             self.add_flow(f)
         self._hooks: dict[str, list[Callable[[str, dict[str, Any]], None]]] = defaultdict(list)
@@ -326,6 +328,8 @@ class Worker:
         f, name, _, plan, _, _ = prepared
         values = job_inputs(inputs)  # a mapping with str keys, else UsageError
         plan.check_inputs(values, name)
+        if self.store.persistent and self._topologies.get(name) is not f.graph:  # once per flow here: the dashboard draws its jobs
+            self._topologies[name] = f.graph; self.store.remember_topology(name, topology_json(f.graph))  # noqa: E702
         job_id = new_job_id()
         self.store.create_job(job_id, name, self._storable_inputs(plan, values), self.id, time.time(), running=True)
         run = JobRun(job_id, f.graph, plan, values)
@@ -732,6 +736,9 @@ class Worker:
         while not self._heartbeat_stop.wait(self.lease / 3):
             try:
                 self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time(), self.lease)
+                for job_id in self.store.cancel_requests(list(self._active)) if self._active else ():  # from the dashboard
+                    if (entry := self._active.get(job_id)) is not None:
+                        entry[0].cancel()
             except Exception:
                 log.warning("Heartbeat of %s failed", self.id, exc_info=True)
 

@@ -11,7 +11,7 @@ from typing import Any
 from ..runs import RunFacts, RunFields
 from ..sentinels import UNSET
 from ..status import JobStatus
-from .records import EventRecord, FlowStats, JobRecord, NodeRunRecord, StateRecord
+from .records import EventRecord, FlowStats, JobRecord, NodeRunRecord, StateRecord, WorkerRecord
 
 
 @dataclass
@@ -127,6 +127,39 @@ class Store(ABC):
 
     @abstractmethod
     def prune(self, older_than: datetime) -> int: ...
+
+    # -- the dashboard (``aetherflow ui``) ------------------------------------------------
+
+    def remember_topology(self, flow: str, topology_json: str) -> None:
+        """Remember a flow's shape (`aetherflow.viz.topology`, as JSON: data, not code), to draw its jobs."""
+        self._topologies = {**getattr(self, "_topologies", {}), flow: topology_json}
+
+    def topology_of(self, flow: str) -> str | None:
+        return getattr(self, "_topologies", {}).get(flow)
+
+    def request_cancel(self, job_id: str, ts: float, by: str = "") -> None:
+        """Ask the worker that owns a running job to cancel it (it does within a heartbeat)."""
+        self._cancels = {**getattr(self, "_cancels", {}), job_id: ts}
+
+    def cancel_requests(self, job_ids: Sequence[str]) -> list[str]:
+        """Which of ``job_ids`` were asked to cancel since they last started running."""
+        asked = getattr(self, "_cancels", {})
+        return [j for j in job_ids if j in asked]
+
+    def status_counts(self, flow: str | None = None) -> dict[str, int]:
+        """Number of jobs per status (of one flow, or of all)."""
+        counts: dict[str, int] = {}
+        for j in self.jobs(flow=flow, limit=2**62):
+            counts[j.status.value] = counts.get(j.status.value, 0) + 1
+        return counts
+
+    def flows(self) -> list[str]:
+        """The names of the flows that have jobs here, sorted."""
+        return sorted({j.flow for j in self.jobs(limit=2**62)})
+
+    def workers(self, now: float, lease: float = 30.0) -> list[WorkerRecord]:
+        """Workers that have sent a heartbeat here, latest first, each alive by the rule of `orphaned_jobs`."""
+        return []
 
     def __enter__(self) -> Store:
         return self

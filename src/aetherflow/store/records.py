@@ -71,6 +71,16 @@ class StateRecord:
 
 
 @dataclass(frozen=True)
+class WorkerRecord:
+    id: str
+    pid: int | None
+    host: str | None
+    heartbeat: datetime | None  # its last heartbeat
+    lease: float | None  # seconds it counts as alive after a heartbeat (off this host)
+    alive: bool
+
+
+@dataclass(frozen=True)
 class NodeStats:
     runs: int
     failed: int

@@ -29,14 +29,14 @@ from ..sentinels import DELETED, UNSET
 from ..state import StateScope
 from ..status import ENDED, FINISHED, JobStatus, NodeStatus
 from .base import Progress, Store
-from .records import EventRecord, FlowStats, JobRecord, NodeRunRecord, StateRecord, epoch, utc
+from .records import EventRecord, FlowStats, JobRecord, NodeRunRecord, StateRecord, WorkerRecord, epoch, utc
 from .serialize import redact_secrets, storable_text, to_json
 from .stats import flow_stats
 from .writer import BatchWriter, retry
 
 Statement = tuple[str, list[tuple[Any, ...]]]  # SQL with "?" placeholders, rows of parameters
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _BATCH_IDS_KEPT = 1000  # per store: far more than can be in doubt (one batch commits at a time)
 _TEXT: dict[Any, str] = {member: member.value for enum in (JobStatus, NodeStatus, StateScope) for member in enum}
 
@@ -67,6 +67,8 @@ def migrations(real: str, serial_pk: str) -> list[tuple[int, list[str]]]:
         (3, [
             f"CREATE TABLE write_batches (id TEXT PRIMARY KEY, ts {real} NOT NULL)",
         ]),
+        # Each flow's shape as JSON (vertices, edges, branch labels), so the dashboard draws any job.
+        (4, ["CREATE TABLE topologies (flow TEXT PRIMARY KEY, topology TEXT NOT NULL)"]),
     ]
 
 
@@ -282,6 +284,38 @@ class SQLStore(Store):
     def target_of(self, flow: str) -> str | None:
         rows = self._rows("SELECT target FROM targets WHERE flow = ?", [flow])
         return rows[0][0] if rows else None
+
+    # -- the dashboard ----------------------------------------------------------------------
+
+    def remember_topology(self, flow: str, topology_json: str) -> None:
+        self._submit([("DELETE FROM topologies WHERE flow = ?", [(flow,)]), ("INSERT INTO topologies (flow, topology) VALUES (?, ?)", [(flow, topology_json)])])
+
+    def topology_of(self, flow: str) -> str | None:
+        rows = self._rows("SELECT topology FROM topologies WHERE flow = ?", [flow])
+        return rows[0][0] if rows else None
+
+    def request_cancel(self, job_id: str, ts: float, by: str = "") -> None:
+        self._submit([("INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)", [(job_id, ts, "cancel_requested", None, self._dump({"by": by}))])])
+
+    def cancel_requests(self, job_ids: Sequence[str]) -> list[str]:
+        asked: list[str] = []
+        for k in range(0, len(job_ids), 500):
+            chunk = list(job_ids[k:k + 500])
+            asked += [r[0] for r in self._rows(
+                f"SELECT DISTINCT c.job_id FROM events c WHERE c.type = 'cancel_requested' AND c.job_id IN ({', '.join('?' for _ in chunk)}) "
+                "AND c.seq > COALESCE((SELECT MAX(r.seq) FROM events r WHERE r.job_id = c.job_id AND r.type = 'job_running'), 0)", chunk)]
+        return asked
+
+    def status_counts(self, flow: str | None = None) -> dict[str, int]:
+        rows = self._rows("SELECT status, COUNT(*) FROM jobs" + (" WHERE flow = ?" if flow else "") + " GROUP BY status", [flow] if flow else [])
+        return {status: int(n) for status, n in rows}
+
+    def flows(self) -> list[str]:
+        return [r[0] for r in self._rows("SELECT DISTINCT flow FROM jobs ORDER BY flow")]
+
+    def workers(self, now: float, lease: float = 30.0) -> list[WorkerRecord]:
+        rows = self._rows("SELECT id, pid, host, heartbeat, lease FROM workers ORDER BY heartbeat DESC")
+        return [WorkerRecord(w, pid, host, utc(beat), own, _owner_alive(pid, host, beat, own, now=now, lease=lease)) for w, pid, host, beat, own in rows]
 
     def flush(self) -> None:
         self._writer.flush()
