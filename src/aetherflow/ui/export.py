@@ -8,11 +8,9 @@ recorded topology.
 
 from __future__ import annotations
 
-import html
-import json
-
 from markupsafe import Markup
 
+from ..report import script_json
 from ..store import Store
 from .app import HERE, environment, job_context
 
@@ -31,6 +29,6 @@ def job_html(store: Store, job_id: str) -> str:
     }
     css = (HERE / "static" / "style.css").read_text()
     return environment(store).get_template("job.html").render(
-        export=True, css=Markup(css), data_json=Markup(html.escape(json.dumps(data), quote=False)),
+        export=True, css=Markup(css), data_json=Markup(script_json(data)),
         path="", csrf="", live=False, message=None, **context,
     )
