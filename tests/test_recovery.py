@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -185,7 +186,7 @@ def test_recover_takes_jobs_whose_heartbeat_expired(tmp_path: Path) -> None:
         return x * 2
 
     store = open_store(url)
-    store.create_job("a" * 32, "lonely", {"x": 21}, "ghost-worker", time.time() - 120)
+    store.create_job("a" * 32, "lonely", {"x": 21}, "ghost-worker", time.time() - 120, process=(12345, "another-host"))
     store.set_job_status("a" * 32, __import__("aetherflow").JobStatus.RUNNING, time.time() - 120)
     store.heartbeat("ghost-worker", 12345, "another-host", time.time() - 120)
     store.flush()
@@ -453,7 +454,7 @@ def test_an_approval_gate_in_a_loop_asks_again_on_every_iteration(tmp_path: Path
         assert job.result(10) == "approved 3"
         answered = [e.data for e in w.store.events(job.id, types=["job_answered"])]
     assert seen == [None, "yes 1", None, "yes 2", None, "yes 3"]
-    assert answered == [{"node": "gate", "answer": f"yes {n}"} for n in (1, 2, 3)]
+    assert answered == [{"node": "gate", "item": None, "answer": f"yes {n}"} for n in (1, 2, 3)]
 
 
 def test_answer_to_a_secret_parameter_is_recorded_redacted(tmp_path: Path) -> None:
@@ -621,3 +622,243 @@ def test_values_mean_what_they_meant_after_a_resume(tmp_path: Path, url: str) ->
         with pytest.raises(AetherFlowError):
             job.result(10)
         assert w.resume(job.id, inputs={"ok": True}).result(10) == "typed"
+
+
+# -- found by an adversarial campaign after the first round of fixes -------------------------
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite", "postgres"])
+def test_two_resumes_on_one_worker_run_the_suspended_node_once(tmp_path: Path, url: str) -> None:
+    from aetherflow import Suspend
+
+    url = postgres_url() if url == "postgres" else f"sqlite:///{tmp_path / 'r.db'}" if url == "sqlite" else url
+    paid: list[str] = []
+
+    @node
+    def approve(execution, answer: bool | None = None) -> str:
+        if answer is None:
+            raise Suspend("pay?")
+        paid.append(execution.job_id)
+        time.sleep(0.02)
+        return "paid"
+
+    flow = approve.named("pay-once")
+    with Worker(threads=4, store=url, flows=[flow]) as w:
+        for _ in range(10):
+            job = w.submit(flow)
+            with pytest.raises(AetherFlowError):
+                job.result(10)
+            barrier = threading.Barrier(2)
+
+            def click(job_id: str = job.id, barrier: threading.Barrier = barrier) -> None:
+                barrier.wait(5)
+                with contextlib.suppress(AetherFlowError):
+                    w.resume(job_id, answer=True).result(10)
+
+            threads = [threading.Thread(target=click) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            assert paid.count(job.id) == 1
+            assert [r.status for r in w.store.node_runs(job.id)].count("completed") == 1
+
+
+@pytest.mark.parametrize("url", ["sqlite", "postgres"])
+def test_recover_on_a_live_worker_never_takes_its_own_jobs(tmp_path: Path, url: str) -> None:
+    url = postgres_url() if url == "postgres" else f"sqlite:///{tmp_path / 'own.db'}"
+    ran: Counter[str] = Counter()
+
+    @node
+    def charge(x: int, execution) -> int:
+        ran[execution.job_id] += 1
+        time.sleep(0.005)
+        return x
+
+    flow = charge.named("charge")
+    stop = threading.Event()
+    with Worker(threads=4, store=url, flows=[flow]) as w:
+        def recoverer() -> None:
+            while not stop.is_set():
+                for job in w.recover():
+                    job.result(30)
+
+        t = threading.Thread(target=recoverer)
+        t.start()
+        jobs = [w.submit(flow, {"x": i}) for i in range(150)]
+        for job in jobs:
+            job.result(30)
+        stop.set()
+        t.join(30)
+    assert max(ran.values()) == 1
+
+
+def test_recover_skips_jobs_of_flows_it_does_not_know(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'mixed.db'}"
+
+    @node
+    def billing(x: int) -> int:
+        return x
+
+    store = open_store(url)
+    for job_id, flow in (("a" * 32, "mail"), ("b" * 32, "billing")):
+        store.create_job(job_id, flow, {"x": 1}, "ghost", time.time() - 100, running=True, process=(1, "another-host"))
+    store.heartbeat("ghost", 1, "another-host", time.time() - 100)
+    store.close()
+    with Worker(threads=1, store=url, flows=[billing]) as w:
+        [job] = w.recover()
+        assert job.result(10) == 1
+        assert w.store.job("a" * 32).status == "running"  # left for a worker that knows 'mail'
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+def test_a_cancelled_job_stays_cancelled(tmp_path: Path, url: str) -> None:
+    from aetherflow import Suspend
+
+    url = f"sqlite:///{tmp_path / 'c.db'}" if url == "sqlite" else url
+
+    @node
+    def approve(ok: bool = False) -> str:
+        if not ok:
+            raise Suspend("ok?")
+        return "paid"
+
+    with Worker(threads=1, store=url, flows=[approve]) as w:
+        job = w.submit(approve)
+        with pytest.raises(AetherFlowError):
+            job.result(10)
+        job.cancel()
+        with pytest.raises(AetherFlowError, match="cancelled"):
+            w.resume(job.id, inputs={"ok": True})
+        assert w.store.job(job.id).status == "cancelled"
+
+
+SECRET_CRASH = """
+import sys, time
+from pydantic import SecretStr
+from aetherflow import Worker, node
+
+@node
+def login(password: SecretStr) -> str:
+    if sys.argv[2] == "submit":
+        print("STARTED", flush=True)
+        time.sleep(60)
+    return "logged in with " + password.get_secret_value()
+
+with Worker(threads=1, store=sys.argv[1], flows=[login]) as w:
+    if sys.argv[2] == "submit":
+        w.submit(login, {"password": "hunter2"}).result()
+    else:
+        for job in w.recover():
+            try:
+                print(job.result(10))
+            except Exception as exc:
+                print(type(exc).__name__, exc)
+"""
+
+
+def test_recover_never_runs_a_job_with_a_redacted_secret_input(tmp_path: Path) -> None:
+    import signal
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    with subprocess.Popen([sys.executable, "-c", SECRET_CRASH, url, "submit"], stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "STARTED"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    out = subprocess.run([sys.executable, "-c", SECRET_CRASH, url, "recover"], capture_output=True, text=True, timeout=60).stdout
+    assert "**********" not in out and "logged in" not in out
+    with open_store(url) as store:
+        [job] = store.jobs()
+        assert job.status == "failed" and "password" in (job.error or "") and "inputs=" in (job.error or "")
+
+
+def test_an_answer_that_does_not_fit_the_parameter_is_refused_and_the_job_stays_suspended(tmp_path: Path) -> None:
+    from aetherflow import Suspend, UsageError
+
+    @node
+    def gate(answer: bool | None = None) -> str:
+        if answer is None:
+            raise Suspend("yes or no?")
+        return "yes" if answer else "no"
+
+    with Worker(threads=1, store=f"sqlite:///{tmp_path / 'a.db'}", flows=[gate]) as w:
+        job = w.submit(gate)
+        with pytest.raises(AetherFlowError):
+            job.result(10)
+        with pytest.raises(UsageError, match="answer"):
+            w.resume(job.id, answer={"not": "a bool"})
+        assert w.store.job(job.id).status == "suspended"
+        assert w.resume(job.id, answer=False).result(10) == "no"
+        with pytest.raises(AetherFlowError, match="not suspended"):
+            w.resume(job.id, answer=True)  # completed: an answer has nothing to answer
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+def test_one_answer_reaches_one_suspended_item_of_a_map(tmp_path: Path, url: str) -> None:
+    from aetherflow import JobSuspendedError, Suspend
+
+    url = f"sqlite:///{tmp_path / 'm.db'}" if url == "sqlite" else url
+
+    @node
+    def orders(n: int) -> list[int]:
+        return list(range(n))
+
+    @node
+    def approve(o: int, answer: str | None = None) -> str:
+        if answer is None:
+            raise Suspend(f"order {o}?")
+        return f"order {o}: {answer}"
+
+    flow = orders.map(approve).named("orders")
+    with Worker(threads=1, store=url, flows=[flow]) as w:
+        job = w.submit(flow, {"n": 3})
+        answers = 0
+        while True:
+            try:
+                result = job.result(10)
+                break
+            except JobSuspendedError:
+                answers += 1
+                assert answers <= 3
+                job = w.resume(job.id, answer=f"yes #{answers}")
+    assert answers == 3
+    assert sorted(r.split(": ")[1] for r in result) == ["yes #1", "yes #2", "yes #3"]  # each answer went to one order
+
+
+ANSWERED_CRASH = """
+import sys, time
+from aetherflow import Suspend, Worker, node
+
+@node
+def approve(answer: bool | None = None) -> str:
+    if answer is None:
+        raise Suspend("pay?")
+    if sys.argv[2] == "answer":
+        print("ANSWERED", flush=True)
+        time.sleep(60)
+    return f"paid={answer}"
+
+with Worker(threads=1, store=sys.argv[1], flows=[approve]) as w:
+    if sys.argv[2] == "submit":
+        try:
+            w.submit(approve).result()
+        except Exception:
+            pass
+    elif sys.argv[2] == "answer":
+        w.resume(w.store.jobs()[0].id, answer=True).result()
+    else:
+        print([job.result(10) for job in w.recover()])
+"""
+
+
+def test_an_answer_survives_a_crash_of_the_run_it_answered(tmp_path: Path) -> None:
+    import signal
+
+    url = f"sqlite:///{tmp_path / 'ans.db'}"
+    subprocess.run([sys.executable, "-c", ANSWERED_CRASH, url, "submit"], timeout=60, check=True)
+    with subprocess.Popen([sys.executable, "-c", ANSWERED_CRASH, url, "answer"], stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ANSWERED"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    out = subprocess.run([sys.executable, "-c", ANSWERED_CRASH, url, "recover"], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "['paid=True']", out.stderr

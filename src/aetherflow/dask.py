@@ -104,7 +104,7 @@ class _View:
         self.worker = _space(StateScope.WORKER, f"{snap.flow}/{snap.name}", snap.state.get("worker", {}))
         self._answer = snap.answer
 
-    def answer_to(self, i: int, iteration: int, default: Any) -> Any:
+    def answer_to(self, i: int, iteration: int, item: int | None, default: Any) -> Any:
         return default if self._answer is UNSET else self._answer
 
     def node_space(self, name: str) -> StateSpace:
@@ -297,7 +297,7 @@ class DaskWorker(Worker):
         vp = run.plan.vertices[sending.i]
         item = run.map_items[sending.i][sending.k] if sending.k >= 0 else UNSET
         key, blob = self._vertex_blob(run.plan.flow, vp)
-        snap = _Snapshot(key, blob, vp.name, run.job_id, call.flow, run.runs[sending.i], item, run.inputs, _needed_outputs(vp, run.outputs), self._context_ref(call), self._state_snapshot(call, vp), run.answer_to(sending.i, run.runs[sending.i], UNSET))
+        snap = _Snapshot(key, blob, vp.name, run.job_id, call.flow, run.runs[sending.i], item, run.inputs, _needed_outputs(vp, run.outputs), self._context_ref(call), self._state_snapshot(call, vp), run.answer_to(sending.i, run.runs[sending.i], sending.k if sending.k >= 0 else None, UNSET))
         self._outbox.put((sending, snap))
 
     def _dispatch(self) -> None:

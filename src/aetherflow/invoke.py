@@ -59,7 +59,7 @@ class RunView(Protocol):
 
     def node_space(self, name: str) -> StateSpace: ...
 
-    def answer_to(self, i: int, iteration: int, default: Any) -> Any: ...
+    def answer_to(self, i: int, iteration: int, item: int | None, default: Any) -> Any: ...
 
 
 def _unrecorded(fields: RunFields) -> None:
@@ -140,7 +140,7 @@ _new = tuple.__new__
 _NO_HANDLES: list[StateHandle] = []  # shared by the calls of nodes without state: never appended to
 
 
-def _arguments(call: JobCall, vp: VertexPlan, ex: ExecutionContext, handles: list[StateHandle], item: Any) -> list[Any]:
+def _arguments(call: JobCall, vp: VertexPlan, ex: ExecutionContext, handles: list[StateHandle], item: Any, item_index: int | None) -> list[Any]:
     """The node's arguments, in parameter order."""
     run = call.run
     args: list[Any] = []
@@ -161,7 +161,7 @@ def _arguments(call: JobCall, vp: VertexPlan, ex: ExecutionContext, handles: lis
             args.append(ex)
             continue
         elif kind == B_ANSWER:
-            value = run.answer_to(vp.index, ex.iteration, UNSET)
+            value = run.answer_to(vp.index, ex.iteration, item_index, UNSET)
             if value is UNSET:  # every run but the one resuming the suspension
                 args.append(None if b.default is UNSET else b.default)
                 continue
@@ -259,7 +259,7 @@ def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET, 
         ex, token = _enter(call, vp, iteration, attempt)
         handles: list[StateHandle] = [] if vp.uses_state else _NO_HANDLES
         try:
-            args = _arguments(call, vp, ex, handles, item)
+            args = _arguments(call, vp, ex, handles, item, item_index)
             if node.timeout is None:
                 value = node.call_positional(*args)
             else:
@@ -292,7 +292,7 @@ async def acall_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = 
         ex, token = _enter(call, vp, iteration, attempt)
         handles: list[StateHandle] = []
         try:
-            args = _arguments(call, vp, ex, handles, item)
+            args = _arguments(call, vp, ex, handles, item, item_index)
             if node.timeout is None:
                 value = await node.call_positional(*args)
             else:

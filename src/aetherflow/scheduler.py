@@ -50,7 +50,7 @@ class JobRun:
         self.stopped: JobStatus | None = None  # FAILED / CANCELLED / SUSPENDED once decided
         self.error: BaseException | None = None
         self.suspended: tuple[str, str] | None = None  # (node, reason)
-        self.answer: tuple[int, int, Any] | None = None  # (vertex, iteration, value): the answer to a suspension
+        self.answer: tuple[int, int, int | None, Any] | None = None  # (vertex, iteration, item, value): the answer to a suspension
         self.in_flight = 0
         self._waiting = graph.waiting_at_start.copy()
         self._got = bytearray(n)
@@ -117,11 +117,11 @@ class JobRun:
         entry = self._maps.get(i)
         return entry[0] if entry is not None and isinstance(entry[0], dict) else {}
 
-    def answer_to(self, i: int, iteration: int, default: Any) -> Any:
-        """The answer for run ``iteration`` of vertex ``i``: given only to the run resuming the suspension."""
+    def answer_to(self, i: int, iteration: int, item: int | None, default: Any) -> Any:
+        """The answer for run ``iteration`` (item ``item``) of vertex ``i``: given only to the run resuming the suspension."""
         answer = self.answer
-        if answer is not None and answer[0] == i and answer[1] == iteration:
-            return answer[2]
+        if answer is not None and answer[0] == i and answer[1] == iteration and answer[2] == item:
+            return answer[3]
         return default
 
     def node_space(self, name: str) -> StateSpace:

@@ -25,15 +25,25 @@ from typing import Any, NamedTuple
 
 from .caches import IdentityCache
 from .context import is_context_class, provider_names
-from .errors import AetherFlowError, JobCancelledError, JobClaimedError, NodeError, StoreError, Suspend, UsageError
+from .errors import (
+    AetherFlowError,
+    JobCancelledError,
+    JobClaimedError,
+    MissingInputError,
+    NodeError,
+    StoreError,
+    Suspend,
+    UsageError,
+)
 from .flow import Flow, as_flow
-from .graph import B_PROVIDER, Plan, job_inputs
+from .graph import B_ANSWER, B_PROVIDER, Plan, VertexPlan, job_inputs
 from .invoke import JobCall, Outcome, acall_node, call_node
 from .job import Job, JobSuspendedError
 from .lifetimes import check_lifetimes
 from .node import Node
 from .providers import injector_of
 from .recovery import rebuild
+from .redaction import SECRET_MASK
 from .runs import RunFacts
 from .scheduler import JobRun
 from .scopes import JobScopes, ScopeCache, ThreadCaches
@@ -237,15 +247,21 @@ class Worker:
         if live is not None and live.status is not JobStatus.SUSPENDED:
             raise AetherFlowError(f"Job {job_id} is still {live.status.value} on this worker; wait for it or cancel it first.")
         progress = self.store.progress(job_id)
-        prepared = self._prepare(self._flow_for(progress.job.flow, flow), context)
+        record = progress.job
+        if record.status is JobStatus.CANCELLED:
+            raise AetherFlowError(f"Job {job_id} was cancelled, and a cancelled job stays cancelled. Submit a new job of flow '{record.flow}' instead.")
+        if answer is not UNSET and record.status is not JOB_SUSPENDED:
+            raise AetherFlowError(f"Job {job_id} is {record.status.value}, not suspended: answer= answers a suspension. Resume it without answer=.")
+        prepared = self._prepare(self._flow_for(record.flow, flow), context)
         f, name, _, plan, _, _ = prepared
-        values = {**progress.job.inputs, **(inputs or {})}
+        values = {**record.inputs, **(inputs or {})}
         plan.check_inputs(values, name)
         rebuilt = rebuild(progress, f.graph, plan, values, name)
-        if progress.job.status is JOB_COMPLETED:
+        if record.status is JOB_COMPLETED:
             return self._recorded(prepared, rebuilt.run, rebuilt.run.result())  # values restored through their annotations
-        answered = None if answer is UNSET else self._answer(progress, rebuilt.run, answer)
-        self._claim(progress.job, answered)  # records the job as running here
+        _refuse_redacted_inputs(plan, record, inputs or {})
+        answered = self._answer(progress, rebuilt.run, answer)
+        self._claim(record, answered)  # records the job as running here
         return self._launch(prepared, rebuilt.run, rebuilt.ready, ended=rebuilt.ended)
 
     def recover(self, flows: Iterable[Flow | Node] | None = None) -> list[Job]:
@@ -253,13 +269,17 @@ class Worker:
         for f in flows or ():
             self.add_flow(f)
         jobs = []
-        for job_id in self.store.orphaned_jobs(self.lease, time.time(), me=self.id):
-            if job_id in self._active:
-                continue
+        for job_id in self.store.orphaned_jobs(self.lease, time.time()):
+            record = self.store.job(job_id)
+            if record.flow not in self._flows:
+                continue  # left for a worker that knows the flow
             try:
                 jobs.append(self.resume(job_id))
             except JobClaimedError:
                 continue  # another worker took it first
+            except MissingInputError as exc:  # a secret input the store never kept: it cannot run unattended
+                if self.store.claim(job_id, self.id, record.worker, record.status):
+                    self.store.set_job_status(job_id, JobStatus.FAILED, time.time(), error=f"Could not be recovered: {exc}")
         return jobs
 
     def worker_state(self, flow: str, node: str) -> dict[str, Any]:
@@ -335,21 +355,29 @@ class Worker:
         run = JobRun(job_id, f.graph, plan, values)
         return self._launch(prepared, run, run.start(), first_here=first_here)
 
-    def _answer(self, progress: Progress, run: JobRun, answer: Any) -> tuple[str, Any]:
-        """Give ``answer`` to the run that resumes the suspension; returns what history records of it."""
-        node = progress.suspended
-        if progress.job.status is not JOB_SUSPENDED or node is None or node not in run.graph.index:
-            raise AetherFlowError(
-                f"Job {progress.job.id} is {progress.job.status.value}, not suspended: answer= answers a suspension. "
-                "Resume it without answer= (inputs= adds job inputs)."
-            )
-        i = run.graph.index[node]
-        run.answer = (i, run.runs[i], answer)
-        return node, "**********" if run.graph.nodes[i].is_secret("answer") else answer
+    def _answer(self, progress: Progress, run: JobRun, answer: Any) -> tuple[str, int | None, Any] | None:
+        """Give the run that resumes the suspension its answer; returns what history records of a new one.
 
-    def _claim(self, job: JobRecord, answered: tuple[str, Any] | None = None) -> None:
+        Without ``answer``, an answer given before a crash whose run never ended is given
+        again (a secret one was never stored: its node asks again).
+        """
+        if answer is UNSET:
+            pending = progress.answer
+            if pending is not None and progress.job.status is JOB_RUNNING and pending[0] in run.graph.index:
+                i = run.graph.index[pending[0]]
+                if not run.graph.nodes[i].is_secret("answer"):
+                    run.answer = (i, run.runs[i], pending[1], pending[2])
+            return None
+        node, item = progress.suspended, progress.suspended_item
+        if node is None or node not in run.graph.index:
+            raise AetherFlowError(f"Job {progress.job.id} records no suspended node of this flow to answer; resume it without answer=.")
+        i = run.graph.index[node]
+        run.answer = (i, run.runs[i], item, _valid_answer(run.plan.vertices[i], answer))
+        return node, item, SECRET_MASK if run.graph.nodes[i].is_secret("answer") else answer
+
+    def _claim(self, job: JobRecord, answered: tuple[str, int | None, Any] | None = None) -> None:
         """Become the job's one owner, or refuse: a job runs on one live worker at a time."""
-        if job.worker != self.id and job.status in (JOB_RUNNING, JobStatus.PENDING) and self.store.worker_alive(job.worker, time.time(), self.lease):
+        if job.status in (JOB_RUNNING, JobStatus.PENDING) and self.store.owner_alive(job.id, time.time(), self.lease):
             raise JobClaimedError(
                 f"Job {job.id} is {job.status.value} on worker '{job.worker}', which is alive; a job has one owner at a time. "
                 "Wait for it to end, or cancel it there; recover() takes it over once that worker is gone."
@@ -741,6 +769,35 @@ class Worker:
                         entry[0].cancel()
             except Exception:
                 log.warning("Heartbeat of %s failed", self.id, exc_info=True)
+
+
+def _valid_answer(vp: VertexPlan, answer: Any) -> Any:
+    """``answer`` as the suspended node's ``answer`` parameter takes it, or a `UsageError` (the job stays suspended)."""
+    binding = next((b for b in vp.bindings if b.kind == B_ANSWER), None)
+    if binding is None or binding.check is None:
+        return answer
+    try:
+        return binding.check(answer)
+    except Exception as exc:  # noqa: BLE001 - pydantic's ValidationError, or a validator's own error
+        secret = vp.node.is_secret("answer")
+        raise UsageError(
+            f"resume(answer=...): node '{vp.name}' takes its answer as {_annotation_text(vp)}, which "
+            f"{'the given (secret) value' if secret else repr(answer)} is not ({'validation failed' if secret else exc}). "
+            "The job stays suspended: resume it again with a valid answer."
+        ) from None if secret else exc
+
+
+def _annotation_text(vp: VertexPlan) -> str:
+    annotation = vp.node.annotation("answer")
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _refuse_redacted_inputs(plan: Plan, record: JobRecord, given: Mapping[str, Any]) -> None:
+    """A secret input was stored as a mask: it must be given again, never run as the mask."""
+    missing = {k: list(plan.inputs[k].nodes) for k in plan.secret_inputs if k not in given and record.inputs.get(k) == SECRET_MASK}
+    if missing:
+        hint = "Its value is secret, so the store kept only a mask: give it again with worker.resume(job_id, inputs={...})."
+        raise MissingInputError(record.flow, missing, dict.fromkeys(missing, hint))
 
 
 def _outcome(job: Job, return_exceptions: bool) -> Any:

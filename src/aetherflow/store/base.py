@@ -21,7 +21,22 @@ class Progress:
     job: JobRecord
     completed: list[tuple[str, int | None, Any]]  # (node, item or None, output), in completion order
     state: dict[tuple[str, str], dict[str, tuple[Any, int]]] = field(default_factory=dict)
-    suspended: str | None = None
+    suspended: str | None = None  # the node of the last suspended run
+    suspended_item: int | None = None  # its item, when it is a mapped node's
+    answer: tuple[str, int | None, Any] | None = None  # (node, item, answer) given to a run that never ended
+
+
+def pending_answer(answered: tuple[float, str, int | None, Any] | None, ended: dict[tuple[str, int | None], float]) -> tuple[str, int | None, Any] | None:
+    """The last recorded answer, unless a run of the node (item) it answered ended since.
+
+    ``answered`` is ``(ts, node, item, answer)``; ``ended`` maps (node, item) to the end of
+    its last run. An answer whose run never ended was cut short by a crash: the run that
+    resumes it gets the answer again.
+    """
+    if answered is None:
+        return None
+    ts, node, item, value = answered
+    return None if ended.get((node, item), float("-inf")) >= ts else (node, item, value)
 
 
 class Store(ABC):
@@ -33,8 +48,13 @@ class Store(ABC):
     # -- written by workers -----------------------------------------------------------
 
     @abstractmethod
-    def create_job(self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False) -> None:
-        """Record a new job (``running=True``: its nodes start at once, so it is recorded as running)."""
+    def create_job(
+        self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False, process: tuple[int, str] | None = None
+    ) -> None:
+        """Record a new job (``running=True``: its nodes start at once, so it is recorded as running).
+
+        ``process`` is the owning process as ``(pid, host)``: this one unless said otherwise.
+        """
 
     @abstractmethod
     def set_job_status(self, job_id: str, status: JobStatus, ts: float, *, output: Any = UNSET, error: str | None = None) -> None: ...
@@ -72,26 +92,26 @@ class Store(ABC):
     @abstractmethod
     def progress(self, job_id: str) -> Progress: ...
 
-    def orphaned_jobs(self, lease: float, now: float, me: str = "") -> list[str]:
-        """Jobs left running or pending by a worker that is gone (none in memory).
+    def orphaned_jobs(self, lease: float, now: float) -> list[str]:
+        """Jobs left running or pending by a process that is gone (none in memory).
 
-        A worker is gone when its process is dead on this host, or, on another host, its
-        last heartbeat is older than its own recorded lease (``lease`` when none was
-        recorded). Jobs recorded under ``me`` count as left by an earlier process of that name.
+        A job's owner is the process that created or last claimed it. It is gone when it is
+        dead on this host, or, on another host, its worker's last heartbeat is older than
+        that worker's own recorded lease (``lease`` when none was recorded).
         """
         return []
 
-    def worker_alive(self, worker: str, now: float, lease: float) -> bool:
-        """Whether ``worker`` is alive by the rule of `orphaned_jobs`."""
+    def owner_alive(self, job_id: str, now: float, lease: float) -> bool:
+        """Whether the job's owning process is alive, by the rule of `orphaned_jobs`."""
         return False
 
     @abstractmethod
-    def claim(self, job_id: str, worker: str, owner: str, status: JobStatus, answered: tuple[str, Any] | None = None) -> bool:
+    def claim(self, job_id: str, worker: str, owner: str, status: JobStatus, answered: tuple[str, int | None, Any] | None = None) -> bool:
         """Make ``worker`` the owner of a job that is ``status`` under ``owner``, and mark it running.
 
         One atomic compare-and-set: of several workers claiming the job as they saw it,
         exactly one gets True. ``answered`` is ``(node, answer)`` when the claim resumes a
-        suspension with an answer, recorded as a ``job_answered`` event.
+        suspension with an answer (``(node, item, answer)``), recorded as a ``job_answered`` event.
         """
 
     # -- queries ------------------------------------------------------------------------

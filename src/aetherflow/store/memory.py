@@ -14,7 +14,7 @@ from ..errors import StoreError
 from ..runs import RunFacts, RunFields
 from ..sentinels import DELETED, UNSET
 from ..status import ENDED, JobStatus, NodeStatus
-from .base import Progress, Store
+from .base import Progress, Store, pending_answer
 from .records import EventRecord, JobRecord, NodeRunRecord, StateRecord, epoch, utc
 from .stats import flow_stats
 
@@ -42,7 +42,7 @@ class _Job:
     # two; until then (None) they are read off `started`, `finished`, `status` and `error`.
     # Every object a kept job holds is one more for each full garbage collection to walk.
     changes: list[Any] | None = None
-    answers: list[tuple[float, str, Any]] | None = None  # (ts, node, answer) of each resume that answered a suspension
+    answers: list[tuple[float, str, int | None, Any]] | None = None  # (ts, node, item, answer) of each resume that answered a suspension
 
     def run_facts(self) -> list[RunFacts]:
         flat = self.runs[:]  # one atomic copy: writers add whole runs
@@ -87,7 +87,9 @@ class MemoryStore(Store):
 
     # Events are derived from the job's facts when asked for (see `events`), not built per write.
 
-    def create_job(self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False) -> None:
+    def create_job(
+        self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False, process: tuple[int, str] | None = None
+    ) -> None:
         if running:
             self._jobs[job_id] = _Job(job_id, flow, inputs, worker, ts, _RUNNING, ts, None, None, None, [])
         else:
@@ -137,7 +139,7 @@ class MemoryStore(Store):
 
     # -- recovery ---------------------------------------------------------------------
 
-    def claim(self, job_id: str, worker: str, owner: str, status: JobStatus, answered: tuple[str, Any] | None = None) -> bool:
+    def claim(self, job_id: str, worker: str, owner: str, status: JobStatus, answered: tuple[str, int | None, Any] | None = None) -> bool:
         with self._lock:
             job = self._get(job_id)
             if job.worker != owner or job.status is not status:
@@ -153,8 +155,10 @@ class MemoryStore(Store):
         job = self._get(job_id)
         completed = []
         state: dict[tuple[str, str], dict[str, tuple[Any, int]]] = {}
-        suspended = None
+        suspended: tuple[str | None, int | None] = (None, None)
+        ended: dict[tuple[str, int | None], float] = {}
         for run in job.run_facts():
+            ended[(run.node, run.item)] = max(run.finished, ended.get((run.node, run.item), 0.0))
             if run.status is NodeStatus.COMPLETED:
                 completed.append((run.node, run.item, run.output))
                 for c in run.commits:
@@ -164,8 +168,9 @@ class MemoryStore(Store):
                     for w in c.writes:
                         space[w.key] = (UNSET if w.value is DELETED else w.value, w.version)
             elif run.status is NodeStatus.SUSPENDED:
-                suspended = run.node
-        return Progress(job.record(), completed, state, suspended)
+                suspended = (run.node, run.item)
+        answered = job.answers[-1] if job.answers else None
+        return Progress(job.record(), completed, state, suspended[0], suspended[1], pending_answer(answered, ended))
 
     # -- queries --------------------------------------------------------------------------
 
@@ -200,7 +205,7 @@ class MemoryStore(Store):
         job = self._get(job_id)
         evs: list[tuple[float, int, str, str | None, dict[str, Any]]] = [(job.created, 0, "job_created", None, {"inputs": job.inputs})]
         evs += [(ts, order, f"job_{st.value}", None, {"error": err} if err else {}) for order, (ts, st, err) in enumerate(job.status_changes(), 1)]
-        evs += [(ts, 500_000, "job_answered", None, {"node": node, "answer": answer}) for ts, node, answer in job.answers or ()]
+        evs += [(ts, 500_000, "job_answered", None, {"node": node, "item": item, "answer": answer}) for ts, node, item, answer in job.answers or ()]
         for k, run in enumerate(job.run_facts()):
             base = (k + 1) * 1_000_000
             evs.append((run.started, base, "node_started", run.node, {"iteration": run.iteration, "attempt": run.attempt}))

@@ -28,7 +28,7 @@ from ..runs import RunFacts
 from ..sentinels import DELETED, UNSET
 from ..state import StateScope
 from ..status import ENDED, FINISHED, JobStatus, NodeStatus
-from .base import Progress, Store
+from .base import Progress, Store, pending_answer
 from .records import EventRecord, FlowStats, JobRecord, NodeRunRecord, StateRecord, WorkerRecord, epoch, utc
 from .serialize import redact_secrets, storable_text, to_json
 from .stats import flow_stats
@@ -36,7 +36,7 @@ from .writer import BatchWriter, retry
 
 Statement = tuple[str, list[tuple[Any, ...]]]  # SQL with "?" placeholders, rows of parameters
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _BATCH_IDS_KEPT = 1000  # per store: far more than can be in doubt (one batch commits at a time)
 _TEXT: dict[Any, str] = {member: member.value for enum in (JobStatus, NodeStatus, StateScope) for member in enum}
 
@@ -69,6 +69,10 @@ def migrations(real: str, serial_pk: str) -> list[tuple[int, list[str]]]:
         ]),
         # Each flow's shape as JSON (vertices, edges, branch labels), so the dashboard draws any job.
         (4, ["CREATE TABLE topologies (flow TEXT PRIMARY KEY, topology TEXT NOT NULL)"]),
+        # A job's owning process (pid and host), so a worker's liveness is judged per job even
+        # when two live processes share a worker name; and the claim that made it the owner,
+        # so a claimer can tell that its own compare-and-set won.
+        (5, ["ALTER TABLE jobs ADD COLUMN pid INTEGER", "ALTER TABLE jobs ADD COLUMN host TEXT", "ALTER TABLE jobs ADD COLUMN claim TEXT"]),
     ]
 
 
@@ -200,15 +204,17 @@ class SQLStore(Store):
         cause = error.__cause__ if isinstance(error, StoreError) and error.__cause__ is not None else error
         return not self._retryable(cause)
 
-    def create_job(self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False) -> None:
+    def create_job(
+        self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False, process: tuple[int, str] | None = None
+    ) -> None:
         status = JobStatus.RUNNING if running else JobStatus.PENDING
         flow = storable_text(flow)  # type: ignore[assignment]
         events = [(job_id, ts, "job_created", None, self._dump({"flow": flow}))]
         if running:
             events.append((job_id, ts, "job_running", None, None))
         self._submit([
-            ("INSERT INTO jobs (id, flow, status, inputs, created_at, started_at, worker) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-             [(job_id, flow, status.value, self._dump(inputs), ts, ts if running else None, storable_text(worker))]),
+            ("INSERT INTO jobs (id, flow, status, inputs, created_at, started_at, worker, pid, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+             [(job_id, flow, status.value, self._dump(inputs), ts, ts if running else None, storable_text(worker), *(process or (os.getpid(), _HOST)))]),
             ("INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)", events),
         ])
 
@@ -412,13 +418,22 @@ class SQLStore(Store):
 
     def progress(self, job_id: str) -> Progress:
         job = self.job(job_id)
-        completed, suspended = [], None
-        for node, item, status, output in self._rows("SELECT node, item, status, output FROM node_runs WHERE job_id = ? ORDER BY id", [job_id]):
+        completed: list[tuple[str, int | None, Any]] = []
+        suspended: tuple[str | None, int | None] = (None, None)
+        ended: dict[tuple[str, int | None], float] = {}
+        rows = self._rows("SELECT node, item, status, output, finished_at FROM node_runs WHERE job_id = ? ORDER BY id", [job_id])
+        for node, item, status, output, finished in rows:
+            ended[(node, item)] = max(finished or 0.0, ended.get((node, item), 0.0))
             if status == NodeStatus.COMPLETED.value:
                 completed.append((node, item, self._load(output)))
             elif status == NodeStatus.SUSPENDED.value:
-                suspended = node
-        return Progress(job, completed, self._state_of(job_id), suspended)
+                suspended = (node, item)
+        answers = self._rows("SELECT ts, data FROM events WHERE job_id = ? AND type = 'job_answered' ORDER BY seq DESC LIMIT 1", [job_id])
+        answered = None
+        if answers:
+            data = self._load(answers[0][1])
+            answered = (answers[0][0], data["node"], data.get("item"), data["answer"])
+        return Progress(job, completed, self._state_of(job_id), suspended[0], suspended[1], pending_answer(answered, ended))
 
     def _state_of(self, job_id: str) -> dict[tuple[str, str], dict[str, tuple[Any, int]]]:
         raw = self._raw_state(job_id)
@@ -443,34 +458,40 @@ class SQLStore(Store):
             raw[f"{scope}\x1f{namespace}\x1f{key}"] = [value, deleted, version]
         return raw
 
-    def orphaned_jobs(self, lease: float, now: float, me: str = "") -> list[str]:
-        rows = self._rows(
-            "SELECT j.id, j.worker, w.pid, w.host, w.heartbeat, w.lease FROM jobs j LEFT JOIN workers w ON w.id = j.worker "
-            "WHERE j.status IN ('pending', 'running') ORDER BY j.created_at",
-        )
-        return [job_id for job_id, worker, *owner in rows if worker == me or not _owner_alive(*owner, now=now, lease=lease)]
+    # The owning process of a job: the one recorded with it, else (older rows) its worker's last heartbeat's.
+    _OWNER = "COALESCE(j.pid, w.pid), COALESCE(j.host, w.host), w.heartbeat, w.lease FROM jobs j LEFT JOIN workers w ON w.id = j.worker"
 
-    def worker_alive(self, worker: str, now: float, lease: float) -> bool:
-        rows = self._rows("SELECT pid, host, heartbeat, lease FROM workers WHERE id = ?", [worker])
+    def orphaned_jobs(self, lease: float, now: float) -> list[str]:
+        rows = self._rows(f"SELECT j.id, {self._OWNER} WHERE j.status IN ('pending', 'running') ORDER BY j.created_at")
+        return [job_id for job_id, *owner in rows if not _owner_alive(*owner, now=now, lease=lease)]
+
+    def owner_alive(self, job_id: str, now: float, lease: float) -> bool:
+        rows = self._rows(f"SELECT {self._OWNER} WHERE j.id = ?", [job_id])
         return bool(rows) and _owner_alive(*rows[0], now=now, lease=lease)
 
-    def claim(self, job_id: str, worker: str, owner: str, status: JobStatus, answered: tuple[str, Any] | None = None) -> bool:
-        # Compare-and-set on the owner and status the claimer saw: of two workers taking
-        # the same job at once, only the first update matches.
-        now = time.time()
+    def claim(self, job_id: str, worker: str, owner: str, status: JobStatus, answered: tuple[str, int | None, Any] | None = None) -> bool:
+        # Compare-and-set on the owner and status the claimer saw, marked with a token of
+        # this claim: of several claims at once (also from one worker), only the first
+        # update matches, and only the claimer whose token is in the row has won.
+        now, token = time.time(), uuid.uuid4().hex
+        events: list[tuple[Any, ...]] = [(job_id, now, "job_running", None, job_id, token)]
+        if answered:
+            events.append((job_id, now, "job_answered", self._dump({"node": answered[0], "item": answered[1], "answer": answered[2]}), job_id, token))
         self._writer.submit([
-            (f"UPDATE jobs SET worker = ?, status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ? AND worker {self.null_safe_eq} ? AND status = ?",
-             [(worker, now, job_id, owner, status.value)]),
-            ("INSERT INTO events (job_id, ts, type, node, data) SELECT ?, ?, ?, NULL, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND worker = ?)",
-             [(job_id, now, "job_running", None, job_id, worker)]
-             + ([(job_id, now, "job_answered", self._dump({"node": answered[0], "answer": answered[1]}), job_id, worker)] if answered else [])),
+            (f"UPDATE jobs SET worker = ?, claim = ?, pid = ?, host = ?, status = 'running', started_at = COALESCE(started_at, ?) "
+             f"WHERE id = ? AND worker {self.null_safe_eq} ? AND status = ?",
+             [(worker, token, os.getpid(), _HOST, now, job_id, owner, status.value)]),
+            ("INSERT INTO events (job_id, ts, type, node, data) SELECT ?, ?, ?, NULL, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND claim = ?)", events),
         ])
-        return self.job(job_id).worker == worker
+        return bool(self._rows("SELECT 1 FROM jobs WHERE id = ? AND claim = ?", [job_id, token]))
+
+
+_HOST = socket.gethostname()
 
 
 def _owner_alive(pid: int | None, host: str | None, beat: float | None, own_lease: float | None, *, now: float, lease: float) -> bool:
     """A worker on this host lives as long as its process; elsewhere, as long as its heartbeat is within its lease."""
-    if host == socket.gethostname():
+    if host == _HOST:
         return _alive(pid)
     return beat is not None and beat >= now - (own_lease or lease)
 
