@@ -293,3 +293,23 @@ def test_an_invalid_secret_input_is_not_printed(project: Path) -> None:
         assert ran.returncode == 1
         assert "not valid for SecretStr" in ran.stderr  # the error is still explained
         assert "987654" not in ran.stdout + ran.stderr
+
+
+def test_resume_that_suspends_again_exits_3_and_a_completed_job_is_left_untouched(tmp_path: Path) -> None:
+    import sqlite3
+
+    (tmp_path / "gate.py").write_text(GATE)
+    assert aetherflow(tmp_path, "run", "gate.py:gate").returncode == 3
+    job_id = json.loads(aetherflow(tmp_path, "jobs", "--json").stdout)[0]["id"]
+    again = aetherflow(tmp_path, "resume", job_id)
+    assert again.returncode == 3 and "--answer" in again.stderr
+    assert aetherflow(tmp_path, "resume", job_id, "--answer", '"go"').returncode == 0
+    db = tmp_path / ".aetherflow" / "runs.db"
+
+    def rows() -> list[object]:
+        with sqlite3.connect(db) as conn:
+            return [conn.execute(f"SELECT * FROM {t}").fetchall() for t in ("jobs", "node_runs", "events", "workers")]
+
+    before = rows()
+    assert aetherflow(tmp_path, "resume", job_id).stdout.strip().splitlines()[-1] == '"got go"'
+    assert rows() == before  # not even a worker's heartbeat

@@ -145,7 +145,7 @@ def test_interrupt_of_a_node_running_in_the_calling_thread_ends_its_job() -> Non
     with pytest.raises(KeyboardInterrupt):
         w.run(interrupted, {"x": 1})
     [record] = w.store.jobs()
-    assert record.status == JobStatus.FAILED
+    assert record.status == JobStatus.CANCELLED  # Ctrl-C cancels the job it interrupts
     assert "interrupted by KeyboardInterrupt while running node 'interrupted'" in record.error
     closing = threading.Thread(target=w.close)
     closing.start()

@@ -114,7 +114,7 @@ def run(
         try:
             output = job.result()
         except JobSuspendedError as exc:
-            raise StillSuspendedError(f"Job {job.id} is suspended at node '{exc.node}'" + (f": {exc.reason}" if exc.reason else "") + f". Continue it with: aetherflow resume {job.id[:12]} --input key=value") from None
+            raise StillSuspendedError(f"Job {job.id} is suspended at node '{exc.node}'" + (f": {exc.reason}" if exc.reason else "") + f". Continue it with: aetherflow resume {job.id[:12]} --answer JSON (or --input key=value)") from None
         finally:
             st.flush()
     print(_json_line(output))
@@ -203,13 +203,20 @@ def resume(
 
     st = _open(store)
     record = st.job(_full_id(st, job_id))
+    if record.status == "completed" and answer is None and not input:  # its recorded result; nothing is written
+        print(_json_line(record.output))
+        st.close()
+        return
     where = target or st.target_of(record.flow)
     if where is None:
         raise UsageError(f"Job {record.id} belongs to flow '{record.flow}', whose code location is unknown; pass --target path/to/file.py:flow.")
     flow = load_target(where)
     with Worker(store=st, flows=[flow]) as worker:
         job = worker.resume(record.id, inputs=_inputs(input or [], None) or None, answer=_answer(answer))
-        output = job.result()
+        try:
+            output = job.result()
+        except JobSuspendedError as exc:  # suspended again: exit 3, like `run`
+            raise StillSuspendedError(f"Job {job.id} is suspended at node '{exc.node}'" + (f": {exc.reason}" if exc.reason else "") + f". Continue it with: aetherflow resume {job.id[:12]} --answer JSON (or --input key=value)") from None
     print(_json_line(output))
     st.close()
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 class JobSuspendedError(AetherFlowError):
-    """``result()`` of a job paused by `Suspend`; resume it with ``worker.resume(job_id, inputs=...)``."""
+    """``result()`` of a job paused by `Suspend`; resume it with ``worker.resume(job_id, answer=...)``."""
 
     def __init__(self, job_id: str, node: str, reason: str) -> None:
         self.job_id = job_id
@@ -26,7 +26,7 @@ class JobSuspendedError(AetherFlowError):
         self.reason = reason
         super().__init__(
             f"Job {job_id} is suspended at node '{node}'" + (f": {reason}" if reason else "")
-            + f". Resume it with worker.resume('{job_id}', inputs={{...}})."
+            + f". Resume it with worker.resume('{job_id}', answer=...) (or inputs={{...}} to add job inputs)."
         )
 
 

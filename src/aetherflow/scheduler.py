@@ -191,12 +191,13 @@ class JobRun:
             del self._maps[i]
         return self.completed(i, entry[0])
 
-    def failed(self, i: int, error: BaseException) -> bool:
+    def failed(self, i: int, error: BaseException, ends_job_as: JobStatus = JobStatus.FAILED) -> bool:
+        """Vertex ``i`` failed; the job stops as ``ends_job_as`` (CANCELLED when the user interrupted it)."""
         with self.lock:
             self.in_flight -= 1
             self._busy[i] = 0
             self.status[i] = NodeStatus.FAILED
-            self._stop(JobStatus.FAILED, error)
+            self._stop(ends_job_as, error)
             return self._ended([])
 
     def suspend(self, i: int, reason: str) -> bool:

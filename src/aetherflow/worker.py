@@ -627,8 +627,9 @@ class Worker:
         else:
             error = AetherFlowError(f"interrupted by {type(exc).__name__} while running node '{name}'")
         error.__cause__ = exc
+        ends_as = JobStatus.FAILED if isinstance(exc, Exception) else JobStatus.CANCELLED  # Ctrl-C cancels (DESIGN §6)
         try:
-            if job.run.failed(i, error):
+            if job.run.failed(i, error, ends_as):
                 self._finish(job, call)
         except Exception:  # the job's state is beyond repair; the log has both errors
             log.critical("Could not fail job %s after an internal error", job.id, exc_info=True)
