@@ -108,3 +108,33 @@ def test_many_threads_calling_run_at_once_each_get_their_own_results() -> None:
             t.join(60)
         assert not any(t.is_alive() for t in callers), "a caller hung"
     assert failures == []
+
+
+def test_a_branch_target_that_also_reads_the_loop_body_runs_once_when_chosen() -> None:
+    """`done` waits for `check` to choose it; `step` signalling it on every lap must not start it early."""
+    from collections import Counter
+
+    from aetherflow import Worker, node
+
+    ran: Counter[str] = Counter()
+
+    @node
+    def step(job_state) -> int:
+        ran["step"] += 1
+        return job_state.apply("n", lambda n: n + 1, default=0)
+
+    @node
+    def check(step: int) -> bool:
+        return step >= 3
+
+    @node
+    def done(check: bool, step: int) -> str:
+        ran["done"] += 1
+        return f"done at {step}"
+
+    flow = step.then(check).branch_on({False: step, True: done}).named("lap")
+    with Worker(threads=2) as w:
+        for _ in range(20):
+            ran.clear()
+            assert w.run(flow) == "done at 3"
+            assert ran == {"step": 3, "done": 1}

@@ -33,7 +33,7 @@ class JobRun:
     """
 
     __slots__ = (
-        "_again", "_busy", "_got", "_job_space", "_maps", "_skipped_any", "_waiting", "answer", "error", "graph", "in_flight",
+        "_again", "_busy", "_got", "_heard", "_job_space", "_maps", "_skipped_any", "_waiting", "answer", "error", "graph", "in_flight",
         "inputs", "job_id", "lock", "map_items", "node_spaces", "outputs", "plan", "runs", "status", "stopped", "suspended",
     )
 
@@ -56,6 +56,10 @@ class JobRun:
         self._got = bytearray(n)
         self._busy = bytearray(n)  # queued or running: a vertex never runs concurrently with itself
         self._again: dict[int, int] = {}
+        # Per loop-affected vertex waiting for its signals: the predecessors heard since it last
+        # settled. A predecessor that laps the loop again before the others signalled is heard
+        # once (its latest output is the one read), so it cannot stand in for the others.
+        self._heard: dict[int, set[int]] = {}
         self._skipped_any = False
         self._maps: dict[int, list[Any]] = {}  # vertex -> [results, remaining]
         self.map_items: dict[int, list[Any]] = {}  # vertex -> the items it is mapped over
@@ -239,8 +243,10 @@ class JobRun:
         g = self.graph
         branches = g.branches[i]
         if branches is None:
-            waiting, got = self._waiting, self._got
+            waiting, got, rearm = self._waiting, self._got, g.rearm
             for s in g.succs[i]:
+                if rearm[s] and self._heard_again(s, i):
+                    continue
                 w = waiting[s] - 1
                 waiting[s] = w
                 got[s] = 1
@@ -254,9 +260,9 @@ class JobRun:
         for s in g.succs[i]:
             if s in g.branch_forward[i]:
                 if not loops_back:
-                    self._signal(s, s == chosen, ready)
+                    self._signal(s, i, s == chosen, ready)
             else:
-                self._signal(s, True, ready)
+                self._signal(s, i, True, ready)
         if loops_back:
             self._activate(chosen, ready)
 
@@ -282,7 +288,18 @@ class JobRun:
             self.status[i] = NodeStatus.FAILED
         return chosen
 
-    def _signal(self, s: int, completed: bool, ready: list[int]) -> None:
+    def _heard_again(self, s: int, p: int) -> bool:
+        """Whether ``s`` already heard ``p`` since it last settled (and note that it has now)."""
+        heard = self._heard.setdefault(s, set())
+        if p in heard:
+            return True
+        heard.add(p)
+        return False
+
+    def _signal(self, s: int, p: int, completed: bool, ready: list[int]) -> None:
+        """``p`` settled (completed, or skipped when not ``completed``): one fewer signal for ``s`` to wait for."""
+        if self.graph.rearm[s] and self._heard_again(s, p):
+            return
         waiting = self._waiting[s] - 1
         self._waiting[s] = waiting
         if completed:
@@ -293,6 +310,8 @@ class JobRun:
     def _settle(self, s: int, ready: list[int]) -> None:
         runs_it = self._got[s] and (not self._skipped_any or not self._misses_input(s))
         self._waiting[s] = self.graph.rearm[s]
+        if self._heard:
+            self._heard.pop(s, None)
         self._got[s] = 0
         if runs_it:
             if self.stopped is None and not self._busy[s] and self.runs[s] < self.graph.nodes[s].max_iterations:
@@ -307,7 +326,7 @@ class JobRun:
             if self.status[s] is NodeStatus.PENDING:
                 self.status[s] = NodeStatus.SKIPPED
             for t in self.graph.succs[s]:
-                self._signal(t, False, ready)
+                self._signal(t, s, False, ready)
 
     def _misses_input(self, s: int) -> bool:
         outputs = self.outputs
