@@ -4,19 +4,30 @@ The recorded completions are fed back through the scheduler in the order they ha
 so branch choices, skips, loop counters and map results come out exactly as they were;
 committed state is restored with its versions. What is left ready is what still has to
 run; a job whose every reachable vertex completed is left ended, with nothing to run.
+
+Taking a job over follows three rules, also here: one owner (a compare-and-set claim),
+an answer reaches only the run resuming its suspension, and an input the store kept only
+as a secret's mask must be given again.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from typing import Any
 
-from .errors import StoreError
-from .graph import Graph, Plan
+from .errors import AetherFlowError, JobClaimedError, MissingInputError, StoreError, UsageError
+from .graph import B_ANSWER, Graph, Plan, VertexPlan
+from .redaction import SECRET_MASK
 from .scheduler import JobRun
 from .sentinels import UNSET
 from .state import StateScope
-from .store.base import Progress
+from .status import JobStatus
+from .store.base import Progress, Store
+from .store.records import JobRecord
 from .store.serialize import restore
+
+JOB_RUNNING = JobStatus.RUNNING
 
 
 class Rebuilt:
@@ -80,3 +91,67 @@ def _complete_finished_maps(run: JobRun, ready: set[int]) -> bool:
                 ready.update(more)
                 progressed = True
     return ended
+
+
+# -- taking a job over: one owner, answers, inputs the store never kept ---------------------
+
+
+def claim(store: Store, job: JobRecord, worker: str, lease: float, answered: tuple[str, int | None, Any] | None = None) -> None:
+    """Become the job's one owner, or refuse: a job runs on one live worker at a time."""
+    if job.status in (JOB_RUNNING, JobStatus.PENDING) and store.owner_alive(job.id, time.time(), lease):
+        raise JobClaimedError(
+            f"Job {job.id} is {job.status.value} on worker '{job.worker}', which is alive; a job has one owner at a time. "
+            "Wait for it to end, or cancel it there; recover() takes it over once that worker is gone."
+        )
+    if not store.claim(job.id, worker, job.worker, job.status, answered):
+        raise JobClaimedError(f"Job {job.id} was taken over by another worker while this one was resuming it; it runs there.")
+
+
+def give_answer(progress: Progress, run: JobRun, answer: Any) -> tuple[str, int | None, Any] | None:
+    """Give the run that resumes the suspension its answer; returns what history records of a new one.
+
+    Without ``answer``, an answer given before a crash whose run never ended is given
+    again (a secret one was never stored: its node asks again).
+    """
+    if answer is UNSET:
+        pending = progress.answer
+        if pending is not None and progress.job.status is JOB_RUNNING and pending[0] in run.graph.index:
+            i = run.graph.index[pending[0]]
+            if not run.graph.nodes[i].is_secret("answer"):
+                run.answer = (i, run.runs[i], pending[1], pending[2])
+        return None
+    node, item = progress.suspended, progress.suspended_item
+    if node is None or node not in run.graph.index:
+        raise AetherFlowError(f"Job {progress.job.id} records no suspended node of this flow to answer; resume it without answer=.")
+    i = run.graph.index[node]
+    run.answer = (i, run.runs[i], item, _valid_answer(run.plan.vertices[i], answer))
+    return node, item, SECRET_MASK if run.graph.nodes[i].is_secret("answer") else answer
+
+
+def _valid_answer(vp: VertexPlan, answer: Any) -> Any:
+    """``answer`` as the suspended node's ``answer`` parameter takes it, or a `UsageError` (the job stays suspended)."""
+    binding = next((b for b in vp.bindings if b.kind == B_ANSWER), None)
+    if binding is None or binding.check is None:
+        return answer
+    try:
+        return binding.check(answer)
+    except Exception as exc:  # noqa: BLE001 - pydantic's ValidationError, or a validator's own error
+        secret = vp.node.is_secret("answer")
+        raise UsageError(
+            f"resume(answer=...): node '{vp.name}' takes its answer as {_annotation_text(vp)}, which "
+            f"{'the given (secret) value' if secret else repr(answer)} is not ({'validation failed' if secret else exc}). "
+            "The job stays suspended: resume it again with a valid answer."
+        ) from None if secret else exc
+
+
+def _annotation_text(vp: VertexPlan) -> str:
+    annotation = vp.node.annotation("answer")
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def refuse_redacted_inputs(plan: Plan, record: JobRecord, given: Mapping[str, Any]) -> None:
+    """A secret input was stored as a mask: it must be given again, never run as the mask."""
+    missing = {k: list(plan.inputs[k].nodes) for k in plan.secret_inputs if k not in given and record.inputs.get(k) == SECRET_MASK}
+    if missing:
+        hint = "Its value is secret, so the store kept only a mask: give it again with worker.resume(job_id, inputs={...})."
+        raise MissingInputError(record.flow, missing, dict.fromkeys(missing, hint))

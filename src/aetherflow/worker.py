@@ -18,7 +18,6 @@ import threading
 import time
 import traceback
 import uuid
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from queue import SimpleQueue
 from typing import Any, NamedTuple
@@ -35,15 +34,15 @@ from .errors import (
     Suspend,
     UsageError,
 )
+from .events import Hooks
 from .flow import Flow, as_flow
-from .graph import B_ANSWER, B_PROVIDER, Plan, VertexPlan, job_inputs
+from .graph import B_PROVIDER, Plan, job_inputs
 from .invoke import JobCall, Outcome, acall_node, call_node
 from .job import Job, JobSuspendedError
 from .lifetimes import check_lifetimes
 from .node import Node
 from .providers import injector_of
-from .recovery import rebuild
-from .redaction import SECRET_MASK
+from .recovery import claim, give_answer, rebuild, refuse_redacted_inputs
 from .runs import RunFacts
 from .scheduler import JobRun
 from .scopes import JobScopes, ScopeCache, ThreadCaches
@@ -51,18 +50,15 @@ from .sentinels import UNSET
 from .state import StateScope, StateSpace
 from .status import JobStatus, NodeStatus
 from .store import Store, open_store
-from .store.base import Progress
-from .store.records import JobRecord
 from .store.serialize import value_checker
 from .viz import topology_json
 
-log = logging.getLogger("aetherflow.worker")
+log = logging.getLogger("aetherflow.worker")  # the same logger as events.py's
 
 # Enum members read once: in Python 3.11 `NodeStatus.X` costs ~10x a global (EnumType.__getattr__).
 RUNNING, COMPLETED = NodeStatus.RUNNING, NodeStatus.COMPLETED
 JOB_RUNNING, JOB_COMPLETED, JOB_SUSPENDED = JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.SUSPENDED
 
-EVENTS = ("job_started", "node_started", "node_retry", "node_completed", "node_failed", "job_finished")
 _Task = tuple[JobCall, Job, int, int]  # (call, job, vertex, item index or -1)
 # (context, flow plan) pairs whose injectors a worker keeps: far more than a service uses,
 # few enough that a new context or flow per request cannot pile up.
@@ -146,10 +142,7 @@ class Worker:
         self._topologies: dict[str, Any] = {}  # flow name -> the graph whose shape this worker recorded (for the dashboard)
         for f in flows or ():
             self.add_flow(f)
-        self._hooks: dict[str, list[Callable[[str, dict[str, Any]], None]]] = defaultdict(list)
-        if on_event is not None:
-            for event in EVENTS:
-                self._hooks[event].append(on_event)
+        self._hooks = Hooks(on_event)
         self._queue: SimpleQueue[Any] = SimpleQueue()  # tasks, or None to stop a thread
         self._lock = threading.Lock()
         self._active: dict[str, tuple[Job, JobCall]] = {}
@@ -177,7 +170,7 @@ class Worker:
         self._thread_cache_fn = self._thread_caches.get
         self._worker_space_fn = self._worker_space
         self._cancel_fn = self._cancel
-        self._emit_fn = self._emit
+        self._emit_fn = self._hooks.emit
         for t in self._pool:
             t.start()
         self._heartbeat_stop = threading.Event()
@@ -194,10 +187,8 @@ class Worker:
         return f
 
     def on(self, event: str, fn: Callable[[str, dict[str, Any]], None]) -> None:
-        """Call ``fn(event, data)`` on ``event`` (one of `EVENTS`)."""
-        if event not in EVENTS:
-            raise ValueError(f"unknown event {event!r}; expected one of {', '.join(EVENTS)}.")
-        self._hooks[event].append(fn)
+        """Call ``fn(event, data)`` on ``event`` (one of `aetherflow.events.EVENTS`)."""
+        self._hooks.on(event, fn)
 
     def submit(self, flow: Flow | Node, inputs: Mapping[str, Any] | None = None, *, context: Any = None) -> Job:
         """Start one job of ``flow`` and return its `Job` at once."""
@@ -259,9 +250,9 @@ class Worker:
         rebuilt = rebuild(progress, f.graph, plan, values, name)
         if record.status is JOB_COMPLETED:
             return self._recorded(prepared, rebuilt.run, rebuilt.run.result())  # values restored through their annotations
-        _refuse_redacted_inputs(plan, record, inputs or {})
-        answered = self._answer(progress, rebuilt.run, answer)
-        self._claim(record, answered)  # records the job as running here
+        refuse_redacted_inputs(plan, record, inputs or {})
+        answered = give_answer(progress, rebuilt.run, answer)
+        claim(self.store, record, self.id, self.lease, answered)  # records the job as running here
         return self._launch(prepared, rebuilt.run, rebuilt.ready, ended=rebuilt.ended)
 
     def recover(self, flows: Iterable[Flow | Node] | None = None) -> list[Job]:
@@ -341,7 +332,7 @@ class Worker:
         f = as_flow(flow, "submit(flow)")  # a non-flow is a UsageError, not an AttributeError
         ctx = self._context_for(f, context)
         plan = f.graph.bind(provider_names(ctx))
-        observed = bool(self._hooks) or log.isEnabledFor(logging.DEBUG)  # per-node events wanted
+        observed = self._hooks.wanted()
         return _Prepared(f, f.name, ctx, plan, self._injectors_for(ctx, plan), observed)
 
     def _start(self, prepared: _Prepared, inputs: Mapping[str, Any] | None, first_here: bool = False) -> Job:
@@ -354,36 +345,6 @@ class Worker:
         self.store.create_job(job_id, name, self._storable_inputs(plan, values), self.id, time.time(), running=True)
         run = JobRun(job_id, f.graph, plan, values)
         return self._launch(prepared, run, run.start(), first_here=first_here)
-
-    def _answer(self, progress: Progress, run: JobRun, answer: Any) -> tuple[str, int | None, Any] | None:
-        """Give the run that resumes the suspension its answer; returns what history records of a new one.
-
-        Without ``answer``, an answer given before a crash whose run never ended is given
-        again (a secret one was never stored: its node asks again).
-        """
-        if answer is UNSET:
-            pending = progress.answer
-            if pending is not None and progress.job.status is JOB_RUNNING and pending[0] in run.graph.index:
-                i = run.graph.index[pending[0]]
-                if not run.graph.nodes[i].is_secret("answer"):
-                    run.answer = (i, run.runs[i], pending[1], pending[2])
-            return None
-        node, item = progress.suspended, progress.suspended_item
-        if node is None or node not in run.graph.index:
-            raise AetherFlowError(f"Job {progress.job.id} records no suspended node of this flow to answer; resume it without answer=.")
-        i = run.graph.index[node]
-        run.answer = (i, run.runs[i], item, _valid_answer(run.plan.vertices[i], answer))
-        return node, item, SECRET_MASK if run.graph.nodes[i].is_secret("answer") else answer
-
-    def _claim(self, job: JobRecord, answered: tuple[str, int | None, Any] | None = None) -> None:
-        """Become the job's one owner, or refuse: a job runs on one live worker at a time."""
-        if job.status in (JOB_RUNNING, JobStatus.PENDING) and self.store.owner_alive(job.id, time.time(), self.lease):
-            raise JobClaimedError(
-                f"Job {job.id} is {job.status.value} on worker '{job.worker}', which is alive; a job has one owner at a time. "
-                "Wait for it to end, or cancel it there; recover() takes it over once that worker is gone."
-            )
-        if not self.store.claim(job.id, self.id, job.worker, job.status, answered):
-            raise JobClaimedError(f"Job {job.id} was taken over by another worker while this one was resuming it; it runs there.")
 
     def _recorded(self, prepared: _Prepared, run: JobRun, output: Any) -> Job:
         """A completed job, as its record says: resuming it runs nothing and writes nothing."""
@@ -401,7 +362,7 @@ class Worker:
         self._active[job.id] = (job, call)  # atomic; no lock on the per-job path
         job._status = JOB_RUNNING
         if self._hooks:
-            self._emit("job_started", job=job.id, flow=name)
+            self._hooks.emit("job_started", job=job.id, flow=name)
         if ended or not ready:  # a resumed job whose every reachable vertex had completed
             self._finish(job, call)
             return job
@@ -589,7 +550,7 @@ class Worker:
             return []
         if call.observed:
             if self._hooks:
-                self._emit("node_completed", job=run.job_id, node=name, output=output)
+                self._hooks.emit("node_completed", job=run.job_id, node=name, output=output)
             log.debug("Node '%s' completed in job %s", name, run.job_id, extra={"job_id": run.job_id, "node": name})
         ready, ended = run.item_completed(i, k, output) if k >= 0 else run.completed(i, output)
         if ended:
@@ -610,7 +571,7 @@ class Worker:
             tb = "".join(traceback.format_exception(outcome))
             self._record(RunFacts(run.job_id, name, run.runs[i], attempt, NodeStatus.FAILED, thread, started, time.time(), error=str(outcome), traceback=tb, item=item))
             if self._hooks:
-                self._emit("node_failed", job=run.job_id, node=name, error=outcome)
+                self._hooks.emit("node_failed", job=run.job_id, node=name, error=outcome)
             log.warning("%s", outcome, extra={"job_id": run.job_id, "node": name})
             ended = run.failed(i, outcome)
         if ended:
@@ -703,7 +664,7 @@ class Worker:
             with self._lock:
                 self._idle.notify_all()
         if self._hooks:
-            self._emit("job_finished", job=job.id, flow=call.flow, status=status)
+            self._hooks.emit("job_finished", job=job.id, flow=call.flow, status=status)
         if call.observed:
             log.debug("Job %s of flow '%s' %s", job.id, call.flow, status.value, extra={"job_id": job.id, "node": None})
         if status is JOB_COMPLETED:
@@ -749,17 +710,7 @@ class Worker:
         return space
 
     def _started(self, job: Job, i: int, k: int) -> None:
-        name = job.run.graph.names[i]
-        if self._hooks:
-            self._emit("node_started", job=job.id, node=name, item=None if k < 0 else k)
-        log.debug("Node '%s' started in job %s", name, job.id, extra={"job_id": job.id, "node": name})
-
-    def _emit(self, event: str, **data: Any) -> None:
-        for fn in self._hooks.get(event, ()):
-            try:
-                fn(event, data)
-            except Exception:
-                log.error("on_event hook %r failed for %s", fn, event, exc_info=True)
+        self._hooks.node_started(job.id, job.run.graph.names[i], None if k < 0 else k)
 
     def _beat(self) -> None:
         while not self._heartbeat_stop.wait(self.lease / 3):
@@ -770,35 +721,6 @@ class Worker:
                         entry[0].cancel()
             except Exception:
                 log.warning("Heartbeat of %s failed", self.id, exc_info=True)
-
-
-def _valid_answer(vp: VertexPlan, answer: Any) -> Any:
-    """``answer`` as the suspended node's ``answer`` parameter takes it, or a `UsageError` (the job stays suspended)."""
-    binding = next((b for b in vp.bindings if b.kind == B_ANSWER), None)
-    if binding is None or binding.check is None:
-        return answer
-    try:
-        return binding.check(answer)
-    except Exception as exc:  # noqa: BLE001 - pydantic's ValidationError, or a validator's own error
-        secret = vp.node.is_secret("answer")
-        raise UsageError(
-            f"resume(answer=...): node '{vp.name}' takes its answer as {_annotation_text(vp)}, which "
-            f"{'the given (secret) value' if secret else repr(answer)} is not ({'validation failed' if secret else exc}). "
-            "The job stays suspended: resume it again with a valid answer."
-        ) from None if secret else exc
-
-
-def _annotation_text(vp: VertexPlan) -> str:
-    annotation = vp.node.annotation("answer")
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-
-
-def _refuse_redacted_inputs(plan: Plan, record: JobRecord, given: Mapping[str, Any]) -> None:
-    """A secret input was stored as a mask: it must be given again, never run as the mask."""
-    missing = {k: list(plan.inputs[k].nodes) for k in plan.secret_inputs if k not in given and record.inputs.get(k) == SECRET_MASK}
-    if missing:
-        hint = "Its value is secret, so the store kept only a mask: give it again with worker.resume(job_id, inputs={...})."
-        raise MissingInputError(record.flow, missing, dict.fromkeys(missing, hint))
 
 
 def _outcome(job: Job, return_exceptions: bool) -> Any:
