@@ -313,3 +313,40 @@ def test_resume_that_suspends_again_exits_3_and_a_completed_job_is_left_untouche
     before = rows()
     assert aetherflow(tmp_path, "resume", job_id).stdout.strip().splitlines()[-1] == '"got go"'
     assert rows() == before  # not even a worker's heartbeat
+
+
+SLOW_FLOW = '''
+import os, time
+from aetherflow import node
+
+@node
+def first(n: int) -> int:
+    return n + 1
+
+@node
+def slow(first: int) -> int:
+    if os.environ.get("HANG"):
+        print("HANGING", flush=True)
+        time.sleep(60)
+    return first * 10
+
+flow = first.then(slow).named("slow-flow")
+'''
+
+
+def test_jobs_tells_a_job_whose_process_died_and_recover_takes_it_over(tmp_path: Path) -> None:
+    import signal
+
+    (tmp_path / "slowflow.py").write_text(SLOW_FLOW)
+    exe = shutil.which("aetherflow", path=os.path.dirname(sys.executable)) or "aetherflow"
+    with subprocess.Popen([exe, "run", "slowflow.py:flow", "-i", "n=1"], cwd=tmp_path, env={**os.environ, "HANG": "1"}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "HANGING"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    listed = aetherflow(tmp_path, "jobs")
+    assert "owner gone" in listed.stdout and "aetherflow recover" in listed.stderr
+    recovered = aetherflow(tmp_path, "recover")
+    assert recovered.returncode == 0, recovered.stderr
+    assert recovered.stdout.split()[1:] == ["slow-flow", "completed", "20"]
+    assert json.loads(aetherflow(tmp_path, "jobs", "--json").stdout)[0]["status"] == "completed"
+    assert "owner gone" not in aetherflow(tmp_path, "jobs").stdout

@@ -29,6 +29,7 @@ from .store.records import as_json
 from .targets import TargetError, load_target, parse_value
 
 DEFAULT_STORE = "sqlite:///.aetherflow/runs.db"
+LEASE = 30.0  # a worker's default lease: how long a silent worker on another host keeps its jobs
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Run AetherFlow flows and look at their history.")
 out = Console(soft_wrap=True)
@@ -147,9 +148,23 @@ def jobs(
         return
     table = Table("id", "flow", "status", "created", "duration", "error")
     table.columns[0].no_wrap = True
+    orphans = 0
     for r in records:
-        table.add_row(r.id[:12], r.flow, _styled(r.status.value), r.created_at.strftime("%Y-%m-%d %H:%M:%S"), _duration(r.started_at, r.finished_at), (r.error or "")[:60])
+        status = _styled(r.status.value)
+        if _orphaned(st, r):
+            status += " [yellow](owner gone)[/]"
+            orphans += 1
+        table.add_row(r.id[:12], r.flow, status, r.created_at.strftime("%Y-%m-%d %H:%M:%S"), _duration(r.started_at, r.finished_at), (r.error or "")[:60])
     out.print(table)
+    if orphans:
+        err.print(f"{orphans} running job(s) belong to a process that is gone: `aetherflow recover` takes them over.", highlight=False)
+
+
+def _orphaned(st: Store, record: Any) -> bool:
+    """A job recorded running or pending whose owning process is gone (see Store.orphaned_jobs)."""
+    import time as _time
+
+    return record.status in ("running", "pending") and not st.owner_alive(record.id, _time.time(), LEASE)
 
 
 @app.command()
@@ -180,6 +195,8 @@ def show(
         print(json.dumps({"job": as_json(job), "node_runs": [as_json(r) for r in runs]}))
         return
     out.print(f"[bold]{job.flow}[/] job {job.id}: {_styled(job.status.value)}  {_duration(job.started_at, job.finished_at)}", highlight=False)
+    if _orphaned(st, job):
+        out.print(f"[yellow]Its owning process is gone (worker '{job.worker}'): `aetherflow recover` takes it over.[/]", highlight=False)
     if job.error:
         out.print(f"  error: {job.error}", highlight=False)
     table = Table("node", "status", "iter", "try", "thread", "start (ms)", "duration")
@@ -218,6 +235,34 @@ def resume(
         except JobSuspendedError as exc:  # suspended again: exit 3, like `run`
             raise StillSuspendedError(f"Job {job.id} is suspended at node '{exc.node}'" + (f": {exc.reason}" if exc.reason else "") + f". Continue it with: aetherflow resume {job.id[:12]} --answer JSON (or --input key=value)") from None
     print(_json_line(output))
+    st.close()
+
+
+@app.command()
+def recover(
+    target: Annotated[list[str] | None, typer.Option("--target", help="path/to/file.py:flow of a flow to recover (repeatable); default: the flows `run` recorded.")] = None,
+    store: StoreOpt = DEFAULT_STORE,
+) -> None:
+    """Take over every running job whose process is gone; completed nodes are not run again."""
+    import time as _time
+
+    from .worker import Worker
+
+    st = _open(store)
+    if target:
+        flows = [load_target(t) for t in target]
+    else:  # an action, like `resume`: it runs the code `run` recorded for each orphan's flow
+        names = {st.job(job_id).flow for job_id in st.orphaned_jobs(LEASE, _time.time())}
+        flows = [load_target(where) for name in sorted(names) if (where := st.target_of(name)) is not None]
+    with Worker(store=st, flows=flows) as worker:
+        jobs = worker.recover()
+        for job in jobs:
+            try:
+                outcome = _json_line(job.result())
+            except AetherFlowError as exc:
+                outcome = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+            print(f"{job.id[:12]} {job.flow.name} {job.status.value} {outcome}")
+    err.print(f"recovered {len(jobs)} job(s)", highlight=False)
     st.close()
 
 
