@@ -350,3 +350,31 @@ def test_jobs_tells_a_job_whose_process_died_and_recover_takes_it_over(tmp_path:
     assert recovered.stdout.split()[1:] == ["slow-flow", "completed", "20"]
     assert json.loads(aetherflow(tmp_path, "jobs", "--json").stdout)[0]["status"] == "completed"
     assert "owner gone" not in aetherflow(tmp_path, "jobs").stdout
+
+
+MARKUP = '''
+from aetherflow import node
+
+@node
+def reader(path: str) -> str:
+    raise FileNotFoundError(f"[bold]no such file[/bold]: [/data/in.csv]\\nsecond line")
+
+flow = reader.named("[red]odd[/red]-flow")
+'''
+
+
+def test_listings_print_user_text_as_written_with_the_first_line_of_each_error(tmp_path: Path) -> None:
+    (tmp_path / "markup.py").write_text(MARKUP)
+    assert aetherflow(tmp_path, "run", "markup.py:flow", "-i", "path=x").returncode == 1
+    env_wide = {**os.environ, "COLUMNS": "250"}
+    exe = shutil.which("aetherflow", path=os.path.dirname(sys.executable)) or "aetherflow"
+    listed = subprocess.run([exe, "jobs"], cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env_wide)
+    assert listed.returncode == 0, listed.stderr
+    assert "[red]odd[/red]-flow" in listed.stdout and "[/data/in.csv]" in listed.stdout
+    assert "second line" not in listed.stdout  # the first line of the error
+    job_id = json.loads(aetherflow(tmp_path, "jobs", "--json").stdout)[0]["id"]
+    shown = subprocess.run([exe, "show", job_id], cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env_wide)
+    assert shown.returncode == 0 and "[bold]no such file[/bold]" in shown.stdout
+    assert aetherflow(tmp_path, "stats", "[red]odd[/red]-flow").returncode == 0
+    bad = aetherflow(tmp_path, "jobs", "--status", "done")
+    assert bad.returncode == 2 and "--status must be one of" in bad.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import traceback
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.exceptions import TyperException
 
@@ -111,7 +113,7 @@ def run(
     with Worker(ctx, threads=threads, store=st) as worker, progress_bar(flow.name, "node runs done", enabled=len(flow.graph.names) > 1) as advance:
         worker.on("node_completed", lambda _e, _d: advance())
         job = worker.submit(flow, values)
-        err.print(f"job {job.id} ({flow.name})", style="dim", highlight=False)
+        err.print(f"job {job.id} ({escape(flow.name)})", style="dim", highlight=False)
         try:
             output = job.result()
         except JobSuspendedError as exc:
@@ -141,6 +143,8 @@ def jobs(
     as_json_: JsonOpt = False,
 ) -> None:
     """List jobs, newest first."""
+    if status is not None and status not in _STATUSES:
+        raise UsageError(f"--status must be one of {', '.join(_STATUSES)}; found {status!r}.")
     st = _open_to_read(store)
     records = st.jobs(flow=flow, status=status, since=_when(since), limit=limit)
     if as_json_:
@@ -154,10 +158,19 @@ def jobs(
         if _orphaned(st, r):
             status += " [yellow](owner gone)[/]"
             orphans += 1
-        table.add_row(r.id[:12], r.flow, status, r.created_at.strftime("%Y-%m-%d %H:%M:%S"), _duration(r.started_at, r.finished_at), (r.error or "")[:60])
+        table.add_row(r.id[:12], escape(r.flow), status, r.created_at.strftime("%Y-%m-%d %H:%M:%S"), _duration(r.started_at, r.finished_at), escape(_first_line(r.error)))
     out.print(table)
     if orphans:
         err.print(f"{orphans} running job(s) belong to a process that is gone: `aetherflow recover` takes them over.", highlight=False)
+
+
+_STATUSES = ("pending", "running", "completed", "failed", "suspended", "cancelled")
+
+
+def _first_line(text: str | None) -> str:
+    """An error's first line, without the "Node 'x' (job ..., attempt n): " preamble the table already shows."""
+    line = (text or "").strip().split("\n", 1)[0]
+    return re.sub(r"^Node '([^']*)' \(job [0-9a-f]+, attempt \d+\): ", r"\1: ", line)[:100]
 
 
 def _orphaned(st: Store, record: Any) -> bool:
@@ -194,16 +207,16 @@ def show(
     if as_json_:
         print(json.dumps({"job": as_json(job), "node_runs": [as_json(r) for r in runs]}))
         return
-    out.print(f"[bold]{job.flow}[/] job {job.id}: {_styled(job.status.value)}  {_duration(job.started_at, job.finished_at)}", highlight=False)
+    out.print(f"[bold]{escape(job.flow)}[/] job {job.id}: {_styled(job.status.value)}  {_duration(job.started_at, job.finished_at)}", highlight=False)
     if _orphaned(st, job):
-        out.print(f"[yellow]Its owning process is gone (worker '{job.worker}'): `aetherflow recover` takes it over.[/]", highlight=False)
+        out.print(f"[yellow]Its owning process is gone (worker '{escape(job.worker)}'): `aetherflow recover` takes it over.[/]", highlight=False)
     if job.error:
-        out.print(f"  error: {job.error}", highlight=False)
+        out.print(f"  error: {escape(job.error)}", highlight=False)
     table = Table("node", "status", "iter", "try", "thread", "start (ms)", "duration")
     t0 = job.started_at or job.created_at
     for r in runs:
         offset = (r.started_at - t0).total_seconds() * 1000
-        table.add_row(r.node + (f"[{r.item}]" if r.item is not None else ""), _styled(r.status.value), str(r.iteration), str(r.attempt), r.thread, f"{offset:.1f}", _duration(r.started_at, r.finished_at))
+        table.add_row(escape(r.node + (f"[{r.item}]" if r.item is not None else "")), _styled(r.status.value), str(r.iteration), str(r.attempt), escape(r.thread), f"{offset:.1f}", _duration(r.started_at, r.finished_at))
     out.print(table)
 
 
@@ -301,10 +314,10 @@ def stats(
     if as_json_:
         print(json.dumps(as_json(s)))
         return
-    out.print(f"[bold]{flow}[/]: " + ", ".join(f"{k} {v}" for k, v in sorted(s.counts.items())) + f"; success rate {s.success_rate:.1%}", highlight=False)
+    out.print(f"[bold]{escape(flow)}[/]: " + ", ".join(f"{k} {v}" for k, v in sorted(s.counts.items())) + f"; success rate {s.success_rate:.1%}", highlight=False)
     table = Table("node", "runs", "failed", "p50 (ms)", "p95 (ms)")
     for name, n in sorted(s.nodes.items()):
-        table.add_row(name, str(n.runs), str(n.failed), f"{n.p50 * 1000:.2f}", f"{n.p95 * 1000:.2f}")
+        table.add_row(escape(name), str(n.runs), str(n.failed), f"{n.p50 * 1000:.2f}", f"{n.p95 * 1000:.2f}")
     out.print(table)
 
 
