@@ -132,3 +132,26 @@ def test_cli_run_counts_node_runs_and_says_so(tmp_path: os.PathLike[str]) -> Non
     screen = _in_terminal(code)
     assert "22 node runs done" in screen  # items, 20 squares, total: the unit is named, no made-up total
     assert "/3" not in screen
+
+
+def test_map_with_inputs_that_cannot_start_a_job() -> None:
+    from aetherflow import MissingInputError, UsageError, Worker, node
+
+    started: list[int] = []
+
+    @node
+    def slow(x: int) -> int:
+        started.append(x)
+        time.sleep(0.2)
+        return x
+
+    with Worker(threads=2) as w:
+        out = w.map(slow, [{"x": 1}, {}, 5, {"x": 2}], progress=False, return_exceptions=True)  # type: ignore[list-item]
+        assert out[0] == 1 and out[3] == 2
+        assert isinstance(out[1], MissingInputError) and isinstance(out[2], UsageError)
+        started.clear()
+        with pytest.raises(MissingInputError):
+            w.map(slow, [{"x": 10}, {}], progress=False)
+        [job] = [j for j in w.store.jobs(limit=10) if j.inputs == {"x": 10}]
+        time.sleep(0.3)
+        assert w.store.job(job.id).status in ("cancelled", "completed")  # never left without a handle, running

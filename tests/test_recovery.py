@@ -862,3 +862,155 @@ def test_an_answer_survives_a_crash_of_the_run_it_answered(tmp_path: Path) -> No
         proc.wait(30)
     out = subprocess.run([sys.executable, "-c", ANSWERED_CRASH, url, "recover"], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "['paid=True']", out.stderr
+
+
+def test_a_resume_prepared_on_a_stale_view_of_the_job_is_refused(tmp_path: Path) -> None:
+    """ABA: B reads a suspended job, A resumes it and it suspends again; B's claim must not match."""
+    from aetherflow import JobSuspendedError, Suspend
+
+    url = f"sqlite:///{tmp_path / 'aba.db'}"
+    laps: list[int] = []
+
+    @node
+    def gate(job_state, answer: bool | None = None) -> int:
+        if answer is None:
+            raise Suspend("approve this lap")
+        laps.append(job_state.apply("lap", lambda n: n + 1, default=0))
+        return laps[-1]
+
+    @node
+    def again(gate: int) -> bool:
+        return gate < 3
+
+    @node
+    def end(again: bool, gate: int) -> int:
+        return gate
+
+    flow = gate.then(again).branch_on({True: gate, False: end}).named("aba")
+    a = Worker(name="replica-a", store=url, flows=[flow])
+    b = Worker(name="replica-b", store=url, flows=[flow])
+    try:
+        job = a.submit(flow)
+        with pytest.raises(JobSuspendedError):
+            job.result(10)
+        a_done = threading.Event()
+        real_claim = b.store.claim
+
+        def claim_after_a(*args: object, **kwargs: object) -> bool:
+            a_done.wait(10)  # widens B's window between reading the job and claiming it
+            return real_claim(*args, **kwargs)  # type: ignore[arg-type]
+
+        b.store.claim = claim_after_a  # type: ignore[method-assign]
+        outcome: list[object] = []
+        t = threading.Thread(target=lambda: outcome.append(_resume_outcome(b, job.id)))
+        t.start()
+        time.sleep(0.3)
+        with pytest.raises(JobSuspendedError):
+            a.resume(job.id, answer=True).result(10)
+        a_done.set()
+        t.join(30)
+        assert outcome == ["JobClaimedError"]
+        assert laps == [1]
+    finally:
+        a.close()
+        b.close()
+
+
+def _resume_outcome(worker: Worker, job_id: str) -> str:
+    from aetherflow import JobSuspendedError
+
+    try:
+        worker.resume(job_id, answer=True).result(10)
+    except JobSuspendedError:
+        return "ran"
+    except AetherFlowError as exc:
+        return type(exc).__name__
+    return "ran"
+
+
+def test_a_job_left_by_an_earlier_process_with_this_pid_is_recovered(tmp_path: Path) -> None:
+    """A restarted container's worker is pid 1 again: its predecessor's jobs are not its own."""
+    import socket
+
+    @node
+    def doubled(x: int) -> int:
+        return 2 * x
+
+    store = open_store(f"sqlite:///{tmp_path / 'pid.db'}")
+    store.create_job("c" * 32, "doubled", {"x": 21}, "worker-old", time.time(), running=True, process=(os.getpid(), socket.gethostname(), 1.0))
+    with Worker(threads=1, store=store, flows=[doubled]) as w:
+        [job] = w.recover()
+        assert job.result(10) == 42
+    store.close()
+
+
+def test_an_answer_to_a_mapped_item_is_never_lost_to_a_sibling_suspending_first(tmp_path: Path) -> None:
+    from aetherflow import JobSuspendedError, Suspend
+
+    seen: list[tuple[int, object]] = []
+
+    @node
+    def split(n: int) -> list[int]:
+        return list(range(n))
+
+    @node
+    def item(split: int, answer: str | None = None) -> str:
+        seen.append((split, answer))
+        if answer is None:
+            raise Suspend(f"item {split}?")
+        return f"{split}:{answer}"
+
+    flow = split.map(item).named("map-answer")
+    for trial in range(10):
+        with Worker(threads=4, store=f"sqlite:///{tmp_path / f'{trial}.db'}", flows=[flow]) as w:
+            job = w.submit(flow, {"n": 4})
+            with pytest.raises(JobSuspendedError):
+                job.result(10)
+            target = w.store.progress(job.id).suspended_item
+            seen.clear()
+            with contextlib.suppress(JobSuspendedError):
+                w.resume(job.id, answer="YES").result(10)
+            assert (target, "YES") in seen
+
+
+def test_recover_from_two_threads_of_one_worker_takes_each_job_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    ran: Counter[int] = Counter()
+
+    @node
+    def once(x: int) -> int:
+        ran[x] += 1
+        return x
+
+    store = open_store(url)
+    for i in range(10):
+        store.create_job(f"{i:032x}", "once", {"x": i}, "ghost", time.time(), running=True, process=(1, "another-host"))
+    store.close()
+    with Worker(threads=4, store=url, flows=[once]) as w:
+        found: list[list[object]] = []
+        threads = [threading.Thread(target=lambda: found.append(w.recover())) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        jobs = [j for batch in found for j in batch]
+        assert sorted(j.result(10) for j in jobs) == list(range(10))  # type: ignore[attr-defined]
+    assert set(ran.values()) == {1}
+
+
+def test_an_answer_for_a_node_without_an_answer_parameter_is_refused(tmp_path: Path) -> None:
+    from aetherflow import Suspend, UsageError
+
+    @node
+    def gate(ok: bool = False) -> str:
+        if not ok:
+            raise Suspend("ok?")
+        return "ok"
+
+    with Worker(threads=1, store=f"sqlite:///{tmp_path / 'g.db'}", flows=[gate]) as w:
+        job = w.submit(gate)
+        with pytest.raises(AetherFlowError):
+            job.result(10)
+        with pytest.raises(UsageError, match="no `answer` parameter"):
+            w.resume(job.id, answer=True)
+        assert w.store.job(job.id).status == "suspended"

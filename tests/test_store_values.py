@@ -196,3 +196,27 @@ def test_a_dict_input_for_a_model_with_secret_fields_is_stored_masked(tmp_path: 
         assert job.result(10) == "ada"
         assert w.store.job(job.id).inputs == {"login": {"user": "ada", "pin": "**********"}}
     assert b"s3cr3t-pin" not in b"".join(f.read_bytes() for f in tmp_path.glob("s.db*"))
+
+
+def test_secret_fields_of_dataclasses_and_typed_dicts_are_stored_masked(tmp_path: Path) -> None:
+    import dataclasses
+
+    from typing_extensions import TypedDict
+
+    @dataclasses.dataclass
+    class Creds:
+        user: str
+        password: SecretStr
+
+    class Token(TypedDict):
+        token: SecretStr
+
+    @node
+    def login(creds: Creds, td: Token) -> str:
+        return creds.user + td["token"].get_secret_value()[:1]
+
+    db = tmp_path / "dc.db"
+    with Worker(threads=1, store=f"sqlite:///{db}") as w:
+        assert w.run(login, {"creds": {"user": "bob", "password": "hunter4-plain"}, "td": {"token": "hunter5-plain"}}) == "bobh"
+    blob = b"".join(p.read_bytes() for p in tmp_path.glob("dc.db*"))
+    assert b"hunter4-plain" not in blob and b"hunter5-plain" not in blob and b"bob" in blob

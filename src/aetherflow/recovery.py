@@ -96,15 +96,16 @@ def _complete_finished_maps(run: JobRun, ready: set[int]) -> bool:
 # -- taking a job over: one owner, answers, inputs the store never kept ---------------------
 
 
-def claim(store: Store, job: JobRecord, worker: str, lease: float, answered: tuple[str, int | None, Any] | None = None) -> None:
+def claim(store: Store, progress: Progress, worker: str, lease: float, answered: tuple[str, int | None, Any] | None = None) -> None:
     """Become the job's one owner, or refuse: a job runs on one live worker at a time."""
+    job = progress.job
     if job.status in (JOB_RUNNING, JobStatus.PENDING) and store.owner_alive(job.id, time.time(), lease):
         raise JobClaimedError(
             f"Job {job.id} is {job.status.value} on worker '{job.worker}', which is alive; a job has one owner at a time. "
             "Wait for it to end, or cancel it there; recover() takes it over once that worker is gone."
         )
-    if not store.claim(job.id, worker, job.worker, job.status, answered):
-        raise JobClaimedError(f"Job {job.id} was taken over by another worker while this one was resuming it; it runs there.")
+    if not store.claim(job.id, worker, progress.token, job.status, answered):
+        raise JobClaimedError(f"Job {job.id} was taken over (resumed or recovered) by someone else while this resume was getting ready; it runs there.")
 
 
 def give_answer(progress: Progress, run: JobRun, answer: Any) -> tuple[str, int | None, Any] | None:
@@ -131,7 +132,12 @@ def give_answer(progress: Progress, run: JobRun, answer: Any) -> tuple[str, int 
 def _valid_answer(vp: VertexPlan, answer: Any) -> Any:
     """``answer`` as the suspended node's ``answer`` parameter takes it, or a `UsageError` (the job stays suspended)."""
     binding = next((b for b in vp.bindings if b.kind == B_ANSWER), None)
-    if binding is None or binding.check is None:
+    if binding is None:
+        raise UsageError(
+            f"resume(answer=...): node '{vp.name}' ({vp.node.location}) suspended, but it has no `answer` parameter to "
+            "receive an answer. Add `answer=None` to its parameters, or resume with inputs={...} instead."
+        )
+    if binding.check is None:
         return answer
     try:
         return binding.check(answer)

@@ -174,6 +174,10 @@ class JobRun:
             done = self.replayed_items(i)
             results = [done.get(k, UNSET) for k in range(len(items))]
             todo = [k for k in range(len(items)) if k not in done]
+            answer = self.answer
+            if answer is not None and answer[0] == i and answer[2] in todo:  # the answered item first: another
+                todo.remove(answer[2])  # item suspending again must not stop the job before it has started
+                todo.insert(0, answer[2])
             if todo:
                 self._maps[i] = [results, len(todo)]
                 self.in_flight += len(todo) - 1

@@ -209,21 +209,37 @@ class Worker:
         """Run one job per inputs mapping, all at once; outputs in input order.
 
         The first failed job's error is raised, unless ``return_exceptions=True``: then
-        each failed job's error takes its place in the list (like ``asyncio.gather``).
+        each failed job's error takes its place in the list (like ``asyncio.gather``), and
+        so does the error of inputs that cannot start a job. Inputs that cannot start a job
+        otherwise cancel the jobs already started and raise.
         """
         from .progress import job_progress
 
         prepared = self._prepare(flow, context)
-        jobs: list[Job] = []
+        started = self._start_each(prepared, many_inputs, return_exceptions)
+        jobs = [item for item in started if isinstance(item, Job)]
         try:
-            jobs.extend(self._start(prepared, inputs) for inputs in many_inputs)
             with job_progress(jobs, prepared.name, enabled=progress):
-                results = [_outcome(job, return_exceptions) for job in jobs]
+                return [item if isinstance(item, AetherFlowError) else _outcome(item, return_exceptions) for item in started]
         except KeyboardInterrupt:
-            for job in jobs:  # Ctrl-C: the jobs of this map start no more nodes
-                job.cancel()
+            _cancel_all(jobs)  # Ctrl-C: the jobs of this map start no more nodes
             raise
-        return results
+
+    def _start_each(self, prepared: _Prepared, many_inputs: Iterable[Mapping[str, Any]], keep_errors: bool) -> list[Job | AetherFlowError]:
+        """A job per inputs, or (``keep_errors``) the error of inputs that cannot start one; else nothing is left running."""
+        started: list[Job | AetherFlowError] = []
+        try:
+            for inputs in many_inputs:
+                try:
+                    started.append(self._start(prepared, inputs))
+                except AetherFlowError as exc:
+                    if not keep_errors:
+                        raise
+                    started.append(exc)
+        except BaseException:  # bad inputs, or Ctrl-C while starting: no job of this map is left without a handle
+            _cancel_all([item for item in started if isinstance(item, Job)])
+            raise
+        return started
 
     def resume(
         self, job_id: str, flow: Flow | Node | None = None, inputs: Mapping[str, Any] | None = None, *, context: Any = None, answer: Any = UNSET
@@ -233,10 +249,16 @@ class Worker:
         ``inputs`` adds job inputs for the rest of the job; ``answer`` answers its
         suspension: the node that suspended gets it as its ``answer`` parameter, once.
         """
+        return self._resume(job_id, flow, inputs, context, answer, taking_over=False)
+
+    def _resume(
+        self, job_id: str, flow: Flow | Node | None, inputs: Mapping[str, Any] | None, context: Any, answer: Any, *, taking_over: bool
+    ) -> Job:
+        """`resume`; ``taking_over`` (for `recover`): a job someone finished meanwhile is not ours to return."""
         with self._lock:
             live = self._active.get(job_id, (None, None))[0]
         if live is not None and live.status is not JobStatus.SUSPENDED:
-            raise AetherFlowError(f"Job {job_id} is still {live.status.value} on this worker; wait for it or cancel it first.")
+            raise JobClaimedError(f"Job {job_id} is still {live.status.value} on this worker; wait for it or cancel it first.")
         progress = self.store.progress(job_id)
         record = progress.job
         if record.status is JobStatus.CANCELLED:
@@ -248,11 +270,13 @@ class Worker:
         values = {**record.inputs, **(inputs or {})}
         plan.check_inputs(values, name)
         rebuilt = rebuild(progress, f.graph, plan, values, name)
+        if taking_over and record.status not in (JOB_RUNNING, JobStatus.PENDING):
+            raise JobClaimedError(f"Job {job_id} is {record.status.value} now: another worker took it over and got this far meanwhile.")
         if record.status is JOB_COMPLETED:
             return self._recorded(prepared, rebuilt.run, rebuilt.run.result())  # values restored through their annotations
         refuse_redacted_inputs(plan, record, inputs or {})
         answered = give_answer(progress, rebuilt.run, answer)
-        claim(self.store, record, self.id, self.lease, answered)  # records the job as running here
+        claim(self.store, progress, self.id, self.lease, answered)  # records the job as running here
         return self._launch(prepared, rebuilt.run, rebuilt.ready, ended=rebuilt.ended)
 
     def recover(self, flows: Iterable[Flow | Node] | None = None) -> list[Job]:
@@ -265,11 +289,12 @@ class Worker:
             if record.flow not in self._flows:
                 continue  # left for a worker that knows the flow
             try:
-                jobs.append(self.resume(job_id))
+                jobs.append(self._resume(job_id, None, None, None, UNSET, taking_over=True))
             except JobClaimedError:
                 continue  # another worker took it first
             except MissingInputError as exc:  # a secret input the store never kept: it cannot run unattended
-                if self.store.claim(job_id, self.id, record.worker, record.status):
+                seen = self.store.progress(job_id).token
+                if self.store.claim(job_id, self.id, seen, record.status, becomes=JobStatus.FAILED):
                     self.store.set_job_status(job_id, JobStatus.FAILED, time.time(), error=f"Could not be recovered: {exc}")
         return jobs
 
@@ -691,9 +716,10 @@ class Worker:
 
     def _cancel(self, job: Job) -> None:
         if job.status is JOB_SUSPENDED:  # nothing runs: it just will never be resumed
-            if self.store.job(job.id).status is JOB_SUSPENDED:  # not resumed meanwhile through another handle
+            progress = self.store.progress(job.id)  # unless it was resumed meanwhile: then the resume wins
+            if progress.job.status is JOB_SUSPENDED and self.store.claim(job.id, self.id, progress.token, JOB_SUSPENDED, becomes=JobStatus.CANCELLED):
                 self.store.set_job_status(job.id, JobStatus.CANCELLED, time.time(), error="cancelled while suspended")
-            job._status = JobStatus.CANCELLED
+                job._status = JobStatus.CANCELLED
             return
         entry = self._active.get(job.id)
         if entry is not None and entry[0] is job and job.run.cancel():
@@ -721,6 +747,11 @@ class Worker:
                         entry[0].cancel()
             except Exception:
                 log.warning("Heartbeat of %s failed", self.id, exc_info=True)
+
+
+def _cancel_all(jobs: list[Job]) -> None:
+    for job in jobs:
+        job.cancel()
 
 
 def _outcome(job: Job, return_exceptions: bool) -> Any:

@@ -24,6 +24,7 @@ class Progress:
     suspended: str | None = None  # the node of the last suspended run
     suspended_item: int | None = None  # its item, when it is a mapped node's
     answer: tuple[str, int | None, Any] | None = None  # (node, item, answer) given to a run that never ended
+    token: str | None = None  # the token of the claim that made the job's owner its owner (None: never claimed)
 
 
 def pending_answer(answered: tuple[float, str, int | None, Any] | None, ended: dict[tuple[str, int | None], float]) -> tuple[str, int | None, Any] | None:
@@ -49,11 +50,12 @@ class Store(ABC):
 
     @abstractmethod
     def create_job(
-        self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False, process: tuple[int, str] | None = None
+        self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False, process: tuple[Any, ...] | None = None
     ) -> None:
         """Record a new job (``running=True``: its nodes start at once, so it is recorded as running).
 
-        ``process`` is the owning process as ``(pid, host)``: this one unless said otherwise.
+        ``process`` is the owning process as ``(pid, host)`` or ``(pid, host, start)``: this
+        one unless said otherwise.
         """
 
     @abstractmethod
@@ -106,12 +108,17 @@ class Store(ABC):
         return False
 
     @abstractmethod
-    def claim(self, job_id: str, worker: str, owner: str, status: JobStatus, answered: tuple[str, int | None, Any] | None = None) -> bool:
-        """Make ``worker`` the owner of a job that is ``status`` under ``owner``, and mark it running.
+    def claim(
+        self, job_id: str, worker: str, seen: str | None, status: JobStatus,
+        answered: tuple[str, int | None, Any] | None = None, becomes: JobStatus = JobStatus.RUNNING,
+    ) -> bool:
+        """Make this process (as ``worker``) the owner of a job that is ``status`` under the claim ``seen``.
 
-        One atomic compare-and-set: of several workers claiming the job as they saw it,
-        exactly one gets True. ``answered`` is ``(node, answer)`` when the claim resumes a
-        suspension with an answer (``(node, item, answer)``), recorded as a ``job_answered`` event.
+        One atomic compare-and-set on the claim token and status read with the job's
+        `Progress`: of several claims of the job as it was seen, exactly one gets True, and
+        a claim made on a stale view (someone claimed it since) gets False. The job becomes
+        ``becomes`` (running; cancelled for a cancel). ``answered`` is ``(node, item, answer)``
+        when the claim resumes a suspension with an answer, recorded as a ``job_answered`` event.
         """
 
     # -- queries ------------------------------------------------------------------------

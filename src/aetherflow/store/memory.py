@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class _Job:
     # two; until then (None) they are read off `started`, `finished`, `status` and `error`.
     # Every object a kept job holds is one more for each full garbage collection to walk.
     changes: list[Any] | None = None
+    claim: str | None = None  # the token of the last claim (see Store.claim)
     answers: list[tuple[float, str, int | None, Any]] | None = None  # (ts, node, item, answer) of each resume that answered a suspension
 
     def run_facts(self) -> list[RunFacts]:
@@ -88,7 +90,7 @@ class MemoryStore(Store):
     # Events are derived from the job's facts when asked for (see `events`), not built per write.
 
     def create_job(
-        self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False, process: tuple[int, str] | None = None
+        self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False, process: tuple[Any, ...] | None = None
     ) -> None:
         if running:
             self._jobs[job_id] = _Job(job_id, flow, inputs, worker, ts, _RUNNING, ts, None, None, None, [])
@@ -139,14 +141,17 @@ class MemoryStore(Store):
 
     # -- recovery ---------------------------------------------------------------------
 
-    def claim(self, job_id: str, worker: str, owner: str, status: JobStatus, answered: tuple[str, int | None, Any] | None = None) -> bool:
+    def claim(
+        self, job_id: str, worker: str, seen: str | None, status: JobStatus,
+        answered: tuple[str, int | None, Any] | None = None, becomes: JobStatus = _RUNNING,
+    ) -> bool:
         with self._lock:
             job = self._get(job_id)
-            if job.worker != owner or job.status is not status:
+            if job.claim != seen or job.status is not status:
                 return False
-            job.worker = worker
+            job.worker, job.claim = worker, uuid.uuid4().hex
             now = time.time()
-            self.set_job_status(job_id, _RUNNING, now)
+            self.set_job_status(job_id, becomes, now)
             if answered is not None:
                 job.answers = [*(job.answers or ()), (now, *answered)]
         return True
@@ -170,7 +175,7 @@ class MemoryStore(Store):
             elif run.status is NodeStatus.SUSPENDED:
                 suspended = (run.node, run.item)
         answered = job.answers[-1] if job.answers else None
-        return Progress(job.record(), completed, state, suspended[0], suspended[1], pending_answer(answered, ended))
+        return Progress(job.record(), completed, state, suspended[0], suspended[1], pending_answer(answered, ended), job.claim)
 
     # -- queries --------------------------------------------------------------------------
 

@@ -72,7 +72,10 @@ def migrations(real: str, serial_pk: str) -> list[tuple[int, list[str]]]:
         # A job's owning process (pid and host), so a worker's liveness is judged per job even
         # when two live processes share a worker name; and the claim that made it the owner,
         # so a claimer can tell that its own compare-and-set won.
-        (5, ["ALTER TABLE jobs ADD COLUMN pid INTEGER", "ALTER TABLE jobs ADD COLUMN host TEXT", "ALTER TABLE jobs ADD COLUMN claim TEXT"]),
+        (5, [
+            "ALTER TABLE jobs ADD COLUMN pid INTEGER", "ALTER TABLE jobs ADD COLUMN host TEXT",
+            f"ALTER TABLE jobs ADD COLUMN pstart {real}", "ALTER TABLE jobs ADD COLUMN claim TEXT",
+        ]),
     ]
 
 
@@ -205,7 +208,7 @@ class SQLStore(Store):
         return not self._retryable(cause)
 
     def create_job(
-        self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False, process: tuple[int, str] | None = None
+        self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False, process: tuple[Any, ...] | None = None
     ) -> None:
         status = JobStatus.RUNNING if running else JobStatus.PENDING
         flow = storable_text(flow)  # type: ignore[assignment]
@@ -213,8 +216,8 @@ class SQLStore(Store):
         if running:
             events.append((job_id, ts, "job_running", None, None))
         self._submit([
-            ("INSERT INTO jobs (id, flow, status, inputs, created_at, started_at, worker, pid, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-             [(job_id, flow, status.value, self._dump(inputs), ts, ts if running else None, storable_text(worker), *(process or (os.getpid(), _HOST)))]),
+            ("INSERT INTO jobs (id, flow, status, inputs, created_at, started_at, worker, pid, host, pstart) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+             [(job_id, flow, status.value, self._dump(inputs), ts, ts if running else None, storable_text(worker), *((*process, None, None)[:3] if process else _THIS_PROCESS))]),
             ("INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)", events),
         ])
 
@@ -321,7 +324,7 @@ class SQLStore(Store):
 
     def workers(self, now: float, lease: float = 30.0) -> list[WorkerRecord]:
         rows = self._rows("SELECT id, pid, host, heartbeat, lease FROM workers ORDER BY heartbeat DESC")
-        return [WorkerRecord(w, pid, host, utc(beat), own, _owner_alive(pid, host, beat, own, now=now, lease=lease)) for w, pid, host, beat, own in rows]
+        return [WorkerRecord(w, pid, host, utc(beat), own, _owner_alive(pid, host, None, beat, own, now=now, lease=lease)) for w, pid, host, beat, own in rows]
 
     def flush(self) -> None:
         self._writer.flush()
@@ -433,7 +436,8 @@ class SQLStore(Store):
         if answers:
             data = self._load(answers[0][1])
             answered = (answers[0][0], data["node"], data.get("item"), data["answer"])
-        return Progress(job, completed, self._state_of(job_id), suspended[0], suspended[1], pending_answer(answered, ended))
+        token = self._rows("SELECT claim FROM jobs WHERE id = ?", [job_id])[0][0]
+        return Progress(job, completed, self._state_of(job_id), suspended[0], suspended[1], pending_answer(answered, ended), token)
 
     def _state_of(self, job_id: str) -> dict[tuple[str, str], dict[str, tuple[Any, int]]]:
         raw = self._raw_state(job_id)
@@ -459,7 +463,7 @@ class SQLStore(Store):
         return raw
 
     # The owning process of a job: the one recorded with it, else (older rows) its worker's last heartbeat's.
-    _OWNER = "COALESCE(j.pid, w.pid), COALESCE(j.host, w.host), w.heartbeat, w.lease FROM jobs j LEFT JOIN workers w ON w.id = j.worker"
+    _OWNER = "COALESCE(j.pid, w.pid), COALESCE(j.host, w.host), j.pstart, w.heartbeat, w.lease FROM jobs j LEFT JOIN workers w ON w.id = j.worker"
 
     def orphaned_jobs(self, lease: float, now: float) -> list[str]:
         rows = self._rows(f"SELECT j.id, {self._OWNER} WHERE j.status IN ('pending', 'running') ORDER BY j.created_at")
@@ -469,30 +473,49 @@ class SQLStore(Store):
         rows = self._rows(f"SELECT {self._OWNER} WHERE j.id = ?", [job_id])
         return bool(rows) and _owner_alive(*rows[0], now=now, lease=lease)
 
-    def claim(self, job_id: str, worker: str, owner: str, status: JobStatus, answered: tuple[str, int | None, Any] | None = None) -> bool:
-        # Compare-and-set on the owner and status the claimer saw, marked with a token of
-        # this claim: of several claims at once (also from one worker), only the first
-        # update matches, and only the claimer whose token is in the row has won.
+    def claim(
+        self, job_id: str, worker: str, seen: str | None, status: JobStatus,
+        answered: tuple[str, int | None, Any] | None = None, becomes: JobStatus = JobStatus.RUNNING,
+    ) -> bool:
+        # Compare-and-set on the claim token and status the claimer saw, writing a new token:
+        # of several claims of one view (also from one worker), only the first update
+        # matches; a view someone claimed since matches nothing; the winner finds its token.
         now, token = time.time(), uuid.uuid4().hex
-        events: list[tuple[Any, ...]] = [(job_id, now, "job_running", None, job_id, token)]
+        events: list[tuple[Any, ...]] = [(job_id, now, f"job_{becomes.value}", None, job_id, token)]
         if answered:
             events.append((job_id, now, "job_answered", self._dump({"node": answered[0], "item": answered[1], "answer": answered[2]}), job_id, token))
         self._writer.submit([
-            (f"UPDATE jobs SET worker = ?, claim = ?, pid = ?, host = ?, status = 'running', started_at = COALESCE(started_at, ?) "
-             f"WHERE id = ? AND worker {self.null_safe_eq} ? AND status = ?",
-             [(worker, token, os.getpid(), _HOST, now, job_id, owner, status.value)]),
+            (f"UPDATE jobs SET worker = ?, claim = ?, pid = ?, host = ?, pstart = ?, status = ?, started_at = COALESCE(started_at, ?), "
+             f"finished_at = {'?' if becomes in ENDED else 'NULL'} WHERE id = ? AND claim {self.null_safe_eq} ? AND status = ?",
+             [(worker, token, *_THIS_PROCESS, becomes.value, now, *((now,) if becomes in ENDED else ()), job_id, seen, status.value)]),
             ("INSERT INTO events (job_id, ts, type, node, data) SELECT ?, ?, ?, NULL, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND claim = ?)", events),
         ])
         return bool(self._rows("SELECT 1 FROM jobs WHERE id = ? AND claim = ?", [job_id, token]))
 
 
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (clock ticks since boot), or None where /proc cannot tell.
+
+    With the pid, it names one process for good: a restarted container's worker is pid 1
+    again, but not the same process as the pid 1 that left jobs behind.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return float(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 _HOST = socket.gethostname()
+_THIS_PROCESS = (os.getpid(), _HOST, _process_start(os.getpid()))  # (pid, host, start) recorded with the jobs this process owns
 
 
-def _owner_alive(pid: int | None, host: str | None, beat: float | None, own_lease: float | None, *, now: float, lease: float) -> bool:
+def _owner_alive(
+    pid: int | None, host: str | None, start: float | None, beat: float | None, own_lease: float | None, *, now: float, lease: float
+) -> bool:
     """A worker on this host lives as long as its process; elsewhere, as long as its heartbeat is within its lease."""
     if host == _HOST:
-        return _alive(pid)
+        return _alive(pid) and (start is None or pid is None or _process_start(pid) in (start, None))
     return beat is not None and beat >= now - (own_lease or lease)
 
 
