@@ -192,13 +192,16 @@ def test_resume_with_an_answer_then_resume_the_completed_job_again(tmp_path: Pat
     assert aetherflow(tmp_path, "run", "gate.py:gate").returncode == 3
     job_id = json.loads(aetherflow(tmp_path, "jobs", "--json", "--status", "suspended").stdout)[0]["id"]
     bad = aetherflow(tmp_path, "resume", job_id, "--answer", "not json")
-    assert bad.returncode != 0 and "--answer must be JSON" in bad.stderr
+    assert bad.returncode == 2 and "--answer must be JSON" in bad.stderr
+    wrong = aetherflow(tmp_path, "resume", job_id, "--answer", "[1, 2]")  # JSON, but not a str
+    assert wrong.returncode == 2 and "stays suspended" in wrong.stderr
     resumed = aetherflow(tmp_path, "resume", job_id, "--answer", '"go"')
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.strip().splitlines()[-1] == '"got go"'
     again = aetherflow(tmp_path, "resume", job_id)  # completed: its recorded result, at once
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip().splitlines()[-1] == '"got go"'
+    assert aetherflow(tmp_path, "resume", job_id, "--answer", '"more"').returncode == 2  # nothing to answer
 
 
 def _store_bytes(project: Path) -> bytes:

@@ -1014,3 +1014,39 @@ def test_an_answer_for_a_node_without_an_answer_parameter_is_refused(tmp_path: P
         with pytest.raises(UsageError, match="no `answer` parameter"):
             w.resume(job.id, answer=True)
         assert w.store.job(job.id).status == "suspended"
+
+
+def test_a_worker_whose_job_was_taken_over_stops_it_and_records_nothing_more(tmp_path: Path) -> None:
+    """A worker paused past its lease (a VM freeze, a network split) finds its job claimed elsewhere."""
+    import sqlite3
+
+    from aetherflow import JobClaimedError
+
+    db = tmp_path / "fence.db"
+    gate = threading.Event()
+    ran: list[str] = []
+
+    @node
+    def first(x: int) -> int:
+        ran.append("first")
+        gate.wait(10)
+        return x
+
+    @node
+    def second(first: int) -> int:
+        ran.append("second")
+        return first
+
+    with Worker(threads=1, store=f"sqlite:///{db}", lease=0.3) as w:
+        job = w.submit(first.then(second).named("fenced"), {"x": 1})
+        time.sleep(0.1)
+        with sqlite3.connect(db) as conn:  # what another process's claim writes
+            conn.execute("UPDATE jobs SET pid = 1, host = 'elsewhere', claim = 'theirs', worker = 'other' WHERE id = ?", (job.id,))
+        time.sleep(0.4)  # a heartbeat (every lease/3) notices
+        gate.set()
+        with pytest.raises(JobClaimedError, match="taken over"):
+            job.result(10)
+        assert ran == ["first"]
+        runs = w.store.node_runs(job.id)
+        record = w.store.job(job.id)
+    assert runs == [] and record.status == "running" and record.worker == "other"

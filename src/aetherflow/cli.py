@@ -23,6 +23,7 @@ from rich.table import Table
 from typer.exceptions import TyperException
 
 from .errors import AetherFlowError, ContextProfileError
+from .errors import UsageError as ApiUsageError
 from .job import JobSuspendedError
 from .report import html_report
 from .sentinels import UNSET
@@ -233,7 +234,9 @@ def resume(
 
     st = _open(store)
     record = st.job(_full_id(st, job_id))
-    if record.status == "completed" and answer is None and not input:  # its recorded result; nothing is written
+    if record.status == "completed":  # its recorded result; nothing is written
+        if answer is not None:
+            raise UsageError(f"Job {record.id} is completed: there is no suspension for --answer to answer.")
         print(_json_line(record.output))
         st.close()
         return
@@ -414,7 +417,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except (AetherFlowError, TargetError) as exc:
-        _fail(exc, 2 if isinstance(exc, (UsageError, TargetError, ContextProfileError)) else 3 if isinstance(exc, StillSuspendedError) else 1)
+        _fail(exc, 2 if isinstance(exc, (UsageError, ApiUsageError, TargetError, ContextProfileError)) else 3 if isinstance(exc, StillSuspendedError) else 1)
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)

@@ -82,6 +82,7 @@ class JobCall:
     observed: bool = False  # someone listens to per-node events (hooks or DEBUG logs)
     record_run: Callable[[RunFields], None] = _unrecorded  # where the worker records this job's runs
     emit: Callable[..., None] | None = None  # the worker's event hooks: emit("node_retry", **data)
+    taken_over: bool = False  # another process claimed the job: this one records nothing more of it
 
 
 # A completed call: ``(output, commits, attempt, started)`` — its validated output, the

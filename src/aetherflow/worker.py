@@ -277,7 +277,11 @@ class Worker:
         refuse_redacted_inputs(plan, record, inputs or {})
         answered = give_answer(progress, rebuilt.run, answer)
         claim(self.store, progress, self.id, self.lease, answered)  # records the job as running here
-        return self._launch(prepared, rebuilt.run, rebuilt.ready, ended=rebuilt.ended)
+        try:
+            return self._launch(prepared, rebuilt.run, rebuilt.ready, ended=rebuilt.ended)
+        except AetherFlowError:  # closed meanwhile: give the job back as it was, for another worker
+            self.store.set_job_status(job_id, record.status, time.time(), error=record.error)
+            raise
 
     def recover(self, flows: Iterable[Flow | Node] | None = None) -> list[Job]:
         """Take over every job whose worker is gone (dead process here, or expired heartbeat)."""
@@ -587,14 +591,15 @@ class Worker:
         run = job.run
         name = run.graph.names[i]
         item = k if k >= 0 else None
+        record = self._record if not call.taken_over else _forget  # another process owns the job now
         if isinstance(outcome, Suspend):
-            self._record(RunFacts(run.job_id, name, run.runs[i], 1, NodeStatus.SUSPENDED, thread, started, time.time(), error=outcome.reason, item=item))
+            record(RunFacts(run.job_id, name, run.runs[i], 1, NodeStatus.SUSPENDED, thread, started, time.time(), error=outcome.reason, item=item))
             ended = run.suspend(i, outcome.reason)
         else:
             attempt = getattr(outcome, "attempt", 1)
             started = getattr(outcome, "attempt_started", started)  # set when earlier attempts failed
             tb = "".join(traceback.format_exception(outcome))
-            self._record(RunFacts(run.job_id, name, run.runs[i], attempt, NodeStatus.FAILED, thread, started, time.time(), error=str(outcome), traceback=tb, item=item))
+            record(RunFacts(run.job_id, name, run.runs[i], attempt, NodeStatus.FAILED, thread, started, time.time(), error=str(outcome), traceback=tb, item=item))
             if self._hooks:
                 self._hooks.emit("node_failed", job=run.job_id, node=name, error=outcome)
             log.warning("%s", outcome, extra={"job_id": run.job_id, "node": name})
@@ -668,6 +673,11 @@ class Worker:
         run = job.run
         status = run.final_status()
         self._close_job_scopes(call)  # teardowns end before result() returns
+        if call.taken_over:
+            self._active.pop(job.id, None)
+            job._status = JobStatus.CANCELLED
+            job._finished(None, JobClaimedError(f"Job {job.id} was taken over by another process (this one was silent past its lease); it runs there now."))
+            return
         output = run.result() if status is JOB_COMPLETED else UNSET
         error = None if run.error is None else str(run.error)
         if status is JOB_SUSPENDED and run.suspended:
@@ -738,6 +748,22 @@ class Worker:
     def _started(self, job: Job, i: int, k: int) -> None:
         self._hooks.node_started(job.id, job.run.graph.names[i], None if k < 0 else k)
 
+    def _let_go(self, job_id: str) -> None:
+        """Stop a job another process has claimed: start nothing more of it, and record nothing more.
+
+        A worker on another host that was silent past its lease (a long pause, a network
+        split) may find its jobs taken over; it notices at its next heartbeat.
+        """
+        entry = self._active.get(job_id)
+        if entry is None:
+            return
+        job, call = entry
+        call.taken_over = True
+        call.record_run = _forget
+        log.warning("Job %s was taken over by another process; stopping it here", job_id, extra={"job_id": job_id, "node": None})
+        if job.run.cancel():
+            self._finish(job, call)
+
     def _beat(self) -> None:
         while not self._heartbeat_stop.wait(self.lease / 3):
             try:
@@ -745,8 +771,14 @@ class Worker:
                 for job_id in self.store.cancel_requests(list(self._active)) if self._active else ():  # from the dashboard
                     if (entry := self._active.get(job_id)) is not None:
                         entry[0].cancel()
+                for job_id in self.store.taken_over(list(self._active)) if self._active else ():  # paused past the lease
+                    self._let_go(job_id)
             except Exception:
                 log.warning("Heartbeat of %s failed", self.id, exc_info=True)
+
+
+def _forget(_: object) -> None:
+    """Where the runs of a job taken over by another process go: nowhere."""
 
 
 def _cancel_all(jobs: list[Job]) -> None:

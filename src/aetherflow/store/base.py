@@ -168,6 +168,10 @@ class Store(ABC):
         """Ask the worker that owns a running job to cancel it (it does within a heartbeat)."""
         self._cancels = {**getattr(self, "_cancels", {}), job_id: ts}
 
+    def taken_over(self, job_ids: Sequence[str]) -> list[str]:
+        """Which of ``job_ids`` (jobs this process runs) another process has claimed since (none in memory)."""
+        return []
+
     def cancel_requests(self, job_ids: Sequence[str]) -> list[str]:
         """Which of ``job_ids`` were asked to cancel since they last started running."""
         asked = getattr(self, "_cancels", {})

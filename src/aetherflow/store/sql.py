@@ -306,6 +306,15 @@ class SQLStore(Store):
     def request_cancel(self, job_id: str, ts: float, by: str = "") -> None:
         self._submit([("INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)", [(job_id, ts, "cancel_requested", None, self._dump({"by": by}))])])
 
+    def taken_over(self, job_ids: Sequence[str]) -> list[str]:
+        mine = f"pid = ? AND host = ? AND pstart {self.null_safe_eq} ?"
+        taken: list[str] = []
+        for k in range(0, len(job_ids), 500):
+            chunk = list(job_ids[k:k + 500])
+            sql = f"SELECT id FROM jobs WHERE id IN ({', '.join('?' for _ in chunk)}) AND pid IS NOT NULL AND NOT ({mine})"
+            taken += [r[0] for r in self._rows(sql, [*chunk, *_THIS_PROCESS])]
+        return taken
+
     def cancel_requests(self, job_ids: Sequence[str]) -> list[str]:
         asked: list[str] = []
         for k in range(0, len(job_ids), 500):
