@@ -9,6 +9,8 @@ handing them out. A server that does not answer fails within ``connect_timeout``
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -59,7 +61,9 @@ class PostgresStore(SQLStore):
 
     def _writer_conn(self) -> Any:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._dsn, autocommit=False, **self._connect_args)
+            # Autocommit: a batch that is one statement is its own transaction (one round
+            # trip, no BEGIN/COMMIT); longer batches open one explicitly (see _execute_batch).
+            self._conn = psycopg.connect(self._dsn, autocommit=True, **self._connect_args)
         return self._conn
 
     def _migrate(self) -> None:
@@ -77,12 +81,21 @@ class PostgresStore(SQLStore):
 
     def _execute_batch(self, statements: list[Statement]) -> None:
         conn = self._writer_conn()
+        ops = _plan(statements)
         try:
+            if len(ops) == 1 and len(ops[0][1]) == 1:
+                # The usual batch (node runs, state, events, the batch id: one statement):
+                # atomic on its own, one round trip.
+                conn.execute(ops[0][0], ops[0][1][0])
+                return
             # Pipeline mode sends the whole batch without waiting for each statement's reply:
             # one network round trip per commit instead of one per statement.
             with conn.pipeline(), conn.transaction(), conn.cursor() as cur:
-                for sql, rows in statements:
-                    cur.executemany(self._sql(sql), rows)
+                for sql, rows in ops:
+                    if len(rows) == 1:
+                        cur.execute(sql, rows[0])
+                    else:
+                        cur.executemany(sql, rows)
         except psycopg.OperationalError:
             conn.close()  # reconnect on the retry; the server rolled the transaction back
             raise
@@ -118,6 +131,89 @@ class PostgresStore(SQLStore):
         if self._conn is not None:
             self._conn.close()
         self._pool.close()
+
+
+# -- one statement per batch ----------------------------------------------------------------------
+#
+# A batch is many callers' statements, mostly the same few INSERTs (a node run, its state
+# writes, its events, the batch id). Consecutive plain INSERTs are folded into one
+# statement: each table's rows travel as one JSON parameter, expanded by the server
+# (json_populate_recordset, in order: serial ids keep the callers' order), and the tables
+# are written by data-modifying CTEs of a single statement. Any other statement (UPDATE,
+# DELETE, INSERT ... SELECT, a snapshot that reads state_writes) is a barrier: it runs on
+# its own, after everything before it and before everything after it, as before.
+
+_INSERT = re.compile(r"INSERT INTO (\w+) \(([\w, ]+)\) VALUES \(\?(?:, \?)*\)( ON CONFLICT \(id\) DO NOTHING)?")
+_DROP_BATCH_ID = "DELETE FROM write_batches WHERE id = ?"  # touches only a settled, older batch: commutes with the rest
+_shapes: dict[str, tuple[str, str, str] | None] = {}
+
+
+def _shape(sql: str) -> tuple[str, str, str] | None:
+    """``(table, columns, conflict clause)`` of a plain multi-row-able INSERT, else None."""
+    try:
+        return _shapes[sql]
+    except KeyError:
+        m = _INSERT.fullmatch(sql)
+        shape = (m.group(1), m.group(2), m.group(3) or "") if m else None
+        if len(_shapes) < 1000:
+            _shapes[sql] = shape
+        return shape
+
+
+def _plan(statements: list[Statement]) -> list[tuple[str, list[Any]]]:
+    """The batch as few statements as keep its meaning: ``[(sql with %s, [params, ...]), ...]``."""
+    ops: list[tuple[str, list[Any]]] = []
+    groups: dict[str, tuple[str, str, list[Any]]] = {}  # table -> columns, conflict, rows
+    dropped: list[Any] = []
+
+    def fold() -> None:
+        if not groups and not dropped:
+            return
+        parts, params = [], []
+        try:
+            for table, (columns, conflict, rows) in groups.items():
+                names = [c.strip() for c in columns.split(",")]
+                params.append(json.dumps([dict(zip(names, row)) for row in rows], allow_nan=False))
+                parts.append(
+                    f"INSERT INTO {table} ({columns}) SELECT {columns} FROM json_populate_recordset(NULL::{table}, %s::json) "
+                    f"WITH ORDINALITY ORDER BY ordinality{conflict}"
+                )
+        except (TypeError, ValueError):  # a value JSON cannot carry as is (NaN, bytes): row by row
+            for table, (columns, conflict, rows) in groups.items():
+                ops.append((f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(rows[0]))}){conflict}", rows))
+            parts, params = [], []
+        if dropped:
+            parts.append("DELETE FROM write_batches WHERE id = ANY(%s)")
+            params.append([row[0] for row in dropped])
+        if parts:
+            sql = parts[-1] if len(parts) == 1 else "WITH " + ", ".join(f"w{i} AS ({p})" for i, p in enumerate(parts[:-1])) + " " + parts[-1]
+            ops.append((sql, [params]))
+        groups.clear()
+        dropped.clear()
+
+    for sql, rows in statements:
+        if not rows:
+            continue
+        if sql == _DROP_BATCH_ID:
+            dropped.extend(rows)
+            continue
+        shape = _shape(sql)
+        if shape is not None:
+            table, columns, conflict = shape
+            group = groups.get(table)
+            if group is None:
+                groups[table] = (columns, conflict, list(rows))
+                continue
+            if group[0] == columns and group[1] == conflict:
+                group[2].extend(rows)
+                continue
+        fold()  # a barrier, or the same table in another shape: what came before goes first
+        if shape is not None:
+            groups[shape[0]] = (shape[1], shape[2], list(rows))
+        else:
+            ops.append((sql.replace("?", "%s"), rows))
+    fold()
+    return ops
 
 
 def _safe_text(exc: BaseException, url: str) -> str:

@@ -57,16 +57,26 @@ class BatchWriter(Generic[T]):
         *,
         sync: bool,
         interval: float = 0.005,
+        max_wait: float = 0.0,
         isolate: Callable[[BaseException], bool] = lambda _error: True,
     ) -> None:
         self.sync = sync
         self.interval = interval
+        self.max_wait = max_wait  # the longest a leader waits for company (see _gather)
         self._transact = transact
         self._isolate = isolate
         self._pending: list[_Entry[T]] = []
         self._cond = threading.Condition()
         self._committing = threading.Lock()  # one committer at a time, whoever it is
         self._closed = False
+        # Observability: batches committed (transactions attempted) and items in them, so
+        # batch size = items / batches. Written only by the committer (under _committing).
+        self.batches = 0
+        self.items = 0
+        self._leading = False  # a sync caller is committing (or about to) for everyone queued
+        self._gathering = False  # ... and is waiting a moment for more callers
+        self._last_size = 0
+        self._commit_time = 0.0  # moving average, seconds
         self._thread: threading.Thread | None = None
         if not sync:
             self._thread = threading.Thread(target=self._run, name=f"aetherflow-writer-{name}", daemon=True)
@@ -83,7 +93,18 @@ class BatchWriter(Generic[T]):
                 if len(self._pending) >= 1000:
                     self._cond.notify_all()  # bound what waits in memory
                 return
-        self._wait_for(entry)
+            if self._gathering:
+                self._cond.notify_all()  # the leader is waiting for company: here is some
+            # Group commit: while a leader commits, callers wait here (not on a lock, so
+            # one wake-up tells a whole batch it is done); the first to find no leader
+            # becomes one and commits everything queued, its own item included.
+            while not entry.done and self._leading:
+                self._cond.wait()
+            lead = not entry.done
+            if lead:
+                self._leading = True
+        if lead:
+            self._lead()
         if entry.error is not None:
             # A fresh exception per caller: several threads may be raising this outcome.
             raise StoreError(str(entry.error)) from entry.error
@@ -101,26 +122,60 @@ class BatchWriter(Generic[T]):
         if self._thread is not None:
             self._thread.join()
 
-    def _wait_for(self, entry: _Entry[T]) -> None:
-        # Leader-based group commit: the thread that gets the lock commits everything
-        # pending, including what others queued while the previous batch was committing.
-        while not entry.done:
+    def _lead(self) -> None:
+        try:
             with self._committing:
-                if not entry.done:
-                    self._commit_pending()
+                self._gather()
+                self._commit_pending(notify=False)  # the finally below wakes everyone once
+        finally:
+            with self._cond:
+                self._leading = False
+                self._cond.notify_all()  # the batch's callers, and the next leader
 
-    def _commit_pending(self) -> None:
+    def _gather(self) -> None:
+        """Wait a moment for callers known to be on their way, so they share this transaction.
+
+        Only when the last batch was shared (others are committing too) and fewer have
+        queued than it held; never longer than a fraction of what a commit takes, so a
+        lone caller never waits and a busy writer gives up little latency for larger batches.
+        """
+        if self.max_wait <= 0 or self._last_size < 2:
+            return
+        with self._cond:
+            want = self._last_size
+            if len(self._pending) >= want:
+                return
+            deadline = time.perf_counter() + min(self.max_wait, self._commit_time * 0.5)
+            self._gathering = True
+            try:
+                while len(self._pending) < want:
+                    left = deadline - time.perf_counter()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            finally:
+                self._gathering = False
+
+    def _commit_pending(self, *, notify: bool = True) -> None:
         with self._cond:
             if not self._pending:
                 return
             batch, self._pending = self._pending, []
+        self.batches += 1
+        self.items += len(batch)
+        self._last_size = len(batch)
         for entry in batch:  # until its transaction says otherwise: never "committed" by default
             entry.error = _INTERRUPTED
+        started = time.perf_counter()
         try:
             self._commit(batch)
         finally:
+            self._commit_time = 0.8 * self._commit_time + 0.2 * (time.perf_counter() - started)
             for entry in batch:
                 entry.done = True
+            if self.sync and notify:
+                with self._cond:
+                    self._cond.notify_all()
 
     def _commit(self, batch: list[_Entry[T]]) -> None:
         error = self._attempt(batch)
