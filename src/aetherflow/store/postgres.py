@@ -145,49 +145,80 @@ class PostgresStore(SQLStore):
 
 _INSERT = re.compile(r"INSERT INTO (\w+) \(([\w, ]+)\) VALUES \(\?(?:, \?)*\)( ON CONFLICT \(id\) DO NOTHING)?")
 _DROP_BATCH_ID = "DELETE FROM write_batches WHERE id = ?"  # touches only a settled, older batch: commutes with the rest
-_shapes: dict[str, tuple[str, str, str] | None] = {}
 
 
-def _shape(sql: str) -> tuple[str, str, str] | None:
-    """``(table, columns, conflict clause)`` of a plain multi-row-able INSERT, else None."""
+class _Shape:
+    """A plain INSERT that rows of several statements can share: its table, columns and folded form."""
+
+    __slots__ = ("columns", "names", "sql", "table", "values_sql")
+
+    def __init__(self, table: str, columns: str, conflict: str) -> None:
+        self.table = table
+        self.columns = columns
+        self.names = [c.strip() for c in columns.split(",")]
+        # {i}: where its rows are in the batch's JSON document (see _folded_sql).
+        self.sql = (
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM d, json_populate_recordset(NULL::{table}, d.j -> {{i}}) "
+            f"WITH ORDINALITY ORDER BY ordinality{conflict}"
+        )
+        self.values_sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(self.names))}){conflict}"
+
+
+_shapes: dict[str, _Shape | None] = {}
+_encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+_folded: dict[tuple[Any, ...], str] = {}  # the statement for a sequence of shapes (and a dropped batch id)
+
+
+def _shape(sql: str) -> _Shape | None:
     try:
         return _shapes[sql]
     except KeyError:
         m = _INSERT.fullmatch(sql)
-        shape = (m.group(1), m.group(2), m.group(3) or "") if m else None
+        shape = _Shape(m.group(1), m.group(2), m.group(3) or "") if m else None
         if len(_shapes) < 1000:
             _shapes[sql] = shape
         return shape
 
 
+def _folded_sql(key: tuple[Any, ...]) -> str:
+    """One statement writing every shape in ``key`` (and dropping old batch ids if it ends with None).
+
+    Its one parameter is a JSON array: the rows of each shape in turn, then the ids to drop.
+    """
+    sql = _folded.get(key)
+    if sql is None:
+        parts = [shape.sql.format(i=i) for i, shape in enumerate(key) if shape is not None]
+        if key[-1] is None:
+            parts.append(f"DELETE FROM write_batches WHERE id IN (SELECT json_array_elements_text(d.j -> {len(key) - 1}) FROM d)")
+        sql = "WITH d AS (SELECT %s::json AS j), " + ", ".join(f"w{i} AS ({p})" for i, p in enumerate(parts[:-1])) + " " + parts[-1]
+        sql = sql.replace("WITH d AS (SELECT %s::json AS j),  ", "WITH d AS (SELECT %s::json AS j) ")
+        if len(_folded) < 1000:
+            _folded[key] = sql
+    return sql
+
+
 def _plan(statements: list[Statement]) -> list[tuple[str, list[Any]]]:
     """The batch as few statements as keep its meaning: ``[(sql with %s, [params, ...]), ...]``."""
     ops: list[tuple[str, list[Any]]] = []
-    groups: dict[str, tuple[str, str, list[Any]]] = {}  # table -> columns, conflict, rows
+    groups: dict[str, tuple[_Shape, list[Any]]] = {}  # table -> its shape, rows
     dropped: list[Any] = []
 
     def fold() -> None:
         if not groups and not dropped:
             return
-        parts, params = [], []
-        try:
-            for table, (columns, conflict, rows) in groups.items():
-                names = [c.strip() for c in columns.split(",")]
-                params.append(json.dumps([dict(zip(names, row)) for row in rows], allow_nan=False))
-                parts.append(
-                    f"INSERT INTO {table} ({columns}) SELECT {columns} FROM json_populate_recordset(NULL::{table}, %s::json) "
-                    f"WITH ORDINALITY ORDER BY ordinality{conflict}"
-                )
-        except (TypeError, ValueError):  # a value JSON cannot carry as is (NaN, bytes): row by row
-            for table, (columns, conflict, rows) in groups.items():
-                ops.append((f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(rows[0]))}){conflict}", rows))
-            parts, params = [], []
+        key: tuple[Any, ...] = tuple(shape for shape, _ in groups.values())
+        doc: list[Any] = [[dict(zip(shape.names, row)) for row in rows] for shape, rows in groups.values()]
         if dropped:
-            parts.append("DELETE FROM write_batches WHERE id = ANY(%s)")
-            params.append([row[0] for row in dropped])
-        if parts:
-            sql = parts[-1] if len(parts) == 1 else "WITH " + ", ".join(f"w{i} AS ({p})" for i, p in enumerate(parts[:-1])) + " " + parts[-1]
-            ops.append((sql, [params]))
+            key += (None,)
+            doc.append([row[0] for row in dropped])
+        try:
+            param = _encode(doc)
+        except (TypeError, ValueError):  # a value JSON cannot carry as it is (NaN, bytes): as it was
+            ops.extend((shape.values_sql, rows) for shape, rows in groups.values())
+            if dropped:
+                ops.append((_DROP_BATCH_ID.replace("?", "%s"), dropped[:]))
+        else:
+            ops.append((_folded_sql(key), [(param,)]))
         groups.clear()
         dropped.clear()
 
@@ -199,17 +230,16 @@ def _plan(statements: list[Statement]) -> list[tuple[str, list[Any]]]:
             continue
         shape = _shape(sql)
         if shape is not None:
-            table, columns, conflict = shape
-            group = groups.get(table)
+            group = groups.get(shape.table)
             if group is None:
-                groups[table] = (columns, conflict, list(rows))
+                groups[shape.table] = (shape, list(rows))
                 continue
-            if group[0] == columns and group[1] == conflict:
-                group[2].extend(rows)
+            if group[0] is shape:
+                group[1].extend(rows)
                 continue
         fold()  # a barrier, or the same table in another shape: what came before goes first
         if shape is not None:
-            groups[shape[0]] = (shape[1], shape[2], list(rows))
+            groups[shape.table] = (shape, list(rows))
         else:
             ops.append((sql.replace("?", "%s"), rows))
     fold()

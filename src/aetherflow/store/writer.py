@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from _thread import allocate_lock as _allocate_lock
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -27,14 +28,24 @@ T = TypeVar("T")  # one queued write, as the store defines it
 
 
 class _Entry(Generic[T]):
-    """One submitted item and, once its batch is over, its outcome."""
+    """One submitted item and, once its batch is over, its outcome.
 
-    __slots__ = ("done", "error", "item")
+    A sync caller sleeps on its own ``wake`` lock (held from the start), released once,
+    under the writer's mutex, when its batch is over or when it is handed the lead: a
+    batch wakes exactly its own callers, never everyone waiting.
+    """
 
-    def __init__(self, item: T) -> None:
+    __slots__ = ("done", "error", "item", "lead", "signalled", "wake")
+
+    def __init__(self, item: T, sync: bool) -> None:
         self.item = item
         self.done = False
         self.error: BaseException | None = None
+        self.lead = False  # this caller commits the next batch
+        self.signalled = False
+        if sync:
+            self.wake = _allocate_lock()
+            self.wake.acquire()
 
 
 # The outcome of an item whose commit was cut short (KeyboardInterrupt, SystemExit in the
@@ -84,7 +95,7 @@ class BatchWriter(Generic[T]):
 
     def submit(self, item: T) -> None:
         """Queue ``item``; in sync mode, return once it is committed (or raise its own error)."""
-        entry = _Entry(item)
+        entry = _Entry(item, self.sync)
         with self._cond:
             if self._closed:
                 raise StoreError("The store is closed: it takes no more writes. Open it again (open_store(url)) to write.")
@@ -94,17 +105,23 @@ class BatchWriter(Generic[T]):
                     self._cond.notify_all()  # bound what waits in memory
                 return
             if self._gathering:
-                self._cond.notify_all()  # the leader is waiting for company: here is some
-            # Group commit: while a leader commits, callers wait here (not on a lock, so
-            # one wake-up tells a whole batch it is done); the first to find no leader
-            # becomes one and commits everything queued, its own item included.
-            while not entry.done and self._leading:
-                self._cond.wait()
-            lead = not entry.done
-            if lead:
-                self._leading = True
-        if lead:
-            self._lead()
+                self._cond.notify()  # the leader is waiting a moment for company: here is some
+            if not self._leading:  # nobody is committing: this caller does, for everyone queued
+                self._leading = entry.lead = True
+        # Group commit: while a leader commits, the others queue; when it is done it wakes
+        # its batch's callers and hands the lead to the first caller still queued, whose
+        # batch is everything queued meanwhile.
+        while True:
+            if entry.lead:
+                entry.lead = False
+                self._lead()
+            with self._cond:
+                if entry.done:
+                    break
+                if entry.lead:
+                    continue
+                entry.signalled = False
+            entry.wake.acquire()
         if entry.error is not None:
             # A fresh exception per caller: several threads may be raising this outcome.
             raise StoreError(str(entry.error)) from entry.error
@@ -126,11 +143,22 @@ class BatchWriter(Generic[T]):
         try:
             with self._committing:
                 self._gather()
-                self._commit_pending(notify=False)  # the finally below wakes everyone once
+                self._commit_pending()
         finally:
             with self._cond:
-                self._leading = False
-                self._cond.notify_all()  # the batch's callers, and the next leader
+                if self._pending:
+                    nxt = self._pending[0]
+                    nxt.lead = True
+                    self._signal(nxt)
+                else:
+                    self._leading = False
+
+    @staticmethod
+    def _signal(entry: _Entry[T]) -> None:
+        """Wake a sync caller (under the writer's mutex; at most once per sleep)."""
+        if not entry.signalled:
+            entry.signalled = True
+            entry.wake.release()
 
     def _gather(self) -> None:
         """Wait a moment for callers known to be on their way, so they share this transaction.
@@ -156,7 +184,7 @@ class BatchWriter(Generic[T]):
             finally:
                 self._gathering = False
 
-    def _commit_pending(self, *, notify: bool = True) -> None:
+    def _commit_pending(self) -> None:
         with self._cond:
             if not self._pending:
                 return
@@ -171,11 +199,11 @@ class BatchWriter(Generic[T]):
             self._commit(batch)
         finally:
             self._commit_time = 0.8 * self._commit_time + 0.2 * (time.perf_counter() - started)
-            for entry in batch:
-                entry.done = True
-            if self.sync and notify:
-                with self._cond:
-                    self._cond.notify_all()
+            with self._cond:
+                for entry in batch:
+                    entry.done = True
+                    if self.sync:
+                        self._signal(entry)
 
     def _commit(self, batch: list[_Entry[T]]) -> None:
         error = self._attempt(batch)
