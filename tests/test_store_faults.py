@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -461,3 +462,54 @@ def test_batch_ids_do_not_grow_without_bound() -> None:
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM write_batches").fetchone()[0] <= sql._BATCH_IDS_KEPT
         assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == sql._BATCH_IDS_KEPT + 50
+
+
+# -- group commit across jobs (PostgreSQL) -------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_concurrent_jobs_share_transactions_and_sync_still_commits_before_successors() -> None:
+    """16 jobs at once: fewer transactions than node runs, and no step starts before its predecessor is in."""
+    import psycopg
+
+    url = postgres_url()
+    steps, jobs = 12, 16
+    seen: list[tuple[int, int]] = []  # (predecessors the job has run, completed runs another connection sees)
+    local = threading.local()
+    checkers: list[Any] = []
+
+    @node
+    def step(x: int, execution: Any, job_state: Any) -> int:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = psycopg.connect(url, autocommit=True)
+            checkers.append(conn)
+        # From a second connection: the predecessor's commit must already be in the database.
+        committed = conn.execute(
+            "SELECT count(*) FROM node_runs WHERE job_id = %s AND status = 'completed'", (execution.job_id,),
+        ).fetchone()[0]
+        seen.append((x, committed))
+        job_state.set("x", x)
+        return x + 1
+
+    chain = step.repeat(steps)
+    store = open_store(url, durability="sync")
+    writer = store._writer  # type: ignore[attr-defined]
+    try:
+        with Worker(threads=jobs, store=store) as w:
+            batches, items = writer.batches, writer.items
+            submitted = [w.submit(chain, {"x": 0}) for _ in range(jobs)]
+            assert [j.result(60) for j in submitted] == [steps] * jobs
+            batches, items = writer.batches - batches, writer.items - items
+        assert len(seen) == steps * jobs
+        assert all(committed == x for x, committed in seen), [s for s in seen if s[0] != s[1]][:5]
+        node_runs = steps * jobs
+        assert items >= node_runs  # every node run went through the writer (and job records)
+        assert batches < node_runs, f"{batches} transactions for {node_runs} node runs: no group commit across jobs"
+        for j in submitted:
+            assert [r.status for r in store.node_runs(j.id)] == ["completed"] * steps
+            assert [s.value for s in store.state_history(j.id, "x")] == list(range(steps))
+    finally:
+        store.close()
+        for conn in checkers:
+            conn.close()

@@ -33,6 +33,7 @@ class PostgresStore(SQLStore):
     """A store in a PostgreSQL database."""
 
     null_safe_eq = "IS NOT DISTINCT FROM"
+    group_wait = float(__import__("os").environ.get("AF_GW", "0"))
 
     def __init__(self, url: str, *, pool_size: int = 8, connect_timeout: float = 5.0, **options: Any) -> None:
         self._dsn = url
@@ -158,7 +159,7 @@ class _Shape:
         self.names = [c.strip() for c in columns.split(",")]
         # {i}: where its rows are in the batch's JSON document (see _folded_sql).
         self.sql = (
-            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM d, json_populate_recordset(NULL::{table}, d.j -> {{i}}) "
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM d, jsonb_populate_recordset(NULL::{table}, d.j -> {{i}}) "
             f"WITH ORDINALITY ORDER BY ordinality{conflict}"
         )
         self.values_sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(self.names))}){conflict}"
@@ -189,9 +190,10 @@ def _folded_sql(key: tuple[Any, ...]) -> str:
     if sql is None:
         parts = [shape.sql.format(i=i) for i, shape in enumerate(key) if shape is not None]
         if key[-1] is None:
-            parts.append(f"DELETE FROM write_batches WHERE id IN (SELECT json_array_elements_text(d.j -> {len(key) - 1}) FROM d)")
-        sql = "WITH d AS (SELECT %s::json AS j), " + ", ".join(f"w{i} AS ({p})" for i, p in enumerate(parts[:-1])) + " " + parts[-1]
-        sql = sql.replace("WITH d AS (SELECT %s::json AS j),  ", "WITH d AS (SELECT %s::json AS j) ")
+            # = ANY(ARRAY(...)): an index lookup per id (IN (SELECT ...) would scan the table).
+            parts.append(f"DELETE FROM write_batches WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(d.j -> {len(key) - 1}) FROM d))")
+        sql = "WITH d AS (SELECT %s::jsonb AS j), " + ", ".join(f"w{i} AS ({p})" for i, p in enumerate(parts[:-1])) + " " + parts[-1]
+        sql = sql.replace("WITH d AS (SELECT %s::jsonb AS j),  ", "WITH d AS (SELECT %s::jsonb AS j) ")
         if len(_folded) < 1000:
             _folded[key] = sql
     return sql
