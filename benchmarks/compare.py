@@ -357,6 +357,106 @@ def durability(quick: bool) -> Section:
     return sec
 
 
+# -- concurrent jobs: group commit -----------------------------------------------------------------
+
+_SCALE: dict[str, list[tuple[int, float, float]]] = {}  # store -> (jobs, steps/s, mean batch size)
+
+
+def concurrent_chains(url: str, jobs: int, steps: int, rounds: int) -> tuple[float, float, int]:
+    """Best steps/s of ``jobs`` concurrent ``steps``-step chains (one state key per step), mean batch size, transactions."""
+
+    @node
+    def step(x: int, job_state: Any) -> int:
+        job_state.set("x", x)
+        return x + 1
+
+    chain = step.repeat(steps)
+    store = open_store(url, durability="sync")
+    writer = store._writer  # type: ignore[attr-defined]
+    best_rate, batches, items = 0.0, 0, 0
+    try:
+        with Worker(threads=max(8, jobs), store=store) as w:
+            chain.run({"x": 0}, worker=w)
+            for _ in range(rounds):
+                b0, i0 = writer.batches, writer.items
+                gc.collect()
+                t = time.perf_counter()
+                submitted = [w.submit(chain, {"x": 0}) for _ in range(jobs)]
+                for job in submitted:
+                    job.result()
+                rate = jobs * steps / (time.perf_counter() - t)
+                if rate > best_rate:
+                    best_rate, batches, items = rate, writer.batches - b0, writer.items - i0
+    finally:
+        store.close()
+    return best_rate, items / max(batches, 1), batches
+
+
+def plain_psycopg_step(url: str, steps: int) -> Callable[[], None]:
+    """The floor for one durable step: one INSERT and one COMMIT on a plain psycopg connection."""
+    import psycopg
+
+    conn = psycopg.connect(url)
+    conn.execute("CREATE TABLE IF NOT EXISTS bench_plain (id BIGSERIAL PRIMARY KEY, job_id TEXT, key TEXT, value TEXT)")
+    conn.commit()
+
+    def run() -> None:
+        for i in range(steps):
+            conn.execute("INSERT INTO bench_plain (job_id, key, value) VALUES (%s, %s, %s)", ("job", "x", str(i)))
+            conn.commit()
+
+    return run
+
+
+def scale(quick: bool) -> Section:
+    steps = 50
+    levels = [1, 8] if quick else [1, 8, 32, 64]
+    rounds = 2 if quick else 5
+    sec = Section(
+        "Concurrent jobs, durable (`sync`): group commit",
+        f"Concurrent jobs, each a {steps}-step chain whose every step writes one `job_state` key, `durability=\"sync\"`, "
+        "`Worker(threads=max(8, jobs))`. Each node's commit is in the database before its successor starts; "
+        "jobs that commit at the same moment share one transaction. The ratio is the cost per step against one job "
+        "alone (lower is better: concurrency pays); *batch* is node runs and job records per transaction, "
+        "read from the writer's counters.",
+        chart="scale",
+    )
+    folder = Path(tempfile.mkdtemp())
+    urls = [("SQLite", f"sqlite:///{folder / 'scale.db'}")]
+    pg = os.environ.get("AETHERFLOW_PG_URL")
+    if pg:
+        urls.append(("PostgreSQL", pg))
+    for label, url in urls:
+        table = [f"**{label}**", "", "| concurrent jobs | steps/s | µs per step | batch (records per transaction) | transactions |", "|---|---|---|---|---|"]
+        curve = []
+        for jobs in levels:
+            rate, batch, transactions = concurrent_chains(url, jobs, steps, rounds)
+            curve.append((jobs, rate, batch))
+            table.append(f"| {jobs} | {rate:,.0f} | {1e6 / rate:,.0f} | {batch:.1f} | {transactions} |")
+            if jobs > 1:
+                sec.rows.append(Row(f"{label}, {jobs} concurrent jobs, per step", 1 / rate, "1 job alone", 1 / curve[0][1], "falls as jobs rise"))
+        _SCALE[label] = curve
+        sec.extra += [*table, ""]
+    if pg:
+        @node
+        def step(x: int, job_state: Any) -> int:
+            job_state.set("x", x)
+            return x + 1
+
+        chain = step.repeat(steps)
+        n = 100 if quick else 200
+        long_chain = step.repeat(n)
+        with Worker(threads=8, store=open_store(pg, durability="sync")) as w:
+            long_chain.run({"x": 0}, worker=w)
+            t_af, t_plain = paired(lambda: long_chain.run({"x": 0}, worker=w), plain_psycopg_step(pg, n), 1 if quick else 3, 3 if quick else 5)
+            w.store.close()
+        del chain
+        sec.rows.append(Row(f"PostgreSQL, one {n}-step chain, per step", t_af / n, "plain psycopg INSERT + COMMIT per step", t_plain / n, "≤ 2×"))
+    else:
+        sec.extra.append("_PostgreSQL not measured: set `AETHERFLOW_PG_URL` (CI and `.ci/run` start a server)._")
+    return sec
+
+
 # -- history queries -----------------------------------------------------------------------------
 
 
@@ -514,6 +614,16 @@ def draw(sections: list[Section], folder: Path) -> dict[str, str]:
             ax.axhline(1.0, color="#888", lw=1)
             ax.legend()
         chart("modes", modes, "worker threads", "shared / isolated time")
+    if _SCALE:
+        def scale_plot(ax: Any) -> None:
+            for (label, curve), style in zip(_SCALE.items(), ("-o", "--s")):
+                ax.plot([c[0] for c in curve], [c[1] for c in curve], style, label=f"AetherFlow, {label} `sync`")
+                for jobs, rate, batch in curve:
+                    ax.annotate(f"{batch:.0f}", (jobs, rate), textcoords="offset points", xytext=(0, 6), fontsize=7, ha="center")
+            ax.set_xscale("log", base=2)
+            ax.set_ylim(bottom=0)
+            ax.legend(title="labels: records per transaction", fontsize=8, title_fontsize=8)
+        chart("scale", scale_plot, "concurrent jobs (50-step chains)", "steps/s")
     if _HISTORY:
         def history_plot(ax: Any) -> None:
             ax.plot([h[0] for h in _HISTORY], [h[1] * 1e3 for h in _HISTORY], "-o", label="jobs(flow, status, since)")
@@ -528,11 +638,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes; a smoke test")
     parser.add_argument("--write", type=Path, help="write the markdown page here (charts beside it in img/)")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: engine,scopes,state,durability,history,dask")
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: engine,scopes,state,durability,scale,history,dask")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     sections: list[Section] = []
-    for name, fn in (("engine", engine), ("scopes", scopes), ("state", state), ("durability", durability), ("history", history), ("dask", dask_section)):
+    for name, fn in (("engine", engine), ("scopes", scopes), ("state", state), ("durability", durability), ("scale", scale), ("history", history), ("dask", dask_section)):
         if name in skip:
             continue
         started = time.perf_counter()
