@@ -151,7 +151,7 @@ _DROP_BATCH_ID = "DELETE FROM write_batches WHERE id = ?"  # touches only a sett
 class _Shape:
     """A plain INSERT that rows of several statements can share: its table, columns and folded form."""
 
-    __slots__ = ("columns", "names", "sql", "table", "values_sql")
+    __slots__ = ("columns", "conflict", "names", "row", "sql", "table", "values_sql")
 
     def __init__(self, table: str, columns: str, conflict: str) -> None:
         self.table = table
@@ -162,9 +162,16 @@ class _Shape:
             f"INSERT INTO {table} ({columns}) SELECT {columns} FROM d, jsonb_populate_recordset(NULL::{table}, d.j -> {{i}}) "
             f"WITH ORDINALITY ORDER BY ordinality{conflict}"
         )
-        self.values_sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(self.names))}){conflict}"
+        self.conflict = conflict
+        self.row = f"({', '.join(['%s'] * len(self.names))})"
+        self.values_sql = f"INSERT INTO {table} ({columns}) VALUES {self.row}{conflict}"
+
+    def values(self, count: int) -> str:
+        """The INSERT of ``count`` rows as parameters (small batches: no JSON to parse, no sort)."""
+        return f"INSERT INTO {self.table} ({self.columns}) VALUES {', '.join([self.row] * count)}{self.conflict}"
 
 
+_SMALL = 8  # rows in a fold up to which they travel as parameters (about one node run); above, as one jsonb document
 _shapes: dict[str, _Shape | None] = {}
 _encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 _folded: dict[tuple[Any, ...], str] = {}  # the statement for a sequence of shapes (and a dropped batch id)
@@ -182,18 +189,25 @@ def _shape(sql: str) -> _Shape | None:
 
 
 def _folded_sql(key: tuple[Any, ...]) -> str:
-    """One statement writing every shape in ``key`` (and dropping old batch ids if it ends with None).
+    """One statement writing every group in ``key``: ``(shape, rows or None)``, then ``(None, ids)`` to drop.
 
-    Its one parameter is a JSON array: the rows of each shape in turn, then the ids to drop.
+    With row counts (a small batch) rows are parameters, so each batch shape is its own
+    prepared statement; without (a large one) the one parameter is a JSON array, the rows
+    of each shape in turn, then the batch ids to drop.
     """
     sql = _folded.get(key)
     if sql is None:
-        parts = [shape.sql.format(i=i) for i, shape in enumerate(key) if shape is not None]
-        if key[-1] is None:
-            # = ANY(ARRAY(...)): an index lookup per id (IN (SELECT ...) would scan the table).
-            parts.append(f"DELETE FROM write_batches WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(d.j -> {len(key) - 1}) FROM d))")
-        sql = "WITH d AS (SELECT %s::jsonb AS j), " + ", ".join(f"w{i} AS ({p})" for i, p in enumerate(parts[:-1])) + " " + parts[-1]
-        sql = sql.replace("WITH d AS (SELECT %s::jsonb AS j),  ", "WITH d AS (SELECT %s::jsonb AS j) ")
+        parts, small = [], key[0][1] is not None
+        for i, (shape, count) in enumerate(key):
+            if shape is None:  # = ANY(ARRAY(...)): an index lookup per id (IN (SELECT ...) would scan the table)
+                where = (("= %s" if count == 1 else "= ANY(%s)") if small
+                         else f"= ANY(ARRAY(SELECT jsonb_array_elements_text(d.j -> {i}) FROM d))")
+                parts.append(f"DELETE FROM write_batches WHERE id {where}")
+            else:
+                parts.append(shape.values(count) if small else shape.sql.format(i=i))
+        ctes = [] if small else ["d AS (SELECT %s::jsonb AS j)"]
+        ctes += [f"w{i} AS ({p})" for i, p in enumerate(parts[:-1])]
+        sql = (f"WITH {', '.join(ctes)} " if ctes else "") + parts[-1]
         if len(_folded) < 1000:
             _folded[key] = sql
     return sql
@@ -208,10 +222,20 @@ def _plan(statements: list[Statement]) -> list[tuple[str, list[Any]]]:
     def fold() -> None:
         if not groups and not dropped:
             return
-        key: tuple[Any, ...] = tuple(shape for shape, _ in groups.values())
+        if sum(len(rows) for _, rows in groups.values()) <= _SMALL:
+            key: tuple[Any, ...] = tuple((shape, len(rows)) for shape, rows in groups.values())
+            params: list[Any] = [v for _, rows in groups.values() for row in rows for v in row]
+            if dropped:
+                key += ((None, len(dropped)),)
+                params.append(dropped[0][0] if len(dropped) == 1 else [row[0] for row in dropped])
+            ops.append((_folded_sql(key), [params]))
+            groups.clear()
+            dropped.clear()
+            return
+        key = tuple((shape, None) for shape, _ in groups.values())
         doc: list[Any] = [[dict(zip(shape.names, row)) for row in rows] for shape, rows in groups.values()]
         if dropped:
-            key += (None,)
+            key += ((None, None),)
             doc.append([row[0] for row in dropped])
         try:
             param = _encode(doc)
