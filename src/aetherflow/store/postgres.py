@@ -33,7 +33,6 @@ class PostgresStore(SQLStore):
     """A store in a PostgreSQL database."""
 
     null_safe_eq = "IS NOT DISTINCT FROM"
-    group_wait = float(__import__("os").environ.get("AF_GW", "0"))
 
     def __init__(self, url: str, *, pool_size: int = 8, connect_timeout: float = 5.0, **options: Any) -> None:
         self._dsn = url

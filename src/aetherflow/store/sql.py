@@ -90,11 +90,11 @@ class SQLStore(Store):
     # looks it up. An embedded database knows: SQLite's retryable errors (locked, busy)
     # leave the transaction uncommitted, so it skips the extra row (one more page per commit).
     commit_outcome_can_be_lost = True
-    # The longest a group-commit leader waits for callers known to be on their way (see
-    # BatchWriter._gather); 0 never waits.
-    group_wait = 0.0
 
-    def __init__(self, url: str, *, durability: str = "sync", pickle: bool = False, redact: Callable[[Any], Any] | None = None, snapshot_every: int = 100) -> None:
+    def __init__(
+        self, url: str, *, durability: str = "sync", pickle: bool = False, redact: Callable[[Any], Any] | None = None,
+        snapshot_every: int = 100, group_wait: float = 0.0,
+    ) -> None:
         self.url = url
         self.pickle = pickle
         self.redact = redact
@@ -106,7 +106,12 @@ class SQLStore(Store):
         self._batch_numbers = itertools.count(1)
         self._migrate()
         self._writer: BatchWriter[list[Statement]] = BatchWriter(
-            url.rsplit("/", 1)[-1], self._transact, sync=durability == "sync", isolate=self._refused_by_data, max_wait=self.group_wait,
+            url.rsplit("/", 1)[-1], self._transact, sync=durability == "sync", isolate=self._refused_by_data,
+            # The longest a group-commit leader waits for callers known to be on their way
+            # (BatchWriter._gather). Off by default: on the benchmark server it made batches
+            # larger but not faster (docs/benchmarks.md); a server whose commits are cheap
+            # next to their round trip may gain from ~0.0005.
+            max_wait=group_wait,
         )
 
     # -- dialect ------------------------------------------------------------------------
