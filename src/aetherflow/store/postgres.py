@@ -37,6 +37,7 @@ class PostgresStore(SQLStore):
     def __init__(self, url: str, *, pool_size: int = 8, connect_timeout: float = 5.0, **options: Any) -> None:
         self._dsn = url
         self._conn: Any = None
+        self._cursor: Any = None  # the writer's, reused
         # libpq counts whole seconds, at least 2; a timeout in the URL wins.
         self._connect_args: dict[str, Any] = {} if "connect_timeout" in url else {"connect_timeout": max(2, round(connect_timeout))}
         try:
@@ -86,7 +87,9 @@ class PostgresStore(SQLStore):
             if len(ops) == 1 and len(ops[0][1]) == 1:
                 # The usual batch (node runs, state, events, the batch id: one statement):
                 # atomic on its own, one round trip.
-                conn.execute(ops[0][0], ops[0][1][0])
+                if self._cursor is None or self._cursor.connection is not conn:
+                    self._cursor = conn.cursor()
+                self._cursor.execute(ops[0][0], ops[0][1][0])
                 return
             # Pipeline mode sends the whole batch without waiting for each statement's reply:
             # one network round trip per commit instead of one per statement.
@@ -212,8 +215,39 @@ def _folded_sql(key: tuple[Any, ...]) -> str:
     return sql
 
 
+_small_plans: dict[tuple[Any, ...], str] = {}  # a small batch's statements and row counts -> its one statement
+
+
 def _plan(statements: list[Statement]) -> list[tuple[str, list[Any]]]:
     """The batch as few statements as keep its meaning: ``[(sql with %s, [params, ...]), ...]``."""
+    # A lone node run, the usual batch of a chain: its statement is known from its shape,
+    # and its parameters are its rows' values in order.
+    signature = tuple((sql, len(rows)) for sql, rows in statements)
+    sql = _small_plans.get(signature)
+    if sql is not None:
+        return [(sql, [[v for _, rows in statements for row in rows for v in row]])]
+    ops = _fold_batch(statements)
+    if len(_small_plans) < 1000 and _is_small(statements):
+        _small_plans[signature] = ops[0][0]
+    return ops
+
+
+def _is_small(statements: list[Statement]) -> bool:
+    """Whether a batch folds into one statement whose parameters are its rows in order."""
+    tables = set()
+    for i, (sql, rows) in enumerate(statements):
+        if sql == _DROP_BATCH_ID:
+            if i != len(statements) - 1 or len(rows) != 1:
+                return False
+            continue
+        shape = _shape(sql)
+        if shape is None or shape.table in tables or not rows:
+            return False
+        tables.add(shape.table)
+    return 0 < sum(len(rows) for sql, rows in statements if sql != _DROP_BATCH_ID) <= _SMALL
+
+
+def _fold_batch(statements: list[Statement]) -> list[tuple[str, list[Any]]]:
     ops: list[tuple[str, list[Any]]] = []
     groups: dict[str, tuple[_Shape, list[Any]]] = {}  # table -> its shape, rows
     dropped: list[Any] = []
