@@ -616,7 +616,7 @@ def draw(sections: list[Section], folder: Path) -> dict[str, str]:
         chart("modes", modes, "worker threads", "shared / isolated time")
     if _SCALE:
         def scale_plot(ax: Any) -> None:
-            for (label, curve), style in zip(_SCALE.items(), ("-o", "--s")):
+            for (label, curve), style in zip(_SCALE.items(), ("-o", "--s"), strict=False):
                 ax.plot([c[0] for c in curve], [c[1] for c in curve], style, label=f"AetherFlow, {label} `sync`")
                 for jobs, rate, batch in curve:
                     ax.annotate(f"{batch:.0f}", (jobs, rate), textcoords="offset points", xytext=(0, 6), fontsize=7, ha="center")

@@ -266,11 +266,11 @@ def _fold_batch(statements: list[Statement]) -> list[tuple[str, list[Any]]]:
             dropped.clear()
             return
         key = tuple((shape, None) for shape, _ in groups.values())
-        doc: list[Any] = [[dict(zip(shape.names, row)) for row in rows] for shape, rows in groups.values()]
-        if dropped:
-            key += ((None, None),)
-            doc.append([row[0] for row in dropped])
         try:
+            doc: list[Any] = [[dict(zip(shape.names, row, strict=True)) for row in rows] for shape, rows in groups.values()]
+            if dropped:
+                key += ((None, None),)
+                doc.append([row[0] for row in dropped])
             param = _encode(doc)
         except (TypeError, ValueError):  # a value JSON cannot carry as it is (NaN, bytes): as it was
             ops.extend((shape.values_sql, rows) for shape, rows in groups.values())
