@@ -454,7 +454,27 @@ def scale(quick: bool) -> Section:
         sec.rows.append(Row(f"PostgreSQL, one {n}-step chain, per step", t_af / n, "plain psycopg INSERT + COMMIT per step", t_plain / n, "≤ 2×"))
     else:
         sec.extra.append("_PostgreSQL not measured: set `AETHERFLOW_PG_URL` (CI and `.ci/run` start a server)._")
+    sec.extra += _SCALE_HISTORY
     return sec
+
+
+# What each change of issue 17 bought: measured once, not by this script (it needs the
+# code before each change). Alternating runs on the machine named above, best of rounds.
+_SCALE_HISTORY = [
+    "",
+    "**What each change bought** (issue 17; PostgreSQL 15 on the same 2-core machine, `fsync=off`; "
+    "alternating runs of the old and new code, best of rounds, so read the ranges as noise):",
+    "",
+    "| change | effect |",
+    "|---|---|",
+    "| before (one leader per lock acquisition, one pipelined `executemany` per statement) | 1 / 8 / 32 / 64 jobs: 1,543 / 2,770 / 2,708 / 2,389 steps/s; ~2.2 records per transaction from 8 to 64 jobs; one chain 643–709 µs per step, 2.8–6.0× a plain insert + commit |",
+    "| group commit: waiters sleep on their own lock and a finished leader wakes only its batch and hands the lead to the first caller queued (before, every waiter had to take the commit lock in turn just to learn it was done, and whoever got it committed the few records queued meanwhile) | 64 jobs: 15 records per transaction (was 2.2), 3,300–4,000 steps/s; one job unchanged |",
+    "| one statement per batch in autocommit: every table written by a data-modifying CTE, rows as one `jsonb` document | one job ~3,200 steps/s (was ~1,400); 64 jobs 5,700–7,000 |",
+    "| a batch of about one node run as parameters of one prepared statement (no JSON to parse, no sort) | one chain 200–247 µs per step (308–344 with `jsonb`): 1.5–1.8× a plain insert + commit |",
+    "| old batch ids dropped 100 at a time, by index (`= ANY(ARRAY(...))`; `IN (SELECT ...)` scanned `write_batches`, 0.8 ms per batch at 10,000 rows) | one statement fewer in 99 batches of 100 |",
+    "| leader waits up to 0.5 ms for callers on their way (`group_wait`) | 64 jobs: 27 records per transaction instead of 17, but no more steps/s (CPU-bound here): **off by default** |",
+    "| SQLite: a batch's INSERTs merged into one `executemany` per table | under 1 µs per record of 17–86: **not kept** |",
+]
 
 
 # -- history queries -----------------------------------------------------------------------------
