@@ -473,6 +473,7 @@ _SCALE_HISTORY = [
     "| a batch of about one node run as parameters of one prepared statement (no JSON to parse, no sort) | one chain 200–247 µs per step (308–344 with `jsonb`): 1.5–1.8× a plain insert + commit |",
     "| old batch ids dropped 100 at a time, by index (`= ANY(ARRAY(...))`; `IN (SELECT ...)` scanned `write_batches`, 0.8 ms per batch at 10,000 rows) | one statement fewer in 99 batches of 100 |",
     "| leader waits up to 0.5 ms for callers on their way (`group_wait`) | 64 jobs: 27 records per transaction instead of 17, but no more steps/s (CPU-bound here): **off by default** |",
+    "| a finished leader commits up to 1 or 3 more batches itself instead of handing the lead on (one wake-up fewer per batch) | no change beyond noise on either store: **not kept** |",
     "| SQLite: a batch's INSERTs merged into one `executemany` per table | under 1 µs per record of 17–86: **not kept** |",
 ]
 
