@@ -392,6 +392,49 @@ def concurrent_chains(url: str, jobs: int, steps: int, rounds: int) -> tuple[flo
     return best_rate, items / max(batches, 1), batches
 
 
+def langgraph_chains(url: str, jobs: int, steps: int, rounds: int) -> float | None:
+    """Best steps/s of the same work on LangGraph with its PostgresSaver (``durability="sync"``), if installed.
+
+    A peer, installed only in a benchmark environment (``pip install langgraph
+    langgraph-checkpoint-postgres``); its pool gives every concurrent job a connection.
+    """
+    try:
+        from langgraph.checkpoint.postgres import PostgresSaver
+        from langgraph.graph import END, START, StateGraph
+        from psycopg.rows import dict_row
+        from psycopg_pool import ConnectionPool
+    except ImportError:
+        return None
+    from typing import TypedDict
+
+    class S(TypedDict):
+        x: int
+
+    graph = StateGraph(S)
+    prev = START
+    for i in range(steps):
+        graph.add_node(f"s{i}", lambda s: {"x": s["x"] + 1})
+        graph.add_edge(prev, f"s{i}")
+        prev = f"s{i}"
+    graph.add_edge(prev, END)
+    with ConnectionPool(url, min_size=1, max_size=jobs + 2, open=True, kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}) as pool:
+        saver = PostgresSaver(pool)  # type: ignore[arg-type]
+        saver.setup()
+        app = graph.compile(checkpointer=saver)
+
+        def one(_: int) -> None:
+            app.invoke({"x": 0}, {"configurable": {"thread_id": os.urandom(8).hex()}}, durability="sync")
+
+        best_rate = 0.0
+        with ThreadPoolExecutor(jobs) as ex:
+            list(ex.map(one, range(jobs)))
+            for _ in range(rounds):
+                t = time.perf_counter()
+                list(ex.map(one, range(jobs)))
+                best_rate = max(best_rate, jobs * steps / (time.perf_counter() - t))
+    return best_rate
+
+
 def plain_psycopg_step(url: str, steps: int) -> Callable[[], None]:
     """The floor for one durable step: one INSERT and one COMMIT on a plain psycopg connection."""
     import psycopg
@@ -438,6 +481,20 @@ def scale(quick: bool) -> Section:
         _SCALE[label] = curve
         sec.extra += [*table, ""]
     if pg:
+        peer = [(jobs, langgraph_chains(pg, jobs, steps, max(2, rounds - 2))) for jobs in levels]
+        if peer[0][1] is None:
+            sec.extra.append("_LangGraph not measured: `pip install langgraph langgraph-checkpoint-postgres` in the benchmark environment._")
+        else:
+            ours = dict((c[0], c[1]) for c in _SCALE["PostgreSQL"])
+            table = ["**LangGraph 1.x, PostgresSaver, same work** (`durability=\"sync\"`, one pooled connection per job)", "",
+                     "| concurrent jobs | steps/s | AetherFlow ÷ LangGraph (throughput) |", "|---|---|---|"]
+            for jobs, rate in peer:
+                assert rate is not None
+                table.append(f"| {jobs} | {rate:,.0f} | **{ours[jobs] / rate:.1f}×** |")
+                sec.rows.append(Row(f"PostgreSQL, {jobs} concurrent job{'s' if jobs > 1 else ''}, per step", 1 / ours[jobs], "LangGraph PostgresSaver, same", 1 / rate, "≤ 0.25× at 8 jobs" if jobs == 8 else ""))
+            _SCALE["LangGraph PostgresSaver"] = [(jobs, rate or 0.0, 0.0) for jobs, rate in peer]
+            sec.extra += [*table, ""]
+
         @node
         def step(x: int, job_state: Any) -> int:
             job_state.set("x", x)
@@ -637,10 +694,12 @@ def draw(sections: list[Section], folder: Path) -> dict[str, str]:
         chart("modes", modes, "worker threads", "shared / isolated time")
     if _SCALE:
         def scale_plot(ax: Any) -> None:
-            for (label, curve), style in zip(_SCALE.items(), ("-o", "--s"), strict=False):
-                ax.plot([c[0] for c in curve], [c[1] for c in curve], style, label=f"AetherFlow, {label} `sync`")
+            for (label, curve), style in zip(_SCALE.items(), ("-o", "--s", ":^"), strict=False):
+                name = label if label.startswith("LangGraph") else f"AetherFlow, {label}"
+                ax.plot([c[0] for c in curve], [c[1] for c in curve], style, label=f"{name}, sync")
                 for jobs, rate, batch in curve:
-                    ax.annotate(f"{batch:.0f}", (jobs, rate), textcoords="offset points", xytext=(0, 6), fontsize=7, ha="center")
+                    if batch:
+                        ax.annotate(f"{batch:.0f}", (jobs, rate), textcoords="offset points", xytext=(0, 6), fontsize=7, ha="center")
             ax.set_xscale("log", base=2)
             ax.set_ylim(bottom=0)
             ax.legend(title="labels: records per transaction", fontsize=8, title_fontsize=8)
