@@ -120,6 +120,43 @@ def test_a_commit_cut_short_is_never_reported_as_committed() -> None:
     assert "interrupted before its commit finished" in next(o for o in outcomes.values() if o.startswith("StoreError"))
 
 
+def test_a_caller_interrupted_while_waiting_does_not_keep_the_lead() -> None:
+    """Ctrl-C in a caller waiting on a group commit: later callers are still committed."""
+    import signal
+
+    committed: list[str] = []
+    started = threading.Event()
+
+    def transact(items: list[str]) -> None:
+        if "slow" in items:
+            started.set()
+            time.sleep(0.3)
+        committed.extend(items)
+
+    writer: BatchWriter[str] = BatchWriter("test", transact, sync=True)
+    leader = threading.Thread(target=writer.submit, args=("slow",))
+    leader.start()
+    assert started.wait(5)
+
+    def interrupt(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(KeyboardInterrupt):
+            writer.submit("interrupted")  # waits behind the slow batch, then Ctrl-C
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    leader.join(5)
+    done = threading.Event()
+    threading.Thread(target=lambda: (writer.submit("later"), done.set()), daemon=True).start()
+    assert done.wait(5), "a caller that left kept the lead: nobody commits any more"
+    assert committed == ["slow", "interrupted", "later"]  # the item whose caller left is committed by the next leader
+    writer.close()
+
+
 def _poisoned_id() -> str:
     # SQLite cannot encode the surrogate; PostgreSQL refuses the NUL.
     return uuid.uuid4().hex + "\x00\udcff"

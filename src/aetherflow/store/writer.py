@@ -35,13 +35,14 @@ class _Entry(Generic[T]):
     batch wakes exactly its own callers, never everyone waiting.
     """
 
-    __slots__ = ("done", "error", "item", "lead", "signalled", "wake")
+    __slots__ = ("done", "error", "gone", "item", "lead", "signalled", "wake")
 
     def __init__(self, item: T, sync: bool) -> None:
         self.item = item
         self.done = False
         self.error: BaseException | None = None
         self.lead = False  # this caller commits the next batch
+        self.gone = False  # its caller stopped waiting (Ctrl-C): never hand it the lead
         self.signalled = False
         if sync:
             self.wake = _allocate_lock()
@@ -85,6 +86,7 @@ class BatchWriter(Generic[T]):
         self.batches = 0
         self.items = 0
         self._leading = False  # a sync caller is committing (or about to) for everyone queued
+        self._leader: _Entry[T] | None = None  # ... the one holding the lead
         self._gathering = False  # ... and is waiting a moment for more callers
         self._last_size = 0
         self._commit_time = 0.0  # moving average, seconds
@@ -108,20 +110,31 @@ class BatchWriter(Generic[T]):
                 self._cond.notify()  # the leader is waiting a moment for company: here is some
             if not self._leading:  # nobody is committing: this caller does, for everyone queued
                 self._leading = entry.lead = True
+                self._leader = entry
         # Group commit: while a leader commits, the others queue; when it is done it wakes
         # its batch's callers and hands the lead to the first caller still queued, whose
         # batch is everything queued meanwhile.
-        while True:
-            if entry.lead:
-                entry.lead = False
-                self._lead()
-            with self._cond:
-                if entry.done:
-                    break
+        try:
+            while True:
                 if entry.lead:
-                    continue
-                entry.signalled = False
-            entry.wake.acquire()
+                    entry.lead = False
+                    self._lead()
+                with self._cond:
+                    if entry.done:
+                        break
+                    if entry.lead:
+                        continue
+                    entry.signalled = False
+                entry.wake.acquire()
+        except BaseException:
+            # Interrupted (Ctrl-C in the main thread) while waiting or about to lead: the
+            # item stays queued for the next leader, as any item whose caller left, and the
+            # lead must not stay with a caller that is gone.
+            with self._cond:
+                entry.gone = True
+                if self._leader is entry:
+                    self._hand_off()
+            raise
         if entry.error is not None:
             # A fresh exception per caller: several threads may be raising this outcome.
             raise StoreError(str(entry.error)) from entry.error
@@ -146,12 +159,18 @@ class BatchWriter(Generic[T]):
                 self._commit_pending()
         finally:
             with self._cond:
-                if self._pending:
-                    nxt = self._pending[0]
-                    nxt.lead = True
-                    self._signal(nxt)
-                else:
-                    self._leading = False
+                self._hand_off()
+
+    def _hand_off(self) -> None:
+        """Give the lead to the first caller still queued and waiting, or give it up (under the mutex)."""
+        for nxt in self._pending:
+            if not nxt.gone:
+                nxt.lead = True
+                self._leader = nxt
+                self._signal(nxt)
+                return
+        self._leading = False
+        self._leader = None
 
     @staticmethod
     def _signal(entry: _Entry[T]) -> None:
