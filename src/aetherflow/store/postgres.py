@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..errors import StoreError
-from .sql import SCHEMA_VERSION, SQLStore, Statement, migrate
+from .sql import SCHEMA_VERSION, SQLStore, Statement, migrate, migrations
 
 try:
     import psycopg
@@ -153,17 +153,27 @@ _DROP_BATCH_ID = "DELETE FROM write_batches WHERE id = ?"  # touches only a sett
 class _Shape:
     """A plain INSERT that rows of several statements can share: its table, columns and folded form."""
 
-    __slots__ = ("columns", "conflict", "names", "row", "sql", "table", "values_sql")
+    __slots__ = ("arrays", "columns", "conflict", "names", "row", "sql", "table", "values_sql")
 
     def __init__(self, table: str, columns: str, conflict: str) -> None:
         self.table = table
         self.columns = columns
         self.names = [c.strip() for c in columns.split(",")]
-        # {i}: where its rows are in the batch's JSON document (see _folded_sql).
-        self.sql = (
-            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM d, jsonb_populate_recordset(NULL::{table}, d.j -> {{i}}) "
-            f"WITH ORDINALITY ORDER BY ordinality{conflict}"
-        )
+        # {i}: where its rows are in the batch's JSON document (see _folded_sql): each row
+        # a JSON array, each value cast to its column's type.
+        types = _column_types().get(table, {})
+        self.arrays = all(name in types for name in self.names)
+        if self.arrays:
+            values = ", ".join(f"(r->>{k})::{types[name]}" for k, name in enumerate(self.names))
+            self.sql = (
+                f"INSERT INTO {table} ({columns}) SELECT {values} FROM d, jsonb_array_elements(d.j -> {{i}}) WITH ORDINALITY AS e(r, o) "
+                f"ORDER BY o{conflict}"
+            )
+        else:  # a column the schema does not say: rows as objects, typed by the table
+            self.sql = (
+                f"INSERT INTO {table} ({columns}) SELECT {columns} FROM d, jsonb_populate_recordset(NULL::{table}, d.j -> {{i}}) "
+                f"WITH ORDINALITY ORDER BY ordinality{conflict}"
+            )
         self.conflict = conflict
         self.row = f"({', '.join(['%s'] * len(self.names))})"
         self.values_sql = f"INSERT INTO {table} ({columns}) VALUES {self.row}{conflict}"
@@ -175,6 +185,23 @@ class _Shape:
 
 _SMALL = 8  # rows in a fold up to which they travel as parameters (about one node run); above, as one jsonb document
 _shapes: dict[str, _Shape | None] = {}
+_COLUMN = re.compile(r"(\w+) ((?:DOUBLE PRECISION|TEXT|INTEGER|BIGINT|BIGSERIAL))\b")
+_TYPES: dict[str, dict[str, str]] = {}
+
+
+def _column_types() -> dict[str, dict[str, str]]:
+    """Each table's column types, as the migrations create them on PostgreSQL."""
+    if not _TYPES:
+        for _, steps in migrations("DOUBLE PRECISION", "BIGSERIAL PRIMARY KEY"):
+            for step in steps:
+                created = re.match(r"CREATE TABLE (\w+) \((.*)\)$", step)
+                added = re.match(r"ALTER TABLE (\w+) ADD COLUMN (.*)$", step)
+                m = created or added
+                if m:
+                    columns = _TYPES.setdefault(m.group(1), {})
+                    for name, kind in _COLUMN.findall(m.group(2)):
+                        columns[name] = "BIGINT" if kind == "BIGSERIAL" else kind
+    return _TYPES
 _encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 _folded: dict[tuple[Any, ...], str] = {}  # the statement for a sequence of shapes (and a dropped batch id)
 
@@ -267,7 +294,7 @@ def _fold_batch(statements: list[Statement]) -> list[tuple[str, list[Any]]]:
             return
         key = tuple((shape, None) for shape, _ in groups.values())
         try:
-            doc: list[Any] = [[dict(zip(shape.names, row, strict=True)) for row in rows] for shape, rows in groups.values()]
+            doc: list[Any] = [rows if shape.arrays else [dict(zip(shape.names, row, strict=True)) for row in rows] for shape, rows in groups.values()]
             if dropped:
                 key += ((None, None),)
                 doc.append([row[0] for row in dropped])
