@@ -11,6 +11,7 @@ absolute numbers are given only next to the baseline they are divided by.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import platform
@@ -357,6 +358,192 @@ def durability(quick: bool) -> Section:
     return sec
 
 
+# -- concurrent jobs: group commit -----------------------------------------------------------------
+
+_SCALE: dict[str, list[tuple[int, float, float]]] = {}  # store -> (jobs, steps/s, mean batch size)
+
+
+def concurrent_chains(url: str, levels: list[int], steps: int, rounds: int) -> dict[int, tuple[float, float, int]]:
+    """Per number of concurrent jobs: best steps/s of that many ``steps``-step chains (one
+    state key per step), mean batch size and transactions of that best round.
+
+    The levels take turns within each round, so a burst of noise on the shared machine
+    slows all of them rather than bending the curve.
+    """
+
+    @node
+    def step(x: int, job_state: Any) -> int:
+        job_state.set("x", x)
+        return x + 1
+
+    chain = step.repeat(steps)
+    best: dict[int, tuple[float, float, int]] = {jobs: (0.0, 0.0, 0) for jobs in levels}
+    with contextlib.ExitStack() as stack:
+        workers = {}
+        for jobs in levels:
+            store = open_store(url, durability="sync")
+            stack.callback(store.close)
+            workers[jobs] = stack.enter_context(Worker(threads=max(8, jobs), store=store))
+            chain.run({"x": 0}, worker=workers[jobs])
+        for _ in range(rounds):
+            for jobs, w in workers.items():
+                writer = w.store._writer  # type: ignore[attr-defined]
+                b0, i0 = writer.batches, writer.items
+                gc.collect()
+                t = time.perf_counter()
+                submitted = [w.submit(chain, {"x": 0}) for _ in range(jobs)]
+                for job in submitted:
+                    job.result()
+                rate = jobs * steps / (time.perf_counter() - t)
+                if rate > best[jobs][0]:
+                    batches = writer.batches - b0
+                    best[jobs] = (rate, (writer.items - i0) / max(batches, 1), batches)
+    return best
+
+
+def langgraph_chains(url: str, jobs: int, steps: int, rounds: int) -> float | None:
+    """Best steps/s of the same work on LangGraph with its PostgresSaver (``durability="sync"``), if installed.
+
+    A peer, installed only in a benchmark environment (``pip install langgraph
+    langgraph-checkpoint-postgres``); its pool gives every concurrent job a connection.
+    """
+    try:
+        from langgraph.checkpoint.postgres import PostgresSaver
+        from langgraph.graph import END, START, StateGraph
+        from psycopg.rows import dict_row
+        from psycopg_pool import ConnectionPool
+    except ImportError:
+        return None
+    from typing import TypedDict
+
+    class S(TypedDict):
+        x: int
+
+    graph = StateGraph(S)
+    prev = START
+    for i in range(steps):
+        graph.add_node(f"s{i}", lambda s: {"x": s["x"] + 1})
+        graph.add_edge(prev, f"s{i}")
+        prev = f"s{i}"
+    graph.add_edge(prev, END)
+    with ConnectionPool(url, min_size=1, max_size=jobs + 2, open=True, kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}) as pool:
+        saver = PostgresSaver(pool)  # type: ignore[arg-type]
+        saver.setup()
+        app = graph.compile(checkpointer=saver)
+
+        def one(_: int) -> None:
+            app.invoke({"x": 0}, {"configurable": {"thread_id": os.urandom(8).hex()}}, durability="sync")
+
+        best_rate = 0.0
+        with ThreadPoolExecutor(jobs) as ex:
+            list(ex.map(one, range(jobs)))
+            for _ in range(rounds):
+                t = time.perf_counter()
+                list(ex.map(one, range(jobs)))
+                best_rate = max(best_rate, jobs * steps / (time.perf_counter() - t))
+    return best_rate
+
+
+def plain_psycopg_step(url: str, steps: int) -> Callable[[], None]:
+    """The floor for one durable step: one INSERT and one COMMIT on a plain psycopg connection."""
+    import psycopg
+
+    conn = psycopg.connect(url)
+    conn.execute("CREATE TABLE IF NOT EXISTS bench_plain (id BIGSERIAL PRIMARY KEY, job_id TEXT, key TEXT, value TEXT)")
+    conn.commit()
+
+    def run() -> None:
+        for i in range(steps):
+            conn.execute("INSERT INTO bench_plain (job_id, key, value) VALUES (%s, %s, %s)", ("job", "x", str(i)))
+            conn.commit()
+
+    return run
+
+
+def scale(quick: bool) -> Section:
+    steps = 50
+    levels = [1, 8] if quick else [1, 8, 32, 64]
+    rounds = 2 if quick else 7
+    sec = Section(
+        "Concurrent jobs, durable (`sync`): group commit",
+        f"Concurrent jobs, each a {steps}-step chain whose every step writes one `job_state` key, `durability=\"sync\"`, "
+        "`Worker(threads=max(8, jobs))`. Each node's commit is in the database before its successor starts; "
+        "jobs that commit at the same moment share one transaction. The ratio is the cost per step against one job "
+        "alone (lower is better: concurrency pays); *batch* is node runs and job records per transaction, "
+        "read from the writer's counters.",
+        chart="scale",
+    )
+    folder = Path(tempfile.mkdtemp())
+    urls = [("SQLite", f"sqlite:///{folder / 'scale.db'}")]
+    pg = os.environ.get("AETHERFLOW_PG_URL")
+    if pg:
+        urls.append(("PostgreSQL", pg))
+    for label, url in urls:
+        table = [f"**{label}**", "", "| concurrent jobs | steps/s | µs per step | batch (records per transaction) | transactions |", "|---|---|---|---|---|"]
+        curve = []
+        for jobs, (rate, batch, transactions) in concurrent_chains(url, levels, steps, rounds).items():
+            curve.append((jobs, rate, batch))
+            table.append(f"| {jobs} | {rate:,.0f} | {1e6 / rate:,.0f} | {batch:.1f} | {transactions} |")
+            if jobs > 1:
+                sec.rows.append(Row(f"{label}, {jobs} concurrent jobs, per step", 1 / rate, "1 job alone", 1 / curve[0][1], "falls as jobs rise"))
+        _SCALE[label] = curve
+        sec.extra += [*table, ""]
+    if pg:
+        peer = [(jobs, langgraph_chains(pg, jobs, steps, max(2, rounds - 2))) for jobs in levels]
+        if peer[0][1] is None:
+            sec.extra.append("_LangGraph not measured: `pip install langgraph langgraph-checkpoint-postgres` in the benchmark environment._")
+        else:
+            ours = dict((c[0], c[1]) for c in _SCALE["PostgreSQL"])
+            table = ["**LangGraph 1.x, PostgresSaver, same work** (`durability=\"sync\"`, one pooled connection per job)", "",
+                     "| concurrent jobs | steps/s | AetherFlow ÷ LangGraph (throughput) |", "|---|---|---|"]
+            for jobs, rate in peer:
+                assert rate is not None
+                table.append(f"| {jobs} | {rate:,.0f} | **{ours[jobs] / rate:.1f}×** |")
+                sec.rows.append(Row(f"PostgreSQL, {jobs} concurrent job{'s' if jobs > 1 else ''}, per step", 1 / ours[jobs], "LangGraph PostgresSaver, same", 1 / rate, "≤ 0.25× at 8 jobs" if jobs == 8 else ""))
+            _SCALE["LangGraph PostgresSaver"] = [(jobs, rate or 0.0, 0.0) for jobs, rate in peer]
+            sec.extra += [*table, ""]
+
+        @node
+        def step(x: int, job_state: Any) -> int:
+            job_state.set("x", x)
+            return x + 1
+
+        chain = step.repeat(steps)
+        n = 100 if quick else 200
+        long_chain = step.repeat(n)
+        with Worker(threads=8, store=open_store(pg, durability="sync")) as w:
+            long_chain.run({"x": 0}, worker=w)
+            t_af, t_plain = paired(lambda: long_chain.run({"x": 0}, worker=w), plain_psycopg_step(pg, n), 1 if quick else 3, 3 if quick else 5)
+            w.store.close()
+        del chain
+        sec.rows.append(Row(f"PostgreSQL, one {n}-step chain, per step", t_af / n, "plain psycopg INSERT + COMMIT per step", t_plain / n, "≤ 2×"))
+    else:
+        sec.extra.append("_PostgreSQL not measured: set `AETHERFLOW_PG_URL` (CI and `.ci/run` start a server)._")
+    sec.extra += _SCALE_HISTORY
+    return sec
+
+
+# What each change of issue 17 bought: measured once, not by this script (it needs the
+# code before each change). Alternating runs on the machine named above, best of rounds.
+_SCALE_HISTORY = [
+    "",
+    "**What each change bought** (issue 17; PostgreSQL 15 on the same 2-core machine, `fsync=off`; "
+    "alternating runs of the old and new code, best of rounds, so read the ranges as noise):",
+    "",
+    "| change | effect |",
+    "|---|---|",
+    "| before (one leader per lock acquisition, one pipelined `executemany` per statement) | 1 / 8 / 32 / 64 jobs: 1,543 / 2,770 / 2,708 / 2,389 steps/s; ~2.2 records per transaction from 8 to 64 jobs; one chain 643–709 µs per step, 2.8–6.0× a plain insert + commit |",
+    "| group commit: waiters sleep on their own lock and a finished leader wakes only its batch and hands the lead to the first caller queued (before, every waiter had to take the commit lock in turn just to learn it was done, and whoever got it committed the few records queued meanwhile) | 64 jobs: 15 records per transaction (was 2.2), 3,300–4,000 steps/s; one job unchanged |",
+    "| one statement per batch in autocommit: every table written by a data-modifying CTE, rows as one `jsonb` document | one job ~3,200 steps/s (was ~1,400); 64 jobs 5,700–7,000 |",
+    "| a batch of about one node run as parameters of one prepared statement (no JSON to parse, no sort) | one chain 200–247 µs per step (308–344 with `jsonb`): 1.5–1.8× a plain insert + commit |",
+    "| large batches: each row a JSON array cast to its column types (known from the migrations), not an object for `jsonb_populate_recordset` | 40–50 µs per record in batches of 16–64 instead of 56–63 (client 12–16 µs instead of 17–28, server 28–32 instead of 37–44) |",
+    "| old batch ids dropped 100 at a time, by index (`= ANY(ARRAY(...))`; `IN (SELECT ...)` scanned `write_batches`, 0.8 ms per batch at 10,000 rows) | one statement fewer in 99 batches of 100 |",
+    "| leader waits up to 0.5 ms for callers on their way (`group_wait`) | 64 jobs: 27 records per transaction instead of 17, but no more steps/s (CPU-bound here): **off by default** |",
+    "| a finished leader commits up to 1 or 3 more batches itself instead of handing the lead on (one wake-up fewer per batch) | no change beyond noise on either store: **not kept** |",
+    "| SQLite: a batch's INSERTs merged into one `executemany` per table | under 1 µs per record of 17–86: **not kept** |",
+]
+
+
 # -- history queries -----------------------------------------------------------------------------
 
 
@@ -514,6 +701,21 @@ def draw(sections: list[Section], folder: Path) -> dict[str, str]:
             ax.axhline(1.0, color="#888", lw=1)
             ax.legend()
         chart("modes", modes, "worker threads", "shared / isolated time")
+    if _SCALE:
+        def scale_plot(ax: Any) -> None:
+            for (label, curve), style in zip(_SCALE.items(), ("-o", "--s", ":^"), strict=False):
+                name = label if label.startswith("LangGraph") else f"AetherFlow, {label}"
+                ax.plot([c[0] for c in curve], [c[1] for c in curve], style, label=f"{name}, sync")
+                for jobs, rate, batch in curve:
+                    if batch:
+                        ax.annotate(f"{batch:.0f}", (jobs, rate), textcoords="offset points", xytext=(0, 6), fontsize=7, ha="center")
+            ax.set_xscale("log", base=2)
+            ticks = [c[0] for c in next(iter(_SCALE.values()))]
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.minorticks_off()
+            ax.set_ylim(bottom=0)
+            ax.legend(title="labels: records per transaction", fontsize=8, title_fontsize=8)
+        chart("scale", scale_plot, "concurrent jobs (50-step chains)", "steps/s")
     if _HISTORY:
         def history_plot(ax: Any) -> None:
             ax.plot([h[0] for h in _HISTORY], [h[1] * 1e3 for h in _HISTORY], "-o", label="jobs(flow, status, since)")
@@ -528,11 +730,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes; a smoke test")
     parser.add_argument("--write", type=Path, help="write the markdown page here (charts beside it in img/)")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: engine,scopes,state,durability,history,dask")
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: engine,scopes,state,durability,scale,history,dask")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     sections: list[Section] = []
-    for name, fn in (("engine", engine), ("scopes", scopes), ("state", state), ("durability", durability), ("history", history), ("dask", dask_section)):
+    for name, fn in (("engine", engine), ("scopes", scopes), ("state", state), ("durability", durability), ("scale", scale), ("history", history), ("dask", dask_section)):
         if name in skip:
             continue
         started = time.perf_counter()

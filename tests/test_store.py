@@ -370,3 +370,41 @@ def test_resume_runs_only_the_unfinished_items_of_a_map(store: Store) -> None:
         assert resumed.result(30) == [0, 10, 20, 30, 40, 50]
     assert sorted(ran) == sorted([*first, 3, *(i for i in range(6) if i not in first and i != 3)])
     assert ran.count(3) == 1 and all(ran.count(i) == 1 for i in first)
+
+
+@pytest.mark.postgres
+def test_async_batches_keep_order_around_snapshots_and_status_updates() -> None:
+    """Many records of several jobs in one PostgreSQL batch (async): folded INSERTs keep
+    each job's order, snapshots still see exactly the writes before them, and status updates
+    land where they were written."""
+    from storecase import postgres_url
+
+    @node
+    def tick(job_state) -> int:
+        return job_state.apply("n", lambda n: n + 1, default=0)
+
+    @node
+    def again(tick: int) -> bool:
+        return tick < 30
+
+    @node
+    def finish(job_state) -> int:
+        return job_state["n"]
+
+    flow = tick.then(again).branch_on({True: tick, False: finish}).named("async-order")
+    store = open_store(postgres_url(), durability="async", snapshot_every=4)
+    try:
+        with Worker(threads=4, store=store) as w:
+            jobs = [w.submit(flow) for _ in range(6)]
+            assert [j.result(60) for j in jobs] == [30] * 6
+        for j in jobs:
+            assert store.job(j.id).status == "completed"
+            assert [s.value for s in store.state_history(j.id, "n")] == list(range(1, 31))
+            types = [e.type for e in store.events(j.id)]
+            assert types[:2] == ["job_created", "job_running"] and types[-1] == "job_completed"
+            assert types.count("node_started") == types.count("node_completed") == 61
+            runs = store.node_runs(j.id)
+            assert [r.node for r in runs] == ["tick", "again"] * 30 + ["finish"]
+            assert store.progress(j.id).state == {("job", ""): {"n": (30, 30)}}
+    finally:
+        store.close()

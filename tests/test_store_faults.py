@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -117,6 +118,43 @@ def test_a_commit_cut_short_is_never_reported_as_committed() -> None:
     assert "acknowledged" not in outcomes.values()
     assert sorted(o.split(":")[0] for o in outcomes.values()) == ["KeyboardInterrupt", "StoreError"]
     assert "interrupted before its commit finished" in next(o for o in outcomes.values() if o.startswith("StoreError"))
+
+
+def test_a_caller_interrupted_while_waiting_does_not_keep_the_lead() -> None:
+    """Ctrl-C in a caller waiting on a group commit: later callers are still committed."""
+    import signal
+
+    committed: list[str] = []
+    started = threading.Event()
+
+    def transact(items: list[str]) -> None:
+        if "slow" in items:
+            started.set()
+            time.sleep(0.3)
+        committed.extend(items)
+
+    writer: BatchWriter[str] = BatchWriter("test", transact, sync=True)
+    leader = threading.Thread(target=writer.submit, args=("slow",))
+    leader.start()
+    assert started.wait(5)
+
+    def interrupt(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(KeyboardInterrupt):
+            writer.submit("interrupted")  # waits behind the slow batch, then Ctrl-C
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    leader.join(5)
+    done = threading.Event()
+    threading.Thread(target=lambda: (writer.submit("later"), done.set()), daemon=True).start()
+    assert done.wait(5), "a caller that left kept the lead: nobody commits any more"
+    assert committed == ["slow", "interrupted", "later"]  # the item whose caller left is committed by the next leader
+    writer.close()
 
 
 def _poisoned_id() -> str:
@@ -461,3 +499,54 @@ def test_batch_ids_do_not_grow_without_bound() -> None:
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM write_batches").fetchone()[0] <= sql._BATCH_IDS_KEPT
         assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == sql._BATCH_IDS_KEPT + 50
+
+
+# -- group commit across jobs (PostgreSQL) -------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_concurrent_jobs_share_transactions_and_sync_still_commits_before_successors() -> None:
+    """16 jobs at once: fewer transactions than node runs, and no step starts before its predecessor is in."""
+    import psycopg
+
+    url = postgres_url()
+    steps, jobs = 12, 16
+    seen: list[tuple[int, int]] = []  # (predecessors the job has run, completed runs another connection sees)
+    local = threading.local()
+    checkers: list[Any] = []
+
+    @node
+    def step(x: int, execution: Any, job_state: Any) -> int:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = psycopg.connect(url, autocommit=True)
+            checkers.append(conn)
+        # From a second connection: the predecessor's commit must already be in the database.
+        committed = conn.execute(
+            "SELECT count(*) FROM node_runs WHERE job_id = %s AND status = 'completed'", (execution.job_id,),
+        ).fetchone()[0]
+        seen.append((x, committed))
+        job_state.set("x", x)
+        return x + 1
+
+    chain = step.repeat(steps)
+    store = open_store(url, durability="sync")
+    writer = store._writer  # type: ignore[attr-defined]
+    try:
+        with Worker(threads=jobs, store=store) as w:
+            batches, items = writer.batches, writer.items
+            submitted = [w.submit(chain, {"x": 0}) for _ in range(jobs)]
+            assert [j.result(60) for j in submitted] == [steps] * jobs
+            batches, items = writer.batches - batches, writer.items - items
+        assert len(seen) == steps * jobs
+        assert all(committed == x for x, committed in seen), [s for s in seen if s[0] != s[1]][:5]
+        node_runs = steps * jobs
+        assert items >= node_runs  # every node run went through the writer (and job records)
+        assert batches < node_runs, f"{batches} transactions for {node_runs} node runs: no group commit across jobs"
+        for j in submitted:
+            assert [r.status for r in store.node_runs(j.id)] == ["completed"] * steps
+            assert [s.value for s in store.state_history(j.id, "x")] == list(range(steps))
+    finally:
+        store.close()
+        for conn in checkers:
+            conn.close()

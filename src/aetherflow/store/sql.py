@@ -37,7 +37,8 @@ from .writer import BatchWriter, retry
 Statement = tuple[str, list[tuple[Any, ...]]]  # SQL with "?" placeholders, rows of parameters
 
 SCHEMA_VERSION = 5
-_BATCH_IDS_KEPT = 1000  # per store: far more than can be in doubt (one batch commits at a time)
+_BATCH_IDS_KEPT = 1000  # per store, at most: far more than can be in doubt (one batch commits at a time)
+_BATCH_IDS_DROPPED = 100  # ... dropped this many at a time, so at least 900 are kept
 _TEXT: dict[Any, str] = {member: member.value for enum in (JobStatus, NodeStatus, StateScope) for member in enum}
 
 
@@ -100,7 +101,10 @@ class SQLStore(Store):
     # leave the transaction uncommitted, so it skips the extra row (one more page per commit).
     commit_outcome_can_be_lost = True
 
-    def __init__(self, url: str, *, durability: str = "sync", pickle: bool = False, redact: Callable[[Any], Any] | None = None, snapshot_every: int = 100) -> None:
+    def __init__(
+        self, url: str, *, durability: str = "sync", pickle: bool = False, redact: Callable[[Any], Any] | None = None,
+        snapshot_every: int = 100, group_wait: float = 0.0,
+    ) -> None:
         self.url = url
         self.pickle = pickle
         self.redact = redact
@@ -113,6 +117,11 @@ class SQLStore(Store):
         self._migrate()
         self._writer: BatchWriter[list[Statement]] = BatchWriter(
             url.rsplit("/", 1)[-1], self._transact, sync=durability == "sync", isolate=self._refused_by_data,
+            # The longest a group-commit leader waits for callers known to be on their way
+            # (BatchWriter._gather). Off by default: on the benchmark server it made batches
+            # larger but not faster (docs/benchmarks.md); a server whose commits are cheap
+            # next to their round trip may gain from ~0.0005.
+            max_wait=group_wait,
         )
 
     # -- dialect ------------------------------------------------------------------------
@@ -183,10 +192,13 @@ class SQLStore(Store):
             number = next(self._batch_numbers)
             batch_id = f"{self._batch_prefix}-{number}"
             statements.append(("INSERT INTO write_batches (id, ts) VALUES (?, ?)", [(batch_id, time.time())]))
-            if number > _BATCH_IDS_KEPT:
-                # Batches commit one at a time, so an id this old is settled: drop it (keeps
-                # the table at most _BATCH_IDS_KEPT rows per store; prune() clears crashed ones).
-                statements.append(("DELETE FROM write_batches WHERE id = ?", [(f"{self._batch_prefix}-{number - _BATCH_IDS_KEPT}",)]))
+            if number >= _BATCH_IDS_KEPT and number % _BATCH_IDS_DROPPED == 0:
+                # Batches commit one at a time, so an id this old is settled: drop them, a
+                # hundred at a time (one statement in a hundred batches, not one in each),
+                # keeping the table at most _BATCH_IDS_KEPT rows per store; prune() clears
+                # crashed ones.
+                first = number - _BATCH_IDS_KEPT + 1
+                statements.append(("DELETE FROM write_batches WHERE id = ?", [(f"{self._batch_prefix}-{n}",) for n in range(first, first + _BATCH_IDS_DROPPED)]))
             tries = itertools.count()
 
             def write() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from _thread import allocate_lock as _allocate_lock
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -27,14 +28,25 @@ T = TypeVar("T")  # one queued write, as the store defines it
 
 
 class _Entry(Generic[T]):
-    """One submitted item and, once its batch is over, its outcome."""
+    """One submitted item and, once its batch is over, its outcome.
 
-    __slots__ = ("done", "error", "item")
+    A sync caller sleeps on its own ``wake`` lock (held from the start), released once,
+    under the writer's mutex, when its batch is over or when it is handed the lead: a
+    batch wakes exactly its own callers, never everyone waiting.
+    """
 
-    def __init__(self, item: T) -> None:
+    __slots__ = ("done", "error", "gone", "item", "lead", "signalled", "wake")
+
+    def __init__(self, item: T, sync: bool) -> None:
         self.item = item
         self.done = False
         self.error: BaseException | None = None
+        self.lead = False  # this caller commits the next batch
+        self.gone = False  # its caller stopped waiting (Ctrl-C): never hand it the lead
+        self.signalled = False
+        if sync:
+            self.wake = _allocate_lock()
+            self.wake.acquire()
 
 
 # The outcome of an item whose commit was cut short (KeyboardInterrupt, SystemExit in the
@@ -57,16 +69,27 @@ class BatchWriter(Generic[T]):
         *,
         sync: bool,
         interval: float = 0.005,
+        max_wait: float = 0.0,
         isolate: Callable[[BaseException], bool] = lambda _error: True,
     ) -> None:
         self.sync = sync
         self.interval = interval
+        self.max_wait = max_wait  # the longest a leader waits for company (see _gather)
         self._transact = transact
         self._isolate = isolate
         self._pending: list[_Entry[T]] = []
         self._cond = threading.Condition()
         self._committing = threading.Lock()  # one committer at a time, whoever it is
         self._closed = False
+        # Observability: batches committed (transactions attempted) and items in them, so
+        # batch size = items / batches. Written only by the committer (under _committing).
+        self.batches = 0
+        self.items = 0
+        self._leading = False  # a sync caller is committing (or about to) for everyone queued
+        self._leader: _Entry[T] | None = None  # ... the one holding the lead
+        self._gathering = False  # ... and is waiting a moment for more callers
+        self._last_size = 0
+        self._commit_time = 0.0  # moving average, seconds
         self._thread: threading.Thread | None = None
         if not sync:
             self._thread = threading.Thread(target=self._run, name=f"aetherflow-writer-{name}", daemon=True)
@@ -74,7 +97,7 @@ class BatchWriter(Generic[T]):
 
     def submit(self, item: T) -> None:
         """Queue ``item``; in sync mode, return once it is committed (or raise its own error)."""
-        entry = _Entry(item)
+        entry = _Entry(item, self.sync)
         with self._cond:
             if self._closed:
                 raise StoreError("The store is closed: it takes no more writes. Open it again (open_store(url)) to write.")
@@ -83,7 +106,35 @@ class BatchWriter(Generic[T]):
                 if len(self._pending) >= 1000:
                     self._cond.notify_all()  # bound what waits in memory
                 return
-        self._wait_for(entry)
+            if self._gathering:
+                self._cond.notify()  # the leader is waiting a moment for company: here is some
+            if not self._leading:  # nobody is committing: this caller does, for everyone queued
+                self._leading = entry.lead = True
+                self._leader = entry
+        # Group commit: while a leader commits, the others queue; when it is done it wakes
+        # its batch's callers and hands the lead to the first caller still queued, whose
+        # batch is everything queued meanwhile.
+        try:
+            while True:
+                if entry.lead:
+                    entry.lead = False
+                    self._lead()
+                with self._cond:
+                    if entry.done:
+                        break
+                    if entry.lead:
+                        continue
+                    entry.signalled = False
+                entry.wake.acquire()
+        except BaseException:
+            # Interrupted (Ctrl-C in the main thread) while waiting or about to lead: the
+            # item stays queued for the next leader, as any item whose caller left, and the
+            # lead must not stay with a caller that is gone.
+            with self._cond:
+                entry.gone = True
+                if self._leader is entry:
+                    self._hand_off()
+            raise
         if entry.error is not None:
             # A fresh exception per caller: several threads may be raising this outcome.
             raise StoreError(str(entry.error)) from entry.error
@@ -101,26 +152,77 @@ class BatchWriter(Generic[T]):
         if self._thread is not None:
             self._thread.join()
 
-    def _wait_for(self, entry: _Entry[T]) -> None:
-        # Leader-based group commit: the thread that gets the lock commits everything
-        # pending, including what others queued while the previous batch was committing.
-        while not entry.done:
+    def _lead(self) -> None:
+        try:
             with self._committing:
-                if not entry.done:
-                    self._commit_pending()
+                self._gather()
+                self._commit_pending()
+        finally:
+            with self._cond:
+                self._hand_off()
+
+    def _hand_off(self) -> None:
+        """Give the lead to the first caller still queued and waiting, or give it up (under the mutex)."""
+        for nxt in self._pending:
+            if not nxt.gone:
+                nxt.lead = True
+                self._leader = nxt
+                self._signal(nxt)
+                return
+        self._leading = False
+        self._leader = None
+
+    @staticmethod
+    def _signal(entry: _Entry[T]) -> None:
+        """Wake a sync caller (under the writer's mutex; at most once per sleep)."""
+        if not entry.signalled:
+            entry.signalled = True
+            entry.wake.release()
+
+    def _gather(self) -> None:
+        """Wait a moment for callers known to be on their way, so they share this transaction.
+
+        Only when the last batch was shared (others are committing too) and fewer have
+        queued than it held; never longer than a fraction of what a commit takes, so a
+        lone caller never waits and a busy writer gives up little latency for larger batches.
+        """
+        if self.max_wait <= 0 or self._last_size < 2:
+            return
+        with self._cond:
+            want = self._last_size
+            if len(self._pending) >= want:
+                return
+            deadline = time.perf_counter() + min(self.max_wait, self._commit_time * 0.5)
+            self._gathering = True
+            try:
+                while len(self._pending) < want:
+                    left = deadline - time.perf_counter()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            finally:
+                self._gathering = False
 
     def _commit_pending(self) -> None:
         with self._cond:
             if not self._pending:
                 return
             batch, self._pending = self._pending, []
+        self.batches += 1
+        self.items += len(batch)
+        self._last_size = len(batch)
         for entry in batch:  # until its transaction says otherwise: never "committed" by default
             entry.error = _INTERRUPTED
+        started = time.perf_counter()
         try:
             self._commit(batch)
         finally:
-            for entry in batch:
-                entry.done = True
+            self._commit_time = 0.8 * self._commit_time + 0.2 * (time.perf_counter() - started)
+            with self._cond:
+                for entry in batch:
+                    entry.done = True
+                    if self.sync:
+                        self._signal(entry)
 
     def _commit(self, batch: list[_Entry[T]]) -> None:
         error = self._attempt(batch)
