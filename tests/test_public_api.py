@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import aetherflow
 
 DESIGN_NAMES = {
@@ -16,11 +18,21 @@ DESIGN_NAMES = {
 
 
 def test_all_lists_every_public_name_and_only_those() -> None:
+    for name in aetherflow.__all__:  # each is imported on first use: make them all be there
+        getattr(aetherflow, name)
     public = {name for name in vars(aetherflow) if not name.startswith("_")}
     modules = {name for name in public if type(getattr(aetherflow, name)).__name__ == "module"} - {"providers"}
-    modules |= {"annotations"}  # from __future__
+    modules |= {"annotations", "TYPE_CHECKING"}  # from __future__, and the guard of the imports type checkers see
     assert set(aetherflow.__all__) == public - modules
     assert set(aetherflow.__all__) >= DESIGN_NAMES
+
+
+def test_import_is_lazy_and_a_misspelt_name_is_an_attribute_error() -> None:
+    code = "import sys, aetherflow; print('aetherflow.worker' in sys.modules, 'pydantic' in sys.modules, sorted(dir(aetherflow)) == sorted(aetherflow.__all__))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False", "True"]
+    with pytest.raises(AttributeError, match="Wroker"):
+        aetherflow.Wroker  # noqa: B018
 
 
 def test_import_does_not_pull_psycopg_or_dask() -> None:

@@ -10,37 +10,100 @@
 
 from __future__ import annotations
 
-from . import providers
-from .context import BaseFlowContext
-from .errors import (
-    AetherFlowError,
-    ContextProfileError,
-    FlowDefinitionError,
-    JobCancelledError,
-    JobClaimedError,
-    LoopLimitError,
-    MissingInputError,
-    NodeDefinitionError,
-    NodeError,
-    NodeInputError,
-    NodeOutputError,
-    NodeTimeoutError,
-    StateConflictError,
-    StoreError,
-    Suspend,
-    UsageError,
-)
-from .execution import ExecutionContext, current_execution
-from .flow import Flow
-from .guard import locked
-from .job import Job, JobSuspendedError
-from .node import Node, node
-from .profiles import load_context
-from .scopes import Scope
-from .state import StateHandle
-from .status import JobStatus, NodeStatus
-from .store import open_store
-from .worker import Worker
+import importlib as _importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name is imported on first use
+    from . import providers
+    from .context import BaseFlowContext
+    from .errors import (
+        AetherFlowError,
+        ContextProfileError,
+        FlowDefinitionError,
+        JobCancelledError,
+        JobClaimedError,
+        LoopLimitError,
+        MissingInputError,
+        NodeDefinitionError,
+        NodeError,
+        NodeInputError,
+        NodeOutputError,
+        NodeTimeoutError,
+        StateConflictError,
+        StoreError,
+        Suspend,
+        UsageError,
+    )
+    from .execution import ExecutionContext, current_execution
+    from .flow import Flow
+    from .guard import locked
+    from .job import Job, JobSuspendedError
+    from .node import Node, node
+    from .profiles import load_context
+    from .scopes import Scope
+    from .state import StateHandle
+    from .status import JobStatus, NodeStatus
+    from .store import open_store
+    from .worker import Worker
+
+# Public name -> the module that defines it. `import aetherflow` imports none of them (a
+# command-line tool starts in a tenth of a second); `aetherflow.Worker` imports what it needs.
+_EXPORTS = {
+    "AetherFlowError": ".errors",
+    "BaseFlowContext": ".context",
+    "ContextProfileError": ".errors",
+    "ExecutionContext": ".execution",
+    "Flow": ".flow",
+    "FlowDefinitionError": ".errors",
+    "Job": ".job",
+    "JobCancelledError": ".errors",
+    "JobClaimedError": ".errors",
+    "JobStatus": ".status",
+    "JobSuspendedError": ".job",
+    "LoopLimitError": ".errors",
+    "MissingInputError": ".errors",
+    "Node": ".node",
+    "NodeDefinitionError": ".errors",
+    "NodeError": ".errors",
+    "NodeInputError": ".errors",
+    "NodeOutputError": ".errors",
+    "NodeStatus": ".status",
+    "NodeTimeoutError": ".errors",
+    "Scope": ".scopes",
+    "StateConflictError": ".errors",
+    "StateHandle": ".state",
+    "StoreError": ".errors",
+    "Suspend": ".errors",
+    "UsageError": ".errors",
+    "Worker": ".worker",
+    "current_execution": ".execution",
+    "load_context": ".profiles",
+    "locked": ".guard",
+    "node": ".node",
+    "open_store": ".store",
+    "providers": ".providers",  # a module
+}
+
+
+# `node` is imported now: it is also the name of a submodule, which, once anything imports
+# it, the package attribute would be unless the decorator was bound first.
+from .node import Node, node  # noqa: E402 - after the map, on purpose (see above)
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aetherflow' has no attribute {name!r}")
+    value = _importlib.import_module(module, __name__)
+    if name != "providers":  # the one public name that is a module itself
+        value = getattr(value, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __version__ = "0.1.0"
 

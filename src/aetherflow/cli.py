@@ -14,7 +14,7 @@ import sys
 import traceback
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -25,11 +25,13 @@ from typer.exceptions import TyperException
 from .errors import AetherFlowError, ContextProfileError
 from .errors import UsageError as ApiUsageError
 from .job import JobSuspendedError
-from .report import html_report
 from .sentinels import UNSET
-from .store import Store, open_store
-from .store.records import as_json
-from .targets import TargetError, load_target, parse_value
+
+if TYPE_CHECKING:
+    from .store import Store
+
+# The flow, store and report modules (pydantic, the graph compiler) are imported inside the
+# commands that use them: `aetherflow --help` and typos in a command line answer at once.
 
 DEFAULT_STORE = "sqlite:///.aetherflow/runs.db"
 LEASE = 30.0  # a worker's default lease: how long a silent worker on another host keeps its jobs
@@ -58,12 +60,14 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
 
 def _open(url: str) -> Store:
     """The store a command writes to (created, owner-only, on first use)."""
+    from .store import open_store
     return open_store(url)
 
 
 def _open_to_read(url: str) -> Store:
     """The store a read command looks at: read-only when it exists, so a store on a
     read-only mount, or someone else's, can still be read; never written by reading."""
+    from .store import open_store
     if url.startswith("sqlite://"):
         from .store.sqlite import sqlite_path
 
@@ -73,6 +77,7 @@ def _open_to_read(url: str) -> Store:
 
 
 def _inputs(pairs: list[str], file: Path | None) -> dict[str, Any]:
+    from .targets import parse_value
     values: dict[str, Any] = {}
     if file is not None:
         try:
@@ -102,6 +107,7 @@ def run(
     """Run one job of a flow and print its output as JSON on the last line."""
     from .profiles import load_context
     from .progress import progress_bar
+    from .targets import load_target
     from .worker import Worker
 
     flow = load_target(target)
@@ -144,6 +150,7 @@ def jobs(
     as_json_: JsonOpt = False,
 ) -> None:
     """List jobs, newest first."""
+    from .store.records import as_json
     if status is not None and status not in _STATUSES:
         raise UsageError(f"--status must be one of {', '.join(_STATUSES)}; found {status!r}.")
     st = _open_to_read(store)
@@ -190,6 +197,9 @@ def show(
     target: Annotated[str | None, typer.Option("--target", help="path/to/file.py:flow to draw the flow graph in the HTML report (its code is imported).")] = None,
 ) -> None:
     """One job: its status and a per-node timeline."""
+    from .report import html_report
+    from .store.records import as_json
+    from .targets import load_target
     st = _open_to_read(store)
     job = st.job(_full_id(st, job_id))
     runs = st.node_runs(job.id)
@@ -230,6 +240,7 @@ def resume(
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Continue a suspended or crashed job; completed nodes are not run again."""
+    from .targets import load_target
     from .worker import Worker
 
     st = _open(store)
@@ -262,6 +273,7 @@ def recover(
     """Take over every running job whose process is gone; completed nodes are not run again."""
     import time as _time
 
+    from .targets import load_target
     from .worker import Worker
 
     st = _open(store)
@@ -297,6 +309,7 @@ def graph(
     format: Annotated[str, typer.Option("--format", help="mermaid or dot")] = "mermaid",
 ) -> None:
     """Print a flow's graph as Mermaid or Graphviz DOT."""
+    from .targets import load_target
     flow = load_target(target)
     if format not in ("mermaid", "dot"):
         raise UsageError(f"--format must be 'mermaid' or 'dot', found {format!r}.")
@@ -312,6 +325,7 @@ def stats(
     as_json_: JsonOpt = False,
 ) -> None:
     """Counts, success rate and per-node p50/p95 of one flow."""
+    from .store.records import as_json
     st = _open_to_read(store)
     s = st.stats(flow, since=_when(since))
     if as_json_:
@@ -412,12 +426,21 @@ def _styled(status: str) -> str:
     return f"[{color}]{status}[/]"
 
 
+def _exit_code(exc: AetherFlowError) -> int:
+    """2 for a command line to fix (usage, a target, a context profile), 3 for a job still suspended, else 1."""
+    from .targets import TargetError
+
+    if isinstance(exc, (UsageError, ApiUsageError, TargetError, ContextProfileError)):
+        return 2
+    return 3 if isinstance(exc, StillSuspendedError) else 1
+
+
 def main() -> None:
     """Console-script entry point: one clear line per error, non-zero exit."""
     try:
         app(standalone_mode=False)
-    except (AetherFlowError, TargetError) as exc:
-        _fail(exc, 2 if isinstance(exc, (UsageError, ApiUsageError, TargetError, ContextProfileError)) else 3 if isinstance(exc, StillSuspendedError) else 1)
+    except AetherFlowError as exc:
+        _fail(exc, _exit_code(exc))
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)

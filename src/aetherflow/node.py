@@ -18,20 +18,18 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
 
-from pydantic import ConfigDict, TypeAdapter
-
 from .errors import NodeDefinitionError, closest, short_repr
-from .redaction import mentions_secret
 from .sentinels import UNSET
 
 if TYPE_CHECKING:
+    from pydantic import TypeAdapter
+
     from .flow import Flow
     from .worker import Worker
 
 
 
 _PLAIN_VALIDATED = (int, float, str, bool, bytes, list, dict, tuple, set)
-_ADAPTER_CONFIG = ConfigDict(arbitrary_types_allowed=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +172,8 @@ class Node:
 
     def is_secret(self, name: str) -> bool:
         """Whether a parameter is annotated `SecretStr`/`SecretBytes` (its input is stored redacted)."""
+        from .redaction import mentions_secret
+
         return mentions_secret(self._hints.get(name))
 
     # -- a node is a one-node flow ------------------------------------------------------
@@ -241,8 +241,12 @@ class Node:
 
 
 def _make_adapter(hint: Any) -> TypeAdapter[Any]:
+    # pydantic is imported when the first annotated node is compiled, not with the package:
+    # `import aetherflow` (and the command line) stay quick.
+    from pydantic import ConfigDict, TypeAdapter
+
     try:
-        return TypeAdapter(hint, config=_ADAPTER_CONFIG)
+        return TypeAdapter(hint, config=ConfigDict(arbitrary_types_allowed=True))
     except Exception:  # noqa: BLE001 - models carry their own config; pydantic refuses a second
         return TypeAdapter(hint)
 
