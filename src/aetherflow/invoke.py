@@ -82,6 +82,7 @@ class JobCall:
     observed: bool = False  # someone listens to per-node events (hooks or DEBUG logs)
     record_run: Callable[[RunFields], None] = _unrecorded  # where the worker records this job's runs
     emit: Callable[..., None] | None = None  # the worker's event hooks: emit("node_retry", **data)
+    trace: Any = None  # a tracing.JobTrace when OpenTelemetry is on for this job; None keeps tracing free
 
 
 # A completed call: ``(output, commits, attempt, started)`` — its validated output, the

@@ -51,6 +51,7 @@ from .state import StateScope, StateSpace
 from .status import JobStatus, NodeStatus
 from .store import Store, open_store
 from .store.serialize import value_checker
+from .tracing import telemetry_for
 from .viz import topology_json
 
 log = logging.getLogger("aetherflow.worker")  # the same logger as events.py's
@@ -144,6 +145,7 @@ class Worker:
             self.add_flow(f)
         self._hooks = Hooks(on_event)
         self._queue: SimpleQueue[Any] = SimpleQueue()  # tasks, or None to stop a thread
+        self._telemetry = telemetry_for(self.id, self._queue.qsize)  # OpenTelemetry, or None: decided once per worker
         self._lock = threading.Lock()
         self._active: dict[str, tuple[Job, JobCall]] = {}
         self._idle = threading.Condition(self._lock)
@@ -253,7 +255,7 @@ class Worker:
         refuse_redacted_inputs(plan, record, inputs or {})
         answered = give_answer(progress, rebuilt.run, answer)
         claim(self.store, record, self.id, self.lease, answered)  # records the job as running here
-        return self._launch(prepared, rebuilt.run, rebuilt.ready, ended=rebuilt.ended)
+        return self._launch(prepared, rebuilt.run, rebuilt.ready, ended=rebuilt.ended, resumed=True)
 
     def recover(self, flows: Iterable[Flow | Node] | None = None) -> list[Job]:
         """Take over every job whose worker is gone (dead process here, or expired heartbeat)."""
@@ -353,12 +355,14 @@ class Worker:
         job._finished(output, None)
         return job
 
-    def _launch(self, prepared: _Prepared, run: JobRun, ready: list[int], first_here: bool = False, ended: bool = False) -> Job:
+    def _launch(self, prepared: _Prepared, run: JobRun, ready: list[int], first_here: bool = False, ended: bool = False, resumed: bool = False) -> Job:
         self._refuse_if_closed()
         flow, name, ctx, _, injectors, observed = prepared
         job = Job(run.job_id, flow, run, self._cancel_fn)
         scopes = JobScopes(self._worker_cache, run.job_id, self._thread_cache_fn)
         call = JobCall(run, self.id, name, injectors, scopes, self._worker_space_fn, self._check_value, context=ctx, observed=observed, record_run=self.store.run_recorder(run.job_id), emit=self._emit_fn)
+        if self._telemetry is not None:  # OpenTelemetry: the job's span (tracing.py)
+            call.trace = self._telemetry.start_job(run.job_id, name, resumed)
         self._active[job.id] = (job, call)  # atomic; no lock on the per-job path
         job._status = JOB_RUNNING
         if self._hooks:
@@ -485,7 +489,8 @@ class Worker:
                 self._send_node(call, job, i, k, started)
                 return  # `DaskWorker` continues when its task comes back
             try:
-                outcome: Outcome | BaseException = call_node(call, vertices[i], runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None, started)
+                # The one tracing test per node: a traced job calls the same loop with a span per attempt (tracing.py).
+                outcome: Outcome | BaseException = (call_node if call.trace is None else call.trace.call_node)(call, vertices[i], runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None, started)
             except (NodeError, Suspend, AetherFlowError) as exc:
                 outcome = exc
             ready = self._settle(call, job, i, k, started, thread, outcome)
@@ -614,7 +619,8 @@ class Worker:
             self._started(job, i, k)
         started = time.time()
         try:
-            outcome: Outcome | BaseException = await acall_node(call, run.plan.vertices[i], run.runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None, started)
+            call_async = acall_node if call.trace is None else call.trace.acall_node  # traced: a span per attempt (tracing.py)
+            outcome: Outcome | BaseException = await call_async(call, run.plan.vertices[i], run.runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None, started)
         except (NodeError, Suspend, AetherFlowError) as exc:
             outcome = exc
         self._continue(call, job, i, k, started, "asyncio", outcome)
@@ -659,6 +665,8 @@ class Worker:
                 )
                 run.error.__cause__ = exc
         job._status = status
+        if call.trace is not None:  # OpenTelemetry: end the job's span before result() returns
+            call.trace.finished(status.value, run.error, run.suspended)
         self._active.pop(job.id, None)  # a suspended job lives in the store until it is resumed
         if self._closed:
             with self._lock:
