@@ -248,6 +248,7 @@ class _Sending:
     started: float
     conflicts: int = 0
     span: Any = None  # the node's span while the task is away, when traced (tracing.py)
+    traced: bool = False  # its job is traced (the span is None when the job was sampled out)
 
 
 @dataclass
@@ -304,6 +305,7 @@ class DaskWorker(Worker):
         snap = _Snapshot(key, blob, vp.name, run.job_id, call.flow, run.runs[sending.i], item, run.inputs, _needed_outputs(vp, run.outputs), self._context_ref(call), self._state_snapshot(call, vp), run.answer_to(sending.i, run.runs[sending.i], sending.k if sending.k >= 0 else None, UNSET))
         if call.trace is not None:  # traced: the span starts here and its context travels with the task
             sending.span = call.trace.begin(vp.name, run.runs[sending.i], sending.conflicts + 1, sending.k if sending.k >= 0 else None)
+            sending.traced = True
             snap.trace = call.trace.carrier(sending.span)
         self._outbox.put((sending, snap))
 
@@ -373,7 +375,7 @@ class DaskWorker(Worker):
                 except StateConflict as exc:
                     # A read-then-set lost a race: send the node again, as a local one is re-run.
                     s.conflicts += 1
-                    if s.span is not None:  # traced: this attempt's span ends here; the re-send has its own
+                    if s.traced:  # this attempt's span ends here; the re-send has its own
                         self._end_span(s, exc, failed)
                     if s.conflicts <= vp.node.conflict_retries:
                         self._send(s)
@@ -382,7 +384,7 @@ class DaskWorker(Worker):
                     outcome.__cause__ = exc
                     self._continue(s.call, s.job, s.i, s.k, s.started, returned_where(arrived), outcome)
                     return
-        if s.span is not None:  # traced: end the node's span with the task's outcome
+        if s.traced:  # end the node's span with the task's outcome
             self._end_span(s, outcome, failed)
         self._continue(s.call, s.job, s.i, s.k, s.started, returned_where(arrived), outcome)
 
@@ -391,7 +393,8 @@ class DaskWorker(Worker):
         trace, name = s.call.trace, s.job.run.graph.names[s.i]
         for fields in failed:  # RunFields: (node, iteration, attempt, status, thread, started, ended, ..., error, ...)
             trace.record_attempt(name, fields[1], fields[2], s.k if s.k >= 0 else None, fields[5], fields[6], fields[9] or "")
-        s.span.set_attribute("aetherflow.attempt", outcome[2] if isinstance(outcome, tuple) else getattr(outcome, "attempt", 1))
+        if s.span is not None:
+            s.span.set_attribute("aetherflow.attempt", outcome[2] if isinstance(outcome, tuple) else getattr(outcome, "attempt", 1))
         trace.end(s.span, name, s.started, outcome[1] if isinstance(outcome, tuple) else outcome)
 
     def _record_failed_attempt(self, call: JobCall, fields: RunFields) -> None:

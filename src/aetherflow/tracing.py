@@ -200,9 +200,9 @@ class JobTrace:
     # -- spans of node attempts
 
     def begin(self, name: str, iteration: int, attempt: int, item: int | None, start: float | None = None) -> Any:
-        """Start the span of one attempt (a non-recording stand-in when the job is not traced)."""
+        """Start the span of one attempt; None when the job's span is not recorded."""
         if not self.nodes_traced:
-            return otel_trace.NonRecordingSpan(self.span.get_span_context())
+            return None
         attributes: dict[str, Any] = {
             "aetherflow.flow": self.flow, "aetherflow.node": name, "aetherflow.job_id": self.job_id,
             "aetherflow.attempt": attempt, "aetherflow.iteration": iteration, "aetherflow.worker_id": self.worker_id,
@@ -214,19 +214,13 @@ class JobTrace:
 
     def end(self, span: Any, name: str, started: float, outcome: BaseException | Sequence[Commit] | None, end: float | None = None) -> None:
         """End an attempt's span: ``outcome`` is its commits when it completed, else its error."""
-        now = time.time() if end is None else end
-        if isinstance(outcome, BaseException):
-            status = _attempt_status(outcome)
-            if status == "suspended":
-                span.add_event("aetherflow.suspended", {"aetherflow.reason": getattr(outcome, "reason", "")})
-            else:
-                span.record_exception(outcome)
-                span.set_status(Status(StatusCode.ERROR, f"{type(outcome).__name__}: {outcome}"))
-        else:
-            status = "completed"
-        span.set_attribute("aetherflow.status", status)
-        span.end(int(now * 1e9))
         instruments = self.instruments
+        if span is None and instruments is None:
+            return  # a sampled-out job without metrics: nothing to tell
+        now = time.time() if end is None else end
+        status = "completed" if not isinstance(outcome, BaseException) else _attempt_status(outcome)
+        if span is not None:
+            _end_span(span, status, outcome, now)
         if instruments is not None:
             attributes = {"aetherflow.flow": self.flow, "aetherflow.node": name, "aetherflow.status": status}
             instruments.duration.record(max(0.0, now - started), attributes)
@@ -246,14 +240,14 @@ class JobTrace:
         # Keep in step with invoke.call_node: the same helpers in the same order; tests
         # run the retry, timeout, conflict and suspend cases traced too (test_tracing.py).
         node = vp.node
-        attempts = _Attempts(node, vp.name, call.run.job_id)
+        attempts: _Attempts | None = None  # built on the first failure: most calls never need it
         attempt = 1
         if started is None:
             started = time.time()
         while True:
             ex, token = _enter(call, vp, iteration, attempt)
             span = self.begin(vp.name, iteration, attempt, item_index)
-            otel_token = otel_context.attach(otel_trace.set_span_in_context(span, self.parent))
+            otel_token = otel_context.attach(self.parent if span is None else otel_trace.set_span_in_context(span, self.parent))
             outcome: BaseException | Sequence[Commit] | None = None
             handles: list[StateHandle] = [] if vp.uses_state else _NO_HANDLES
             try:
@@ -262,11 +256,16 @@ class JobTrace:
                     value = node.call_positional(*args)
                 else:
                     value = _call_with_timeout(node.call_positional, args, node.timeout, vp.name, ex, call.scopes)
-                result = _finish(call, vp, ex, value, handles, started)
-                outcome = result[1]
-                return result
+                if handles or call.check_value is not None or (type(value) is not vp.output_exact and vp.check_output is not None):
+                    result = _finish(call, vp, ex, value, handles, started)
+                    outcome = result[1]
+                    return result
+                outcome = ()
+                return value, (), attempt, started  # nothing to validate, store-check or commit
             except Exception as exc:  # noqa: BLE001 - the retry policy decides what ends the call
                 outcome = exc
+                if attempts is None:
+                    attempts = _Attempts(node, vp.name, call.run.job_id)
                 attempts.attempt = attempt
                 delay = _delay_or_raise(attempts, exc, started)
                 _failed_attempt(call, vp, ex, item_index, started, exc, delay, attempts.conflicts, threading.current_thread().name)
@@ -292,7 +291,7 @@ class JobTrace:
         while True:
             ex, token = _enter(call, vp, iteration, attempt)
             span = self.begin(vp.name, iteration, attempt, item_index)
-            otel_token = otel_context.attach(otel_trace.set_span_in_context(span, self.parent))
+            otel_token = otel_context.attach(self.parent if span is None else otel_trace.set_span_in_context(span, self.parent))
             outcome: BaseException | Sequence[Commit] | None = None
             handles: list[StateHandle] = []
             try:
@@ -344,10 +343,20 @@ class JobTrace:
     # -- Dask: the driver makes the span, the task carries its context
 
     def carrier(self, span: Any) -> dict[str, str]:
-        """The W3C trace context of ``span``, to travel with a task (see `remote_parent`)."""
+        """The W3C trace context of ``span`` (or of the job, when it has none), to travel with a task (see `remote_parent`)."""
         carrier: dict[str, str] = {}
-        inject(carrier, otel_trace.set_span_in_context(span, self.parent))
+        inject(carrier, self.parent if span is None else otel_trace.set_span_in_context(span, self.parent))
         return carrier
+
+
+def _end_span(span: Any, status: str, outcome: Any, now: float) -> None:
+    if status == "suspended":
+        span.add_event("aetherflow.suspended", {"aetherflow.reason": getattr(outcome, "reason", "")})
+    elif status == "failed":
+        span.record_exception(outcome)
+        span.set_status(Status(StatusCode.ERROR, f"{type(outcome).__name__}: {outcome}"))
+    span.set_attribute("aetherflow.status", status)
+    span.end(int(now * 1e9))
 
 
 class _RemoteError(Exception):
