@@ -556,7 +556,7 @@ class Worker:
         if call.observed:
             if self._hooks:
                 self._hooks.emit("node_completed", job=run.job_id, node=name, output=output)
-            log.debug("Node '%s' completed in job %s", name, run.job_id, extra={"job_id": run.job_id, "node": name})
+            log.debug("Node '%s' completed in job %s", name, run.job_id, extra={"job_id": run.job_id, "node": name, "attempt": attempt})
         ready, ended = run.item_completed(i, k, output) if k >= 0 else run.completed(i, output)
         if ended:
             self._finish(job, call)
@@ -577,7 +577,7 @@ class Worker:
             self._record(RunFacts(run.job_id, name, run.runs[i], attempt, NodeStatus.FAILED, thread, started, time.time(), error=str(outcome), traceback=tb, item=item))
             if self._hooks:
                 self._hooks.emit("node_failed", job=run.job_id, node=name, error=outcome)
-            log.warning("%s", outcome, extra={"job_id": run.job_id, "node": name})
+            log.warning("%s", outcome, extra={"job_id": run.job_id, "node": name, "attempt": attempt})
             ended = run.failed(i, outcome)
         if ended:
             self._finish(job, call)
