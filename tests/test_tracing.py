@@ -362,6 +362,7 @@ def test_on_dask_a_user_span_nests_under_the_drivers_node_span(otel: Telemetry) 
         with DaskWorker(client) as w:
             job = w.submit(_dask_traced)
             pid, trace_id, parent_id = job.result(60)
+            assert w.run(_dask_flaky) == 2
         remote = [s for spans in client.run(_dask_worker_spans).values() for s in spans]
     import os
 
@@ -371,6 +372,12 @@ def test_on_dask_a_user_span_nests_under_the_drivers_node_span(otel: Telemetry) 
     assert _child_of(node_span, job_span)
     assert (trace_id, parent_id) == (node_span.context.trace_id, node_span.context.span_id)
     assert remote == [("user work", node_span.context.trace_id, node_span.context.span_id)]  # exported by the Dask worker's own SDK
+    # a retry on the cluster: the failed attempt is a span of its own, from its recorded times
+    (flaky_job,) = otel.finished("job _dask_flaky")
+    attempts = sorted(otel.finished("node _dask_flaky"), key=lambda s: s.attributes["aetherflow.attempt"])
+    assert [(s.attributes["aetherflow.attempt"], s.attributes["aetherflow.status"], s.status.status_code) for s in attempts] == [(1, "failed", StatusCode.ERROR), (2, "completed", StatusCode.UNSET)]
+    assert all(_child_of(s, flaky_job) for s in attempts)
+    assert "attempt 1 lost" in (attempts[0].status.description or "")
 
 
 def _install_sdk_on_dask_worker() -> None:
@@ -395,3 +402,45 @@ def _dask_traced() -> tuple[int, int, int]:
     with trace.get_tracer("user-code").start_as_current_span("user work") as span:
         parent = span.parent  # type: ignore[attr-defined]
         return os.getpid(), span.get_span_context().trace_id, parent.span_id if parent else 0
+
+
+@node(retries=1, retry_delay=0)
+def _dask_flaky(execution) -> int:
+    if execution.attempt == 1:
+        raise ConnectionError("attempt 1 lost the connection")
+    return execution.attempt
+
+
+def test_a_timed_out_attempt_and_a_bad_input_are_error_spans_and_not_retried_wrongly(otel: Telemetry) -> None:
+    from aetherflow import NodeInputError, NodeTimeoutError
+
+    @node(timeout=0.05, retries=1, retry_delay=0)
+    def slow() -> None:
+        threading.Event().wait(1)
+
+    @node(retries=3, retry_delay=0)
+    def typed(n: int) -> int:
+        return n
+
+    with Worker(threads=2) as w:
+        with pytest.raises(NodeTimeoutError):
+            w.run(slow)
+        with pytest.raises(NodeInputError):
+            w.run(typed, {"n": "not a number"})
+    assert [s.attributes["aetherflow.attempt"] for s in sorted(otel.finished("node slow"), key=lambda s: s.start_time or 0)] == [1, 2]
+    assert all(s.status.status_code is StatusCode.ERROR for s in otel.finished("node slow"))
+    (bad,) = otel.finished("node typed")  # validation is never retried, traced or not
+    assert bad.status.status_code is StatusCode.ERROR and "NodeInputError" in (bad.status.description or "")
+
+
+def test_async_retries_are_separate_attempt_spans(otel: Telemetry) -> None:
+    @node(retries=2, retry_delay=0)
+    async def fetch_async(execution) -> int:
+        if execution.attempt < 3:
+            raise ConnectionError("lost")
+        return execution.attempt
+
+    with Worker(threads=1) as w:
+        assert w.run(fetch_async) == 3
+    spans = sorted(otel.finished("node fetch_async"), key=lambda s: s.attributes["aetherflow.attempt"])
+    assert [(s.attributes["aetherflow.attempt"], s.attributes["aetherflow.status"]) for s in spans] == [(1, "failed"), (2, "failed"), (3, "completed")]
