@@ -103,6 +103,7 @@ def run(
     threads: Annotated[int | None, typer.Option("--threads", help="Worker threads.")] = None,
     store: StoreOpt = DEFAULT_STORE,
     context: Annotated[Path | None, typer.Option("--context", help="A TOML context profile.")] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="Show AetherFlow's log records from this level up on stderr: DEBUG, INFO, WARNING, ERROR or CRITICAL.")] = "WARNING",
 ) -> None:
     """Run one job of a flow and print its output as JSON on the last line."""
     from .profiles import load_context
@@ -113,7 +114,7 @@ def run(
     flow = load_target(target)
     values = _inputs(input or [], inputs)
     _hide_secret_inputs(flow, values)
-    _log_without_secrets()
+    _log_without_secrets(_log_level(log_level))  # before the worker: it decides per job whether DEBUG records are wanted
     ctx = load_context(context) if context is not None else None
     st = _open(store)
     st.remember_target(flow.name, target)
@@ -481,14 +482,26 @@ class _SecretFreeFormatter(logging.Formatter):
         return _without_secrets(super().format(record))
 
 
-def _log_without_secrets() -> None:
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(name: str) -> int:
+    """``--log-level``'s value as a `logging` level; a name that is not one is a usage error."""
+    if name.upper() not in LOG_LEVELS:
+        raise UsageError(f"--log-level must be one of {', '.join(LOG_LEVELS)} (any case), found {name!r}.")
+    return logging.getLevelName(name.upper())  # type: ignore[no-any-return]
+
+
+def _log_without_secrets(level: int = logging.WARNING) -> None:
     # What Python's last-resort handler would print (warnings and up, the message only),
     # through a formatter that masks secret inputs. Left alone if the user set up logging.
     library = logging.getLogger("aetherflow")
+    if level != logging.WARNING:  # --log-level: AetherFlow's records from that level up
+        library.setLevel(level)
     if library.handlers or logging.getLogger().handlers:
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setLevel(logging.WARNING)
+    handler.setLevel(level)
     handler.setFormatter(_SecretFreeFormatter("%(message)s"))
     library.addHandler(handler)
     library.propagate = False

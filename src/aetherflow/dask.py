@@ -47,6 +47,7 @@ from .runs import RunFields
 from .scopes import JobScopes, Scope, ScopeCache, ThreadCaches
 from .sentinels import UNSET
 from .state import Commit, StateConflict, StateHandle, StateScope, StateSpace, commit
+from .tracing import remote_parent
 from .worker import Worker
 
 PLUGIN = "aetherflow"
@@ -77,6 +78,7 @@ class _Snapshot:
     context: str | None  # "module:Class"
     state: dict[str, dict[str, tuple[Any, int]]]  # "job" / "node" / "worker" -> entries
     answer: Any = UNSET  # the answer to a suspension, when this call resumes it
+    trace: dict[str, str] | None = None  # the W3C context of the driver's node span, when traced (tracing.py)
 
 
 @dataclass
@@ -217,10 +219,11 @@ def _run_remote(snap: _Snapshot) -> _Returned:
     failed: list[RunFields] = []  # attempts that failed before the last one, for the driver's store
     call = JobCall(view, f"dask:{plugin.address}", snap.flow, injectors, plugin.scopes(snap.job_id), lambda f, n: view.worker, None, defer, record_run=failed.append)
     try:
-        if vp.node.is_async:
-            outcome = asyncio.run(acall_node(call, vp, snap.iteration, snap.item))
-        else:
-            outcome = call_node(call, vp, snap.iteration, snap.item)
+        with remote_parent(snap.trace):  # a user's spans in the node nest under the driver's node span
+            if vp.node.is_async:
+                outcome = asyncio.run(acall_node(call, vp, snap.iteration, snap.item))
+            else:
+                outcome = call_node(call, vp, snap.iteration, snap.item)
     except (NodeError, Suspend) as exc:
         return _Returned(error=exc, where=plugin.address, failed_attempts=failed, started=getattr(exc, "attempt_started", 0.0))
     writesets = [(h.space.scope.value, *h.writeset()) for h in deferred]
@@ -244,6 +247,8 @@ class _Sending:
     k: int
     started: float
     conflicts: int = 0
+    span: Any = None  # the node's span while the task is away, when traced (tracing.py)
+    traced: bool = False  # its job is traced (the span is None when the job was sampled out)
 
 
 @dataclass
@@ -298,6 +303,10 @@ class DaskWorker(Worker):
         item = run.map_items[sending.i][sending.k] if sending.k >= 0 else UNSET
         key, blob = self._vertex_blob(run.plan.flow, vp)
         snap = _Snapshot(key, blob, vp.name, run.job_id, call.flow, run.runs[sending.i], item, run.inputs, _needed_outputs(vp, run.outputs), self._context_ref(call), self._state_snapshot(call, vp), run.answer_to(sending.i, run.runs[sending.i], sending.k if sending.k >= 0 else None, UNSET))
+        if call.trace is not None:  # traced: the span starts here and its context travels with the task
+            sending.span = call.trace.begin(vp.name, run.runs[sending.i], sending.conflicts + 1, sending.k if sending.k >= 0 else None)
+            sending.traced = True
+            snap.trace = call.trace.carrier(sending.span)
         self._outbox.put((sending, snap))
 
     def _dispatch(self) -> None:
@@ -342,6 +351,7 @@ class DaskWorker(Worker):
         s = arrived.sending
         vp = s.job.run.plan.vertices[s.i]
         outcome: Outcome | BaseException
+        failed: list[RunFields] = []  # attempts that failed on the cluster before the last one
         try:
             if arrived.error is not None:
                 raise arrived.error
@@ -351,6 +361,7 @@ class DaskWorker(Worker):
             outcome.__cause__ = exc
         else:
             item = s.k if s.k >= 0 else None
+            failed = returned.failed_attempts
             for fields in returned.failed_attempts:  # RunFields: the item index is last
                 self._record_failed_attempt(s.call, (*fields[:-1], item))
             if returned.error is not None:
@@ -364,12 +375,27 @@ class DaskWorker(Worker):
                 except StateConflict as exc:
                     # A read-then-set lost a race: send the node again, as a local one is re-run.
                     s.conflicts += 1
+                    if s.traced:  # this attempt's span ends here; the re-send has its own
+                        self._end_span(s, exc, failed)
                     if s.conflicts <= vp.node.conflict_retries:
                         self._send(s)
                         return
                     outcome = StateConflictError(f"{exc}; gave up after {vp.node.conflict_retries} re-runs.", node=vp.name, job_id=s.job.id)
                     outcome.__cause__ = exc
+                    self._continue(s.call, s.job, s.i, s.k, s.started, returned_where(arrived), outcome)
+                    return
+        if s.traced:  # end the node's span with the task's outcome
+            self._end_span(s, outcome, failed)
         self._continue(s.call, s.job, s.i, s.k, s.started, returned_where(arrived), outcome)
+
+    def _end_span(self, s: _Sending, outcome: Any, failed: list[RunFields]) -> None:
+        """Traced: the attempts that failed on the cluster as spans of their own, then the task's span."""
+        trace, name = s.call.trace, s.job.run.graph.names[s.i]
+        for fields in failed:  # RunFields: (node, iteration, attempt, status, thread, started, ended, ..., error, ...)
+            trace.record_attempt(name, fields[1], fields[2], s.k if s.k >= 0 else None, fields[5], fields[6], fields[9] or "")
+        if s.span is not None:
+            s.span.set_attribute("aetherflow.attempt", outcome[2] if isinstance(outcome, tuple) else getattr(outcome, "attempt", 1))
+        trace.end(s.span, name, s.started, outcome[1] if isinstance(outcome, tuple) else outcome)
 
     def _record_failed_attempt(self, call: JobCall, fields: RunFields) -> None:
         try:

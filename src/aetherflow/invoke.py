@@ -83,6 +83,7 @@ class JobCall:
     record_run: Callable[[RunFields], None] = _unrecorded  # where the worker records this job's runs
     emit: Callable[..., None] | None = None  # the worker's event hooks: emit("node_retry", **data)
     taken_over: bool = False  # another process claimed the job: this one records nothing more of it
+    trace: Any = None  # a tracing.JobTrace when OpenTelemetry is on for this job; None keeps tracing free
 
 
 # A completed call: ``(output, commits, attempt, started)`` — its validated output, the

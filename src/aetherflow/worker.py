@@ -51,6 +51,7 @@ from .state import StateScope, StateSpace
 from .status import JobStatus, NodeStatus
 from .store import Store, open_store
 from .store.serialize import value_checker
+from .tracing import telemetry_for
 from .viz import topology_json
 
 log = logging.getLogger("aetherflow.worker")  # the same logger as events.py's
@@ -144,6 +145,7 @@ class Worker:
             self.add_flow(f)
         self._hooks = Hooks(on_event)
         self._queue: SimpleQueue[Any] = SimpleQueue()  # tasks, or None to stop a thread
+        self._telemetry = telemetry_for(self.id, self._queue.qsize)  # OpenTelemetry, or None: decided once per worker
         self._lock = threading.Lock()
         self._active: dict[str, tuple[Job, JobCall]] = {}
         self._idle = threading.Condition(self._lock)
@@ -278,7 +280,7 @@ class Worker:
         answered = give_answer(progress, rebuilt.run, answer)
         claim(self.store, progress, self.id, self.lease, answered)  # records the job as running here
         try:
-            return self._launch(prepared, rebuilt.run, rebuilt.ready, ended=rebuilt.ended)
+            return self._launch(prepared, rebuilt.run, rebuilt.ready, ended=rebuilt.ended, resumed=True)
         except AetherFlowError:  # closed meanwhile: give the job back as it was, for another worker
             self.store.set_job_status(job_id, record.status, time.time(), error=record.error)
             raise
@@ -382,12 +384,14 @@ class Worker:
         job._finished(output, None)
         return job
 
-    def _launch(self, prepared: _Prepared, run: JobRun, ready: list[int], first_here: bool = False, ended: bool = False) -> Job:
+    def _launch(self, prepared: _Prepared, run: JobRun, ready: list[int], first_here: bool = False, ended: bool = False, resumed: bool = False) -> Job:
         self._refuse_if_closed()
         flow, name, ctx, _, injectors, observed = prepared
         job = Job(run.job_id, flow, run, self._cancel_fn)
         scopes = JobScopes(self._worker_cache, run.job_id, self._thread_cache_fn)
         call = JobCall(run, self.id, name, injectors, scopes, self._worker_space_fn, self._check_value, context=ctx, observed=observed, record_run=self.store.run_recorder(run.job_id), emit=self._emit_fn)
+        if self._telemetry is not None:  # OpenTelemetry: the job's span (tracing.py)
+            call.trace = self._telemetry.start_job(run.job_id, name, resumed)
         self._active[job.id] = (job, call)  # atomic; no lock on the per-job path
         job._status = JOB_RUNNING
         if self._hooks:
@@ -491,6 +495,8 @@ class Worker:
         # per node is bound here (a one-node job pays for each name too: only the hot ones).
         plain, vertices, status, runs = run.graph.plain, run.plan.vertices, run.status, run.runs
         here = self._calls_here
+        # Tracing's one test, per task (a chain's nodes share it): a traced job calls the same loop with a span per attempt (tracing.py).
+        call_fn = call_node if call.trace is None else call.trace.call_node
         while True:
             if run.stopped is not None:
                 if run.dropped(i):
@@ -514,7 +520,7 @@ class Worker:
                 self._send_node(call, job, i, k, started)
                 return  # `DaskWorker` continues when its task comes back
             try:
-                outcome: Outcome | BaseException = call_node(call, vertices[i], runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None, started)
+                outcome: Outcome | BaseException = call_fn(call, vertices[i], runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None, started)
             except (NodeError, Suspend, AetherFlowError) as exc:
                 outcome = exc
             ready = self._settle(call, job, i, k, started, thread, outcome)
@@ -580,7 +586,7 @@ class Worker:
         if call.observed:
             if self._hooks:
                 self._hooks.emit("node_completed", job=run.job_id, node=name, output=output)
-            log.debug("Node '%s' completed in job %s", name, run.job_id, extra={"job_id": run.job_id, "node": name})
+            log.debug("Node '%s' completed in job %s", name, run.job_id, extra={"job_id": run.job_id, "node": name, "attempt": attempt})
         ready, ended = run.item_completed(i, k, output) if k >= 0 else run.completed(i, output)
         if ended:
             self._finish(job, call)
@@ -602,7 +608,7 @@ class Worker:
             record(RunFacts(run.job_id, name, run.runs[i], attempt, NodeStatus.FAILED, thread, started, time.time(), error=str(outcome), traceback=tb, item=item))
             if self._hooks:
                 self._hooks.emit("node_failed", job=run.job_id, node=name, error=outcome)
-            log.warning("%s", outcome, extra={"job_id": run.job_id, "node": name})
+            log.warning("%s", outcome, extra={"job_id": run.job_id, "node": name, "attempt": attempt})
             ended = run.failed(i, outcome)
         if ended:
             self._finish(job, call)
@@ -644,7 +650,8 @@ class Worker:
             self._started(job, i, k)
         started = time.time()
         try:
-            outcome: Outcome | BaseException = await acall_node(call, run.plan.vertices[i], run.runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None, started)
+            call_async = acall_node if call.trace is None else call.trace.acall_node  # traced: a span per attempt (tracing.py)
+            outcome: Outcome | BaseException = await call_async(call, run.plan.vertices[i], run.runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None, started)
         except (NodeError, Suspend, AetherFlowError) as exc:
             outcome = exc
         self._continue(call, job, i, k, started, "asyncio", outcome)
@@ -694,6 +701,8 @@ class Worker:
                 )
                 run.error.__cause__ = exc
         job._status = status
+        if call.trace is not None:  # OpenTelemetry: end the job's span before result() returns
+            call.trace.finished(status.value, run.error, run.suspended)
         self._active.pop(job.id, None)  # a suspended job lives in the store until it is resumed
         if self._closed:
             with self._lock:
