@@ -15,6 +15,7 @@ demo: $(STAMP)
 	$(PY) examples/demo.py
 
 lint: $(STAMP)
+	$(PY) -m ruff format --check src tests examples benchmarks
 	$(PY) -m ruff check src tests examples benchmarks
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports --no-cache

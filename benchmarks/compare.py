@@ -65,7 +65,9 @@ def best(fn: Callable[[], Any], repeat: int) -> float:
     return min(times)
 
 
-def paired(measured: Callable[[], Any], baseline: Callable[[], Any], repeat: int, rounds: int = 5) -> tuple[float, float]:
+def paired(
+    measured: Callable[[], Any], baseline: Callable[[], Any], repeat: int, rounds: int = 5
+) -> tuple[float, float]:
     """Best times of ``measured`` and ``baseline``, taken in alternating rounds.
 
     Noise on a shared machine comes in bursts of seconds; alternating keeps either side
@@ -116,6 +118,7 @@ def fan_out(width: int) -> Flow:
 
     kids = []
     for i in range(width):
+
         def kid(root: int) -> int:
             return root
 
@@ -130,8 +133,12 @@ def map_overhead(quick: bool) -> Row:
     with Worker(threads=8) as w, ThreadPoolExecutor(8) as ex:
         w.map(inc, many[:100], progress=False)
         list(ex.map(inc.fn, range(100)))
-        t_map, t_tpe = paired(lambda: w.map(inc, many, progress=False), lambda: list(ex.map(inc.fn, range(items))), 2 if quick else 3)
-    return Row(f"worker.map over {items} inputs (one job each)", t_map / items, "ThreadPoolExecutor.map", t_tpe / items, "≤ 2×")
+        t_map, t_tpe = paired(
+            lambda: w.map(inc, many, progress=False), lambda: list(ex.map(inc.fn, range(items))), 2 if quick else 3
+        )
+    return Row(
+        f"worker.map over {items} inputs (one job each)", t_map / items, "ThreadPoolExecutor.map", t_tpe / items, "≤ 2×"
+    )
 
 
 def engine(quick: bool) -> Section:
@@ -151,16 +158,22 @@ def engine(quick: bool) -> Section:
             f = inc.repeat(size)
             f.run({"x": 0}, worker=w)
             # short runs are repeated more: a noisy neighbour must not decide the best of few
-            per_node[size] = best(lambda f=f: f.run({"x": 0}, worker=w), max(rep, (4_000 if quick else 40_000) // size)) / size
+            per_node[size] = (
+                best(lambda f=f: f.run({"x": 0}, worker=w), max(rep, (4_000 if quick else 40_000) // size)) / size
+            )
             if size == n:
                 chain = f
         ham = hamilton_chain(n)
         t_ham = None
         if ham is not None:
             ham()
-            t_chain, t_ham = paired(lambda: chain.run({"x": 0}, worker=w), ham, max(rep, (800 if quick else 8_000) // n))
+            t_chain, t_ham = paired(
+                lambda: chain.run({"x": 0}, worker=w), ham, max(rep, (800 if quick else 8_000) // n)
+            )
             per_node[n] = min(per_node[n], t_chain / n)
-        sec.rows.append(Row(f"{n}-node chain", per_node[n], "plain function calls", best(lambda: plain_chain(n), rep) / n))
+        sec.rows.append(
+            Row(f"{n}-node chain", per_node[n], "plain function calls", best(lambda: plain_chain(n), rep) / n)
+        )
         if t_ham is not None:
             sec.rows.append(Row(f"{n}-node chain", per_node[n], "Apache Hamilton default driver", t_ham / n, "≤ 0.3×"))
         else:
@@ -169,17 +182,35 @@ def engine(quick: bool) -> Section:
         fan = fan_out(width)
         fan.run(worker=w)
         with ThreadPoolExecutor(8) as ex:
+
             def tpe_fan() -> None:
                 futures = [ex.submit(inc.fn, 1) for _ in range(width)]
                 for f in futures:
                     f.result()
+
             tpe_fan()
             t_fan, t_tpe = paired(lambda: fan.run(worker=w), tpe_fan, rep)
-        sec.rows.append(Row(f"{width}-node fan-out", t_fan / width, "bare ThreadPoolExecutor (submit all, gather)", t_tpe / width, "≤ 1.2×"))
+        sec.rows.append(
+            Row(
+                f"{width}-node fan-out",
+                t_fan / width,
+                "bare ThreadPoolExecutor (submit all, gather)",
+                t_tpe / width,
+                "≤ 1.2×",
+            )
+        )
         sec.rows.append(map_row)
         for size in sizes:
             if size != 100:
-                sec.rows.append(Row(f"chain of {size} nodes, per node", per_node[size], "chain of 100 nodes, per node", per_node[100], "≤ 1.2×"))
+                sec.rows.append(
+                    Row(
+                        f"chain of {size} nodes, per node",
+                        per_node[size],
+                        "chain of 100 nodes, per node",
+                        per_node[100],
+                        "≤ 1.2×",
+                    )
+                )
     sec.chart = "engine"
     return sec
 
@@ -206,7 +237,10 @@ class BenchContext(BaseFlowContext):
 
 
 def scopes(quick: bool) -> Section:
-    sec = Section("Scopes: injection, guarded calls, isolated vs shared", "One injection per call; the baseline calls the dependency-injector provider directly.")
+    sec = Section(
+        "Scopes: injection, guarded calls, isolated vs shared",
+        "One injection per call; the baseline calls the dependency-injector provider directly.",
+    )
     n = 20_000 if quick else 200_000
     raw = Counter()
     proxy = GuardedProxy(Counter())
@@ -214,11 +248,15 @@ def scopes(quick: bool) -> Section:
     t_raw = best(lambda: [raw.add() for _ in range(n)], 5) / n
     t_guarded = best(lambda: [proxy.add() for _ in range(n)], 5) / n
     sec.rows.append(Row("guarded method call (shared mode)", t_guarded, "raw method call", t_raw, "≤ raw + 300 ns"))
-    sec.extra.append(f"Guarded call overhead: **{(t_guarded - t_raw) * 1e9:.0f} ns** over the raw call (target ≤ 300 ns).")
+    sec.extra.append(
+        f"Guarded call overhead: **{(t_guarded - t_raw) * 1e9:.0f} ns** over the raw call (target ≤ 300 ns)."
+    )
     di_direct = di.Singleton(Counter)
     di_direct()
     t_di = best(lambda: [di_direct() for _ in range(n)], 5) / n
-    sec.extra.append("\n| provider kind | one injection, as a node receives it | × a direct dependency-injector `Singleton()` call |\n|---|---|---|")
+    sec.extra.append(
+        "\n| provider kind | one injection, as a node receives it | × a direct dependency-injector `Singleton()` call |\n|---|---|---|"
+    )
     with Worker(BenchContext, threads=1) as w:
         for name, cost in injection_costs(w, n).items():
             sec.extra.append(f"| `{name}` | {fmt(cost)} | {cost / t_di:.1f}× |")
@@ -231,7 +269,14 @@ def scopes(quick: bool) -> Section:
             t_iso = _mode_run("isolated", threads, size, jobs)
             t_sh = _mode_run("shared", threads, size, jobs)
             modes.append((threads, work, t_iso, t_sh))
-            sec.rows.append(Row(f"shared vs isolated, {threads} threads, {work} work", t_sh / jobs, "isolated (ThreadLocalSingleton)", t_iso / jobs))
+            sec.rows.append(
+                Row(
+                    f"shared vs isolated, {threads} threads, {work} work",
+                    t_sh / jobs,
+                    "isolated (ThreadLocalSingleton)",
+                    t_iso / jobs,
+                )
+            )
     sec.chart = "modes"
     _MODES[:] = modes
     return sec
@@ -297,8 +342,12 @@ def state(quick: bool) -> Section:
 
     t_all = best(lambda: buffer_writes(True), 3) / n
     t_buf = best(lambda: buffer_writes(False), 3) / n
-    sec.rows.append(Row("commit of a 3-key write-set", t_all - t_buf, "writing the 3 keys into the buffer", t_buf, "≤ 5 µs"))
-    sec.extra.append(f"Commit alone: **{(t_all - t_buf) * 1e6:.2f} µs**; buffer + commit: {t_all * 1e6:.2f} µs, i.e. **{1 / t_all:,.0f} commits/s** on one thread (target ≥ 100,000/s).")
+    sec.rows.append(
+        Row("commit of a 3-key write-set", t_all - t_buf, "writing the 3 keys into the buffer", t_buf, "≤ 5 µs")
+    )
+    sec.extra.append(
+        f"Commit alone: **{(t_all - t_buf) * 1e6:.2f} µs**; buffer + commit: {t_all * 1e6:.2f} µs, i.e. **{1 / t_all:,.0f} commits/s** on one thread (target ≥ 100,000/s)."
+    )
     jobs = 1000 if quick else 5000
 
     @node
@@ -319,8 +368,12 @@ def state(quick: bool) -> Section:
         inputs = [{"i": i} for i in range(jobs)]
         w.map(bump, inputs[:50], progress=False)
         t_jobs = best(lambda: w.map(bump, inputs, progress=False), 3)
-    sec.extra.append(f"On one worker, a {chain_len}-node chain where every node commits a key: **{chain_len / t_chain:,.0f} commits/s** (target ≥ 100,000/s), node runs included.")
-    sec.extra.append(f"On one worker, {jobs} one-node jobs each committing `job_state` and `worker_state`: {2 * jobs / t_jobs:,.0f} commits/s (job creation included).")
+    sec.extra.append(
+        f"On one worker, a {chain_len}-node chain where every node commits a key: **{chain_len / t_chain:,.0f} commits/s** (target ≥ 100,000/s), node runs included."
+    )
+    sec.extra.append(
+        f"On one worker, {jobs} one-node jobs each committing `job_state` and `worker_state`: {2 * jobs / t_jobs:,.0f} commits/s (job creation included)."
+    )
     return sec
 
 
@@ -330,7 +383,10 @@ def state(quick: bool) -> Section:
 def durability(quick: bool) -> Section:
     n = 100 if quick else 300
     rep = 3 if quick else 7  # the targets are absolute: a noisy neighbour must not decide the best of few
-    sec = Section("Durable cost per node", f"A {n}-node chain whose nodes each write one `job_state` key; cost per node above the memory store.")
+    sec = Section(
+        "Durable cost per node",
+        f"A {n}-node chain whose nodes each write one `job_state` key; cost per node above the memory store.",
+    )
 
     @node
     def step(x: int, job_state: Any) -> int:
@@ -352,7 +408,9 @@ def durability(quick: bool) -> Section:
                 chain.run({"x": 0}, worker=w)
                 t = best(lambda w=w: chain.run({"x": 0}, worker=w), rep) / n
             sec.rows.append(Row(f"{label} `{mode}`", t, "memory store", t_mem, targets.get((label, mode), "")))
-            sec.extra.append(f"{label} `{mode}`: **{(t - t_mem) * 1e6:.0f} µs** per node above memory ({t * 1e6:.0f} µs in all). Targets: {targets.get((label, mode), 'none')}.")
+            sec.extra.append(
+                f"{label} `{mode}`: **{(t - t_mem) * 1e6:.0f} µs** per node above memory ({t * 1e6:.0f} µs in all). Targets: {targets.get((label, mode), 'none')}."
+            )
     if len(urls) == 1:
         sec.extra.append("_PostgreSQL not measured: set `AETHERFLOW_PG_URL` (CI and `.ci/run` start a server)._")
     return sec
@@ -426,7 +484,13 @@ def langgraph_chains(url: str, jobs: int, steps: int, rounds: int) -> float | No
         graph.add_edge(prev, f"s{i}")
         prev = f"s{i}"
     graph.add_edge(prev, END)
-    with ConnectionPool(url, min_size=1, max_size=jobs + 2, open=True, kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}) as pool:
+    with ConnectionPool(
+        url,
+        min_size=1,
+        max_size=jobs + 2,
+        open=True,
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+    ) as pool:
         saver = PostgresSaver(pool)  # type: ignore[arg-type]
         saver.setup()
         app = graph.compile(checkpointer=saver)
@@ -466,7 +530,7 @@ def scale(quick: bool) -> Section:
     rounds = 2 if quick else 7
     sec = Section(
         "Concurrent jobs, durable (`sync`): group commit",
-        f"Concurrent jobs, each a {steps}-step chain whose every step writes one `job_state` key, `durability=\"sync\"`, "
+        f'Concurrent jobs, each a {steps}-step chain whose every step writes one `job_state` key, `durability="sync"`, '
         "`Worker(threads=max(8, jobs))`. Each node's commit is in the database before its successor starts; "
         "jobs that commit at the same moment share one transaction. The ratio is the cost per step against one job "
         "alone (lower is better: concurrency pays); *batch* is node runs and job records per transaction, "
@@ -479,27 +543,54 @@ def scale(quick: bool) -> Section:
     if pg:
         urls.append(("PostgreSQL", pg))
     for label, url in urls:
-        table = [f"**{label}**", "", "| concurrent jobs | steps/s | µs per step | batch (records per transaction) | transactions |", "|---|---|---|---|---|"]
+        table = [
+            f"**{label}**",
+            "",
+            "| concurrent jobs | steps/s | µs per step | batch (records per transaction) | transactions |",
+            "|---|---|---|---|---|",
+        ]
         curve = []
         for jobs, (rate, batch, transactions) in concurrent_chains(url, levels, steps, rounds).items():
             curve.append((jobs, rate, batch))
             table.append(f"| {jobs} | {rate:,.0f} | {1e6 / rate:,.0f} | {batch:.1f} | {transactions} |")
             if jobs > 1:
-                sec.rows.append(Row(f"{label}, {jobs} concurrent jobs, per step", 1 / rate, "1 job alone", 1 / curve[0][1], "falls as jobs rise"))
+                sec.rows.append(
+                    Row(
+                        f"{label}, {jobs} concurrent jobs, per step",
+                        1 / rate,
+                        "1 job alone",
+                        1 / curve[0][1],
+                        "falls as jobs rise",
+                    )
+                )
         _SCALE[label] = curve
         sec.extra += [*table, ""]
     if pg:
         peer = [(jobs, langgraph_chains(pg, jobs, steps, max(2, rounds - 2))) for jobs in levels]
         if peer[0][1] is None:
-            sec.extra.append("_LangGraph not measured: `pip install langgraph langgraph-checkpoint-postgres` in the benchmark environment._")
+            sec.extra.append(
+                "_LangGraph not measured: `pip install langgraph langgraph-checkpoint-postgres` in the benchmark environment._"
+            )
         else:
             ours = dict((c[0], c[1]) for c in _SCALE["PostgreSQL"])
-            table = ["**LangGraph 1.x, PostgresSaver, same work** (`durability=\"sync\"`, one pooled connection per job)", "",
-                     "| concurrent jobs | steps/s | AetherFlow ÷ LangGraph (throughput) |", "|---|---|---|"]
+            table = [
+                '**LangGraph 1.x, PostgresSaver, same work** (`durability="sync"`, one pooled connection per job)',
+                "",
+                "| concurrent jobs | steps/s | AetherFlow ÷ LangGraph (throughput) |",
+                "|---|---|---|",
+            ]
             for jobs, rate in peer:
                 assert rate is not None
                 table.append(f"| {jobs} | {rate:,.0f} | **{ours[jobs] / rate:.1f}×** |")
-                sec.rows.append(Row(f"PostgreSQL, {jobs} concurrent job{'s' if jobs > 1 else ''}, per step", 1 / ours[jobs], "LangGraph PostgresSaver, same", 1 / rate, "≤ 0.25× at 8 jobs" if jobs == 8 else ""))
+                sec.rows.append(
+                    Row(
+                        f"PostgreSQL, {jobs} concurrent job{'s' if jobs > 1 else ''}, per step",
+                        1 / ours[jobs],
+                        "LangGraph PostgresSaver, same",
+                        1 / rate,
+                        "≤ 0.25× at 8 jobs" if jobs == 8 else "",
+                    )
+                )
             _SCALE["LangGraph PostgresSaver"] = [(jobs, rate or 0.0, 0.0) for jobs, rate in peer]
             sec.extra += [*table, ""]
 
@@ -513,10 +604,23 @@ def scale(quick: bool) -> Section:
         long_chain = step.repeat(n)
         with Worker(threads=8, store=open_store(pg, durability="sync")) as w:
             long_chain.run({"x": 0}, worker=w)
-            t_af, t_plain = paired(lambda: long_chain.run({"x": 0}, worker=w), plain_psycopg_step(pg, n), 1 if quick else 3, 3 if quick else 5)
+            t_af, t_plain = paired(
+                lambda: long_chain.run({"x": 0}, worker=w),
+                plain_psycopg_step(pg, n),
+                1 if quick else 3,
+                3 if quick else 5,
+            )
             w.store.close()
         del chain
-        sec.rows.append(Row(f"PostgreSQL, one {n}-step chain, per step", t_af / n, "plain psycopg INSERT + COMMIT per step", t_plain / n, "≤ 2×"))
+        sec.rows.append(
+            Row(
+                f"PostgreSQL, one {n}-step chain, per step",
+                t_af / n,
+                "plain psycopg INSERT + COMMIT per step",
+                t_plain / n,
+                "≤ 2×",
+            )
+        )
     else:
         sec.extra.append("_PostgreSQL not measured: set `AETHERFLOW_PG_URL` (CI and `.ci/run` start a server)._")
     sec.extra += _SCALE_HISTORY
@@ -548,7 +652,10 @@ _SCALE_HISTORY = [
 
 
 def history(quick: bool) -> Section:
-    sec = Section("History queries vs history size", "SQLite store filled with jobs of 10 events each; each query is the best of 20.")
+    sec = Section(
+        "History queries vs history size",
+        "SQLite store filled with jobs of 10 events each; each query is the best of 20.",
+    )
     sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
     folder = Path(tempfile.mkdtemp())
     lines = ["| events | jobs(flow=, status=, since=, limit=100) | events(job) | job(id) |", "|---|---|---|---|"]
@@ -556,8 +663,12 @@ def history(quick: bool) -> Section:
         url = f"sqlite:///{folder / f'h{size}.db'}"
         store = open_store(url)
         some_job = _fill(store, size)
-        since = __import__("datetime").datetime.fromtimestamp(time.time() - 3600, tz=__import__("datetime").timezone.utc)
-        t_jobs = best(lambda store=store, since=since: store.jobs(flow="flow-3", status="completed", since=since, limit=100), 20)
+        since = __import__("datetime").datetime.fromtimestamp(
+            time.time() - 3600, tz=__import__("datetime").timezone.utc
+        )
+        t_jobs = best(
+            lambda store=store, since=since: store.jobs(flow="flow-3", status="completed", since=since, limit=100), 20
+        )
         t_events = best(lambda store=store, j=some_job: store.events(j), 20)
         t_job = best(lambda store=store, j=some_job: store.job(j), 20)
         lines.append(f"| {size:,} | {t_jobs * 1e3:.2f} ms | {t_events * 1e3:.2f} ms | {t_job * 1e3:.2f} ms |")
@@ -580,13 +691,31 @@ def _fill(store: Any, events: int) -> str:
     for j in range(jobs):
         jid = f"{j:032x}"
         created = now - (jobs - j) * 0.5
-        job_rows.append((jid, f"flow-{j % 10}", "completed" if j % 7 else "failed", "{}", None, None, created, created, created + 0.1, "bench"))
+        job_rows.append(
+            (
+                jid,
+                f"flow-{j % 10}",
+                "completed" if j % 7 else "failed",
+                "{}",
+                None,
+                None,
+                created,
+                created,
+                created + 0.1,
+                "bench",
+            )
+        )
         for e in range(10):
             event_rows.append((jid, created + e * 0.01, "node_completed", f"n{e}", None))
-    store._execute_batch([
-        ("INSERT INTO jobs (id, flow, status, inputs, output, error, created_at, started_at, finished_at, worker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", job_rows),
-        ("INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)", event_rows),
-    ])
+    store._execute_batch(
+        [
+            (
+                "INSERT INTO jobs (id, flow, status, inputs, output, error, created_at, started_at, finished_at, worker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                job_rows,
+            ),
+            ("INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)", event_rows),
+        ]
+    )
     return f"{jobs // 2:032x}"
 
 
@@ -616,7 +745,11 @@ def dask_section(quick: bool) -> Section | None:
         w.map(crunch, inputs[:2], progress=False)
         t_threads = best(lambda: w.map(crunch, inputs, progress=False), 2)
     os.environ["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, Client(cluster) as client, DaskWorker(client) as dw:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+        DaskWorker(client) as dw,
+    ):
         dw.map(crunch, inputs[:2], progress=False)
         t_dask = best(lambda: dw.map(crunch, inputs, progress=False), 2)
         t_raw = best(lambda: client.gather(client.map(crunch_fn, [size] * items, pure=False)), 2)
@@ -624,8 +757,23 @@ def dask_section(quick: bool) -> Section | None:
         dw.map(crunch, tiny, progress=False)
         t_af_tiny = best(lambda: dw.map(crunch, tiny, progress=False), 3) / len(tiny)
         t_cm_tiny = best(lambda: client.gather(client.map(crunch_fn, [1] * len(tiny), pure=False)), 3) / len(tiny)
-    sec.rows.append(Row(f"DaskWorker, {items} tasks of pure-Python work", t_dask, "thread Worker (2 threads, GIL-bound)", t_threads, "→ 0.5× (2× faster)"))
-    sec.rows.append(Row(f"client.map alone, same {items} tasks (the best Dask can do here)", t_raw, "thread Worker (2 threads, GIL-bound)", t_threads))
+    sec.rows.append(
+        Row(
+            f"DaskWorker, {items} tasks of pure-Python work",
+            t_dask,
+            "thread Worker (2 threads, GIL-bound)",
+            t_threads,
+            "→ 0.5× (2× faster)",
+        )
+    )
+    sec.rows.append(
+        Row(
+            f"client.map alone, same {items} tasks (the best Dask can do here)",
+            t_raw,
+            "thread Worker (2 threads, GIL-bound)",
+            t_threads,
+        )
+    )
     sec.rows.append(Row("per-task overhead, trivial task", t_af_tiny, "client.map directly", t_cm_tiny, "≤ 1.5×"))
     return sec
 
@@ -646,16 +794,23 @@ def fmt(seconds: float) -> str:
 
 
 def render(sections: list[Section], charts: dict[str, str]) -> str:
-    out = ["# Benchmarks", "", f"Measured by `benchmarks/compare.py` on {machine()}, {time.strftime('%Y-%m-%d')}.",
-           "Every figure is a **ratio to a baseline measured in the same run** (best of several repeats);",
-           "absolute times are shown only beside their baseline, since the machine is shared and noisy.",
-           "Regenerate with `make bench`.", ""]
+    out = [
+        "# Benchmarks",
+        "",
+        f"Measured by `benchmarks/compare.py` on {machine()}, {time.strftime('%Y-%m-%d')}.",
+        "Every figure is a **ratio to a baseline measured in the same run** (best of several repeats);",
+        "absolute times are shown only beside their baseline, since the machine is shared and noisy.",
+        "Regenerate with `make bench`.",
+        "",
+    ]
     for sec in sections:
         out += [f"## {sec.title}", "", sec.note, ""]
         if sec.rows:
             out += ["| measured | baseline | ratio | target |", "|---|---|---|---|"]
             for r in sec.rows:
-                out.append(f"| {r.what} ({fmt(r.value)}) | {r.baseline} ({fmt(r.base_value)}) | **{r.ratio:.2f}×** | {r.target} |")
+                out.append(
+                    f"| {r.what} ({fmt(r.value)}) | {r.baseline} ({fmt(r.base_value)}) | **{r.ratio:.2f}×** | {r.target} |"
+                )
             out.append("")
         out += [*sec.extra, ""]
         if sec.chart and sec.chart in charts:
@@ -688,40 +843,57 @@ def draw(sections: list[Section], folder: Path) -> dict[str, str]:
 
     engine = next((s for s in sections if s.chart == "engine"), None)
     if engine:
+
         def bars(ax: Any) -> None:
-            ax.barh([f"{r.what}\nvs {r.baseline}" for r in engine.rows], [r.ratio for r in engine.rows], color="#3f6fb5")
+            ax.barh(
+                [f"{r.what}\nvs {r.baseline}" for r in engine.rows], [r.ratio for r in engine.rows], color="#3f6fb5"
+            )
             ax.axvline(1.0, color="#888", lw=1)
             ax.tick_params(axis="y", labelsize=7)
+
         chart("engine", bars, "ratio to baseline (lower is better)", width=8)
     if _MODES:
+
         def modes(ax: Any) -> None:
             for work, style in (("light", "-o"), ("heavy", "--s")):
                 pts = [(t, sh / iso) for t, w, iso, sh in _MODES if w == work]
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"{work} work")
             ax.axhline(1.0, color="#888", lw=1)
             ax.legend()
+
         chart("modes", modes, "worker threads", "shared / isolated time")
     if _SCALE:
+
         def scale_plot(ax: Any) -> None:
             for (label, curve), style in zip(_SCALE.items(), ("-o", "--s", ":^"), strict=False):
                 name = label if label.startswith("LangGraph") else f"AetherFlow, {label}"
                 ax.plot([c[0] for c in curve], [c[1] for c in curve], style, label=f"{name}, sync")
                 for jobs, rate, batch in curve:
                     if batch:
-                        ax.annotate(f"{batch:.0f}", (jobs, rate), textcoords="offset points", xytext=(0, 6), fontsize=7, ha="center")
+                        ax.annotate(
+                            f"{batch:.0f}",
+                            (jobs, rate),
+                            textcoords="offset points",
+                            xytext=(0, 6),
+                            fontsize=7,
+                            ha="center",
+                        )
             ax.set_xscale("log", base=2)
             ticks = [c[0] for c in next(iter(_SCALE.values()))]
             ax.set_xticks(ticks, [str(t) for t in ticks])
             ax.minorticks_off()
             ax.set_ylim(bottom=0)
             ax.legend(title="labels: records per transaction", fontsize=8, title_fontsize=8)
+
         chart("scale", scale_plot, "concurrent jobs (50-step chains)", "steps/s")
     if _HISTORY:
+
         def history_plot(ax: Any) -> None:
             ax.plot([h[0] for h in _HISTORY], [h[1] * 1e3 for h in _HISTORY], "-o", label="jobs(flow, status, since)")
             ax.plot([h[0] for h in _HISTORY], [h[2] * 1e3 for h in _HISTORY], "--s", label="events(job)")
             ax.set_xscale("log")
             ax.legend()
+
         chart("history", history_plot, "events in the store", "ms")
     return charts
 
@@ -730,11 +902,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes; a smoke test")
     parser.add_argument("--write", type=Path, help="write the markdown page here (charts beside it in img/)")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: engine,scopes,state,durability,scale,history,dask")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated sections to skip: engine,scopes,state,durability,scale,history,dask"
+    )
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     sections: list[Section] = []
-    for name, fn in (("engine", engine), ("scopes", scopes), ("state", state), ("durability", durability), ("scale", scale), ("history", history), ("dask", dask_section)):
+    for name, fn in (
+        ("engine", engine),
+        ("scopes", scopes),
+        ("state", state),
+        ("durability", durability),
+        ("scale", scale),
+        ("history", history),
+        ("dask", dask_section),
+    ):
         if name in skip:
             continue
         started = time.perf_counter()

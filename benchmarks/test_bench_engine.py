@@ -26,8 +26,10 @@ def test_fan_out_100(benchmark, worker) -> None:
 
 def test_bare_thread_pool_100(benchmark) -> None:
     with ThreadPoolExecutor(8) as ex:
+
         def run() -> list[int]:
             return [f.result() for f in [ex.submit(inc.fn, 1) for _ in range(100)]]
+
         assert len(benchmark(run)) == 100
 
 

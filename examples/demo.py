@@ -66,5 +66,8 @@ if __name__ == "__main__":
         print("result:", result)
         print("job state:", job.state)
         runs = worker.store.node_runs(job.id)
-        print(f"history: job {job.id[:12]} {worker.store.job(job.id).status}, {len(runs)} node runs on threads", sorted({r.thread for r in runs}))
+        print(
+            f"history: job {job.id[:12]} {worker.store.job(job.id).status}, {len(runs)} node runs on threads",
+            sorted({r.thread for r in runs}),
+        )
     print(f"see it again with: .venv/bin/aetherflow jobs   and   .venv/bin/aetherflow show {job.id[:12]}")

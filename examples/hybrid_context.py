@@ -31,4 +31,6 @@ if __name__ == "__main__":
         results = worker.map(handle, [{"user": u} for u in range(30)])
     kinds = {name: type(p).__name__ for name, p in ctx.providers.items()}
     print(f"profile {profile}: providers {kinds}")
-    print(f"{len(results)} requests on {len({r['thread'] for r in results})} threads; highest count seen {max(r['seen'] for r in results)}")
+    print(
+        f"{len(results)} requests on {len({r['thread'] for r in results})} threads; highest count seen {max(r['seen'] for r in results)}"
+    )

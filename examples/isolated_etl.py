@@ -51,4 +51,6 @@ if __name__ == "__main__":
     with Worker(IsolatedContext, threads=4) as worker:
         results = worker.map(etl, [{"batch": b, "size": 50} for b in range(batches)])
     threads = sorted({r["parsed_on"] for r in results})
-    print(f"{len(results)} batches, {sum(r['rows'] for r in results)} rows, parsed on {len(threads)} threads: {threads}")
+    print(
+        f"{len(results)} batches, {sum(r['rows'] for r in results)} rows, parsed on {len(threads)} threads: {threads}"
+    )

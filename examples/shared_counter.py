@@ -44,5 +44,7 @@ if __name__ == "__main__":
     with Worker(ctx, threads=8) as worker:
         worker.map(hit, [{"i": i} for i in range(jobs)])
     counter = ctx.counter()
-    print(f"{jobs} jobs x 100 adds on 8 threads: counter = {counter.value} (expected {jobs * 100}), by kind {counter.by_kind}")
+    print(
+        f"{jobs} jobs x 100 adds on 8 threads: counter = {counter.value} (expected {jobs * 100}), by kind {counter.by_kind}"
+    )
     assert counter.value == jobs * 100

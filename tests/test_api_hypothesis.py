@@ -134,7 +134,13 @@ BODIES = [
 def signatures(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     """Source text of a function with generated parameters, and its namespace."""
     names = draw(st.lists(st.sampled_from(PARAM_NAMES), unique=True, max_size=4))
-    kinds = draw(st.lists(st.sampled_from(["plain", "default", "kwonly", "star", "starstar", "posonly"]), min_size=len(names), max_size=len(names)))
+    kinds = draw(
+        st.lists(
+            st.sampled_from(["plain", "default", "kwonly", "star", "starstar", "posonly"]),
+            min_size=len(names),
+            max_size=len(names),
+        )
+    )
     parts: list[str] = []
     posonly: list[str] = []
     kwonly: list[str] = []
@@ -159,9 +165,20 @@ def signatures(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     posonly.sort(key=lambda p: "=" in p)
     if posonly and any("=" in p for p in posonly):
         parts = [p if "=" in p else p + " = None" for p in parts]
-    params = ", ".join([*posonly, *(["/"] if posonly else []), *parts, *[e for e in extra if e.startswith("*") and not e.startswith("**")][:1]])
+    params = ", ".join(
+        [
+            *posonly,
+            *(["/"] if posonly else []),
+            *parts,
+            *[e for e in extra if e.startswith("*") and not e.startswith("**")][:1],
+        ]
+    )
     if kwonly:
-        params += (", " if params else "") + ("" if any(e.startswith("*") and not e.startswith("**") for e in extra) else "*, ") + ", ".join(kwonly)
+        params += (
+            (", " if params else "")
+            + ("" if any(e.startswith("*") and not e.startswith("**") for e in extra) else "*, ")
+            + ", ".join(kwonly)
+        )
     double = [e for e in extra if e.startswith("**")][:1]
     if double:
         params += (", " if params else "") + double[0]
@@ -201,7 +218,9 @@ def inputs_for(made: Node) -> st.SearchStrategy[Any]:
 
 @BOUNDED
 @given(fn=functions(), data=st.data())
-def test_any_node_signature_and_inputs_give_a_result_or_an_aetherflow_error(worker: Worker, fn: Callable[..., Any], data: st.DataObject) -> None:
+def test_any_node_signature_and_inputs_give_a_result_or_an_aetherflow_error(
+    worker: Worker, fn: Callable[..., Any], data: st.DataObject
+) -> None:
     made = outcome(lambda: node(fn))
     if isinstance(made, Node):
         inputs = data.draw(inputs_for(made))
@@ -225,7 +244,20 @@ option_values = st.one_of(
     st.sampled_from([(ValueError, 3), "IOError", 1e400, 10**30, 10**5000]),
 )
 option_names = st.sampled_from(
-    ["name", "retries", "retry_delay", "backoff", "max_delay", "retry_on", "timeout", "max_iterations", "conflict_retries", "retires", "timout", "localns"]
+    [
+        "name",
+        "retries",
+        "retry_delay",
+        "backoff",
+        "max_delay",
+        "retry_on",
+        "timeout",
+        "max_iterations",
+        "conflict_retries",
+        "retires",
+        "timout",
+        "localns",
+    ]
 )
 
 
@@ -289,6 +321,7 @@ POOL = [source, inc, halve, gather, split, is_big, reads_source, misspelt]
 nodes = st.sampled_from(POOL)
 odd_arguments = st.sampled_from([None, 3, "inc", [], [inc], {}, {1: inc}, print, lambda x: x, -1, 0, True, 10**9])
 
+
 def mostly(good: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     """Usually a sensible argument, sometimes an odd one."""
     return st.one_of(good, good, good, odd_arguments)
@@ -299,7 +332,9 @@ step = st.one_of(
     st.tuples(st.just("fan_out_to"), mostly(st.lists(nodes, max_size=3))),
     st.tuples(st.just("fan_in"), mostly(nodes)),
     st.tuples(st.just("map"), mostly(nodes)),
-    st.tuples(st.just("branch_on"), mostly(st.dictionaries(st.sampled_from([True, False, 0, 1, "a"]), nodes, max_size=2))),
+    st.tuples(
+        st.just("branch_on"), mostly(st.dictionaries(st.sampled_from([True, False, 0, 1, "a"]), nodes, max_size=2))
+    ),
     st.tuples(st.just("repeat"), mostly(st.integers(min_value=-1, max_value=4))),
     st.tuples(st.just("named"), mostly(st.text(max_size=4))),
 )
@@ -316,7 +351,9 @@ def build(start: Node, steps: list[tuple[str, Any]]) -> Flow:
 @given(
     start=nodes,
     steps=st.lists(step, max_size=5),
-    inputs=st.one_of(st.fixed_dictionaries({"x": values}, optional={"n": values, "value": values, "parts": values}), job_inputs),
+    inputs=st.one_of(
+        st.fixed_dictionaries({"x": values}, optional={"n": values, "value": values, "parts": values}), job_inputs
+    ),
 )
 def test_any_fluent_flow_shape_builds_validates_draws_and_runs_or_says_why(
     worker: Worker, start: Node, steps: list[tuple[str, Any]], inputs: Any
@@ -333,12 +370,21 @@ def test_any_fluent_flow_shape_builds_validates_draws_and_runs_or_says_why(
 
 @BOUNDED
 @given(
-    members=st.one_of(st.lists(nodes, max_size=5), st.lists(nodes, max_size=5), st.lists(st.one_of(nodes, odd_arguments), max_size=5), odd_arguments),
+    members=st.one_of(
+        st.lists(nodes, max_size=5),
+        st.lists(nodes, max_size=5),
+        st.lists(st.one_of(nodes, odd_arguments), max_size=5),
+        odd_arguments,
+    ),
     name=st.one_of(st.none(), st.none(), st.text(max_size=4), odd_arguments),
     context=st.sampled_from([None, None, None, None, 3, "ctx", object(), int, Flow]),
-    inputs=st.one_of(st.fixed_dictionaries({"x": values}, optional={"n": values, "value": values, "parts": values}), job_inputs),
+    inputs=st.one_of(
+        st.fixed_dictionaries({"x": values}, optional={"n": values, "value": values, "parts": values}), job_inputs
+    ),
 )
-def test_any_flow_from_a_list_builds_and_runs_or_says_why(worker: Worker, members: Any, name: Any, context: Any, inputs: Any) -> None:
+def test_any_flow_from_a_list_builds_and_runs_or_says_why(
+    worker: Worker, members: Any, name: Any, context: Any, inputs: Any
+) -> None:
     flow = outcome(lambda: Flow(members, name=name, context=context))
     if isinstance(flow, Flow):
         outcome(lambda: flow.run(inputs, worker=worker))
@@ -351,13 +397,17 @@ def test_any_flow_from_a_list_builds_and_runs_or_says_why(worker: Worker, member
         st.tuples(
             st.sampled_from(["add", "connect", "branch"]),
             st.one_of(nodes, st.sampled_from(["source", "inc", "nope", "", 3, None])),
-            st.one_of(nodes, st.sampled_from(["source", "inc", "nope", 3]), st.dictionaries(st.booleans(), nodes, max_size=2)),
+            st.one_of(
+                nodes, st.sampled_from(["source", "inc", "nope", 3]), st.dictionaries(st.booleans(), nodes, max_size=2)
+            ),
         ),
         max_size=5,
     ),
     inputs=job_inputs,
 )
-def test_any_explicit_flow_builds_and_runs_or_says_why(worker: Worker, start: Node, ops: list[tuple[str, Any, Any]], inputs: Any) -> None:
+def test_any_explicit_flow_builds_and_runs_or_says_why(
+    worker: Worker, start: Node, ops: list[tuple[str, Any, Any]], inputs: Any
+) -> None:
     flow = Flow("explicit")
     flow.add(start)
     for op, a, b in ops:
@@ -394,7 +444,12 @@ typed_keys = st.sampled_from(["n", "text", "raw", "ratio", "numbers", "positive"
 @BOUNDED
 @given(
     inputs=st.one_of(
-        st.fixed_dictionaries({"n": st.one_of(st.integers(), values)}, optional={k: values for k in ["text", "raw", "ratio", "numbers", "positive", "user", "secret", "when", "unused"]}),
+        st.fixed_dictionaries(
+            {"n": st.one_of(st.integers(), values)},
+            optional={
+                k: values for k in ["text", "raw", "ratio", "numbers", "positive", "user", "secret", "when", "unused"]
+            },
+        ),
         st.dictionaries(typed_keys, values, max_size=6),
         job_inputs,
     )
@@ -422,9 +477,16 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(tmp_path_factory.mktemp("stores"))
 
 
-file_names = st.text(alphabet=st.characters(blacklist_characters="/.", blacklist_categories=("Cs",)) | st.sampled_from(["\x00", "\udcff"]), min_size=0, max_size=12)
+file_names = st.text(
+    alphabet=st.characters(blacklist_characters="/.", blacklist_categories=("Cs",))
+    | st.sampled_from(["\x00", "\udcff"]),
+    min_size=0,
+    max_size=12,
+)
 url_texts = st.one_of(
-    st.sampled_from(["", "memory://", "memory://x", "mysql://x", "sqlite://", "sqlite:///", "://", "file:///x", "MEMORY://"]),
+    st.sampled_from(
+        ["", "memory://", "memory://x", "mysql://x", "sqlite://", "sqlite:///", "://", "file:///x", "MEMORY://"]
+    ),
     st.text(max_size=12),
     st.builds(lambda t: "memory://" + t, st.text(max_size=8)),
 )

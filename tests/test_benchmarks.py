@@ -13,7 +13,10 @@ def test_compare_quick_writes_a_page_with_ratios_and_charts(tmp_path: Path) -> N
     page = tmp_path / "benchmarks.md"
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--quick", "--write", str(page)],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     text = page.read_text()

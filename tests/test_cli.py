@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-FLOWS = '''
+FLOWS = """
 from pydantic import SecretStr
 from aetherflow import Suspend, node
 
@@ -44,7 +44,7 @@ def markup(n: int) -> int:
 @node
 def login(password: SecretStr) -> dict:
     return {"user": "ada", "password": password}
-'''
+"""
 
 
 def aetherflow(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -75,7 +75,10 @@ def test_run_with_inputs_file_and_module_target(project: Path) -> None:
 def test_bad_target_names_what_exists(project: Path) -> None:
     result = aetherflow(project, "run", "flows.py:flwo", "-i", "n=1")
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: 'flwo' in flows.py does not exist. Did you mean 'flow'? Flows there: approval, ask, boom, flow, load, login, markup, total."
+    assert (
+        result.stderr.strip()
+        == "error: 'flwo' in flows.py does not exist. Did you mean 'flow'? Flows there: approval, ask, boom, flow, load, login, markup, total."
+    )
     assert "Traceback" not in result.stderr
 
 
@@ -166,9 +169,21 @@ def test_run_with_a_context_profile(project: Path) -> None:
         "from aetherflow import node\n\n@node\ndef hit(n: int, counter) -> int:\n    return counter.add(n)\n"
     )
     ok = subprocess.run(
-        [shutil.which("aetherflow", path=os.path.dirname(sys.executable)) or "aetherflow", "run", str(project / "counting.py") + ":hit",
-         "-i", "n=3", "--context", "contexts/shared.toml", "--store", "memory://"],
-        cwd=root, capture_output=True, text=True, timeout=60,
+        [
+            shutil.which("aetherflow", path=os.path.dirname(sys.executable)) or "aetherflow",
+            "run",
+            str(project / "counting.py") + ":hit",
+            "-i",
+            "n=3",
+            "--context",
+            "contexts/shared.toml",
+            "--store",
+            "memory://",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip().splitlines()[-1] == "3"
@@ -176,7 +191,7 @@ def test_run_with_a_context_profile(project: Path) -> None:
     assert missing.returncode == 2 and "Context profile nothere.toml: no such file" in missing.stderr
 
 
-GATE = '''
+GATE = """
 from aetherflow import Suspend, node
 
 @node
@@ -184,7 +199,7 @@ def gate(answer: str | None = None) -> str:
     if answer is None:
         raise Suspend("go?")
     return f"got {answer}"
-'''
+"""
 
 
 def test_resume_with_an_answer_then_resume_the_completed_job_again(tmp_path: Path) -> None:
@@ -211,9 +226,7 @@ def _store_bytes(project: Path) -> bytes:
 def test_show_html_never_imports_the_code_a_store_names(project: Path) -> None:
     marker = project / "imported.marker"
     (project / "trap.py").write_text(
-        "from pathlib import Path\n"
-        f"Path({str(marker)!r}).write_text('the store made me run')\n"
-        "from flows import flow\n"
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('the store made me run')\nfrom flows import flow\n"
     )
     assert aetherflow(project, "run", "trap.py:flow", "-i", "n=2").returncode == 0
     marker.unlink()  # `run` imports its target: that is asked for; reading must not
@@ -318,7 +331,7 @@ def test_resume_that_suspends_again_exits_3_and_a_completed_job_is_left_untouche
     assert rows() == before  # not even a worker's heartbeat
 
 
-SLOW_FLOW = '''
+SLOW_FLOW = """
 import os, time
 from aetherflow import node
 
@@ -334,7 +347,7 @@ def slow(first: int) -> int:
     return first * 10
 
 flow = first.then(slow).named("slow-flow")
-'''
+"""
 
 
 def test_jobs_tells_a_job_whose_process_died_and_recover_takes_it_over(tmp_path: Path) -> None:
@@ -342,7 +355,14 @@ def test_jobs_tells_a_job_whose_process_died_and_recover_takes_it_over(tmp_path:
 
     (tmp_path / "slowflow.py").write_text(SLOW_FLOW)
     exe = shutil.which("aetherflow", path=os.path.dirname(sys.executable)) or "aetherflow"
-    with subprocess.Popen([exe, "run", "slowflow.py:flow", "-i", "n=1"], cwd=tmp_path, env={**os.environ, "HANG": "1"}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
+    with subprocess.Popen(
+        [exe, "run", "slowflow.py:flow", "-i", "n=1"],
+        cwd=tmp_path,
+        env={**os.environ, "HANG": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "HANGING"
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
@@ -355,7 +375,7 @@ def test_jobs_tells_a_job_whose_process_died_and_recover_takes_it_over(tmp_path:
     assert "owner gone" not in aetherflow(tmp_path, "jobs").stdout
 
 
-MARKUP = '''
+MARKUP = """
 from aetherflow import node
 
 @node
@@ -363,7 +383,7 @@ def reader(path: str) -> str:
     raise FileNotFoundError(f"[bold]no such file[/bold]: [/data/in.csv]\\nsecond line")
 
 flow = reader.named("[red]odd[/red]-flow")
-'''
+"""
 
 
 def test_listings_print_user_text_as_written_with_the_first_line_of_each_error(tmp_path: Path) -> None:
@@ -376,7 +396,9 @@ def test_listings_print_user_text_as_written_with_the_first_line_of_each_error(t
     assert "[red]odd[/red]-flow" in listed.stdout and "[/data/in.csv]" in listed.stdout
     assert "second line" not in listed.stdout  # the first line of the error
     job_id = json.loads(aetherflow(tmp_path, "jobs", "--json").stdout)[0]["id"]
-    shown = subprocess.run([exe, "show", job_id], cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env_wide)
+    shown = subprocess.run(
+        [exe, "show", job_id], cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env_wide
+    )
     assert shown.returncode == 0 and "[bold]no such file[/bold]" in shown.stdout
     assert aetherflow(tmp_path, "stats", "[red]odd[/red]-flow").returncode == 0
     bad = aetherflow(tmp_path, "jobs", "--status", "done")

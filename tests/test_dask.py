@@ -17,7 +17,12 @@ from aetherflow import StateConflictError, Worker, node
 from aetherflow.dask import DaskWorker
 
 # distributed warns about ports, closing comms and slow heartbeats on busy machines: not ours
-pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::RuntimeWarning"), pytest.mark.filterwarnings("ignore::ResourceWarning"), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+    pytest.mark.filterwarnings("ignore::RuntimeWarning"),
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+]
 
 RESOURCES = Path(__file__).parent / "resources"
 sys.path.insert(0, str(RESOURCES))
@@ -28,7 +33,9 @@ import dask_flows  # noqa: E402
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCluster, Path]]:
     log = tmp_path_factory.mktemp("dask-log")
     os.environ["AETHERFLOW_DASK_LOG"] = str(log)
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(RESOURCES), str(RESOURCES.parent.parent / "src"), os.environ.get("PYTHONPATH", "")])
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(RESOURCES), str(RESOURCES.parent.parent / "src"), os.environ.get("PYTHONPATH", "")]
+    )
     with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0") as c:
         yield c, log
 
@@ -72,7 +79,11 @@ def test_worker_scoped_setup_once_per_dask_worker_and_teardown_on_close(tmp_path
     log.mkdir()
     os.environ["AETHERFLOW_DASK_LOG"] = str(log)
     os.environ["PYTHONPATH"] = os.pathsep.join([str(RESOURCES), os.environ.get("PYTHONPATH", "")])
-    with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0") as c, Client(c) as client, DaskWorker(client, dask_flows.DaskContext) as w:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0") as c,
+        Client(c) as client,
+        DaskWorker(client, dask_flows.DaskContext) as w,
+    ):
         w.map(dask_flows.where, [{"i": i} for i in range(40)], progress=False)
         setups = sorted(p.name for p in log.iterdir() if p.name.startswith("setup"))
         assert len(setups) == 2
@@ -120,7 +131,12 @@ def test_value_that_cannot_travel_names_the_node(dask_worker: DaskWorker) -> Non
 
 
 def test_killed_dask_worker_tasks_are_retried(cluster: tuple[LocalCluster, Path]) -> None:
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c, Client(c) as client, DaskWorker(client) as w:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c,
+        Client(c) as client,
+        DaskWorker(client) as w,
+    ):
+
         @node
         def die_once(i: int, marker: str) -> int:
             import os as _os
@@ -138,7 +154,11 @@ def test_failed_attempts_on_the_cluster_are_recorded_by_the_driver(dask_worker: 
     job = dask_worker.submit(dask_flows.flaky_fetch)
     assert job.result(60) == "ok"
     runs = dask_worker.store.node_runs(job.id)
-    assert [(r.node, r.attempt, r.status) for r in runs] == [("flaky_fetch", 1, "failed"), ("flaky_fetch", 2, "failed"), ("flaky_fetch", 3, "completed")]
+    assert [(r.node, r.attempt, r.status) for r in runs] == [
+        ("flaky_fetch", 1, "failed"),
+        ("flaky_fetch", 2, "failed"),
+        ("flaky_fetch", 3, "completed"),
+    ]
     assert runs[0].error is not None and runs[0].error.endswith("raised ConnectionError: attempt 1 lost the connection")
 
 

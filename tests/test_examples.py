@@ -20,8 +20,17 @@ CASES = {
     "branch_loop.py": ([], ["->[end] call_times = None", "->[end] num = 40", "{'call_times': 4}"]),
     "loop_controllers.py": ([], ["trace: ['outer1', 'outer2', 'inner1', 'inner2', 'inner3']"]),
     "worker_counter.py": ([], ["{'count': 200, 'jobs': 100}"]),
-    "crash_recovery.py": ([], ["recovered 1 job(s): result 100", "nodes that ran in all: ['fetch', 'enrich', 'publish']"]),
-    "approval.py": ([], ["suspended: payment of 120.0 needs a human decision | status in store: suspended", "after approval: sent 120.0 to ACME"]),
+    "crash_recovery.py": (
+        [],
+        ["recovered 1 job(s): result 100", "nodes that ran in all: ['fetch', 'enrich', 'publish']"],
+    ),
+    "approval.py": (
+        [],
+        [
+            "suspended: payment of 120.0 needs a human decision | status in store: suspended",
+            "after approval: sent 120.0 to ACME",
+        ],
+    ),
     "numpy_blas.py": (["40"], ["BLAS threads inside the worker: [1]"]),
 }
 
@@ -35,7 +44,14 @@ def test_every_example_is_covered() -> None:
 def test_example_runs_and_shows_its_point(script: str, tmp_path: Path) -> None:
     args, expected = CASES[script]
     env = {**os.environ, "AETHERFLOW_EXAMPLE_LOG": str(tmp_path / "log")}
-    result = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], cwd=tmp_path if script == "demo.py" else ROOT, capture_output=True, text=True, timeout=120, env=env)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / script), *args],
+        cwd=tmp_path if script == "demo.py" else ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     for text in expected:
         assert text in result.stdout, result.stdout

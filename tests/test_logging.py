@@ -19,7 +19,7 @@ from aetherflow.events import EVENTS
 
 DOC = Path(__file__).parent.parent / "docs" / "observability.md"
 
-FLOWS = '''
+FLOWS = """
 from aetherflow import node
 
 @node
@@ -31,7 +31,7 @@ def total(load: list[int]) -> int:
     return sum(load)
 
 flow = load.then(total).named("summing")
-'''
+"""
 
 
 def aetherflow(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -44,7 +44,12 @@ def test_run_log_level_debug_shows_each_node_on_stderr(tmp_path: Path) -> None:
     out = aetherflow(tmp_path, "run", "flows.py:flow", "--input", "n=4", "--store", "memory://", "--log-level", "debug")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "6"
-    for line in ("Node 'load' started in job", "Node 'load' completed in job", "Node 'total' completed in job", "of flow 'summing' completed"):
+    for line in (
+        "Node 'load' started in job",
+        "Node 'load' completed in job",
+        "Node 'total' completed in job",
+        "of flow 'summing' completed",
+    ):
         assert line in out.stderr
 
 
@@ -91,7 +96,13 @@ def test_records_about_nodes_carry_job_id_node_and_attempt(caplog: pytest.LogCap
     assert fields("Node 'flaky' completed") == ("aetherflow.worker", "DEBUG", flaky_job.id, "flaky", 2)
     assert fields("Node 'flaky' started") == ("aetherflow.worker", "DEBUG", flaky_job.id, "flaky", "absent")
     assert fields("raised ValueError: no") == ("aetherflow.worker", "WARNING", broken_job.id, "broken", 1)
-    assert fields(f"Job {broken_job.id} of flow 'broken' failed") == ("aetherflow.worker", "DEBUG", broken_job.id, None, "absent")
+    assert fields(f"Job {broken_job.id} of flow 'broken' failed") == (
+        "aetherflow.worker",
+        "DEBUG",
+        broken_job.id,
+        None,
+        "absent",
+    )
 
 
 def _documented_events() -> dict[str, set[str]]:

@@ -351,7 +351,9 @@ def test_an_annotation_pydantic_cannot_validate_is_explained_before_the_job_runs
         ran.append(x)
         return 1
 
-    with pytest.raises(NodeDefinitionError, match=r"parameter 'x' is annotated typing.Self, which pydantic cannot validate") as info:
+    with pytest.raises(
+        NodeDefinitionError, match=r"parameter 'x' is annotated typing.Self, which pydantic cannot validate"
+    ) as info:
         odd.run({"x": 1}, worker=worker)
     assert info.value.__cause__ is not None
     assert ran == []

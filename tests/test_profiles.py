@@ -48,7 +48,9 @@ def test_hybrid_profile_mixes_scopes() -> None:
 
 def test_profile_errors_name_the_section_and_the_choices(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text('[context]\nbase = "examples.services:AppContext"\n[providers.countr]\nscope = "shared"\n[providers.cache]\nscope = "global"\n')
+    bad.write_text(
+        '[context]\nbase = "examples.services:AppContext"\n[providers.countr]\nscope = "shared"\n[providers.cache]\nscope = "global"\n'
+    )
     with pytest.raises(ContextProfileError) as info:
         load_context(bad)
     text = str(info.value)

@@ -30,7 +30,9 @@ print("DONE")
 def _in_terminal(code: str) -> str:
     """Run Python with a pseudo-terminal as stdout and stderr; return what it drew."""
     main, secondary = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=secondary, stderr=secondary, env={**os.environ, "COLUMNS": "100"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=secondary, stderr=secondary, env={**os.environ, "COLUMNS": "100"}
+    )
     os.close(secondary)
     chunks = []
     deadline = time.monotonic() + 60
@@ -105,7 +107,7 @@ def test_map_return_exceptions_puts_each_error_in_place() -> None:
             w.map(odd_fails, [{"i": i} for i in range(4)], progress=False)
 
 
-CLI_RUN = '''
+CLI_RUN = """
 from aetherflow import node
 
 @node
@@ -121,7 +123,7 @@ def total(square: list[int]) -> int:
     return sum(square)
 
 flow = items.map(square).then(total).named("squares")
-'''
+"""
 
 
 def test_cli_run_counts_node_runs_and_says_so(tmp_path: os.PathLike[str]) -> None:

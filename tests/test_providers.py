@@ -429,7 +429,9 @@ def test_timed_out_sync_node_keeps_its_scoped_instances_until_its_thread_returns
     returned = threading.Event()
 
     class Ctx(BaseFlowContext):
-        conn = scoped(Connection, guard=False, teardown=lambda c: (setattr(c, "closed", True), events.append("torn down")))
+        conn = scoped(
+            Connection, guard=False, teardown=lambda c: (setattr(c, "closed", True), events.append("torn down"))
+        )
 
     @node(timeout=0.1)
     def slow(conn: Connection) -> None:

@@ -10,10 +10,31 @@ import pytest
 import aetherflow
 
 DESIGN_NAMES = {
-    "node", "Node", "Flow", "Worker", "Job", "BaseFlowContext", "providers", "ExecutionContext",
-    "current_execution", "locked", "load_context", "open_store", "JobStatus", "NodeStatus", "Suspend",
-    "AetherFlowError", "FlowDefinitionError", "MissingInputError", "NodeError", "NodeInputError",
-    "NodeOutputError", "NodeTimeoutError", "StateConflictError", "LoopLimitError", "StoreError",
+    "node",
+    "Node",
+    "Flow",
+    "Worker",
+    "Job",
+    "BaseFlowContext",
+    "providers",
+    "ExecutionContext",
+    "current_execution",
+    "locked",
+    "load_context",
+    "open_store",
+    "JobStatus",
+    "NodeStatus",
+    "Suspend",
+    "AetherFlowError",
+    "FlowDefinitionError",
+    "MissingInputError",
+    "NodeError",
+    "NodeInputError",
+    "NodeOutputError",
+    "NodeTimeoutError",
+    "StateConflictError",
+    "LoopLimitError",
+    "StoreError",
 }
 
 

@@ -22,12 +22,16 @@ RESOURCES = Path(__file__).parent / "resources"
 
 def _crash(url: str, marker: Path, jobs: int = 1) -> int:
     env = {**os.environ, "AETHERFLOW_CRASH": "1", "AETHERFLOW_MARKER": str(marker), "PYTHONPATH": str(RESOURCES.parent)}
-    proc = subprocess.run([sys.executable, str(RESOURCES / "crashing.py"), url, str(jobs)], env=env, timeout=60, capture_output=True)
+    proc = subprocess.run(
+        [sys.executable, str(RESOURCES / "crashing.py"), url, str(jobs)], env=env, timeout=60, capture_output=True
+    )
     return proc.returncode
 
 
 @pytest.mark.parametrize("trial", range(3))
-def test_killed_process_job_is_recovered_without_rerunning_completed_nodes(tmp_path: Path, trial: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_killed_process_job_is_recovered_without_rerunning_completed_nodes(
+    tmp_path: Path, trial: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     marker = tmp_path / "marker"
     assert _crash(url, marker) == 17
@@ -80,7 +84,12 @@ def test_recover_leaves_jobs_of_live_workers_alone(tmp_path: Path) -> None:
 def test_two_processes_write_one_sqlite_file_without_lock_errors(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     open_store(url).close()  # create the schema first
-    proc = subprocess.Popen([sys.executable, str(RESOURCES / "writer_process.py"), url, "300"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(RESOURCES / "writer_process.py"), url, "300"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
     @node
     def here(i: int, job_state) -> int:
@@ -111,7 +120,9 @@ def test_postgres_survives_a_dropped_connection_mid_run() -> None:
 
     def kill_backends() -> None:
         with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
 
     with Worker(threads=4, store=url) as w:
         jobs = [w.submit(step.named("pg-drop"), {"i": i}) for i in range(100)]
@@ -320,7 +331,9 @@ def test_committed_state_survives_a_second_recovery(tmp_path: Path) -> None:
 
     def proc(mode: str, crash_in: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "CRASH_IN": crash_in}
-        return subprocess.run([sys.executable, "-c", STATE_CRASH, url, mode], env=env, timeout=60, capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-c", STATE_CRASH, url, mode], env=env, timeout=60, capture_output=True, text=True
+        )
 
     assert proc("submit", crash_in="second").returncode == 17
     assert proc("recover", crash_in="third").returncode == 17
@@ -363,7 +376,9 @@ def test_a_live_worker_keeps_its_jobs_whatever_lease_a_claimer_passes(tmp_path: 
         return x
 
     gate = tmp_path / "gate"
-    with subprocess.Popen([sys.executable, "-c", LIVE_OWNER, url, str(gate)], stdout=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-c", LIVE_OWNER, url, str(gate)], stdout=subprocess.PIPE, text=True
+    ) as proc:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "STARTED"
         time.sleep(0.3)  # older than the claimer's lease below, well within the owner's own
@@ -474,7 +489,9 @@ def test_answer_to_a_secret_parameter_is_recorded_redacted(tmp_path: Path) -> No
         with pytest.raises(AetherFlowError):
             job.result(10)
         assert w.resume(job.id, answer="4321-pin").result(10) == 8
-    assert b"4321-pin" not in (tmp_path / "secret.db").read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("secret.db-*"))
+    assert b"4321-pin" not in (tmp_path / "secret.db").read_bytes() + b"".join(
+        p.read_bytes() for p in tmp_path.glob("secret.db-*")
+    )
 
 
 def test_answer_for_a_job_that_is_not_suspended_is_refused(tmp_path: Path) -> None:
@@ -678,6 +695,7 @@ def test_recover_on_a_live_worker_never_takes_its_own_jobs(tmp_path: Path, url: 
     flow = charge.named("charge")
     stop = threading.Event()
     with Worker(threads=4, store=url, flows=[flow]) as w:
+
         def recoverer() -> None:
             while not stop.is_set():
                 for job in w.recover():
@@ -761,11 +779,15 @@ def test_recover_never_runs_a_job_with_a_redacted_secret_input(tmp_path: Path) -
     import signal
 
     url = f"sqlite:///{tmp_path / 's.db'}"
-    with subprocess.Popen([sys.executable, "-c", SECRET_CRASH, url, "submit"], stdout=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-c", SECRET_CRASH, url, "submit"], stdout=subprocess.PIPE, text=True
+    ) as proc:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "STARTED"
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
-    out = subprocess.run([sys.executable, "-c", SECRET_CRASH, url, "recover"], capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", SECRET_CRASH, url, "recover"], capture_output=True, text=True, timeout=60
+    ).stdout
     assert "**********" not in out and "logged in" not in out
     with open_store(url) as store:
         [job] = store.jobs()
@@ -856,11 +878,15 @@ def test_an_answer_survives_a_crash_of_the_run_it_answered(tmp_path: Path) -> No
 
     url = f"sqlite:///{tmp_path / 'ans.db'}"
     subprocess.run([sys.executable, "-c", ANSWERED_CRASH, url, "submit"], timeout=60, check=True)
-    with subprocess.Popen([sys.executable, "-c", ANSWERED_CRASH, url, "answer"], stdout=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-c", ANSWERED_CRASH, url, "answer"], stdout=subprocess.PIPE, text=True
+    ) as proc:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ANSWERED"
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
-    out = subprocess.run([sys.executable, "-c", ANSWERED_CRASH, url, "recover"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", ANSWERED_CRASH, url, "recover"], capture_output=True, text=True, timeout=60
+    )
     assert out.stdout.strip() == "['paid=True']", out.stderr
 
 
@@ -937,7 +963,15 @@ def test_a_job_left_by_an_earlier_process_with_this_pid_is_recovered(tmp_path: P
         return 2 * x
 
     store = open_store(f"sqlite:///{tmp_path / 'pid.db'}")
-    store.create_job("c" * 32, "doubled", {"x": 21}, "worker-old", time.time(), running=True, process=(os.getpid(), socket.gethostname(), 1.0))
+    store.create_job(
+        "c" * 32,
+        "doubled",
+        {"x": 21},
+        "worker-old",
+        time.time(),
+        running=True,
+        process=(os.getpid(), socket.gethostname(), 1.0),
+    )
     with Worker(threads=1, store=store, flows=[doubled]) as w:
         [job] = w.recover()
         assert job.result(10) == 42
@@ -1041,7 +1075,10 @@ def test_a_worker_whose_job_was_taken_over_stops_it_and_records_nothing_more(tmp
         job = w.submit(first.then(second).named("fenced"), {"x": 1})
         time.sleep(0.1)
         with sqlite3.connect(db) as conn:  # what another process's claim writes
-            conn.execute("UPDATE jobs SET pid = 1, host = 'elsewhere', claim = 'theirs', worker = 'other' WHERE id = ?", (job.id,))
+            conn.execute(
+                "UPDATE jobs SET pid = 1, host = 'elsewhere', claim = 'theirs', worker = 'other' WHERE id = ?",
+                (job.id,),
+            )
         time.sleep(0.4)  # a heartbeat (every lease/3) notices
         gate.set()
         with pytest.raises(JobClaimedError, match="taken over"):

@@ -32,7 +32,13 @@ SHAPES = 5
 def _process(url: str, marks: Path, kill_at: int = 0) -> subprocess.Popen[str]:
     path = os.pathsep.join(filter(None, [str(RESOURCES), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path, "CAMPAIGN_KILL_AT": str(kill_at)}
-    return subprocess.Popen([sys.executable, str(RESOURCES / "campaign.py"), url, str(marks)], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(RESOURCES / "campaign.py"), url, str(marks)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
 
 
 def _run_generations(url: str, marks: Path, rng: random.Random) -> list[int]:
@@ -81,10 +87,18 @@ def _check_exactly_once(url: str, marks: Path, pids: list[int]) -> None:
                 if run.node == "again":
                     continue  # no side effect to count
                 by = generation[int(run.thread.split("-")[1])]
-                assert ran[key].count(by) == 1, f"{job.flow}: {key} ran {ran[key].count(by)}x in the generation that recorded it"
-                assert max(ran[key]) == by, f"{job.flow}: {key} recorded completed in generation {by}, ran again in {max(ran[key])}"
-            committed = {f"{node_name}:{iteration}:{item}" for _, node_name, iteration, item in keys if node_name != "again"}
-            assert committed <= set(job.output), f"{job.flow}: committed state lost: {sorted(committed - set(job.output))}"
+                assert ran[key].count(by) == 1, (
+                    f"{job.flow}: {key} ran {ran[key].count(by)}x in the generation that recorded it"
+                )
+                assert max(ran[key]) == by, (
+                    f"{job.flow}: {key} recorded completed in generation {by}, ran again in {max(ran[key])}"
+                )
+            committed = {
+                f"{node_name}:{iteration}:{item}" for _, node_name, iteration, item in keys if node_name != "again"
+            }
+            assert committed <= set(job.output), (
+                f"{job.flow}: committed state lost: {sorted(committed - set(job.output))}"
+            )
 
 
 @pytest.mark.parametrize("trial", range(TRIALS))

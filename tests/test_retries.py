@@ -40,9 +40,16 @@ def test_failed_attempts_are_node_runs_with_their_errors_and_tracebacks(store_ur
         job = w.submit(fetch)
         assert job.result(timeout=30) == "ok"
         runs = w.store.node_runs(job.id)
-    assert [(r.node, r.attempt, r.status) for r in runs] == [("fetch", 1, "failed"), ("fetch", 2, "failed"), ("fetch", 3, "completed")]
+    assert [(r.node, r.attempt, r.status) for r in runs] == [
+        ("fetch", 1, "failed"),
+        ("fetch", 2, "failed"),
+        ("fetch", 3, "completed"),
+    ]
     for attempt, run in enumerate(runs[:2], 1):
-        assert run.error == f"Node 'fetch' (job {job.id}, attempt {attempt}): raised ConnectionError: attempt {attempt} lost the connection"
+        assert (
+            run.error
+            == f"Node 'fetch' (job {job.id}, attempt {attempt}): raised ConnectionError: attempt {attempt} lost the connection"
+        )
         assert run.traceback is not None and f"ConnectionError: attempt {attempt} lost the connection" in run.traceback
         assert "in fetch" in run.traceback  # the user's frame, where it failed
         assert run.finished_at is not None and run.started_at <= run.finished_at
@@ -57,7 +64,12 @@ def test_failed_attempts_are_events_in_the_store(store_url: str) -> None:
         job.result(timeout=30)
         events = w.store.events(job.id, types=["node_started", "node_failed", "node_completed"])
     assert [(e.type, e.data.get("attempt")) for e in events] == [
-        ("node_started", 1), ("node_failed", None), ("node_started", 2), ("node_failed", None), ("node_started", 3), ("node_completed", None),
+        ("node_started", 1),
+        ("node_failed", None),
+        ("node_started", 2),
+        ("node_failed", None),
+        ("node_started", 3),
+        ("node_completed", None),
     ]
     assert events[1].data["error"].endswith("raised ConnectionError: attempt 1 lost the connection")
 
@@ -65,11 +77,17 @@ def test_failed_attempts_are_events_in_the_store(store_url: str) -> None:
 def test_each_failed_attempt_emits_a_node_retry_event_and_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     fetch = flaky_node(2, retries=2, retry_delay=0.01)
     seen: list[tuple[str, dict[str, Any]]] = []
-    with caplog.at_level(logging.WARNING, logger="aetherflow"), Worker(threads=1, on_event=lambda e, d: seen.append((e, d))) as w:
+    with (
+        caplog.at_level(logging.WARNING, logger="aetherflow"),
+        Worker(threads=1, on_event=lambda e, d: seen.append((e, d))) as w,
+    ):
         job = w.submit(fetch)
         job.result(timeout=30)
     retries = [d for e, d in seen if e == "node_retry"]
-    assert [(d["node"], d["attempt"], d["delay"], d["job"]) for d in retries] == [("fetch", 1, 0.01, job.id), ("fetch", 2, 0.01, job.id)]
+    assert [(d["node"], d["attempt"], d["delay"], d["job"]) for d in retries] == [
+        ("fetch", 1, 0.01, job.id),
+        ("fetch", 2, 0.01, job.id),
+    ]
     assert isinstance(retries[0]["error"], ConnectionError)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [
@@ -187,5 +205,7 @@ def test_a_re_run_after_a_state_conflict_is_recorded_as_a_failed_attempt() -> No
     mine = [(r.attempt, r.status) for r in runs if r.node == loser]
     assert mine == [(1, "failed"), (2, "completed")]
     error = next(r.error for r in runs if r.node == loser and r.status == "failed")
-    assert error is not None and "state key 'k' was read at version 0" in error and error.endswith("; re-running the node")
+    assert (
+        error is not None and "state key 'k' was read at version 0" in error and error.endswith("; re-running the node")
+    )
     assert job.state == {"k": 2}

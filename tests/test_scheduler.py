@@ -23,7 +23,10 @@ def shared_worker() -> Iterator[Worker]:
 def dags(draw: st.DrawFn) -> list[list[int]]:
     """preds[i] ⊆ {0..i-1}: a random DAG in topological order."""
     n = draw(st.integers(min_value=1, max_value=14))
-    return [sorted(draw(st.sets(st.integers(min_value=0, max_value=i - 1), max_size=min(i, 4)))) if i else [] for i in range(n)]
+    return [
+        sorted(draw(st.sets(st.integers(min_value=0, max_value=i - 1), max_size=min(i, 4)))) if i else []
+        for i in range(n)
+    ]
 
 
 def build(preds: list[list[int]]) -> Flow:
@@ -95,6 +98,7 @@ def test_many_threads_calling_run_at_once_each_get_their_own_results() -> None:
     """Callers work on their own jobs while the pool takes the parallel branches."""
     failures: list[str] = []
     with Worker(threads=4) as w:
+
         def caller(base: int) -> None:
             for i in range(base, base + 100):
                 got = w.run(DIAMOND, {"x": i})

@@ -297,7 +297,9 @@ def _slots_are(state: dict[str, object]) -> bool:
 
 
 # read: what a node reads; write: what it then sets from it; check: the job state expected.
-READ_THEN_SET: dict[str, tuple[Callable[[StateHandle], int], Callable[[StateHandle, int], None], Callable[[dict[str, object]], bool]]] = {
+READ_THEN_SET: dict[
+    str, tuple[Callable[[StateHandle], int], Callable[[StateHandle, int], None], Callable[[dict[str, object]], bool]]
+] = {
     "snapshot()": (lambda h: h.snapshot().get("n", 0), _add_one, _n_is),
     "items()": (lambda h: dict(h.items()).get("n", 0), _add_one, _n_is),
     "values()": (lambda h: sum(h.values()), _add_one, _n_is),  # "n" is the only key

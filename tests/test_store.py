@@ -44,7 +44,14 @@ def test_store_records_job_with_inputs_output_and_times(store: Store) -> None:
         job = w.submit(FLOW, {"n": 4})
         assert job.result() == 6
     rec = store.job(job.id)
-    assert (rec.id, rec.flow, rec.status, rec.inputs, rec.output, rec.error) == (job.id, "summing", "completed", {"n": 4}, 6, None)
+    assert (rec.id, rec.flow, rec.status, rec.inputs, rec.output, rec.error) == (
+        job.id,
+        "summing",
+        "completed",
+        {"n": 4},
+        6,
+        None,
+    )
     assert rec.created_at.tzinfo is UTC
     assert rec.created_at <= rec.started_at <= rec.finished_at
     assert rec.worker == w.id
@@ -55,7 +62,10 @@ def test_store_records_node_runs_in_start_order(store: Store) -> None:
         job = w.submit(FLOW, {"n": 3})
         job.result()
     runs = store.node_runs(job.id)
-    assert [(r.node, r.status, r.iteration, r.attempt) for r in runs] == [("load", "completed", 1, 1), ("total", "completed", 1, 1)]
+    assert [(r.node, r.status, r.iteration, r.attempt) for r in runs] == [
+        ("load", "completed", 1, 1),
+        ("total", "completed", 1, 1),
+    ]
     assert all(r.thread and r.started_at <= r.finished_at for r in runs)
 
 
@@ -64,7 +74,10 @@ def test_store_records_every_commit_with_versions(store: Store) -> None:
         job = w.submit(FLOW, {"n": 3})
         job.result()
     history = store.state_history(job.id)
-    assert [(h.scope, h.namespace, h.key, h.value, h.version) for h in history] == [("job", "", "sum", 3, 1), ("node", "total", "calls", 1, 1)]
+    assert [(h.scope, h.namespace, h.key, h.value, h.version) for h in history] == [
+        ("job", "", "sum", 3, 1),
+        ("node", "total", "calls", 1, 1),
+    ]
     assert [h.key for h in store.state_history(job.id, key="sum")] == ["sum"]
 
 
@@ -94,7 +107,9 @@ def test_store_keeps_every_status_change_of_a_suspended_and_resumed_job(store: S
         assert w.resume(job.id, inputs={"approved": True}).result(10) == "shipped"
     changes = [e.type for e in store.events(job.id) if e.type.startswith("job_")]
     assert changes == ["job_created", "job_running", "job_suspended", "job_running", "job_completed"]
-    assert [e.data.get("error") for e in store.events(job.id, types=["job_suspended"])] == ["suspended at 'approve': waiting for approval"]
+    assert [e.data.get("error") for e in store.events(job.id, types=["job_suspended"])] == [
+        "suspended at 'approve': waiting for approval"
+    ]
 
 
 def test_store_records_failure_with_traceback(store: Store) -> None:
@@ -205,7 +220,10 @@ def test_unstorable_value_fails_the_node_naming_it(tmp_path: Path) -> None:
     def opaque() -> object:
         return object()
 
-    with Worker(threads=1, store=f"sqlite:///{tmp_path / 'r.db'}") as w, pytest.raises(NodeOutputError, match="cannot be stored as JSON.*pickle=True"):
+    with (
+        Worker(threads=1, store=f"sqlite:///{tmp_path / 'r.db'}") as w,
+        pytest.raises(NodeOutputError, match="cannot be stored as JSON.*pickle=True"),
+    ):
         opaque.run(worker=w)
 
 

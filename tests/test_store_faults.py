@@ -165,7 +165,11 @@ def _poisoned_id() -> str:
 def _record_one_job(store: Store, job_id: str) -> None:
     now = time.time()
     store.create_job(job_id, "poison-test", {"n": 1}, "w1", now, running=True)
-    store.record_run(RunFacts(job_id, "step", 1, 1, NodeStatus.COMPLETED, threading.current_thread().name, now, time.time(), output=[1, 2]))
+    store.record_run(
+        RunFacts(
+            job_id, "step", 1, 1, NodeStatus.COMPLETED, threading.current_thread().name, now, time.time(), output=[1, 2]
+        )
+    )
     store.set_job_status(job_id, JobStatus.COMPLETED, time.time(), output=3)
 
 
@@ -250,7 +254,13 @@ def test_a_batch_retried_after_an_unknown_commit_outcome_is_written_once(tmp_pat
         assert job.result(10) == 1
     assert len(store.jobs()) == 1
     assert [r.node for r in store.node_runs(job.id)] == ["one"]
-    assert [e.type for e in store.events(job.id)] == ["job_created", "job_running", "node_started", "node_completed", "job_completed"]
+    assert [e.type for e in store.events(job.id)] == [
+        "job_created",
+        "job_running",
+        "node_started",
+        "node_completed",
+        "job_completed",
+    ]
     store.close()
 
 
@@ -272,7 +282,9 @@ def test_a_version_1_store_is_migrated_and_keeps_its_jobs(tmp_path: Path) -> Non
         assert w.submit(two).result(10) == 2
     assert len(store.jobs()) == 2
     store.close()
-    assert sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+    assert sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+        str(SCHEMA_VERSION),
+    )
 
 
 def test_job_ids_do_not_repeat_after_random_seed(tmp_path: Path) -> None:
@@ -300,7 +312,9 @@ def _closed_port() -> int:
 def test_a_refused_postgresql_connection_fails_fast_with_store_error() -> None:
     pytest.importorskip("psycopg")
     started = time.monotonic()
-    with pytest.raises(StoreError, match="Cannot connect to PostgreSQL at postgresql://nobody@127.0.0.1:.*Is the server running"):
+    with pytest.raises(
+        StoreError, match="Cannot connect to PostgreSQL at postgresql://nobody@127.0.0.1:.*Is the server running"
+    ):
         open_store(f"postgresql://nobody:sekrit@127.0.0.1:{_closed_port()}/none")
     assert time.monotonic() - started < 6
 
@@ -382,7 +396,9 @@ def test_terminated_postgresql_backends_lose_and_duplicate_nothing() -> None:
         types = [e.type for e in store.events(job_id)]
         assert types.count("job_created") == 1 and types.count("node_completed") == 2
     store.close()
-    print(f"terminated {killed[0]} backends; {len(acknowledged)} jobs acknowledged, {len(errors)} refused with StoreError; lost 0, duplicated 0")
+    print(
+        f"terminated {killed[0]} backends; {len(acknowledged)} jobs acknowledged, {len(errors)} refused with StoreError; lost 0, duplicated 0"
+    )
 
 
 # -- raw errors at the boundary ---------------------------------------------------------------
@@ -391,7 +407,9 @@ def test_terminated_postgresql_backends_lose_and_duplicate_nothing() -> None:
 def test_a_corrupt_sqlite_file_is_a_store_error_that_says_what_to_do(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreError, match=r"Cannot open SQLite store at .*runs.db: DatabaseError: file is not a database.*move it aside"):
+    with pytest.raises(
+        StoreError, match=r"Cannot open SQLite store at .*runs.db: DatabaseError: file is not a database.*move it aside"
+    ):
         open_store(f"sqlite:///{path}")
 
 
@@ -400,7 +418,12 @@ def small_tmpfs(tmp_path: Path, size: str = "2m") -> Iterator[Path]:
     where = tmp_path / "small"
     where.mkdir()
     try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True, capture_output=True, timeout=10)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+            check=True,
+            capture_output=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         pytest.skip(f"cannot mount a small tmpfs to fill (needs root and mount rights): {exc}")
     try:
@@ -481,7 +504,9 @@ def test_opening_a_store_on_a_full_disk_shows_the_real_error(tmp_path: Path) -> 
 
 def test_a_folder_where_the_store_file_should_be_is_a_clear_store_error(tmp_path: Path) -> None:
     (tmp_path / "runs.db").mkdir()
-    with pytest.raises(StoreError, match=r"Cannot open SQLite store at .*runs.db: OperationalError: unable to open database file"):
+    with pytest.raises(
+        StoreError, match=r"Cannot open SQLite store at .*runs.db: OperationalError: unable to open database file"
+    ):
         open_store(f"sqlite:///{tmp_path / 'runs.db'}")
 
 
@@ -523,7 +548,8 @@ def test_concurrent_jobs_share_transactions_and_sync_still_commits_before_succes
             checkers.append(conn)
         # From a second connection: the predecessor's commit must already be in the database.
         committed = conn.execute(
-            "SELECT count(*) FROM node_runs WHERE job_id = %s AND status = 'completed'", (execution.job_id,),
+            "SELECT count(*) FROM node_runs WHERE job_id = %s AND status = 'completed'",
+            (execution.job_id,),
         ).fetchone()[0]
         seen.append((x, committed))
         job_state.set("x", x)

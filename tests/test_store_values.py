@@ -66,7 +66,9 @@ def _same(a: Any, b: Any) -> bool:
 
 
 @pytest.mark.parametrize(("kind", "value", "annotation"), VALUE_KINDS, ids=[k[0] for k in VALUE_KINDS])
-def test_every_value_kind_comes_back_as_it_was_on_every_store(store: Store, kind: str, value: Any, annotation: Any) -> None:
+def test_every_value_kind_comes_back_as_it_was_on_every_store(
+    store: Store, kind: str, value: Any, annotation: Any
+) -> None:
     @node
     def produce(job_state) -> Any:
         job_state.set("kept", value)
@@ -104,7 +106,10 @@ def test_a_generator_output_is_refused_with_return_a_list(kind: str, tmp_path: P
         return sum(numbers)
 
     flow = numbers.then(total).named("gen")
-    with Worker(threads=1, store=store_url(kind, tmp_path)) as w, pytest.raises(NodeOutputError, match=r"one-shot iterator \(generator\).*Return a list"):
+    with (
+        Worker(threads=1, store=store_url(kind, tmp_path)) as w,
+        pytest.raises(NodeOutputError, match=r"one-shot iterator \(generator\).*Return a list"),
+    ):
         w.submit(flow, {"n": 4}).result(10)
 
 
@@ -181,7 +186,9 @@ def test_an_invalid_secret_input_appears_nowhere(tmp_path: Path) -> None:
             job.result(10)
         assert "987654" not in str(caught.value)
         rec = w.store.job(job.id)
-        assert "987654" not in repr(rec) and all("987654" not in (r.error or "") + (r.traceback or "") for r in w.store.node_runs(job.id))
+        assert "987654" not in repr(rec) and all(
+            "987654" not in (r.error or "") + (r.traceback or "") for r in w.store.node_runs(job.id)
+        )
     assert b"987654" not in b"".join(f.read_bytes() for f in tmp_path.glob("s.db*"))
 
 
@@ -217,6 +224,9 @@ def test_secret_fields_of_dataclasses_and_typed_dicts_are_stored_masked(tmp_path
 
     db = tmp_path / "dc.db"
     with Worker(threads=1, store=f"sqlite:///{db}") as w:
-        assert w.run(login, {"creds": {"user": "bob", "password": "hunter4-plain"}, "td": {"token": "hunter5-plain"}}) == "bobh"
+        assert (
+            w.run(login, {"creds": {"user": "bob", "password": "hunter4-plain"}, "td": {"token": "hunter5-plain"}})
+            == "bobh"
+        )
     blob = b"".join(p.read_bytes() for p in tmp_path.glob("dc.db*"))
     assert b"hunter4-plain" not in blob and b"hunter5-plain" not in blob and b"bob" in blob

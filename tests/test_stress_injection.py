@@ -56,7 +56,12 @@ def test_contexts_made_per_request_in_parallel_each_reach_only_their_jobs(worker
     wrong = []
     for batch in range(REQUESTS // 50):
         requests = range(batch * 50, batch * 50 + 50)
-        jobs = [worker.submit(flow, {"request": i}, context=RequestContext(request_value=providers.Object(f"value of request {i}"))) for i in requests]
+        jobs = [
+            worker.submit(
+                flow, {"request": i}, context=RequestContext(request_value=providers.Object(f"value of request {i}"))
+            )
+            for i in requests
+        ]
         for i, job in zip(requests, jobs, strict=True):
             got = job.result(timeout=30)
             if got != (f"value of request {i}", i):

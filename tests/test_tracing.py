@@ -79,7 +79,11 @@ def otel() -> Iterator[Telemetry]:
 
 
 def _child_of(span: ReadableSpan, parent: ReadableSpan) -> bool:
-    return span.parent is not None and span.parent.span_id == parent.context.span_id and span.context.trace_id == parent.context.trace_id
+    return (
+        span.parent is not None
+        and span.parent.span_id == parent.context.span_id
+        and span.context.trace_id == parent.context.trace_id
+    )
 
 
 @node
@@ -100,13 +104,23 @@ def test_a_job_span_with_a_child_span_per_node(otel: Telemetry) -> None:
     (job_span,) = otel.finished("job load")
     nodes = {s.attributes["aetherflow.node"]: s for s in otel.finished() if s.name.startswith("node ")}
     assert set(nodes) == {"load", "double"}
-    assert job_span.attributes == {"aetherflow.flow": "load", "aetherflow.job_id": job.id, "aetherflow.worker_id": "w-trace", "aetherflow.status": "completed"}
+    assert job_span.attributes == {
+        "aetherflow.flow": "load",
+        "aetherflow.job_id": job.id,
+        "aetherflow.worker_id": "w-trace",
+        "aetherflow.status": "completed",
+    }
     for name, span in nodes.items():
         assert _child_of(span, job_span)
         assert span.name == f"node {name}"
         assert dict(span.attributes) == {
-            "aetherflow.flow": "load", "aetherflow.node": name, "aetherflow.job_id": job.id, "aetherflow.attempt": 1,
-            "aetherflow.iteration": 1, "aetherflow.worker_id": "w-trace", "aetherflow.status": "completed",
+            "aetherflow.flow": "load",
+            "aetherflow.node": name,
+            "aetherflow.job_id": job.id,
+            "aetherflow.attempt": 1,
+            "aetherflow.iteration": 1,
+            "aetherflow.worker_id": "w-trace",
+            "aetherflow.status": "completed",
         }
         assert span.status.status_code is StatusCode.UNSET
 
@@ -129,9 +143,16 @@ def test_retries_are_separate_attempt_spans_and_the_error_is_recorded(otel: Tele
         with pytest.raises(NodeError, match="bad row 7"):
             w.run(broken)
     attempts = sorted(otel.finished("node fetch"), key=lambda s: s.attributes["aetherflow.attempt"])
-    assert [(s.attributes["aetherflow.attempt"], s.attributes["aetherflow.status"]) for s in attempts] == [(1, "failed"), (2, "failed"), (3, "completed")]
+    assert [(s.attributes["aetherflow.attempt"], s.attributes["aetherflow.status"]) for s in attempts] == [
+        (1, "failed"),
+        (2, "failed"),
+        (3, "completed"),
+    ]
     assert [s.status.status_code for s in attempts] == [StatusCode.ERROR, StatusCode.ERROR, StatusCode.UNSET]
-    assert attempts[0].events[0].name == "exception" and attempts[0].events[0].attributes["exception.type"] == "ConnectionError"
+    assert (
+        attempts[0].events[0].name == "exception"
+        and attempts[0].events[0].attributes["exception.type"] == "ConnectionError"
+    )
     (fetch_job,) = otel.finished("job fetch")
     assert all(_child_of(s, fetch_job) for s in attempts)
 
@@ -225,7 +246,9 @@ def test_suspension_and_resume_are_span_events(otel: Telemetry) -> None:
         assert w.resume(job.id, approve, answer="yes").result(10) == "yes"
     first, second = sorted(otel.finished("job approve"), key=lambda s: s.start_time or 0)
     assert first.attributes["aetherflow.status"] == "suspended"
-    assert [(e.name, dict(e.attributes or {})) for e in first.events] == [("aetherflow.suspended", {"aetherflow.node": "approve", "aetherflow.reason": "needs a human"})]
+    assert [(e.name, dict(e.attributes or {})) for e in first.events] == [
+        ("aetherflow.suspended", {"aetherflow.node": "approve", "aetherflow.reason": "needs a human"})
+    ]
     assert second.attributes["aetherflow.status"] == "completed"
     assert [e.name for e in second.events] == ["aetherflow.resumed"]
     suspended, resumed = sorted(otel.finished("node approve"), key=lambda s: s.start_time or 0)
@@ -268,7 +291,11 @@ def test_metrics_count_jobs_node_durations_commits_and_conflicts(otel: Telemetry
     points = otel.metrics()
 
     def total(name: str, **attrs: Any) -> int:
-        return sum(p.value for p in points.get(name, []) if all(p.attributes.get(f"aetherflow.{k}") == v for k, v in attrs.items()))
+        return sum(
+            p.value
+            for p in points.get(name, [])
+            if all(p.attributes.get(f"aetherflow.{k}") == v for k, v in attrs.items())
+        )
 
     assert total("aetherflow.jobs.started") == 6
     assert total("aetherflow.jobs.completed") == 4
@@ -276,12 +303,17 @@ def test_metrics_count_jobs_node_durations_commits_and_conflicts(otel: Telemetry
     assert total("aetherflow.jobs.suspended", flow="waits") == 1
     assert total("aetherflow.state.commits", node="count") == 3
     assert total("aetherflow.state.conflicts", node="greedy") == 1
-    durations = {(p.attributes["aetherflow.node"], p.attributes["aetherflow.status"]): p.count for p in points["aetherflow.node.duration"]}
+    durations = {
+        (p.attributes["aetherflow.node"], p.attributes["aetherflow.status"]): p.count
+        for p in points["aetherflow.node.duration"]
+    }
     assert durations[("count", "completed")] == 3
     assert durations[("greedy", "failed")] == 1 and durations[("greedy", "completed")] == 1
     assert durations[("fails", "failed")] == 1
     assert durations[("waits", "suspended")] == 1
-    queued = [p for p in points["aetherflow.worker.queued_nodes"] if p.attributes["aetherflow.worker_id"] == "w-metrics"]
+    queued = [
+        p for p in points["aetherflow.worker.queued_nodes"] if p.attributes["aetherflow.worker_id"] == "w-metrics"
+    ]
     assert queued and queued[0].value >= 0
 
 
@@ -348,7 +380,9 @@ def test_a_sampled_out_job_makes_no_node_spans_but_keeps_its_context(otel: Telem
 
 
 @pytest.mark.dask
-@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning", "ignore::ResourceWarning", "ignore::DeprecationWarning")
+@pytest.mark.filterwarnings(
+    "ignore::UserWarning", "ignore::RuntimeWarning", "ignore::ResourceWarning", "ignore::DeprecationWarning"
+)
 def test_on_dask_a_user_span_nests_under_the_drivers_node_span(otel: Telemetry) -> None:
     pytest.importorskip("distributed")
     import cloudpickle
@@ -356,8 +390,13 @@ def test_on_dask_a_user_span_nests_under_the_drivers_node_span(otel: Telemetry) 
 
     from aetherflow.dask import DaskWorker
 
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # this test module is not importable on the Dask workers
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, Client(cluster) as client:
+    cloudpickle.register_pickle_by_value(
+        sys.modules[__name__]
+    )  # this test module is not importable on the Dask workers
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
         client.run(_install_sdk_on_dask_worker)
         with DaskWorker(client) as w:
             job = w.submit(_dask_traced)
@@ -371,11 +410,15 @@ def test_on_dask_a_user_span_nests_under_the_drivers_node_span(otel: Telemetry) 
     (job_span,) = otel.finished("job _dask_traced")
     assert _child_of(node_span, job_span)
     assert (trace_id, parent_id) == (node_span.context.trace_id, node_span.context.span_id)
-    assert remote == [("user work", node_span.context.trace_id, node_span.context.span_id)]  # exported by the Dask worker's own SDK
+    assert remote == [
+        ("user work", node_span.context.trace_id, node_span.context.span_id)
+    ]  # exported by the Dask worker's own SDK
     # a retry on the cluster: the failed attempt is a span of its own, from its recorded times
     (flaky_job,) = otel.finished("job _dask_flaky")
     attempts = sorted(otel.finished("node _dask_flaky"), key=lambda s: s.attributes["aetherflow.attempt"])
-    assert [(s.attributes["aetherflow.attempt"], s.attributes["aetherflow.status"], s.status.status_code) for s in attempts] == [(1, "failed", StatusCode.ERROR), (2, "completed", StatusCode.UNSET)]
+    assert [
+        (s.attributes["aetherflow.attempt"], s.attributes["aetherflow.status"], s.status.status_code) for s in attempts
+    ] == [(1, "failed", StatusCode.ERROR), (2, "completed", StatusCode.UNSET)]
     assert all(_child_of(s, flaky_job) for s in attempts)
     assert "attempt 1 lost" in (attempts[0].status.description or "")
 
@@ -427,7 +470,9 @@ def test_a_timed_out_attempt_and_a_bad_input_are_error_spans_and_not_retried_wro
             w.run(slow)
         with pytest.raises(NodeInputError):
             w.run(typed, {"n": "not a number"})
-    assert [s.attributes["aetherflow.attempt"] for s in sorted(otel.finished("node slow"), key=lambda s: s.start_time or 0)] == [1, 2]
+    assert [
+        s.attributes["aetherflow.attempt"] for s in sorted(otel.finished("node slow"), key=lambda s: s.start_time or 0)
+    ] == [1, 2]
     assert all(s.status.status_code is StatusCode.ERROR for s in otel.finished("node slow"))
     (bad,) = otel.finished("node typed")  # validation is never retried, traced or not
     assert bad.status.status_code is StatusCode.ERROR and "NodeInputError" in (bad.status.description or "")
@@ -443,4 +488,8 @@ def test_async_retries_are_separate_attempt_spans(otel: Telemetry) -> None:
     with Worker(threads=1) as w:
         assert w.run(fetch_async) == 3
     spans = sorted(otel.finished("node fetch_async"), key=lambda s: s.attributes["aetherflow.attempt"])
-    assert [(s.attributes["aetherflow.attempt"], s.attributes["aetherflow.status"]) for s in spans] == [(1, "failed"), (2, "failed"), (3, "completed")]
+    assert [(s.attributes["aetherflow.attempt"], s.attributes["aetherflow.status"]) for s in spans] == [
+        (1, "failed"),
+        (2, "failed"),
+        (3, "completed"),
+    ]

@@ -147,7 +147,14 @@ def test_jobs_page_lists_newest_first_with_counts_per_status(client: TestClient,
     order = re.findall(r'data-job="([0-9a-f]{32})"', r.text)
     assert order == [ids[k] for k in ("large", "looping", "approval", "mapped", "failing", "hello")]
     counts = dict(re.findall(r'data-status="(\w+)"[^>]*>.*?<b>(\d+)</b>', r.text))
-    assert counts == {"pending": "0", "running": "0", "completed": "3", "failed": "2", "suspended": "1", "cancelled": "0"}
+    assert counts == {
+        "pending": "0",
+        "running": "0",
+        "completed": "3",
+        "failed": "2",
+        "suspended": "1",
+        "cancelled": "0",
+    }
     assert "all 6" in text_of(r.text)
 
 
@@ -206,7 +213,9 @@ def test_inputs_are_escaped(client: TestClient, ids: dict[str, str]) -> None:
     seen = text_of(r.text)
     assert f'"{XSS}"' in seen  # the input, as JSON
     assert f'"hello {XSS}"' in seen  # the output
-    assert "<script>" not in client.get(f"/jobs/{ids['hello']}/value?what=input:name").text.replace('<script src="/static/app.js" defer></script>', "")
+    assert "<script>" not in client.get(f"/jobs/{ids['hello']}/value?what=input:name").text.replace(
+        '<script src="/static/app.js" defer></script>', ""
+    )
 
 
 def test_mapped_job_marks_the_vertex_with_a_failed_item_failed(client: TestClient, ids: dict[str, str]) -> None:
@@ -220,14 +229,18 @@ def test_mapped_job_marks_the_vertex_with_a_failed_item_failed(client: TestClien
     assert "RuntimeError: item 2 is broken" in seen
 
 
-def test_loop_job_draws_the_loop_edge_with_its_label_and_shows_state_diffs(client: TestClient, ids: dict[str, str]) -> None:
+def test_loop_job_draws_the_loop_edge_with_its_label_and_shows_state_diffs(
+    client: TestClient, ids: dict[str, str]
+) -> None:
     r = client.get(f"/jobs/{ids['looping']}")
     vertex = dict(re.findall(r'class="vertex" data-node="(\w+)" data-status="([\w ]+)"', r.text))
     assert vertex["step"] == "completed" and vertex["check"] == "completed" and vertex["finish"] == "completed"
     assert r.text.count('class="edge loop"') == 1
     assert "completed · ×3" in text_of(r.text)  # step ran three times
     # state: three commits of `count`, each with its before and after
-    rows = re.findall(r'<td><b>count</b></td>\s*<td class="before">(.*?)</td>\s*<td class="after">(.*?)</td>', r.text, flags=re.S)
+    rows = re.findall(
+        r'<td><b>count</b></td>\s*<td class="before">(.*?)</td>\s*<td class="after">(.*?)</td>', r.text, flags=re.S
+    )
     assert [(text_of(b), text_of(a)) for b, a in rows] == [("—", "1"), ("1", "2"), ("2", "3")]
     seen = text_of(r.text)
     assert "[ 1, 2 ]" in seen.replace("\n", " ") or "[1, 2]" in seen
@@ -291,7 +304,12 @@ def test_flows_page_has_success_rates(client: TestClient) -> None:
 def test_flow_page_has_per_node_stats_and_charts(client: TestClient) -> None:
     r = client.get("/flows/mapped")
     assert r.status_code == 200
-    nodes = {n: (runs, failed) for n, runs, failed in re.findall(r'<tr data-node="(\w+)"><td>\w+</td><td>(\d+)</td><td[^>]*>(\d+)</td>', r.text)}
+    nodes = {
+        n: (runs, failed)
+        for n, runs, failed in re.findall(
+            r'<tr data-node="(\w+)"><td>\w+</td><td>(\d+)</td><td[^>]*>(\d+)</td>', r.text
+        )
+    }
     assert nodes["work"][0] in ("3", "4") and nodes["work"][1] == "1"  # item 3 may be cut short by item 2's failure
     assert nodes["split"] == ("1", "0")
     assert r.text.count("<svg") == 2  # jobs over time, durations
@@ -378,7 +396,7 @@ def test_cancel_a_suspended_job_records_it_cancelled(tmp_path: Path) -> None:
     store.close()
 
 
-FLOWS_FILE = '''
+FLOWS_FILE = """
 from aetherflow import Suspend, node
 
 @node
@@ -388,7 +406,7 @@ def gate(n: int, answer=None) -> str:
     return f"shipped {n} with {answer}"
 
 flow = gate.named("gate")
-'''
+"""
 
 
 def aetherflow(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -396,7 +414,9 @@ def aetherflow(cwd: Path, *args: str, timeout: float = 60) -> subprocess.Complet
     return subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-def test_resume_with_an_answer_runs_aetherflow_resume_in_a_subprocess(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_with_an_answer_runs_aetherflow_resume_in_a_subprocess(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "flows.py").write_text(FLOWS_FILE)
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     ran = aetherflow(tmp_path, "run", "flows.py:flow", "--input", "n=3", "--store", url)
@@ -406,7 +426,9 @@ def test_resume_with_an_answer_runs_aetherflow_resume_in_a_subprocess(tmp_path: 
     with TestClient(create_app(store, cwd=str(tmp_path))) as c:
         page = c.get(f"/jobs/{job.id}").text
         assert "Ship it?" in text_of(page) and 'id="resume-button"' in page
-        r = c.post(f"/jobs/{job.id}/resume", data={"csrf": csrf_of(page), "answer": "yes please"}, follow_redirects=True)
+        r = c.post(
+            f"/jobs/{job.id}/resume", data={"csrf": csrf_of(page), "answer": "yes please"}, follow_redirects=True
+        )
         assert "Resuming in process" in text_of(r.text)
         assert 'data-live="on"' in r.text  # the page follows the resumed job
         deadline = time.time() + 30
@@ -434,7 +456,10 @@ def test_topology_is_recorded_once_per_flow_and_used_for_the_graph(tmp_path: Pat
     topo = json.loads(open_store(url).topology_of("mapped") or "{}")
     assert [v["name"] for v in topo["vertices"]] == ["split", "work", "total"]
     assert [v["mapped"] for v in topo["vertices"]] == [False, True, False]
-    assert {(e["src"], e["dst"], e["label"]) for e in topo["edges"]} == {("split", "work", "map"), ("work", "total", "")}
+    assert {(e["src"], e["dst"], e["label"]) for e in topo["edges"]} == {
+        ("split", "work", "map"),
+        ("work", "total", ""),
+    }
 
 
 # -- safety ----------------------------------------------------------------------------------------------
@@ -456,7 +481,14 @@ def test_a_token_is_checked_on_every_request(filled: tuple[str, dict[str, str]])
 def test_cli_refuses_a_public_host_without_a_token(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "AETHERFLOW_UI_TOKEN"}
     exe = shutil.which("aetherflow", path=os.path.dirname(sys.executable)) or "aetherflow"
-    r = subprocess.run([exe, "ui", "--host", "0.0.0.0", "--store", f"sqlite:///{tmp_path / 'r.db'}"], cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env)
+    r = subprocess.run(
+        [exe, "ui", "--host", "0.0.0.0", "--store", f"sqlite:///{tmp_path / 'r.db'}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert r.returncode == 2
     assert "token" in r.stderr and "AETHERFLOW_UI_TOKEN" in r.stderr
 
@@ -475,7 +507,13 @@ def test_cli_ui_serves_the_dashboard(tmp_path: Path, filled: tuple[str, dict[str
     import urllib.request
 
     exe = shutil.which("aetherflow", path=os.path.dirname(sys.executable)) or "aetherflow"
-    proc = subprocess.Popen([exe, "ui", "--store", filled[0], "--port", "0"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [exe, "ui", "--store", filled[0], "--port", "0"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = proc.stdout.readline().strip()  # type: ignore[union-attr]
         assert url.startswith("http://127.0.0.1:"), proc.stderr.read() if proc.stderr else ""
@@ -503,7 +541,9 @@ def test_pages_on_a_postgres_store() -> None:
             jobs = c.get("/jobs").text
             assert re.findall(r'data-job="([0-9a-f]{32})"', jobs)[0] == ids["large"]
             page = c.get(f"/jobs/{ids['mapped']}").text
-            assert dict(re.findall(r'class="vertex" data-node="(\w+)" data-status="([\w ]+)"', page))["work"] == "failed"
+            assert (
+                dict(re.findall(r'class="vertex" data-node="(\w+)" data-status="([\w ]+)"', page))["work"] == "failed"
+            )
             assert "Traceback (most recent call last)" in text_of(c.get(f"/jobs/{ids['failing']}").text)
             assert c.get("/flows/looping").status_code == 200
             assert 'data-worker="filler"' in c.get("/workers").text
@@ -566,7 +606,7 @@ def test_show_html_exports_the_job_page_as_one_file(filled: tuple[str, dict[str,
     seen = text_of(page)
     assert "Traceback (most recent call last)" in seen and "RuntimeError: item 2 is broken" in seen
     assert "work[2]" in seen  # item index
-    assert '<script src' not in page and "/static/" not in page and 'method="post"' not in page
+    assert "<script src" not in page and "/static/" not in page and 'method="post"' not in page
     assert "http" not in page.replace("http://www.w3.org/2000/svg", "")  # opens without network
     embedded = json.loads(page.split('id="aetherflow-data">')[1].split("</script>")[0])
     assert embedded["job"]["status"] == "failed" and "work" in [run["node"] for run in embedded["runs"]]

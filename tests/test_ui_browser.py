@@ -27,13 +27,14 @@ pytest.importorskip("selenium", reason="the browser test needs selenium (in the 
 pytest.importorskip("starlette", reason="the dashboard needs the 'ui' extra")
 
 from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.select import Select  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
-FLOWS = '''
+FLOWS = """
 from aetherflow import Suspend, node
 
 @node
@@ -52,7 +53,7 @@ def double(parse: int) -> int:
 
 approval = gate.named("approval")
 numbers = parse.then(double).named("numbers")
-'''
+"""
 
 
 def exe() -> str:
@@ -64,11 +65,13 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "flows.py").write_text(FLOWS)
     store = f"sqlite:///{tmp_path / 'runs.db'}"
     for args, code in [
-        (["flows.py:numbers", "--input", "text=\"21\""], 0),
+        (["flows.py:numbers", "--input", 'text="21"'], 0),
         (["flows.py:numbers", "--input", 'text="twenty-one"'], 1),
         (["flows.py:approval", "--input", "n=7"], 3),
     ]:
-        r = subprocess.run([exe(), "run", *args, "--store", store], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [exe(), "run", *args, "--store", store], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
         assert r.returncode == code, r.stderr
     return tmp_path
 
@@ -77,7 +80,10 @@ def project(tmp_path: Path) -> Path:
 def dashboard(project: Path) -> Iterator[str]:
     proc = subprocess.Popen(
         [exe(), "ui", "--store", f"sqlite:///{project / 'runs.db'}", "--port", "0"],
-        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         url = proc.stdout.readline().strip()  # type: ignore[union-attr]
@@ -96,8 +102,16 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM  # type: ignore[assignment]
     for arg in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chrome-profile'}", "--window-size=1400,1100",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'chrome-profile'}",
+        "--window-size=1400,1100",
     ):
         options.add_argument(arg)
     os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager download anything
@@ -116,7 +130,9 @@ def shots(tmp_path: Path) -> Path:
     return folder
 
 
-def test_a_user_finds_a_failure_and_resumes_a_suspended_job(dashboard: str, browser: webdriver.Chrome, shots: Path) -> None:
+def test_a_user_finds_a_failure_and_resumes_a_suspended_job(
+    dashboard: str, browser: webdriver.Chrome, shots: Path
+) -> None:
     wait = WebDriverWait(browser, 20)
     browser.get(dashboard)
     assert browser.title.startswith("Jobs")
@@ -128,8 +144,17 @@ def test_a_user_finds_a_failure_and_resumes_a_suspended_job(dashboard: str, brow
     Select(browser.find_element(By.ID, "status-filter")).select_by_value("failed")
     browser.find_element(By.ID, "filter-button").click()
     wait.until(ec.url_contains("status=failed"))
+
+    def statuses(b: webdriver.Chrome) -> list[str | None] | None:
+        """The rows' statuses once the filtered page is in (the old one's rows go stale as it loads)."""
+        try:
+            found = [r.get_attribute("data-status") for r in b.find_elements(By.CSS_SELECTOR, "table.jobs tbody tr")]
+        except StaleElementReferenceException:
+            return None
+        return found if found == ["failed"] else None
+
+    assert wait.until(statuses) == ["failed"]
     rows = browser.find_elements(By.CSS_SELECTOR, "table.jobs tbody tr")
-    assert [r.get_attribute("data-status") for r in rows] == ["failed"]
     assert "twenty-one" in rows[0].text or "int()" in rows[0].text or "ValueError" in rows[0].text
 
     # open it and read the traceback
@@ -154,8 +179,12 @@ def test_a_user_finds_a_failure_and_resumes_a_suspended_job(dashboard: str, brow
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "p.notice")))
     assert "Resuming in process" in browser.find_element(By.CSS_SELECTOR, "p.notice").text
     browser.execute_script("window.__sameDocument = true;")
-    WebDriverWait(browser, 40, poll_frequency=0.3).until(lambda b: "completed" in b.find_element(By.ID, "job-status").text)
-    assert browser.execute_script("return window.__sameDocument === true;"), "the page reloaded instead of updating in place"
+    WebDriverWait(browser, 40, poll_frequency=0.3).until(
+        lambda b: "completed" in b.find_element(By.ID, "job-status").text
+    )
+    assert browser.execute_script("return window.__sameDocument === true;"), (
+        "the page reloaded instead of updating in place"
+    )
     WebDriverWait(browser, 10).until(lambda b: '"shipped 7: go"' in b.find_element(By.TAG_NAME, "main").text)
     browser.save_screenshot(str(shots / "ui-resumed-job.png"))
 
@@ -165,7 +194,10 @@ def test_graph_and_timeline_render_as_svg(dashboard: str, browser: webdriver.Chr
     browser.find_element(By.CSS_SELECTOR, "a.job-link").click()
     WebDriverWait(browser, 20).until(ec.presence_of_element_located((By.CSS_SELECTOR, "svg.graph")))
     vertices = browser.find_elements(By.CSS_SELECTOR, "svg.graph g.vertex")
-    assert {v.get_attribute("data-node"): v.get_attribute("data-status") for v in vertices} == {"parse": "completed", "double": "completed"}
+    assert {v.get_attribute("data-node"): v.get_attribute("data-status") for v in vertices} == {
+        "parse": "completed",
+        "double": "completed",
+    }
     assert len(browser.find_elements(By.CSS_SELECTOR, "svg.gantt g.bar")) == 2
     browser.get(dashboard + "flows/numbers")
     assert browser.find_elements(By.CSS_SELECTOR, "svg.chart")

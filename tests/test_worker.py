@@ -88,9 +88,11 @@ def test_independent_nodes_run_in_parallel_threads() -> None:
 
     branches = []
     for i in range(4):
+
         def meet(root: int) -> str:
             barrier.wait()  # only passes if 4 nodes run at the same time
             return threading.current_thread().name
+
         meet.__name__ = f"meet{i}"
         branches.append(node(meet))
     with Worker(threads=4) as w:
@@ -115,6 +117,7 @@ def test_run_works_on_its_job_in_the_calling_thread() -> None:
     with Worker(threads=2, name="pool") as w:
         assert first.then(second).run(worker=w) == 2
         assert ran_on == {"first": threading.get_ident(), "second": threading.get_ident()}
+
         def where(first: int) -> str:
             return threading.current_thread().name
 
@@ -334,7 +337,12 @@ def test_execution_context_is_set_while_a_node_runs(worker) -> None:
     injected, current = seen[0]
     assert injected is current
     assert (injected.flow, injected.job_id, injected.worker_id, injected.iteration, injected.attempt) == (
-        "places", job.id, worker.id, 1, 1)
+        "places",
+        job.id,
+        worker.id,
+        1,
+        1,
+    )
     assert current_execution() is None
 
 
@@ -462,6 +470,7 @@ def test_internal_error_fails_the_job_instead_of_hanging(monkeypatch: pytest.Mon
     from aetherflow import AetherFlowError
 
     with Worker(threads=1) as w:
+
         def broken(*args: object, **kwargs: object) -> None:
             raise RuntimeError("scheduler bug")
 
@@ -505,7 +514,9 @@ with Worker(threads=2, store=sys.argv[1]) as w:
 
 def _interrupted(tmp_path: Path, signals: int) -> tuple[float, subprocess.Popen[str]]:
     url = f"sqlite:///{tmp_path / 'c.db'}"
-    proc = subprocess.Popen([sys.executable, "-c", CTRL_C, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     seen = ""
     while "SUBMITTED" not in seen or seen.count("STARTED") < 2:  # both threads busy, 8 jobs queued

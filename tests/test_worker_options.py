@@ -51,7 +51,13 @@ def test_worker_refuses_a_lease_that_is_not_a_positive_number(lease: object) -> 
 def test_cli_refuses_negative_threads_with_one_line_instead_of_hanging(tmp_path: Path) -> None:
     (tmp_path / "flows.py").write_text("from aetherflow import node\n\n@node\ndef one() -> int:\n    return 1\n")
     exe = shutil.which("aetherflow", path=os.path.dirname(sys.executable)) or "aetherflow"
-    result = subprocess.run([exe, "run", "flows.py:one", "--threads", "-1", "--store", "memory://"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [exe, "run", "flows.py:one", "--threads", "-1", "--store", "memory://"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert result.stderr.count("error:") == 1
     assert "must be a positive int" in result.stderr

@@ -61,6 +61,7 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
 def _open(url: str) -> Store:
     """The store a command writes to (created, owner-only, on first use)."""
     from .store import open_store
+
     return open_store(url)
 
 
@@ -68,6 +69,7 @@ def _open_to_read(url: str) -> Store:
     """The store a read command looks at: read-only when it exists, so a store on a
     read-only mount, or someone else's, can still be read; never written by reading."""
     from .store import open_store
+
     if url.startswith("sqlite://"):
         from .store.sqlite import sqlite_path
 
@@ -78,6 +80,7 @@ def _open_to_read(url: str) -> Store:
 
 def _inputs(pairs: list[str], file: Path | None) -> dict[str, Any]:
     from .targets import parse_value
+
     values: dict[str, Any] = {}
     if file is not None:
         try:
@@ -98,12 +101,20 @@ def _inputs(pairs: list[str], file: Path | None) -> dict[str, Any]:
 @app.command()
 def run(
     target: Annotated[str, typer.Argument(help="path/to/file.py:flow or package.module:flow")],
-    input: Annotated[list[str] | None, typer.Option("--input", "-i", help="An input as key=value (JSON values parse).")] = None,
+    input: Annotated[
+        list[str] | None, typer.Option("--input", "-i", help="An input as key=value (JSON values parse).")
+    ] = None,
     inputs: Annotated[Path | None, typer.Option("--inputs", help="A JSON file of inputs.")] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="Worker threads.")] = None,
     store: StoreOpt = DEFAULT_STORE,
     context: Annotated[Path | None, typer.Option("--context", help="A TOML context profile.")] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="Show AetherFlow's log records from this level up on stderr: DEBUG, INFO, WARNING, ERROR or CRITICAL.")] = "WARNING",
+    log_level: Annotated[
+        str,
+        typer.Option(
+            "--log-level",
+            help="Show AetherFlow's log records from this level up on stderr: DEBUG, INFO, WARNING, ERROR or CRITICAL.",
+        ),
+    ] = "WARNING",
 ) -> None:
     """Run one job of a flow and print its output as JSON on the last line."""
     from .profiles import load_context
@@ -114,18 +125,27 @@ def run(
     flow = load_target(target)
     values = _inputs(input or [], inputs)
     _hide_secret_inputs(flow, values)
-    _log_without_secrets(_log_level(log_level))  # before the worker: it decides per job whether DEBUG records are wanted
+    _log_without_secrets(
+        _log_level(log_level)
+    )  # before the worker: it decides per job whether DEBUG records are wanted
     ctx = load_context(context) if context is not None else None
     st = _open(store)
     st.remember_target(flow.name, target)
-    with Worker(ctx, threads=threads, store=st) as worker, progress_bar(flow.name, "node runs done", enabled=len(flow.graph.names) > 1) as advance:
+    with (
+        Worker(ctx, threads=threads, store=st) as worker,
+        progress_bar(flow.name, "node runs done", enabled=len(flow.graph.names) > 1) as advance,
+    ):
         worker.on("node_completed", lambda _e, _d: advance())
         job = worker.submit(flow, values)
         err.print(f"job {job.id} ({escape(flow.name)})", style="dim", highlight=False)
         try:
             output = job.result()
         except JobSuspendedError as exc:
-            raise StillSuspendedError(f"Job {job.id} is suspended at node '{exc.node}'" + (f": {exc.reason}" if exc.reason else "") + f". Continue it with: aetherflow resume {job.id[:12]} --answer JSON (or --input key=value)") from None
+            raise StillSuspendedError(
+                f"Job {job.id} is suspended at node '{exc.node}'"
+                + (f": {exc.reason}" if exc.reason else "")
+                + f". Continue it with: aetherflow resume {job.id[:12]} --answer JSON (or --input key=value)"
+            ) from None
         finally:
             st.flush()
     print(_json_line(output))
@@ -144,7 +164,9 @@ def _json_line(value: Any) -> str:
 @app.command()
 def jobs(
     flow: Annotated[str | None, typer.Option("--flow", help="Only this flow.")] = None,
-    status: Annotated[str | None, typer.Option("--status", help="pending|running|completed|failed|suspended|cancelled")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="pending|running|completed|failed|suspended|cancelled")
+    ] = None,
     since: Annotated[str | None, typer.Option("--since", help="ISO time, or an age like 30m, 2h, 7d.")] = None,
     limit: Annotated[int, typer.Option("--limit")] = 20,
     store: StoreOpt = DEFAULT_STORE,
@@ -152,6 +174,7 @@ def jobs(
 ) -> None:
     """List jobs, newest first."""
     from .store.records import as_json
+
     if status is not None and status not in _STATUSES:
         raise UsageError(f"--status must be one of {', '.join(_STATUSES)}; found {status!r}.")
     st = _open_to_read(store)
@@ -167,10 +190,20 @@ def jobs(
         if _orphaned(st, r):
             status += " [yellow](owner gone)[/]"
             orphans += 1
-        table.add_row(r.id[:12], escape(r.flow), status, r.created_at.strftime("%Y-%m-%d %H:%M:%S"), _duration(r.started_at, r.finished_at), escape(_first_line(r.error)))
+        table.add_row(
+            r.id[:12],
+            escape(r.flow),
+            status,
+            r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            _duration(r.started_at, r.finished_at),
+            escape(_first_line(r.error)),
+        )
     out.print(table)
     if orphans:
-        err.print(f"{orphans} running job(s) belong to a process that is gone: `aetherflow recover` takes them over.", highlight=False)
+        err.print(
+            f"{orphans} running job(s) belong to a process that is gone: `aetherflow recover` takes them over.",
+            highlight=False,
+        )
 
 
 _STATUSES = ("pending", "running", "completed", "failed", "suspended", "cancelled")
@@ -195,12 +228,18 @@ def show(
     store: StoreOpt = DEFAULT_STORE,
     as_json_: JsonOpt = False,
     html: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report here.")] = None,
-    target: Annotated[str | None, typer.Option("--target", help="path/to/file.py:flow to draw the flow graph in the HTML report (its code is imported).")] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target", help="path/to/file.py:flow to draw the flow graph in the HTML report (its code is imported)."
+        ),
+    ] = None,
 ) -> None:
     """One job: its status and a per-node timeline."""
     from .report import html_report
     from .store.records import as_json
     from .targets import load_target
+
     st = _open_to_read(store)
     job = st.job(_full_id(st, job_id))
     runs = st.node_runs(job.id)
@@ -219,16 +258,30 @@ def show(
     if as_json_:
         print(json.dumps({"job": as_json(job), "node_runs": [as_json(r) for r in runs]}))
         return
-    out.print(f"[bold]{escape(job.flow)}[/] job {job.id}: {_styled(job.status.value)}  {_duration(job.started_at, job.finished_at)}", highlight=False)
+    out.print(
+        f"[bold]{escape(job.flow)}[/] job {job.id}: {_styled(job.status.value)}  {_duration(job.started_at, job.finished_at)}",
+        highlight=False,
+    )
     if _orphaned(st, job):
-        out.print(f"[yellow]Its owning process is gone (worker '{escape(job.worker)}'): `aetherflow recover` takes it over.[/]", highlight=False)
+        out.print(
+            f"[yellow]Its owning process is gone (worker '{escape(job.worker)}'): `aetherflow recover` takes it over.[/]",
+            highlight=False,
+        )
     if job.error:
         out.print(f"  error: {escape(job.error)}", highlight=False)
     table = Table("node", "status", "iter", "try", "thread", "start (ms)", "duration")
     t0 = job.started_at or job.created_at
     for r in runs:
         offset = (r.started_at - t0).total_seconds() * 1000
-        table.add_row(escape(r.node + (f"[{r.item}]" if r.item is not None else "")), _styled(r.status.value), str(r.iteration), str(r.attempt), escape(r.thread), f"{offset:.1f}", _duration(r.started_at, r.finished_at))
+        table.add_row(
+            escape(r.node + (f"[{r.item}]" if r.item is not None else "")),
+            _styled(r.status.value),
+            str(r.iteration),
+            str(r.attempt),
+            escape(r.thread),
+            f"{offset:.1f}",
+            _duration(r.started_at, r.finished_at),
+        )
     out.print(table)
 
 
@@ -236,8 +289,13 @@ def show(
 def resume(
     job_id: Annotated[str, typer.Argument(help="The job to continue.")],
     input: Annotated[list[str] | None, typer.Option("--input", "-i", help="New or changed input as key=value.")] = None,
-    target: Annotated[str | None, typer.Option("--target", help="Where the flow's code is, if not the one `run` used.")] = None,
-    answer: Annotated[str | None, typer.Option("--answer", help="JSON answer to the suspension, given to the node's `answer` parameter.")] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Where the flow's code is, if not the one `run` used.")
+    ] = None,
+    answer: Annotated[
+        str | None,
+        typer.Option("--answer", help="JSON answer to the suspension, given to the node's `answer` parameter."),
+    ] = None,
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Continue a suspended or crashed job; completed nodes are not run again."""
@@ -254,21 +312,33 @@ def resume(
         return
     where = target or st.target_of(record.flow)
     if where is None:
-        raise UsageError(f"Job {record.id} belongs to flow '{record.flow}', whose code location is unknown; pass --target path/to/file.py:flow.")
+        raise UsageError(
+            f"Job {record.id} belongs to flow '{record.flow}', whose code location is unknown; pass --target path/to/file.py:flow."
+        )
     flow = load_target(where)
     with Worker(store=st, flows=[flow]) as worker:
         job = worker.resume(record.id, inputs=_inputs(input or [], None) or None, answer=_answer(answer))
         try:
             output = job.result()
         except JobSuspendedError as exc:  # suspended again: exit 3, like `run`
-            raise StillSuspendedError(f"Job {job.id} is suspended at node '{exc.node}'" + (f": {exc.reason}" if exc.reason else "") + f". Continue it with: aetherflow resume {job.id[:12]} --answer JSON (or --input key=value)") from None
+            raise StillSuspendedError(
+                f"Job {job.id} is suspended at node '{exc.node}'"
+                + (f": {exc.reason}" if exc.reason else "")
+                + f". Continue it with: aetherflow resume {job.id[:12]} --answer JSON (or --input key=value)"
+            ) from None
     print(_json_line(output))
     st.close()
 
 
 @app.command()
 def recover(
-    target: Annotated[list[str] | None, typer.Option("--target", help="path/to/file.py:flow of a flow to recover (repeatable); default: the flows `run` recorded.")] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target",
+            help="path/to/file.py:flow of a flow to recover (repeatable); default: the flows `run` recorded.",
+        ),
+    ] = None,
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Take over every running job whose process is gone; completed nodes are not run again."""
@@ -301,7 +371,9 @@ def _answer(text: str | None) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"--answer must be JSON (for example --answer '\"yes\"' or --answer '{{\"approved\": true}}'); found {text!r}: {exc}.") from exc
+        raise UsageError(
+            f"--answer must be JSON (for example --answer '\"yes\"' or --answer '{{\"approved\": true}}'); found {text!r}: {exc}."
+        ) from exc
 
 
 @app.command()
@@ -311,6 +383,7 @@ def graph(
 ) -> None:
     """Print a flow's graph as Mermaid or Graphviz DOT."""
     from .targets import load_target
+
     flow = load_target(target)
     if format not in ("mermaid", "dot"):
         raise UsageError(f"--format must be 'mermaid' or 'dot', found {format!r}.")
@@ -327,12 +400,18 @@ def stats(
 ) -> None:
     """Counts, success rate and per-node p50/p95 of one flow."""
     from .store.records import as_json
+
     st = _open_to_read(store)
     s = st.stats(flow, since=_when(since))
     if as_json_:
         print(json.dumps(as_json(s)))
         return
-    out.print(f"[bold]{escape(flow)}[/]: " + ", ".join(f"{k} {v}" for k, v in sorted(s.counts.items())) + f"; success rate {s.success_rate:.1%}", highlight=False)
+    out.print(
+        f"[bold]{escape(flow)}[/]: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(s.counts.items()))
+        + f"; success rate {s.success_rate:.1%}",
+        highlight=False,
+    )
     table = Table("node", "runs", "failed", "p50 (ms)", "p95 (ms)")
     for name, n in sorted(s.nodes.items()):
         table.add_row(escape(name), str(n.runs), str(n.failed), f"{n.p50 * 1000:.2f}", f"{n.p95 * 1000:.2f}")
@@ -345,10 +424,17 @@ def stats(
 @app.command()
 def ui(
     store: StoreOpt = DEFAULT_STORE,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on; anything but loopback needs a token.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on; anything but loopback needs a token.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on (0: any free port).")] = 8765,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the dashboard in a browser.")] = False,
-    token: Annotated[str | None, typer.Option("--token", help="Required on every request (or set AETHERFLOW_UI_TOKEN); needed for a non-loopback --host.")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token", help="Required on every request (or set AETHERFLOW_UI_TOKEN); needed for a non-loopback --host."
+        ),
+    ] = None,
 ) -> None:
     """Serve the run dashboard: jobs, graphs, timelines, state, flows and workers, in a browser."""
     import ipaddress
@@ -368,7 +454,9 @@ def ui(
     except ValueError:
         loopback = False
     if not loopback and not token:
-        raise UsageError(f"--host {host} exposes the dashboard beyond this machine: give a token with --token or {TOKEN_ENV}.")
+        raise UsageError(
+            f"--host {host} exposes the dashboard beyond this machine: give a token with --token or {TOKEN_ENV}."
+        )
     application = create_app(_open(store), token=token)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -399,7 +487,9 @@ def _full_id(st: Store, prefix: str) -> str:
         return matches[0]
     if not matches:
         raise UsageError(f"No job id starts with {prefix!r}; list jobs with `aetherflow jobs`.")
-    raise UsageError(f"Several jobs start with {prefix!r} ({', '.join(m[:16] for m in matches)}, ...); give more characters.")
+    raise UsageError(
+        f"Several jobs start with {prefix!r} ({', '.join(m[:16] for m in matches)}, ...); give more characters."
+    )
 
 
 def _when(text: str | None) -> datetime | None:
@@ -411,7 +501,9 @@ def _when(text: str | None) -> datetime | None:
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise UsageError(f"--since {text!r}: expected an ISO time (2026-01-31T12:00) or an age like 30m, 2h, 7d.") from None
+        raise UsageError(
+            f"--since {text!r}: expected an ISO time (2026-01-31T12:00) or an age like 30m, 2h, 7d."
+        ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
@@ -423,7 +515,13 @@ def _duration(start: datetime | None, end: datetime | None) -> str:
 
 
 def _styled(status: str) -> str:
-    color = {"completed": "green", "failed": "red", "suspended": "yellow", "running": "blue", "cancelled": "magenta"}.get(status, "white")
+    color = {
+        "completed": "green",
+        "failed": "red",
+        "suspended": "yellow",
+        "running": "blue",
+        "cancelled": "magenta",
+    }.get(status, "white")
     return f"[{color}]{status}[/]"
 
 

@@ -44,9 +44,7 @@ def provider_names(context: Any) -> frozenset[str]:
         return frozenset()
     providers = getattr(context, "providers", None)
     if providers is None:
-        raise TypeError(
-            f"a flow context must be a BaseFlowContext subclass or instance, found {context!r}."
-        )
+        raise TypeError(f"a flow context must be a BaseFlowContext subclass or instance, found {context!r}.")
     return frozenset(providers)
 
 

@@ -36,7 +36,9 @@ try:
     import distributed
     from distributed.diagnostics.plugin import WorkerPlugin
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError("Running on Dask needs dask.distributed. Install it with: pip install 'aetherflow[dask]'") from exc
+    raise ImportError(
+        "Running on Dask needs dask.distributed. Install it with: pip install 'aetherflow[dask]'"
+    ) from exc
 
 from .caches import IdentityCache
 from .errors import AetherFlowError, NodeError, StateConflictError, Suspend
@@ -151,7 +153,9 @@ class AetherFlowPlugin(WorkerPlugin):  # type: ignore[misc]
                     for part in qualname.split("."):
                         cls = getattr(cls, part)
                 except (ImportError, AttributeError) as exc:
-                    raise ContextNotImportableError(f"Dask worker {self.address} cannot import the context {ref}: {exc}. Define contexts in a module the workers can import.") from None
+                    raise ContextNotImportableError(
+                        f"Dask worker {self.address} cannot import the context {ref}: {exc}. Define contexts in a module the workers can import."
+                    ) from None
                 ctx = self.contexts[ref] = cls()
         return ctx
 
@@ -217,7 +221,17 @@ def _run_remote(snap: _Snapshot) -> _Returned:
         return []
 
     failed: list[RunFields] = []  # attempts that failed before the last one, for the driver's store
-    call = JobCall(view, f"dask:{plugin.address}", snap.flow, injectors, plugin.scopes(snap.job_id), lambda f, n: view.worker, None, defer, record_run=failed.append)
+    call = JobCall(
+        view,
+        f"dask:{plugin.address}",
+        snap.flow,
+        injectors,
+        plugin.scopes(snap.job_id),
+        lambda f, n: view.worker,
+        None,
+        defer,
+        record_run=failed.append,
+    )
     try:
         with remote_parent(snap.trace):  # a user's spans in the node nest under the driver's node span
             if vp.node.is_async:
@@ -225,7 +239,9 @@ def _run_remote(snap: _Snapshot) -> _Returned:
             else:
                 outcome = call_node(call, vp, snap.iteration, snap.item)
     except (NodeError, Suspend) as exc:
-        return _Returned(error=exc, where=plugin.address, failed_attempts=failed, started=getattr(exc, "attempt_started", 0.0))
+        return _Returned(
+            error=exc, where=plugin.address, failed_attempts=failed, started=getattr(exc, "attempt_started", 0.0)
+        )
     writesets = [(h.space.scope.value, *h.writeset()) for h in deferred]
     output, _, attempt, started = outcome
     return _Returned(output, attempt, None, writesets, plugin.address, failed, started if failed else 0.0)
@@ -302,9 +318,24 @@ class DaskWorker(Worker):
         vp = run.plan.vertices[sending.i]
         item = run.map_items[sending.i][sending.k] if sending.k >= 0 else UNSET
         key, blob = self._vertex_blob(run.plan.flow, vp)
-        snap = _Snapshot(key, blob, vp.name, run.job_id, call.flow, run.runs[sending.i], item, run.inputs, _needed_outputs(vp, run.outputs), self._context_ref(call), self._state_snapshot(call, vp), run.answer_to(sending.i, run.runs[sending.i], sending.k if sending.k >= 0 else None, UNSET))
+        snap = _Snapshot(
+            key,
+            blob,
+            vp.name,
+            run.job_id,
+            call.flow,
+            run.runs[sending.i],
+            item,
+            run.inputs,
+            _needed_outputs(vp, run.outputs),
+            self._context_ref(call),
+            self._state_snapshot(call, vp),
+            run.answer_to(sending.i, run.runs[sending.i], sending.k if sending.k >= 0 else None, UNSET),
+        )
         if call.trace is not None:  # traced: the span starts here and its context travels with the task
-            sending.span = call.trace.begin(vp.name, run.runs[sending.i], sending.conflicts + 1, sending.k if sending.k >= 0 else None)
+            sending.span = call.trace.begin(
+                vp.name, run.runs[sending.i], sending.conflicts + 1, sending.k if sending.k >= 0 else None
+            )
             sending.traced = True
             snap.trace = call.trace.carrier(sending.span)
         self._outbox.put((sending, snap))
@@ -357,7 +388,9 @@ class DaskWorker(Worker):
                 raise arrived.error
             returned: _Returned = arrived.future.result()  # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001 - reported as the node's error
-            outcome = NodeError(f"could not run on the Dask cluster: {type(exc).__name__}: {exc}", node=vp.name, job_id=s.job.id)
+            outcome = NodeError(
+                f"could not run on the Dask cluster: {type(exc).__name__}: {exc}", node=vp.name, job_id=s.job.id
+            )
             outcome.__cause__ = exc
         else:
             item = s.k if s.k >= 0 else None
@@ -369,9 +402,17 @@ class DaskWorker(Worker):
                 if returned.started:  # lost with the error's pickling: the worker records the run from then
                     outcome.attempt_started = returned.started  # type: ignore[attr-defined]
             else:
-                handles = [StateHandle.from_writeset(self._space_for(s.call, vp, scope), ops, reads) for scope, ops, reads in returned.writesets]
+                handles = [
+                    StateHandle.from_writeset(self._space_for(s.call, vp, scope), ops, reads)
+                    for scope, ops, reads in returned.writesets
+                ]
                 try:
-                    outcome = (returned.output, commit(handles, s.job.id, vp.name), returned.attempt, returned.started or s.started)
+                    outcome = (
+                        returned.output,
+                        commit(handles, s.job.id, vp.name),
+                        returned.attempt,
+                        returned.started or s.started,
+                    )
                 except StateConflict as exc:
                     # A read-then-set lost a race: send the node again, as a local one is re-run.
                     s.conflicts += 1
@@ -380,7 +421,9 @@ class DaskWorker(Worker):
                     if s.conflicts <= vp.node.conflict_retries:
                         self._send(s)
                         return
-                    outcome = StateConflictError(f"{exc}; gave up after {vp.node.conflict_retries} re-runs.", node=vp.name, job_id=s.job.id)
+                    outcome = StateConflictError(
+                        f"{exc}; gave up after {vp.node.conflict_retries} re-runs.", node=vp.name, job_id=s.job.id
+                    )
                     outcome.__cause__ = exc
                     self._continue(s.call, s.job, s.i, s.k, s.started, returned_where(arrived), outcome)
                     return
@@ -392,9 +435,13 @@ class DaskWorker(Worker):
         """Traced: the attempts that failed on the cluster as spans of their own, then the task's span."""
         trace, name = s.call.trace, s.job.run.graph.names[s.i]
         for fields in failed:  # RunFields: (node, iteration, attempt, status, thread, started, ended, ..., error, ...)
-            trace.record_attempt(name, fields[1], fields[2], s.k if s.k >= 0 else None, fields[5], fields[6], fields[9] or "")
+            trace.record_attempt(
+                name, fields[1], fields[2], s.k if s.k >= 0 else None, fields[5], fields[6], fields[9] or ""
+            )
         if s.span is not None:
-            s.span.set_attribute("aetherflow.attempt", outcome[2] if isinstance(outcome, tuple) else getattr(outcome, "attempt", 1))
+            s.span.set_attribute(
+                "aetherflow.attempt", outcome[2] if isinstance(outcome, tuple) else getattr(outcome, "attempt", 1)
+            )
         trace.end(s.span, name, s.started, outcome[1] if isinstance(outcome, tuple) else outcome)
 
     def _record_failed_attempt(self, call: JobCall, fields: RunFields) -> None:
@@ -406,7 +453,9 @@ class DaskWorker(Worker):
     def _vertex_blob(self, flow: str, vp: VertexPlan) -> tuple[str, bytes]:
         entry = self._blobs.get(vp, None)
         if entry is None:  # a serial number, not id(vp): a freed plan's id is reused, its key must not be
-            entry = self._blobs.put(vp, None, (f"{self.id}:{flow}:{vp.name}:{next(self._blob_serial)}", cloudpickle.dumps(vp)))
+            entry = self._blobs.put(
+                vp, None, (f"{self.id}:{flow}:{vp.name}:{next(self._blob_serial)}", cloudpickle.dumps(vp))
+            )
         return entry
 
     def _context_ref(self, call: JobCall) -> str | None:
@@ -454,7 +503,9 @@ def _uses_job_scopes(call: JobCall) -> bool:
 
 
 def _needed_outputs(vp: VertexPlan, outputs: dict[str, Any]) -> dict[str, Any]:
-    names = [b.key for b in vp.bindings if b.kind == B_NODE] + [k for b in vp.bindings if b.kind == B_JOIN for k in b.key]
+    names = [b.key for b in vp.bindings if b.kind == B_NODE] + [
+        k for b in vp.bindings if b.kind == B_JOIN for k in b.key
+    ]
     return {n: outputs[n] for n in names if n in outputs}
 
 

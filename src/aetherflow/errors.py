@@ -107,9 +107,7 @@ class MissingInputError(AetherFlowError, LookupError):
 class NodeError(AetherFlowError):
     """A node failed. ``node``, ``job_id`` and ``attempt`` say where; the cause is chained."""
 
-    def __init__(
-        self, message: str, *, node: str, job_id: str | None = None, attempt: int = 1
-    ) -> None:
+    def __init__(self, message: str, *, node: str, job_id: str | None = None, attempt: int = 1) -> None:
         self.node = node
         self.job_id = job_id
         self.attempt = attempt
@@ -126,9 +124,7 @@ class NodeError(AetherFlowError):
         return f"{where}: {self.message}"
 
 
-def _rebuild_node_error(
-    cls: type[NodeError], message: str, node: str, job_id: str | None, attempt: int
-) -> NodeError:
+def _rebuild_node_error(cls: type[NodeError], message: str, node: str, job_id: str | None, attempt: int) -> NodeError:
     return cls(message, node=node, job_id=job_id, attempt=attempt)
 
 

@@ -288,7 +288,10 @@ def _node_list(nodes: Any, flow: str) -> list[Node]:
 def _targets(targets: Any, method: str, flow: str) -> Mapping[Any, Any]:
     if not isinstance(targets, Mapping):
         raise FlowDefinitionError(
-            flow, [f"{method}(...) takes a mapping of values to nodes, e.g. {{True: ok, False: retry}}, found {short_repr(targets)}."]
+            flow,
+            [
+                f"{method}(...) takes a mapping of values to nodes, e.g. {{True: ok, False: retry}}, found {short_repr(targets)}."
+            ],
         )
     return targets
 

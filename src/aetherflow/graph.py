@@ -103,9 +103,7 @@ class GraphSpec:
     def branch_on(self, targets: dict[Any, Node], default: Node | None) -> None:
         tails = self.tails
         if len(tails) != 1:
-            self.problems.append(
-                f"branch_on(...) needs exactly one node before it to switch on, found {tails}."
-            )
+            self.problems.append(f"branch_on(...) needs exactly one node before it to switch on, found {tails}.")
             return
         switch = tails[0]
         forward: list[str] = []
@@ -285,7 +283,13 @@ class Plan:
         else:
             return
         missing = {name: list(spec.nodes) for name, spec in self.inputs.items() if spec.required and name not in values}
-        known = [*self.vertex_names, *self.provider_names, *BUILTINS, *(k for k in self.inputs if k not in missing), *values]
+        known = [
+            *self.vertex_names,
+            *self.provider_names,
+            *BUILTINS,
+            *(k for k in self.inputs if k not in missing),
+            *values,
+        ]
         hints = {}
         for name in missing:
             near = closest(name, known)
@@ -312,7 +316,9 @@ class Graph:
         self.index = {n: i for i, n in enumerate(self.names)}
         n = len(self.names)
         self.nodes = [spec.vertices[v].node for v in self.names]
-        self.explicit: list[list[int]] = [[self.index[p] for p in dict.fromkeys(spec.vertices[v].preds)] for v in self.names]
+        self.explicit: list[list[int]] = [
+            [self.index[p] for p in dict.fromkeys(spec.vertices[v].preds)] for v in self.names
+        ]
         data = [[self.index[s] for s in _data_sources(spec.vertices[v], spec.vertices)] for v in self.names]
         self.mapped = [spec.vertices[v].mapped for v in self.names]
         self.join = [spec.vertices[v].join for v in self.names]
@@ -360,7 +366,9 @@ class Graph:
         self._check_copies_are_named(data, problems)
         for i in range(n):
             if self.mapped[i] and len(self.explicit[i]) != 1:
-                problems.append(f"node '{self.names[i]}' is mapped but has {len(self.explicit[i])} upstream nodes; it needs exactly one.")
+                problems.append(
+                    f"node '{self.names[i]}' is mapped but has {len(self.explicit[i])} upstream nodes; it needs exactly one."
+                )
         if not self.names:
             problems.append("it has no nodes; add some with Flow([...]) or flow.add(node).")
         if problems:
@@ -467,7 +475,10 @@ class Graph:
         affected = set()
         for v in in_loop:
             affected |= _reach(v, self.succs)
-        return [[p for p in self.preds[i] if p in in_loop or p in affected] if i in affected else [] for i in range(len(self.names))]
+        return [
+            [p for p in self.preds[i] if p in in_loop or p in affected] if i in affected else []
+            for i in range(len(self.names))
+        ]
 
     # -- binding parameters, for one context shape -----------------------------------------
 
@@ -486,9 +497,15 @@ class Graph:
                 "injectable (reserved names: " + ", ".join(BUILTINS) + "); rename the provider."
             )
         for name in sorted(vertex_names & set(BUILTINS)):
-            problems.append(f"node '{name}' is named like the built-in injectable '{name}'; rename the function or use @node(name=...).")
+            problems.append(
+                f"node '{name}' is named like the built-in injectable '{name}'; rename the function or use @node(name=...)."
+            )
         for name in sorted(vertex_names & providers):
-            users = [f"'{v}' ({self.nodes[i].location})" for i, v in enumerate(self.names) if name in self.nodes[i].param_names and v != name]
+            users = [
+                f"'{v}' ({self.nodes[i].location})"
+                for i, v in enumerate(self.names)
+                if name in self.nodes[i].param_names and v != name
+            ]
             where = f" (parameter '{name}' of node {', '.join(users)})" if users else ""
             problems.append(
                 f"'{name}' is both a node of the flow and a provider of the context, so a "
@@ -499,9 +516,7 @@ class Graph:
         plans = [self._bind_vertex(i, providers, inputs, problems, near) for i in range(len(self.names))]
         if problems:
             raise FlowDefinitionError(self.flow, problems)
-        specs = {
-            k: InputSpec(v["required"], tuple(v["nodes"]), v["secret"]) for k, v in inputs.items()
-        }
+        specs = {k: InputSpec(v["required"], tuple(v["nodes"]), v["secret"]) for k, v in inputs.items()}
         return Plan(self.flow, plans, specs, providers)
 
     def _bind_vertex(

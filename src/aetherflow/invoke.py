@@ -112,7 +112,9 @@ class _Attempts:
                     f"{exc}; gave up after {node.conflict_retries} re-runs. Use "
                     "job_state.apply(key, fn) for read-modify-write, which never conflicts, "
                     "or raise @node(conflict_retries=...).",
-                    node=self.name, job_id=self.job_id, attempt=self.attempt,
+                    node=self.name,
+                    job_id=self.job_id,
+                    attempt=self.attempt,
                 ) from exc
             return 0.0
         if isinstance(exc, (NodeInputError, NodeOutputError, Suspend)):
@@ -142,7 +144,9 @@ _new = tuple.__new__
 _NO_HANDLES: list[StateHandle] = []  # shared by the calls of nodes without state: never appended to
 
 
-def _arguments(call: JobCall, vp: VertexPlan, ex: ExecutionContext, handles: list[StateHandle], item: Any, item_index: int | None) -> list[Any]:
+def _arguments(
+    call: JobCall, vp: VertexPlan, ex: ExecutionContext, handles: list[StateHandle], item: Any, item_index: int | None
+) -> list[Any]:
     """The node's arguments, in parameter order."""
     run = call.run
     args: list[Any] = []
@@ -187,7 +191,9 @@ def _default(b: Binding, vp: VertexPlan, ex: ExecutionContext) -> Any:
         raise NodeInputError(
             f"parameter '{b.param}' got no value from {_source(b.kind, b.key)} and has no default. "
             "Give the parameter a default, or make sure its source runs.",
-            node=vp.name, job_id=ex.job_id, attempt=ex.attempt,
+            node=vp.name,
+            job_id=ex.job_id,
+            attempt=ex.attempt,
         )
     return b.default
 
@@ -201,13 +207,17 @@ def _valid_input(b: Binding, vp: VertexPlan, ex: ExecutionContext, value: Any) -
                 f"parameter '{b.param}' got a {type(value).__name__} (value hidden: the parameter is secret), which is not valid for "
                 f"{_type_name(vp.node.annotation(b.param))}: {_first_error(exc)}. "
                 f"Fix the value passed in (from {_source(b.kind, b.key)}) or the annotation.",
-                node=vp.name, job_id=ex.job_id, attempt=ex.attempt,
+                node=vp.name,
+                job_id=ex.job_id,
+                attempt=ex.attempt,
             ) from None
         raise NodeInputError(
             f"parameter '{b.param}' got {_short(value)}, which is not valid for "
             f"{_type_name(vp.node.annotation(b.param))}: {_first_error(exc)}. "
             f"Fix the value passed in (from {_source(b.kind, b.key)}) or the annotation.",
-            node=vp.name, job_id=ex.job_id, attempt=ex.attempt,
+            node=vp.name,
+            job_id=ex.job_id,
+            attempt=ex.attempt,
         ) from exc
 
 
@@ -219,7 +229,9 @@ def _state_space(call: JobCall, vp: VertexPlan, kind: int) -> StateSpace:
     return call.worker_space(call.flow, vp.name)
 
 
-def _finish(call: JobCall, vp: VertexPlan, ex: ExecutionContext, value: Any, handles: list[StateHandle], started: float) -> Outcome:
+def _finish(
+    call: JobCall, vp: VertexPlan, ex: ExecutionContext, value: Any, handles: list[StateHandle], started: float
+) -> Outcome:
     """Validate the return value, check it can be stored, and commit the node's state."""
     output = value
     if vp.check_output is not None and type(value) is not vp.output_exact:
@@ -229,7 +241,9 @@ def _finish(call: JobCall, vp: VertexPlan, ex: ExecutionContext, value: Any, han
             raise NodeOutputError(
                 f"returned {_short(value)}, which is not valid for its return annotation "
                 f"{_type_name(vp.node.annotation('return'))}: {_first_error(exc)}.",
-                node=vp.name, job_id=ex.job_id, attempt=ex.attempt,
+                node=vp.name,
+                job_id=ex.job_id,
+                attempt=ex.attempt,
             ) from exc
     if call.check_value is not None:
         call.check_value(output, vp.name, "output")
@@ -240,13 +254,24 @@ def _finish(call: JobCall, vp: VertexPlan, ex: ExecutionContext, value: Any, han
     return output, commits, ex.attempt, started
 
 
-def _enter(call: JobCall, vp: VertexPlan, iteration: int, attempt: int) -> tuple[ExecutionContext, Token[Running | None]]:
+def _enter(
+    call: JobCall, vp: VertexPlan, iteration: int, attempt: int
+) -> tuple[ExecutionContext, Token[Running | None]]:
     """The one place the `ExecutionContext` of a node call is made and set (seed 001)."""
-    ex: ExecutionContext = _new(ExecutionContext, (call.worker_id, call.run.job_id, call.flow, vp.name, iteration, attempt))
+    ex: ExecutionContext = _new(
+        ExecutionContext, (call.worker_id, call.run.job_id, call.flow, vp.name, iteration, attempt)
+    )
     return ex, _current.set((ex, call.scopes))
 
 
-def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET, item_index: int | None = None, started: float | None = None) -> Outcome:
+def call_node(
+    call: JobCall,
+    vp: VertexPlan,
+    iteration: int,
+    item: Any = UNSET,
+    item_index: int | None = None,
+    started: float | None = None,
+) -> Outcome:
     """Run a sync node to a committed outcome, or raise its `NodeError` (or `Suspend`).
 
     ``item_index`` and ``started`` (when the worker started the call) go into the records
@@ -266,7 +291,11 @@ def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET, 
                 value = node.call_positional(*args)
             else:
                 value = _call_with_timeout(node.call_positional, args, node.timeout, vp.name, ex, call.scopes)
-            if handles or call.check_value is not None or (type(value) is not vp.output_exact and vp.check_output is not None):
+            if (
+                handles
+                or call.check_value is not None
+                or (type(value) is not vp.output_exact and vp.check_output is not None)
+            ):
                 return _finish(call, vp, ex, value, handles, started)
             return value, (), attempt, started  # nothing to validate, store-check or commit
         except Exception as exc:  # noqa: BLE001 - the retry policy decides what ends the call
@@ -274,7 +303,9 @@ def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET, 
                 attempts = _Attempts(node, vp.name, call.run.job_id)
             attempts.attempt = attempt
             delay = _delay_or_raise(attempts, exc, started)
-            _failed_attempt(call, vp, ex, item_index, started, exc, delay, attempts.conflicts, threading.current_thread().name)
+            _failed_attempt(
+                call, vp, ex, item_index, started, exc, delay, attempts.conflicts, threading.current_thread().name
+            )
         finally:
             _current.reset(token)
         attempt += 1
@@ -283,7 +314,14 @@ def call_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET, 
         started = time.time()
 
 
-async def acall_node(call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET, item_index: int | None = None, started: float | None = None) -> Outcome:
+async def acall_node(
+    call: JobCall,
+    vp: VertexPlan,
+    iteration: int,
+    item: Any = UNSET,
+    item_index: int | None = None,
+    started: float | None = None,
+) -> Outcome:
     """`call_node` for ``async def`` nodes, on the worker's event loop."""
     node = vp.node
     attempts = _Attempts(node, vp.name, call.run.job_id)
@@ -325,7 +363,17 @@ def _delay_or_raise(attempts: _Attempts, exc: Exception, started: float) -> floa
         raise
 
 
-def _failed_attempt(call: JobCall, vp: VertexPlan, ex: ExecutionContext, item_index: int | None, started: float, exc: Exception, delay: float, conflicts: int, thread: str) -> None:
+def _failed_attempt(
+    call: JobCall,
+    vp: VertexPlan,
+    ex: ExecutionContext,
+    item_index: int | None,
+    started: float,
+    exc: Exception,
+    delay: float,
+    conflicts: int,
+    thread: str,
+) -> None:
     """Leave a trace of an attempt that failed and will be tried again: a node run, a log record, an event.
 
     Its state writes are discarded (they were never committed); only the facts are kept.
@@ -333,9 +381,31 @@ def _failed_attempt(call: JobCall, vp: VertexPlan, ex: ExecutionContext, item_in
     conflict = isinstance(exc, StateConflict)
     error = _attempt_error(exc, vp.name, ex, conflict)
     try:
-        call.record_run((vp.name, ex.iteration, ex.attempt, FAILED, thread, started, time.time(), UNSET, (), str(error), "".join(format_exception(exc)), item_index))
+        call.record_run(
+            (
+                vp.name,
+                ex.iteration,
+                ex.attempt,
+                FAILED,
+                thread,
+                started,
+                time.time(),
+                UNSET,
+                (),
+                str(error),
+                "".join(format_exception(exc)),
+                item_index,
+            )
+        )
     except Exception:  # the call goes on; the log has the failure
-        log.error("Could not record failed attempt %d of '%s' in job %s", ex.attempt, vp.name, ex.job_id, exc_info=True, extra={"job_id": ex.job_id, "node": vp.name})
+        log.error(
+            "Could not record failed attempt %d of '%s' in job %s",
+            ex.attempt,
+            vp.name,
+            ex.job_id,
+            exc_info=True,
+            extra={"job_id": ex.job_id, "node": vp.name},
+        )
     extra = {"job_id": ex.job_id, "node": vp.name, "attempt": ex.attempt}
     if conflict:  # routine under contention, and bounded by conflict_retries, not by retries
         log.info("%s (attempt %d)", error, ex.attempt + 1, extra=extra)
@@ -354,7 +424,9 @@ def _attempt_error(exc: Exception, name: str, ex: ExecutionContext, conflict: bo
     return NodeError(message, node=name, job_id=ex.job_id, attempt=ex.attempt)
 
 
-def _call_with_timeout(fn: Callable[..., Any], args: list[Any], timeout: float, name: str, ex: ExecutionContext, scopes: JobScopes | None) -> Any:
+def _call_with_timeout(
+    fn: Callable[..., Any], args: list[Any], timeout: float, name: str, ex: ExecutionContext, scopes: JobScopes | None
+) -> Any:
     # Python cannot stop a thread: an overrunning call is abandoned on a helper thread and
     # its state handles are dropped with it, so its writes never commit. Its job's scope
     # stays open until it returns: its job- and node-scoped instances are not torn down
@@ -392,7 +464,9 @@ def _timeout_error(name: str, ex: ExecutionContext, timeout: float) -> NodeTimeo
     return NodeTimeoutError(
         f"attempt {ex.attempt} ran longer than timeout={timeout}s and was abandoned (its writes are "
         "discarded). Make the work faster, or raise @node(timeout=...).",
-        node=name, job_id=ex.job_id, attempt=ex.attempt,
+        node=name,
+        job_id=ex.job_id,
+        attempt=ex.attempt,
     )
 
 

@@ -25,7 +25,8 @@ class JobSuspendedError(AetherFlowError):
         self.node = node
         self.reason = reason
         super().__init__(
-            f"Job {job_id} is suspended at node '{node}'" + (f": {reason}" if reason else "")
+            f"Job {job_id} is suspended at node '{node}'"
+            + (f": {reason}" if reason else "")
             + f". Resume it with worker.resume('{job_id}', answer=...) (or inputs={{...}} to add job inputs)."
         )
 
@@ -41,7 +42,19 @@ class Job:
     # Completion is a flag, plus a lock made only when someone waits before the job ends:
     # a `Future` (a Condition inside) costs more to build than a trivial node, most jobs
     # are never awaited by asyncio, and many end before anyone asks for their result.
-    __slots__ = ("__weakref__", "_ended", "_error", "_future", "_on_cancel", "_status", "_value", "_waiter", "flow", "id", "run")
+    __slots__ = (
+        "__weakref__",
+        "_ended",
+        "_error",
+        "_future",
+        "_on_cancel",
+        "_status",
+        "_value",
+        "_waiter",
+        "flow",
+        "id",
+        "run",
+    )
 
     def __init__(self, job_id: str, flow: Flow, run: JobRun, on_cancel: Callable[[Job], None]) -> None:
         self.id = job_id

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from .worker import Worker
 
 
-
 _PLAIN_VALIDATED = (int, float, str, bool, bytes, list, dict, tuple, set)
 
 
@@ -352,9 +351,7 @@ def _usable_function(fn: Any, name: Any) -> Callable[..., Any]:
     if isinstance(fn, Node):
         raise NodeDefinitionError(label, [f"{fn!r} is already a node; use it as it is, or @node its function (.fn)."])
     if not callable(fn):
-        raise NodeDefinitionError(
-            label, [f"@node wraps a function, found {short_repr(fn)} ({type(fn).__name__})."]
-        )
+        raise NodeDefinitionError(label, [f"@node wraps a function, found {short_repr(fn)} ({type(fn).__name__})."])
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise NodeDefinitionError(label, [f"@node(name=...) must be a non-empty str, got {short_repr(name)}."])
     try:

@@ -55,7 +55,9 @@ def load_context(path: str | os.PathLike[str]) -> Any:
     for name, spec in data.get("providers", {}).items():
         scope = spec.get("scope") if isinstance(spec, dict) else None
         if name not in ctx.providers:
-            problems.append(f"[providers.{name}]: {base} has no provider '{name}' (it has: {', '.join(ctx.providers)}).")
+            problems.append(
+                f"[providers.{name}]: {base} has no provider '{name}' (it has: {', '.join(ctx.providers)})."
+            )
         elif scope not in SCOPES:
             problems.append(f"[providers.{name}] scope must be one of {', '.join(SCOPES)}, found {scope!r}.")
         else:

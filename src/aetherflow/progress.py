@@ -38,9 +38,15 @@ def job_progress(jobs: Sequence[Any], label: str, *, enabled: bool = True) -> It
     )
 
     columns = (
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("jobs ·"),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("jobs ·"),
         TextColumn("{task.fields[running]} running · {task.fields[failed]} failed ·"),
-        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
     )
     with Progress(*columns, transient=False) as bar:
         task = bar.add_task(label or "jobs", total=len(jobs), running=0, failed=0, rate="")
@@ -87,7 +93,13 @@ def progress_bar(label: str, unit: str, *, enabled: bool = True) -> Iterator[Cal
         return
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:.0f} " + unit), TimeElapsedColumn(), transient=False) as bar:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:.0f} " + unit),
+        TimeElapsedColumn(),
+        transient=False,
+    ) as bar:
         task = bar.add_task(label, total=None)
         yield lambda: bar.advance(task)
 

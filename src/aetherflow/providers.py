@@ -129,6 +129,7 @@ __all__ = [
     "scope_of",
 ]
 
+
 class _Options:
     """``guard=`` and ``teardown=`` on AetherFlow's providers, kept across container copies."""
 
@@ -163,7 +164,14 @@ class Singleton(_Options, _di.Singleton[Any]):  # type: ignore[misc]
 
     scope = Scope.PROCESS
 
-    def __init__(self, provides: Any = None, *args: Any, guard: bool = True, teardown: _Fn[[Any], Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        provides: Any = None,
+        *args: Any,
+        guard: bool = True,
+        teardown: _Fn[[Any], Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._set_options(guard, teardown)
         self._lock = threading.RLock()
         super().__init__(provides, *args, **kwargs)
@@ -224,7 +232,9 @@ class ThreadLocalSingleton(_Options, _di.ThreadLocalSingleton[Any]):  # type: ig
 
     scope = Scope.THREAD
 
-    def __init__(self, provides: Any = None, *args: Any, teardown: _Fn[[Any], Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, provides: Any = None, *args: Any, teardown: _Fn[[Any], Any] | None = None, **kwargs: Any
+    ) -> None:
         self._set_options(False, teardown)
         super().__init__(provides, *args, **kwargs)
 
@@ -257,7 +267,14 @@ class _Scoped(_Options, _di.Factory[Any]):  # type: ignore[misc]
 
     default_guard = True
 
-    def __init__(self, provides: Any = None, *args: Any, guard: bool | None = None, teardown: _Fn[[Any], Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        provides: Any = None,
+        *args: Any,
+        guard: bool | None = None,
+        teardown: _Fn[[Any], Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._set_options(self.default_guard if guard is None else guard, teardown)
         super().__init__(provides, *args, **kwargs)
 

@@ -96,7 +96,9 @@ def _complete_finished_maps(run: JobRun, ready: set[int]) -> bool:
 # -- taking a job over: one owner, answers, inputs the store never kept ---------------------
 
 
-def claim(store: Store, progress: Progress, worker: str, lease: float, answered: tuple[str, int | None, Any] | None = None) -> None:
+def claim(
+    store: Store, progress: Progress, worker: str, lease: float, answered: tuple[str, int | None, Any] | None = None
+) -> None:
     """Become the job's one owner, or refuse: a job runs on one live worker at a time."""
     job = progress.job
     if job.status in (JOB_RUNNING, JobStatus.PENDING) and store.owner_alive(job.id, time.time(), lease):
@@ -105,7 +107,9 @@ def claim(store: Store, progress: Progress, worker: str, lease: float, answered:
             "Wait for it to end, or cancel it there; recover() takes it over once that worker is gone."
         )
     if not store.claim(job.id, worker, progress.token, job.status, answered):
-        raise JobClaimedError(f"Job {job.id} was taken over (resumed or recovered) by someone else while this resume was getting ready; it runs there.")
+        raise JobClaimedError(
+            f"Job {job.id} was taken over (resumed or recovered) by someone else while this resume was getting ready; it runs there."
+        )
 
 
 def give_answer(progress: Progress, run: JobRun, answer: Any) -> tuple[str, int | None, Any] | None:
@@ -123,7 +127,9 @@ def give_answer(progress: Progress, run: JobRun, answer: Any) -> tuple[str, int 
         return None
     node, item = progress.suspended, progress.suspended_item
     if node is None or node not in run.graph.index:
-        raise AetherFlowError(f"Job {progress.job.id} records no suspended node of this flow to answer; resume it without answer=.")
+        raise AetherFlowError(
+            f"Job {progress.job.id} records no suspended node of this flow to answer; resume it without answer=."
+        )
     i = run.graph.index[node]
     run.answer = (i, run.runs[i], item, _valid_answer(run.plan.vertices[i], answer))
     return node, item, SECRET_MASK if run.graph.nodes[i].is_secret("answer") else answer
@@ -157,7 +163,11 @@ def _annotation_text(vp: VertexPlan) -> str:
 
 def refuse_redacted_inputs(plan: Plan, record: JobRecord, given: Mapping[str, Any]) -> None:
     """A secret input was stored as a mask: it must be given again, never run as the mask."""
-    missing = {k: list(plan.inputs[k].nodes) for k in plan.secret_inputs if k not in given and record.inputs.get(k) == SECRET_MASK}
+    missing = {
+        k: list(plan.inputs[k].nodes)
+        for k in plan.secret_inputs
+        if k not in given and record.inputs.get(k) == SECRET_MASK
+    }
     if missing:
         hint = "Its value is secret, so the store kept only a mask: give it again with worker.resume(job_id, inputs={...})."
         raise MissingInputError(record.flow, missing, dict.fromkeys(missing, hint))

@@ -33,8 +33,29 @@ class JobRun:
     """
 
     __slots__ = (
-        "_again", "_busy", "_got", "_heard", "_job_space", "_maps", "_skipped_any", "_waiting", "answer", "error", "graph", "in_flight",
-        "inputs", "job_id", "lock", "map_items", "node_spaces", "outputs", "plan", "runs", "status", "stopped", "suspended",
+        "_again",
+        "_busy",
+        "_got",
+        "_heard",
+        "_job_space",
+        "_maps",
+        "_skipped_any",
+        "_waiting",
+        "answer",
+        "error",
+        "graph",
+        "in_flight",
+        "inputs",
+        "job_id",
+        "lock",
+        "map_items",
+        "node_spaces",
+        "outputs",
+        "plan",
+        "runs",
+        "status",
+        "stopped",
+        "suspended",
     )
 
     def __init__(self, job_id: str, graph: Graph, plan: Plan, inputs: dict[str, Any]) -> None:
@@ -50,7 +71,9 @@ class JobRun:
         self.stopped: JobStatus | None = None  # FAILED / CANCELLED / SUSPENDED once decided
         self.error: BaseException | None = None
         self.suspended: tuple[str, str] | None = None  # (node, reason)
-        self.answer: tuple[int, int, int | None, Any] | None = None  # (vertex, iteration, item, value): the answer to a suspension
+        self.answer: tuple[int, int, int | None, Any] | None = (
+            None  # (vertex, iteration, item, value): the answer to a suspension
+        )
         self.in_flight = 0
         self._waiting = graph.waiting_at_start.copy()
         self._got = bytearray(n)

@@ -43,7 +43,9 @@ class ScopeCache:
         self._lock = threading.Lock()
         self._closed = False
 
-    def get(self, key: Any, name: str, create: Creator, teardown: Callable[[Any], Any] | None, wrap: Wrapper | None) -> tuple[Any, Any]:
+    def get(
+        self, key: Any, name: str, create: Creator, teardown: Callable[[Any], Any] | None, wrap: Wrapper | None
+    ) -> tuple[Any, Any]:
         """``(instance, handed_out)`` for ``key``, creating it on first use."""
         entry = self._entries.get(key)
         if entry is not None:
@@ -56,7 +58,9 @@ class ScopeCache:
                 entry = self._create(key, name, create, teardown, wrap)
         return entry
 
-    def _create(self, key: Any, name: str, create: Creator, teardown: Callable[[Any], Any] | None, wrap: Wrapper | None) -> tuple[Any, Any]:
+    def _create(
+        self, key: Any, name: str, create: Creator, teardown: Callable[[Any], Any] | None, wrap: Wrapper | None
+    ) -> tuple[Any, Any]:
         if self._closed:
             raise RuntimeError(f"{self.label} has ended; provider '{name}' cannot be created in it any more.")
         made = create()

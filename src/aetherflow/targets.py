@@ -33,7 +33,9 @@ def load_target(target: str) -> Flow:
         return found.as_flow()
     if isinstance(found, Flow):
         return found
-    flows = sorted(name for name, value in vars(module).items() if isinstance(value, (Flow, Node)) and not name.startswith("_"))
+    flows = sorted(
+        name for name, value in vars(module).items() if isinstance(value, (Flow, Node)) and not name.startswith("_")
+    )
     hint = closest(attr, flows)
     what = "is not a flow" if found is not None else "does not exist"
     raise TargetError(

@@ -72,6 +72,7 @@ def _api() -> bool:
         otel_trace = trace
     return True
 
+
 if TYPE_CHECKING:
     from .graph import VertexPlan
 
@@ -128,9 +129,15 @@ class Instruments:
             for status in ("completed", "failed", "suspended", "cancelled")
         }
         self.duration = meter.create_histogram("aetherflow.node.duration", "s", "Duration of one node attempt")
-        self.commits = meter.create_counter("aetherflow.state.commits", "{commit}", "State commits (one per state scope a node wrote)")
-        self.conflicts = meter.create_counter("aetherflow.state.conflicts", "{conflict}", "Node attempts re-run because a read-then-set lost a race")
-        meter.create_observable_gauge("aetherflow.worker.queued_nodes", [_observe_queues], "{node}", "Node calls waiting for a worker thread")
+        self.commits = meter.create_counter(
+            "aetherflow.state.commits", "{commit}", "State commits (one per state scope a node wrote)"
+        )
+        self.conflicts = meter.create_counter(
+            "aetherflow.state.conflicts", "{conflict}", "Node attempts re-run because a read-then-set lost a race"
+        )
+        meter.create_observable_gauge(
+            "aetherflow.worker.queued_nodes", [_observe_queues], "{node}", "Node calls waiting for a worker thread"
+        )
 
 
 # One set of instruments per meter provider (made again only if the global provider changes).
@@ -204,15 +211,28 @@ class JobTrace:
         if not self.nodes_traced:
             return None
         attributes: dict[str, Any] = {
-            "aetherflow.flow": self.flow, "aetherflow.node": name, "aetherflow.job_id": self.job_id,
-            "aetherflow.attempt": attempt, "aetherflow.iteration": iteration, "aetherflow.worker_id": self.worker_id,
+            "aetherflow.flow": self.flow,
+            "aetherflow.node": name,
+            "aetherflow.job_id": self.job_id,
+            "aetherflow.attempt": attempt,
+            "aetherflow.iteration": iteration,
+            "aetherflow.worker_id": self.worker_id,
         }
         if item is not None:
             attributes["aetherflow.item"] = item
         start_time = None if start is None else int(start * 1e9)
-        return self.telemetry.tracer.start_span(f"node {name}", context=self.parent, attributes=attributes, start_time=start_time)
+        return self.telemetry.tracer.start_span(
+            f"node {name}", context=self.parent, attributes=attributes, start_time=start_time
+        )
 
-    def end(self, span: Any, name: str, started: float, outcome: BaseException | Sequence[Commit] | None, end: float | None = None) -> None:
+    def end(
+        self,
+        span: Any,
+        name: str,
+        started: float,
+        outcome: BaseException | Sequence[Commit] | None,
+        end: float | None = None,
+    ) -> None:
         """End an attempt's span: ``outcome`` is its commits when it completed, else its error."""
         instruments = self.instruments
         if span is None and instruments is None:
@@ -229,14 +249,24 @@ class JobTrace:
             elif isinstance(outcome, StateConflict):
                 instruments.conflicts.add(1, {"aetherflow.flow": self.flow, "aetherflow.node": name})
 
-    def record_attempt(self, name: str, iteration: int, attempt: int, item: int | None, started: float, ended: float, error: str) -> None:
+    def record_attempt(
+        self, name: str, iteration: int, attempt: int, item: int | None, started: float, ended: float, error: str
+    ) -> None:
         """A failed attempt made elsewhere (on a Dask worker), as a span from its recorded times."""
         span = self.begin(name, iteration, attempt, item, started)
         self.end(span, name, started, _RemoteError(error), ended)
 
     # -- the node call, traced: invoke.call_node / acall_node with a span per attempt
 
-    def call_node(self, call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET, item_index: int | None = None, started: float | None = None) -> Outcome:
+    def call_node(
+        self,
+        call: JobCall,
+        vp: VertexPlan,
+        iteration: int,
+        item: Any = UNSET,
+        item_index: int | None = None,
+        started: float | None = None,
+    ) -> Outcome:
         # Keep in step with invoke.call_node: the same helpers in the same order; tests
         # run the retry, timeout, conflict and suspend cases traced too (test_tracing.py).
         node = vp.node
@@ -247,7 +277,9 @@ class JobTrace:
         while True:
             ex, token = _enter(call, vp, iteration, attempt)
             span = self.begin(vp.name, iteration, attempt, item_index)
-            otel_token = otel_context.attach(self.parent if span is None else otel_trace.set_span_in_context(span, self.parent))
+            otel_token = otel_context.attach(
+                self.parent if span is None else otel_trace.set_span_in_context(span, self.parent)
+            )
             outcome: BaseException | Sequence[Commit] | None = None
             handles: list[StateHandle] = [] if vp.uses_state else _NO_HANDLES
             try:
@@ -256,7 +288,11 @@ class JobTrace:
                     value = node.call_positional(*args)
                 else:
                     value = _call_with_timeout(node.call_positional, args, node.timeout, vp.name, ex, call.scopes)
-                if handles or call.check_value is not None or (type(value) is not vp.output_exact and vp.check_output is not None):
+                if (
+                    handles
+                    or call.check_value is not None
+                    or (type(value) is not vp.output_exact and vp.check_output is not None)
+                ):
                     result = _finish(call, vp, ex, value, handles, started)
                     outcome = result[1]
                     return result
@@ -268,7 +304,9 @@ class JobTrace:
                     attempts = _Attempts(node, vp.name, call.run.job_id)
                 attempts.attempt = attempt
                 delay = _delay_or_raise(attempts, exc, started)
-                _failed_attempt(call, vp, ex, item_index, started, exc, delay, attempts.conflicts, threading.current_thread().name)
+                _failed_attempt(
+                    call, vp, ex, item_index, started, exc, delay, attempts.conflicts, threading.current_thread().name
+                )
             except BaseException as exc:  # Ctrl-C in the node: the span still ends
                 outcome = exc
                 raise
@@ -281,7 +319,15 @@ class JobTrace:
                 time.sleep(delay)
             started = time.time()
 
-    async def acall_node(self, call: JobCall, vp: VertexPlan, iteration: int, item: Any = UNSET, item_index: int | None = None, started: float | None = None) -> Outcome:
+    async def acall_node(
+        self,
+        call: JobCall,
+        vp: VertexPlan,
+        iteration: int,
+        item: Any = UNSET,
+        item_index: int | None = None,
+        started: float | None = None,
+    ) -> Outcome:
         # Keep in step with invoke.acall_node (see call_node above).
         node = vp.node
         attempts = _Attempts(node, vp.name, call.run.job_id)
@@ -291,7 +337,9 @@ class JobTrace:
         while True:
             ex, token = _enter(call, vp, iteration, attempt)
             span = self.begin(vp.name, iteration, attempt, item_index)
-            otel_token = otel_context.attach(self.parent if span is None else otel_trace.set_span_in_context(span, self.parent))
+            otel_token = otel_context.attach(
+                self.parent if span is None else otel_trace.set_span_in_context(span, self.parent)
+            )
             outcome: BaseException | Sequence[Commit] | None = None
             handles: list[StateHandle] = []
             try:

@@ -71,7 +71,9 @@ class NearNames:
         return found
 
     def _near(self, name: str) -> list[str]:
-        pool = [c for n in range(len(name) - MAX_DISTANCE, len(name) + MAX_DISTANCE + 1) for c in self._by_length.get(n, ())]
+        pool = [
+            c for n in range(len(name) - MAX_DISTANCE, len(name) + MAX_DISTANCE + 1) for c in self._by_length.get(n, ())
+        ]
         self._compared += len(pool)
         if self._compared > _BRUTE_FORCE_LIMIT:
             pool = self._indexed(name)

@@ -68,7 +68,10 @@ def topology(graph: Graph) -> dict[str, Any]:
     """
     back = {(graph.names[i], graph.names[t]) for i, targets in enumerate(graph.back_targets) for t in targets}
     return {
-        "vertices": [{"name": name, "mapped": graph.mapped[i], "switch": graph.branches[i] is not None} for i, name in enumerate(graph.names)],
+        "vertices": [
+            {"name": name, "mapped": graph.mapped[i], "switch": graph.branches[i] is not None}
+            for i, name in enumerate(graph.names)
+        ],
         "edges": [{"src": a, "dst": b, "label": label, "loop": (a, b) in back} for a, b, label in _edges(graph.spec)],
     }
 

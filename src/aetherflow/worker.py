@@ -137,10 +137,14 @@ class Worker:
         self.threads = _default_threads() if threads is None else int(threads)
         self.lease = lease
         self._owns_store = not isinstance(store, Store)
-        self.store: Store = store if isinstance(store, Store) else open_store(store or "memory://", durability=durability)
+        self.store: Store = (
+            store if isinstance(store, Store) else open_store(store or "memory://", durability=durability)
+        )
         self._check_value = value_checker(self.store)
         self._flows: dict[str, Flow] = {}
-        self._topologies: dict[str, Any] = {}  # flow name -> the graph whose shape this worker recorded (for the dashboard)
+        self._topologies: dict[
+            str, Any
+        ] = {}  # flow name -> the graph whose shape this worker recorded (for the dashboard)
         for f in flows or ():
             self.add_flow(f)
         self._hooks = Hooks(on_event)
@@ -206,7 +210,13 @@ class Worker:
         return self._start(self._prepare(flow, context), inputs, first_here=True).result()
 
     def map(
-        self, flow: Flow | Node, many_inputs: Iterable[Mapping[str, Any]], *, context: Any = None, progress: bool = True, return_exceptions: bool = False
+        self,
+        flow: Flow | Node,
+        many_inputs: Iterable[Mapping[str, Any]],
+        *,
+        context: Any = None,
+        progress: bool = True,
+        return_exceptions: bool = False,
     ) -> list[Any]:
         """Run one job per inputs mapping, all at once; outputs in input order.
 
@@ -222,12 +232,16 @@ class Worker:
         jobs = [item for item in started if isinstance(item, Job)]
         try:
             with job_progress(jobs, prepared.name, enabled=progress):
-                return [item if isinstance(item, AetherFlowError) else _outcome(item, return_exceptions) for item in started]
+                return [
+                    item if isinstance(item, AetherFlowError) else _outcome(item, return_exceptions) for item in started
+                ]
         except KeyboardInterrupt:
             _cancel_all(jobs)  # Ctrl-C: the jobs of this map start no more nodes
             raise
 
-    def _start_each(self, prepared: _Prepared, many_inputs: Iterable[Mapping[str, Any]], keep_errors: bool) -> list[Job | AetherFlowError]:
+    def _start_each(
+        self, prepared: _Prepared, many_inputs: Iterable[Mapping[str, Any]], keep_errors: bool
+    ) -> list[Job | AetherFlowError]:
         """A job per inputs, or (``keep_errors``) the error of inputs that cannot start one; else nothing is left running."""
         started: list[Job | AetherFlowError] = []
         try:
@@ -244,7 +258,13 @@ class Worker:
         return started
 
     def resume(
-        self, job_id: str, flow: Flow | Node | None = None, inputs: Mapping[str, Any] | None = None, *, context: Any = None, answer: Any = UNSET
+        self,
+        job_id: str,
+        flow: Flow | Node | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        context: Any = None,
+        answer: Any = UNSET,
     ) -> Job:
         """Continue a job from its committed progress; completed nodes are not run again.
 
@@ -254,28 +274,45 @@ class Worker:
         return self._resume(job_id, flow, inputs, context, answer, taking_over=False)
 
     def _resume(
-        self, job_id: str, flow: Flow | Node | None, inputs: Mapping[str, Any] | None, context: Any, answer: Any, *, taking_over: bool
+        self,
+        job_id: str,
+        flow: Flow | Node | None,
+        inputs: Mapping[str, Any] | None,
+        context: Any,
+        answer: Any,
+        *,
+        taking_over: bool,
     ) -> Job:
         """`resume`; ``taking_over`` (for `recover`): a job someone finished meanwhile is not ours to return."""
         with self._lock:
             live = self._active.get(job_id, (None, None))[0]
         if live is not None and live.status is not JobStatus.SUSPENDED:
-            raise JobClaimedError(f"Job {job_id} is still {live.status.value} on this worker; wait for it or cancel it first.")
+            raise JobClaimedError(
+                f"Job {job_id} is still {live.status.value} on this worker; wait for it or cancel it first."
+            )
         progress = self.store.progress(job_id)
         record = progress.job
         if record.status is JobStatus.CANCELLED:
-            raise AetherFlowError(f"Job {job_id} was cancelled, and a cancelled job stays cancelled. Submit a new job of flow '{record.flow}' instead.")
+            raise AetherFlowError(
+                f"Job {job_id} was cancelled, and a cancelled job stays cancelled. Submit a new job of flow '{record.flow}' instead."
+            )
         if answer is not UNSET and record.status is not JOB_SUSPENDED:
-            raise AetherFlowError(f"Job {job_id} is {record.status.value}, not suspended: answer= answers a suspension. Resume it without answer=.")
+            raise AetherFlowError(
+                f"Job {job_id} is {record.status.value}, not suspended: answer= answers a suspension. Resume it without answer=."
+            )
         prepared = self._prepare(self._flow_for(record.flow, flow), context)
         f, name, _, plan, _, _ = prepared
         values = {**record.inputs, **(inputs or {})}
         plan.check_inputs(values, name)
         rebuilt = rebuild(progress, f.graph, plan, values, name)
         if taking_over and record.status not in (JOB_RUNNING, JobStatus.PENDING):
-            raise JobClaimedError(f"Job {job_id} is {record.status.value} now: another worker took it over and got this far meanwhile.")
+            raise JobClaimedError(
+                f"Job {job_id} is {record.status.value} now: another worker took it over and got this far meanwhile."
+            )
         if record.status is JOB_COMPLETED:
-            return self._recorded(prepared, rebuilt.run, rebuilt.run.result())  # values restored through their annotations
+            return self._recorded(
+                prepared, rebuilt.run, rebuilt.run.result()
+            )  # values restored through their annotations
         refuse_redacted_inputs(plan, record, inputs or {})
         answered = give_answer(progress, rebuilt.run, answer)
         claim(self.store, progress, self.id, self.lease, answered)  # records the job as running here
@@ -301,7 +338,9 @@ class Worker:
             except MissingInputError as exc:  # a secret input the store never kept: it cannot run unattended
                 seen = self.store.progress(job_id).token
                 if self.store.claim(job_id, self.id, seen, record.status, becomes=JobStatus.FAILED):
-                    self.store.set_job_status(job_id, JobStatus.FAILED, time.time(), error=f"Could not be recovered: {exc}")
+                    self.store.set_job_status(
+                        job_id, JobStatus.FAILED, time.time(), error=f"Could not be recovered: {exc}"
+                    )
         return jobs
 
     def worker_state(self, flow: str, node: str) -> dict[str, Any]:
@@ -370,8 +409,11 @@ class Worker:
         f, name, _, plan, _, _ = prepared
         values = job_inputs(inputs)  # a mapping with str keys, else UsageError
         plan.check_inputs(values, name)
-        if self.store.persistent and self._topologies.get(name) is not f.graph:  # once per flow here: the dashboard draws its jobs
-            self._topologies[name] = f.graph; self.store.remember_topology(name, topology_json(f.graph))  # noqa: E702
+        if (
+            self.store.persistent and self._topologies.get(name) is not f.graph
+        ):  # once per flow here: the dashboard draws its jobs
+            self._topologies[name] = f.graph
+            self.store.remember_topology(name, topology_json(f.graph))
         job_id = new_job_id()
         self.store.create_job(job_id, name, self._storable_inputs(plan, values), self.id, time.time(), running=True)
         run = JobRun(job_id, f.graph, plan, values)
@@ -384,12 +426,32 @@ class Worker:
         job._finished(output, None)
         return job
 
-    def _launch(self, prepared: _Prepared, run: JobRun, ready: list[int], first_here: bool = False, ended: bool = False, resumed: bool = False) -> Job:
+    def _launch(
+        self,
+        prepared: _Prepared,
+        run: JobRun,
+        ready: list[int],
+        first_here: bool = False,
+        ended: bool = False,
+        resumed: bool = False,
+    ) -> Job:
         self._refuse_if_closed()
         flow, name, ctx, _, injectors, observed = prepared
         job = Job(run.job_id, flow, run, self._cancel_fn)
         scopes = JobScopes(self._worker_cache, run.job_id, self._thread_cache_fn)
-        call = JobCall(run, self.id, name, injectors, scopes, self._worker_space_fn, self._check_value, context=ctx, observed=observed, record_run=self.store.run_recorder(run.job_id), emit=self._emit_fn)
+        call = JobCall(
+            run,
+            self.id,
+            name,
+            injectors,
+            scopes,
+            self._worker_space_fn,
+            self._check_value,
+            context=ctx,
+            observed=observed,
+            record_run=self.store.run_recorder(run.job_id),
+            emit=self._emit_fn,
+        )
         if self._telemetry is not None:  # OpenTelemetry: the job's span (tracing.py)
             call.trace = self._telemetry.start_job(run.job_id, name, resumed)
         self._active[job.id] = (job, call)  # atomic; no lock on the per-job path
@@ -445,7 +507,12 @@ class Worker:
         if ctx is None:
             return {}
         check_lifetimes(ctx, plan.flow)
-        return {b.key: injector_of(ctx.providers[b.key]) for vp in plan.vertices for b in vp.bindings if b.kind == B_PROVIDER}
+        return {
+            b.key: injector_of(ctx.providers[b.key])
+            for vp in plan.vertices
+            for b in vp.bindings
+            if b.kind == B_PROVIDER
+        }
 
     def _storable_inputs(self, plan: Plan, values: dict[str, Any]) -> dict[str, Any]:
         if not plan.secret_inputs:
@@ -520,7 +587,9 @@ class Worker:
                 self._send_node(call, job, i, k, started)
                 return  # `DaskWorker` continues when its task comes back
             try:
-                outcome: Outcome | BaseException = call_fn(call, vertices[i], runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None, started)
+                outcome: Outcome | BaseException = call_fn(
+                    call, vertices[i], runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None, started
+                )
             except (NodeError, Suspend, AetherFlowError) as exc:
                 outcome = exc
             ready = self._settle(call, job, i, k, started, thread, outcome)
@@ -538,7 +607,9 @@ class Worker:
     def _send_node(self, call: JobCall, job: Job, i: int, k: int, started: float) -> None:
         raise NotImplementedError("a worker that does not call nodes here sends them elsewhere")
 
-    def _continue(self, call: JobCall, job: Job, i: int, k: int, started: float, thread: str, outcome: Outcome | BaseException) -> None:
+    def _continue(
+        self, call: JobCall, job: Job, i: int, k: int, started: float, thread: str, outcome: Outcome | BaseException
+    ) -> None:
         """Settle a call that finished off the worker's threads, and queue what became ready."""
         for r in self._settle(call, job, i, k, started, thread, outcome):
             self._queue.put((call, job, r, -1))
@@ -549,7 +620,11 @@ class Worker:
         try:
             items = list(run.outputs[source])
         except TypeError as exc:
-            err = NodeError(f"is mapped over '{source}', whose output {type(run.outputs[source]).__name__} is not iterable; return a list.", node=run.graph.names[i], job_id=run.job_id)
+            err = NodeError(
+                f"is mapped over '{source}', whose output {type(run.outputs[source]).__name__} is not iterable; return a list.",
+                node=run.graph.names[i],
+                job_id=run.job_id,
+            )
             err.__cause__ = exc
             if run.failed(i, err):
                 self._finish(job, call)
@@ -568,7 +643,9 @@ class Worker:
             self._queue.put((call, job, i, k))
         return (call, job, i, todo[0])
 
-    def _settle(self, call: JobCall, job: Job, i: int, k: int, started: float, thread: str, outcome: Outcome | BaseException) -> list[int]:
+    def _settle(
+        self, call: JobCall, job: Job, i: int, k: int, started: float, thread: str, outcome: Outcome | BaseException
+    ) -> list[int]:
         """Record a finished call and tell the scheduler; returns the vertices now ready."""
         if not isinstance(outcome, tuple):
             self._settle_unfinished(call, job, i, k, started, thread, outcome)
@@ -577,35 +654,88 @@ class Worker:
         run = job.run
         name = run.graph.names[i]
         try:
-            call.record_run((name, run.runs[i], attempt, COMPLETED, thread, started, time.time(), output, commits, None, None, k if k >= 0 else None))
+            call.record_run(
+                (
+                    name,
+                    run.runs[i],
+                    attempt,
+                    COMPLETED,
+                    thread,
+                    started,
+                    time.time(),
+                    output,
+                    commits,
+                    None,
+                    None,
+                    k if k >= 0 else None,
+                )
+            )
         except Exception as exc:  # noqa: BLE001 - a completion that cannot be recorded fails the node
-            error = NodeError(f"completed, but its run could not be recorded in {self.store.url}: {type(exc).__name__}: {exc}", node=name, job_id=run.job_id)
+            error = NodeError(
+                f"completed, but its run could not be recorded in {self.store.url}: {type(exc).__name__}: {exc}",
+                node=name,
+                job_id=run.job_id,
+            )
             error.__cause__ = exc
             self._settle_unfinished(call, job, i, k, started, thread, error)
             return []
         if call.observed:
             if self._hooks:
                 self._hooks.emit("node_completed", job=run.job_id, node=name, output=output)
-            log.debug("Node '%s' completed in job %s", name, run.job_id, extra={"job_id": run.job_id, "node": name, "attempt": attempt})
+            log.debug(
+                "Node '%s' completed in job %s",
+                name,
+                run.job_id,
+                extra={"job_id": run.job_id, "node": name, "attempt": attempt},
+            )
         ready, ended = run.item_completed(i, k, output) if k >= 0 else run.completed(i, output)
         if ended:
             self._finish(job, call)
         return ready
 
-    def _settle_unfinished(self, call: JobCall, job: Job, i: int, k: int, started: float, thread: str, outcome: BaseException) -> None:
+    def _settle_unfinished(
+        self, call: JobCall, job: Job, i: int, k: int, started: float, thread: str, outcome: BaseException
+    ) -> None:
         """Record a call that suspended or failed, and stop the job."""
         run = job.run
         name = run.graph.names[i]
         item = k if k >= 0 else None
         record = self._record if not call.taken_over else _forget  # another process owns the job now
         if isinstance(outcome, Suspend):
-            record(RunFacts(run.job_id, name, run.runs[i], 1, NodeStatus.SUSPENDED, thread, started, time.time(), error=outcome.reason, item=item))
+            record(
+                RunFacts(
+                    run.job_id,
+                    name,
+                    run.runs[i],
+                    1,
+                    NodeStatus.SUSPENDED,
+                    thread,
+                    started,
+                    time.time(),
+                    error=outcome.reason,
+                    item=item,
+                )
+            )
             ended = run.suspend(i, outcome.reason)
         else:
             attempt = getattr(outcome, "attempt", 1)
             started = getattr(outcome, "attempt_started", started)  # set when earlier attempts failed
             tb = "".join(traceback.format_exception(outcome))
-            record(RunFacts(run.job_id, name, run.runs[i], attempt, NodeStatus.FAILED, thread, started, time.time(), error=str(outcome), traceback=tb, item=item))
+            record(
+                RunFacts(
+                    run.job_id,
+                    name,
+                    run.runs[i],
+                    attempt,
+                    NodeStatus.FAILED,
+                    thread,
+                    started,
+                    time.time(),
+                    error=str(outcome),
+                    traceback=tb,
+                    item=item,
+                )
+            )
             if self._hooks:
                 self._hooks.emit("node_failed", job=run.job_id, node=name, error=outcome)
             log.warning("%s", outcome, extra={"job_id": run.job_id, "node": name, "attempt": attempt})
@@ -620,7 +750,9 @@ class Worker:
         call, job, i, _ = task
         name = job.run.graph.names[i]
         if isinstance(exc, Exception):
-            error = AetherFlowError(f"internal error in AetherFlow while running node '{name}': {type(exc).__name__}: {exc}")
+            error = AetherFlowError(
+                f"internal error in AetherFlow while running node '{name}': {type(exc).__name__}: {exc}"
+            )
         else:
             error = AetherFlowError(f"interrupted by {type(exc).__name__} while running node '{name}'")
         error.__cause__ = exc
@@ -636,7 +768,13 @@ class Worker:
         try:
             self.store.record_run(facts)
         except Exception:  # the job still ends; the store is what failed
-            log.error("Could not record run of '%s' in job %s", facts.node, facts.job_id, exc_info=True, extra={"job_id": facts.job_id, "node": facts.node})
+            log.error(
+                "Could not record run of '%s' in job %s",
+                facts.node,
+                facts.job_id,
+                exc_info=True,
+                extra={"job_id": facts.job_id, "node": facts.node},
+            )
 
     def _run_async(self, task: _Task) -> None:
         loop = self._event_loop()
@@ -650,8 +788,17 @@ class Worker:
             self._started(job, i, k)
         started = time.time()
         try:
-            call_async = acall_node if call.trace is None else call.trace.acall_node  # traced: a span per attempt (tracing.py)
-            outcome: Outcome | BaseException = await call_async(call, run.plan.vertices[i], run.runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None, started)
+            call_async = (
+                acall_node if call.trace is None else call.trace.acall_node
+            )  # traced: a span per attempt (tracing.py)
+            outcome: Outcome | BaseException = await call_async(
+                call,
+                run.plan.vertices[i],
+                run.runs[i],
+                run.map_items[i][k] if k >= 0 else UNSET,
+                k if k >= 0 else None,
+                started,
+            )
         except (NodeError, Suspend, AetherFlowError) as exc:
             outcome = exc
         self._continue(call, job, i, k, started, "asyncio", outcome)
@@ -683,7 +830,12 @@ class Worker:
         if call.taken_over:
             self._active.pop(job.id, None)
             job._status = JobStatus.CANCELLED
-            job._finished(None, JobClaimedError(f"Job {job.id} was taken over by another process (this one was silent past its lease); it runs there now."))
+            job._finished(
+                None,
+                JobClaimedError(
+                    f"Job {job.id} was taken over by another process (this one was silent past its lease); it runs there now."
+                ),
+            )
             return
         output = run.result() if status is JOB_COMPLETED else UNSET
         error = None if run.error is None else str(run.error)
@@ -692,7 +844,9 @@ class Worker:
         try:
             self.store.set_job_status(job.id, status, time.time(), output=self._stored_output(output), error=error)
         except Exception as exc:
-            log.error("Could not record the end of job %s", job.id, exc_info=True, extra={"job_id": job.id, "node": None})
+            log.error(
+                "Could not record the end of job %s", job.id, exc_info=True, extra={"job_id": job.id, "node": None}
+            )
             if status is JOB_COMPLETED:
                 status, output = JobStatus.FAILED, UNSET
                 run.error = StoreError(
@@ -736,7 +890,9 @@ class Worker:
     def _cancel(self, job: Job) -> None:
         if job.status is JOB_SUSPENDED:  # nothing runs: it just will never be resumed
             progress = self.store.progress(job.id)  # unless it was resumed meanwhile: then the resume wins
-            if progress.job.status is JOB_SUSPENDED and self.store.claim(job.id, self.id, progress.token, JOB_SUSPENDED, becomes=JobStatus.CANCELLED):
+            if progress.job.status is JOB_SUSPENDED and self.store.claim(
+                job.id, self.id, progress.token, JOB_SUSPENDED, becomes=JobStatus.CANCELLED
+            ):
                 self.store.set_job_status(job.id, JobStatus.CANCELLED, time.time(), error="cancelled while suspended")
                 job._status = JobStatus.CANCELLED
             return
@@ -769,7 +925,9 @@ class Worker:
         job, call = entry
         call.taken_over = True
         call.record_run = _forget
-        log.warning("Job %s was taken over by another process; stopping it here", job_id, extra={"job_id": job_id, "node": None})
+        log.warning(
+            "Job %s was taken over by another process; stopping it here", job_id, extra={"job_id": job_id, "node": None}
+        )
         if job.run.cancel():
             self._finish(job, call)
 
@@ -777,10 +935,14 @@ class Worker:
         while not self._heartbeat_stop.wait(self.lease / 3):
             try:
                 self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time(), self.lease)
-                for job_id in self.store.cancel_requests(list(self._active)) if self._active else ():  # from the dashboard
+                for job_id in (
+                    self.store.cancel_requests(list(self._active)) if self._active else ()
+                ):  # from the dashboard
                     if (entry := self._active.get(job_id)) is not None:
                         entry[0].cancel()
-                for job_id in self.store.taken_over(list(self._active)) if self._active else ():  # paused past the lease
+                for job_id in (
+                    self.store.taken_over(list(self._active)) if self._active else ()
+                ):  # paused past the lease
                     self._let_go(job_id)
             except Exception:
                 log.warning("Heartbeat of %s failed", self.id, exc_info=True)
@@ -817,4 +979,3 @@ def default_worker() -> Worker:
                 _default = Worker(name=f"default-{os.getpid()}")
                 atexit.register(_default.close)
     return _default
-

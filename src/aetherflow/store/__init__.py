@@ -35,7 +35,9 @@ def open_store(url: str = "memory://", **options: Any) -> Store:
     when the file or its folder cannot be written).
     """
     if not isinstance(url, str) or "\x00" in url:  # issue 14: a StoreError, not an AttributeError
-        raise StoreError(f"A store URL is a str without NUL characters, such as 'memory://' or 'sqlite:///runs.db'; found {short_repr(url)}.")
+        raise StoreError(
+            f"A store URL is a str without NUL characters, such as 'memory://' or 'sqlite:///runs.db'; found {short_repr(url)}."
+        )
     durability = options.pop("durability", "sync")
     if url.startswith("memory://"):
         options.pop("readonly", None)  # nothing to protect

@@ -27,7 +27,9 @@ class Progress:
     token: str | None = None  # the token of the claim that made the job's owner its owner (None: never claimed)
 
 
-def pending_answer(answered: tuple[float, str, int | None, Any] | None, ended: dict[tuple[str, int | None], float]) -> tuple[str, int | None, Any] | None:
+def pending_answer(
+    answered: tuple[float, str, int | None, Any] | None, ended: dict[tuple[str, int | None], float]
+) -> tuple[str, int | None, Any] | None:
     """The last recorded answer, unless a run of the node (item) it answered ended since.
 
     ``answered`` is ``(ts, node, item, answer)``; ``ended`` maps (node, item) to the end of
@@ -50,7 +52,15 @@ class Store(ABC):
 
     @abstractmethod
     def create_job(
-        self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False, process: tuple[Any, ...] | None = None
+        self,
+        job_id: str,
+        flow: str,
+        inputs: dict[str, Any],
+        worker: str,
+        ts: float,
+        *,
+        running: bool = False,
+        process: tuple[Any, ...] | None = None,
     ) -> None:
         """Record a new job (``running=True``: its nodes start at once, so it is recorded as running).
 
@@ -59,7 +69,9 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def set_job_status(self, job_id: str, status: JobStatus, ts: float, *, output: Any = UNSET, error: str | None = None) -> None: ...
+    def set_job_status(
+        self, job_id: str, status: JobStatus, ts: float, *, output: Any = UNSET, error: str | None = None
+    ) -> None: ...
 
     @abstractmethod
     def record_run(self, facts: RunFacts) -> None: ...
@@ -109,8 +121,13 @@ class Store(ABC):
 
     @abstractmethod
     def claim(
-        self, job_id: str, worker: str, seen: str | None, status: JobStatus,
-        answered: tuple[str, int | None, Any] | None = None, becomes: JobStatus = JobStatus.RUNNING,
+        self,
+        job_id: str,
+        worker: str,
+        seen: str | None,
+        status: JobStatus,
+        answered: tuple[str, int | None, Any] | None = None,
+        becomes: JobStatus = JobStatus.RUNNING,
     ) -> bool:
         """Make this process (as ``worker``) the owner of a job that is ``status`` under the claim ``seen``.
 

@@ -20,7 +20,10 @@ from .records import EventRecord, JobRecord, NodeRunRecord, StateRecord, epoch, 
 from .stats import flow_stats
 
 _RUN_WIDTH = len(RunFacts._fields) - 1  # values per run in `_Job.runs` (job_id is the job's)
-_PENDING, _RUNNING = JobStatus.PENDING, JobStatus.RUNNING  # read once: `JobStatus.X` is slow in Python 3.11 (EnumType.__getattr__)
+_PENDING, _RUNNING = (
+    JobStatus.PENDING,
+    JobStatus.RUNNING,
+)  # read once: `JobStatus.X` is slow in Python 3.11 (EnumType.__getattr__)
 
 
 @dataclass(slots=True)
@@ -44,17 +47,21 @@ class _Job:
     # Every object a kept job holds is one more for each full garbage collection to walk.
     changes: list[Any] | None = None
     claim: str | None = None  # the token of the last claim (see Store.claim)
-    answers: list[tuple[float, str, int | None, Any]] | None = None  # (ts, node, item, answer) of each resume that answered a suspension
+    answers: list[tuple[float, str, int | None, Any]] | None = (
+        None  # (ts, node, item, answer) of each resume that answered a suspension
+    )
 
     def run_facts(self) -> list[RunFacts]:
         flat = self.runs[:]  # one atomic copy: writers add whole runs
-        return [RunFacts(self.id, *flat[k:k + _RUN_WIDTH]) for k in range(0, len(flat), _RUN_WIDTH)]
+        return [RunFacts(self.id, *flat[k : k + _RUN_WIDTH]) for k in range(0, len(flat), _RUN_WIDTH)]
 
     def status_changes(self) -> list[tuple[float, JobStatus, str | None]]:
         c = self.changes
         if c is not None:
             return list(zip(c[0::3], c[1::3], c[2::3], strict=True))
-        usual: list[tuple[float, JobStatus, str | None]] = [(self.started, _RUNNING, None)] if self.started is not None else []
+        usual: list[tuple[float, JobStatus, str | None]] = (
+            [(self.started, _RUNNING, None)] if self.started is not None else []
+        )
         if self.finished is not None:
             usual.append((self.finished, self.status, self.error))
         return usual
@@ -67,8 +74,16 @@ class _Job:
 
     def record(self) -> JobRecord:
         return JobRecord(
-            self.id, self.flow, self.status, self.inputs, self.output, self.error,
-            utc(self.created), utc(self.started), utc(self.finished), self.worker,  # type: ignore[arg-type]
+            self.id,
+            self.flow,
+            self.status,
+            self.inputs,
+            self.output,
+            self.error,
+            utc(self.created),
+            utc(self.started),
+            utc(self.finished),
+            self.worker,
         )
 
 
@@ -90,14 +105,24 @@ class MemoryStore(Store):
     # Events are derived from the job's facts when asked for (see `events`), not built per write.
 
     def create_job(
-        self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False, process: tuple[Any, ...] | None = None
+        self,
+        job_id: str,
+        flow: str,
+        inputs: dict[str, Any],
+        worker: str,
+        ts: float,
+        *,
+        running: bool = False,
+        process: tuple[Any, ...] | None = None,
     ) -> None:
         if running:
             self._jobs[job_id] = _Job(job_id, flow, inputs, worker, ts, _RUNNING, ts, None, None, None, [])
         else:
             self._jobs[job_id] = _Job(job_id, flow, inputs, worker, ts, _PENDING, None, None, None, None, [])
 
-    def set_job_status(self, job_id: str, status: JobStatus, ts: float, *, output: Any = UNSET, error: str | None = None) -> None:
+    def set_job_status(
+        self, job_id: str, status: JobStatus, ts: float, *, output: Any = UNSET, error: str | None = None
+    ) -> None:
         job = self._jobs.get(job_id)
         if job is None:
             return  # dropped by the retention bound
@@ -142,8 +167,13 @@ class MemoryStore(Store):
     # -- recovery ---------------------------------------------------------------------
 
     def claim(
-        self, job_id: str, worker: str, seen: str | None, status: JobStatus,
-        answered: tuple[str, int | None, Any] | None = None, becomes: JobStatus = _RUNNING,
+        self,
+        job_id: str,
+        worker: str,
+        seen: str | None,
+        status: JobStatus,
+        answered: tuple[str, int | None, Any] | None = None,
+        becomes: JobStatus = _RUNNING,
     ) -> bool:
         with self._lock:
             job = self._get(job_id)
@@ -175,22 +205,38 @@ class MemoryStore(Store):
             elif run.status is NodeStatus.SUSPENDED:
                 suspended = (run.node, run.item)
         answered = job.answers[-1] if job.answers else None
-        return Progress(job.record(), completed, state, suspended[0], suspended[1], pending_answer(answered, ended), job.claim)
+        return Progress(
+            job.record(), completed, state, suspended[0], suspended[1], pending_answer(answered, ended), job.claim
+        )
 
     # -- queries --------------------------------------------------------------------------
 
     def _get(self, job_id: str) -> _Job:
         job = self._jobs.get(job_id)
         if job is None:
-            raise StoreError(f"No job {job_id!r} in {self.url} (it may never have run here, or was dropped past max_jobs={self.max_jobs}).")
+            raise StoreError(
+                f"No job {job_id!r} in {self.url} (it may never have run here, or was dropped past max_jobs={self.max_jobs})."
+            )
         return job
 
-    def jobs(self, flow: str | None = None, status: str | JobStatus | None = None, since: datetime | None = None, until: datetime | None = None, limit: int = 100) -> list[JobRecord]:
+    def jobs(
+        self,
+        flow: str | None = None,
+        status: str | JobStatus | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
         lo, hi = epoch(since), epoch(until)
         with self._lock:
             found = []
             for job in reversed(list(self._jobs.values())):
-                if (flow is None or job.flow == flow) and (status is None or job.status == status) and (lo is None or job.created >= lo) and (hi is None or job.created < hi):
+                if (
+                    (flow is None or job.flow == flow)
+                    and (status is None or job.status == status)
+                    and (lo is None or job.created >= lo)
+                    and (hi is None or job.created < hi)
+                ):
                     found.append(job.record())
                     if len(found) >= limit:
                         break
@@ -202,23 +248,65 @@ class MemoryStore(Store):
     def node_runs(self, job_id: str) -> list[NodeRunRecord]:
         runs = sorted(self._get(job_id).run_facts(), key=lambda r: r.started)
         return [
-            NodeRunRecord(r.job_id, r.node, r.iteration, r.attempt, r.status, r.thread, utc(r.started), utc(r.finished), r.error, r.traceback, r.item)  # type: ignore[arg-type]
+            NodeRunRecord(
+                r.job_id,
+                r.node,
+                r.iteration,
+                r.attempt,
+                r.status,
+                r.thread,
+                utc(r.started),
+                utc(r.finished),
+                r.error,
+                r.traceback,
+                r.item,
+            )
             for r in runs
         ]
 
     def events(self, job_id: str, types: Sequence[str] | None = None) -> list[EventRecord]:
         job = self._get(job_id)
-        evs: list[tuple[float, int, str, str | None, dict[str, Any]]] = [(job.created, 0, "job_created", None, {"inputs": job.inputs})]
-        evs += [(ts, order, f"job_{st.value}", None, {"error": err} if err else {}) for order, (ts, st, err) in enumerate(job.status_changes(), 1)]
-        evs += [(ts, 500_000, "job_answered", None, {"node": node, "item": item, "answer": answer}) for ts, node, item, answer in job.answers or ()]
+        evs: list[tuple[float, int, str, str | None, dict[str, Any]]] = [
+            (job.created, 0, "job_created", None, {"inputs": job.inputs})
+        ]
+        evs += [
+            (ts, order, f"job_{st.value}", None, {"error": err} if err else {})
+            for order, (ts, st, err) in enumerate(job.status_changes(), 1)
+        ]
+        evs += [
+            (ts, 500_000, "job_answered", None, {"node": node, "item": item, "answer": answer})
+            for ts, node, item, answer in job.answers or ()
+        ]
         for k, run in enumerate(job.run_facts()):
             base = (k + 1) * 1_000_000
-            evs.append((run.started, base, "node_started", run.node, {"iteration": run.iteration, "attempt": run.attempt}))
+            evs.append(
+                (run.started, base, "node_started", run.node, {"iteration": run.iteration, "attempt": run.attempt})
+            )
             for j, c in enumerate(run.commits):
-                evs.append((c.ts, base + 1 + j, "state_committed", run.node, {"scope": c.scope.value, "keys": [w.key for w in c.writes]}))
-            evs.append((run.finished, base + 999_999, f"node_{run.status.value}", run.node, {"error": run.error} if run.error else {}))
+                evs.append(
+                    (
+                        c.ts,
+                        base + 1 + j,
+                        "state_committed",
+                        run.node,
+                        {"scope": c.scope.value, "keys": [w.key for w in c.writes]},
+                    )
+                )
+            evs.append(
+                (
+                    run.finished,
+                    base + 999_999,
+                    f"node_{run.status.value}",
+                    run.node,
+                    {"error": run.error} if run.error else {},
+                )
+            )
         evs.sort(key=lambda e: (e[0], e[1]))
-        return [EventRecord(seq, utc(ts), t, n, d) for seq, (ts, _, t, n, d) in enumerate(evs, 1) if types is None or t in types]  # type: ignore[arg-type]
+        return [
+            EventRecord(seq, utc(ts), t, n, d)
+            for seq, (ts, _, t, n, d) in enumerate(evs, 1)
+            if types is None or t in types
+        ]
 
     def state_history(self, job_id: str, key: str | None = None) -> list[StateRecord]:
         out = []
@@ -227,7 +315,17 @@ class MemoryStore(Store):
                 for w in c.writes:
                     if key is None or w.key == key:
                         deleted = w.value is DELETED
-                        out.append(StateRecord(c.scope.value, c.namespace, w.key, None if deleted else w.value, w.version, utc(c.ts), deleted))  # type: ignore[arg-type]
+                        out.append(
+                            StateRecord(
+                                c.scope.value,
+                                c.namespace,
+                                w.key,
+                                None if deleted else w.value,
+                                w.version,
+                                utc(c.ts),
+                                deleted,
+                            )
+                        )
         return sorted(out, key=lambda s: s.ts)
 
     def stats(self, flow: str, since: datetime | None = None) -> Any:
@@ -240,7 +338,9 @@ class MemoryStore(Store):
     def prune(self, older_than: datetime) -> int:
         cutoff = epoch(older_than) or time.time()
         with self._lock:
-            old = [jid for jid, j in list(self._jobs.items()) if j.status.finished and (j.finished or j.created) < cutoff]
+            old = [
+                jid for jid, j in list(self._jobs.items()) if j.status.finished and (j.finished or j.created) < cutoff
+            ]
             for jid in old:
                 self._jobs.pop(jid, None)
                 self._finished.pop(jid, None)

@@ -22,9 +22,7 @@ try:
     import psycopg
     from psycopg_pool import ConnectionPool
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "PostgreSQL storage needs psycopg. Install it with: pip install 'aetherflow[postgres]'"
-    ) from exc
+    raise ImportError("PostgreSQL storage needs psycopg. Install it with: pip install 'aetherflow[postgres]'") from exc
 
 _MIGRATION_LOCK = 0x2AE7F10  # advisory lock id: one process migrates at a time
 
@@ -39,12 +37,19 @@ class PostgresStore(SQLStore):
         self._conn: Any = None
         self._cursor: Any = None  # the writer's, reused
         # libpq counts whole seconds, at least 2; a timeout in the URL wins.
-        self._connect_args: dict[str, Any] = {} if "connect_timeout" in url else {"connect_timeout": max(2, round(connect_timeout))}
+        self._connect_args: dict[str, Any] = (
+            {} if "connect_timeout" in url else {"connect_timeout": max(2, round(connect_timeout))}
+        )
         try:
             self._writer_conn()  # fails fast and clearly when the server is not there
             self._pool = ConnectionPool(
-                url, min_size=1, max_size=pool_size, open=True, check=ConnectionPool.check_connection,
-                timeout=max(connect_timeout, 5.0), kwargs=self._connect_args,
+                url,
+                min_size=1,
+                max_size=pool_size,
+                open=True,
+                check=ConnectionPool.check_connection,
+                timeout=max(connect_timeout, 5.0),
+                kwargs=self._connect_args,
             )
             self._pool.wait(timeout=max(connect_timeout, 5.0) + 1)
         except Exception as exc:
@@ -74,7 +79,9 @@ class PostgresStore(SQLStore):
             cur.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             cur.execute("SELECT value FROM meta WHERE key = 'schema_version'")
             row = cur.fetchone()
-            migrate(int(row[0]) if row else 0, cur.execute, "DOUBLE PRECISION", "BIGSERIAL PRIMARY KEY", _safe(self._dsn))
+            migrate(
+                int(row[0]) if row else 0, cur.execute, "DOUBLE PRECISION", "BIGSERIAL PRIMARY KEY", _safe(self._dsn)
+            )
             cur.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
                 (str(SCHEMA_VERSION),),
@@ -202,6 +209,8 @@ def _column_types() -> dict[str, dict[str, str]]:
                     for name, kind in _COLUMN.findall(m.group(2)):
                         columns[name] = "BIGINT" if kind == "BIGSERIAL" else kind
     return _TYPES
+
+
 _encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 _folded: dict[tuple[Any, ...], str] = {}  # the statement for a sequence of shapes (and a dropped batch id)
 
@@ -229,8 +238,11 @@ def _folded_sql(key: tuple[Any, ...]) -> str:
         parts, small = [], key[0][1] is not None
         for i, (shape, count) in enumerate(key):
             if shape is None:  # = ANY(ARRAY(...)): an index lookup per id (IN (SELECT ...) would scan the table)
-                where = (("= %s" if count == 1 else "= ANY(%s)") if small
-                         else f"= ANY(ARRAY(SELECT jsonb_array_elements_text(d.j -> {i}) FROM d))")
+                where = (
+                    ("= %s" if count == 1 else "= ANY(%s)")
+                    if small
+                    else f"= ANY(ARRAY(SELECT jsonb_array_elements_text(d.j -> {i}) FROM d))"
+                )
                 parts.append(f"DELETE FROM write_batches WHERE id {where}")
             else:
                 parts.append(shape.values(count) if small else shape.sql.format(i=i))
@@ -294,7 +306,10 @@ def _fold_batch(statements: list[Statement]) -> list[tuple[str, list[Any]]]:
             return
         key = tuple((shape, None) for shape, _ in groups.values())
         try:
-            doc: list[Any] = [rows if shape.arrays else [dict(zip(shape.names, row, strict=True)) for row in rows] for shape, rows in groups.values()]
+            doc: list[Any] = [
+                rows if shape.arrays else [dict(zip(shape.names, row, strict=True)) for row in rows]
+                for shape, rows in groups.values()
+            ]
             if dropped:
                 key += ((None, None),)
                 doc.append([row[0] for row in dropped])

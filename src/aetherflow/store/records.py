@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from ..status import JobStatus, NodeStatus
 
 
+@overload
+def utc(ts: float) -> datetime: ...
+@overload
+def utc(ts: None) -> None: ...
+@overload
+def utc(ts: float | None) -> datetime | None: ...
 def utc(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
 

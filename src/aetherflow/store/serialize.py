@@ -156,10 +156,14 @@ def redact_secrets(value: Any) -> Any:
             return type(value)(*items)  # a named tuple
         return type(value)(items) if type(value) in (list, tuple, set, frozenset) else items
     if isinstance(value, BaseModel):
-        return value.model_copy(update={name: redact_secrets(getattr(value, name)) for name in type(value).model_fields})
+        return value.model_copy(
+            update={name: redact_secrets(getattr(value, name)) for name in type(value).model_fields}
+        )
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         try:
-            return dataclasses.replace(value, **{f.name: redact_secrets(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init})
+            return dataclasses.replace(
+                value, **{f.name: redact_secrets(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+            )
         except Exception:  # noqa: BLE001 - a dataclass that cannot be rebuilt: store what JSON would
             return to_jsonable_python(value, fallback=repr)
     return value

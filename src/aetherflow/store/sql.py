@@ -45,45 +45,58 @@ _TEXT: dict[Any, str] = {member: member.value for enum in (JobStatus, NodeStatus
 def migrations(real: str, serial_pk: str) -> list[tuple[int, list[str]]]:
     """Versioned schema steps; a store applies the ones newer than its recorded version."""
     return [
-        (1, [
-            f"CREATE TABLE jobs (id TEXT PRIMARY KEY, flow TEXT NOT NULL, status TEXT NOT NULL, inputs TEXT, output TEXT, error TEXT, created_at {real} NOT NULL, started_at {real}, finished_at {real}, worker TEXT)",
-            "CREATE INDEX jobs_created ON jobs (created_at)",
-            "CREATE INDEX jobs_flow_created ON jobs (flow, created_at)",
-            "CREATE INDEX jobs_status_created ON jobs (status, created_at)",
-            f"CREATE TABLE node_runs (id {serial_pk}, job_id TEXT NOT NULL, node TEXT NOT NULL, iteration INTEGER, attempt INTEGER, status TEXT NOT NULL, thread TEXT, started_at {real}, finished_at {real}, output TEXT, item INTEGER, error TEXT, traceback TEXT)",
-            "CREATE INDEX node_runs_job ON node_runs (job_id, id)",
-            f"CREATE TABLE state_writes (id {serial_pk}, job_id TEXT NOT NULL, scope TEXT NOT NULL, namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT, deleted INTEGER NOT NULL, version INTEGER NOT NULL, node TEXT, ts {real})",
-            "CREATE INDEX state_writes_job ON state_writes (job_id, id)",
-            f"CREATE TABLE state_snapshots (id {serial_pk}, job_id TEXT NOT NULL, upto INTEGER NOT NULL, data TEXT NOT NULL, ts {real})",
-            "CREATE INDEX state_snapshots_job ON state_snapshots (job_id, id)",
-            f"CREATE TABLE events (seq {serial_pk}, job_id TEXT NOT NULL, ts {real} NOT NULL, type TEXT NOT NULL, node TEXT, data TEXT)",
-            "CREATE INDEX events_job ON events (job_id, seq)",
-            f"CREATE TABLE workers (id TEXT PRIMARY KEY, pid INTEGER, host TEXT, heartbeat {real})",
-            "CREATE TABLE targets (flow TEXT PRIMARY KEY, target TEXT NOT NULL)",
-        ]),
+        (
+            1,
+            [
+                f"CREATE TABLE jobs (id TEXT PRIMARY KEY, flow TEXT NOT NULL, status TEXT NOT NULL, inputs TEXT, output TEXT, error TEXT, created_at {real} NOT NULL, started_at {real}, finished_at {real}, worker TEXT)",
+                "CREATE INDEX jobs_created ON jobs (created_at)",
+                "CREATE INDEX jobs_flow_created ON jobs (flow, created_at)",
+                "CREATE INDEX jobs_status_created ON jobs (status, created_at)",
+                f"CREATE TABLE node_runs (id {serial_pk}, job_id TEXT NOT NULL, node TEXT NOT NULL, iteration INTEGER, attempt INTEGER, status TEXT NOT NULL, thread TEXT, started_at {real}, finished_at {real}, output TEXT, item INTEGER, error TEXT, traceback TEXT)",
+                "CREATE INDEX node_runs_job ON node_runs (job_id, id)",
+                f"CREATE TABLE state_writes (id {serial_pk}, job_id TEXT NOT NULL, scope TEXT NOT NULL, namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT, deleted INTEGER NOT NULL, version INTEGER NOT NULL, node TEXT, ts {real})",
+                "CREATE INDEX state_writes_job ON state_writes (job_id, id)",
+                f"CREATE TABLE state_snapshots (id {serial_pk}, job_id TEXT NOT NULL, upto INTEGER NOT NULL, data TEXT NOT NULL, ts {real})",
+                "CREATE INDEX state_snapshots_job ON state_snapshots (job_id, id)",
+                f"CREATE TABLE events (seq {serial_pk}, job_id TEXT NOT NULL, ts {real} NOT NULL, type TEXT NOT NULL, node TEXT, data TEXT)",
+                "CREATE INDEX events_job ON events (job_id, seq)",
+                f"CREATE TABLE workers (id TEXT PRIMARY KEY, pid INTEGER, host TEXT, heartbeat {real})",
+                "CREATE TABLE targets (flow TEXT PRIMARY KEY, target TEXT NOT NULL)",
+            ],
+        ),
         # Each worker's own lease, so a claimer with a shorter one cannot take a live worker's jobs.
         (2, [f"ALTER TABLE workers ADD COLUMN lease {real}"]),
         # Every transaction also writes its batch id here: a retry after a lost connection
         # first asks whether that id is in, so a batch that did commit is not written twice.
-        (3, [
-            f"CREATE TABLE write_batches (id TEXT PRIMARY KEY, ts {real} NOT NULL)",
-        ]),
+        (
+            3,
+            [
+                f"CREATE TABLE write_batches (id TEXT PRIMARY KEY, ts {real} NOT NULL)",
+            ],
+        ),
         # Each flow's shape as JSON (vertices, edges, branch labels), so the dashboard draws any job.
         (4, ["CREATE TABLE topologies (flow TEXT PRIMARY KEY, topology TEXT NOT NULL)"]),
         # A job's owning process (pid and host), so a worker's liveness is judged per job even
         # when two live processes share a worker name; and the claim that made it the owner,
         # so a claimer can tell that its own compare-and-set won.
-        (5, [
-            "ALTER TABLE jobs ADD COLUMN pid INTEGER", "ALTER TABLE jobs ADD COLUMN host TEXT",
-            f"ALTER TABLE jobs ADD COLUMN pstart {real}", "ALTER TABLE jobs ADD COLUMN claim TEXT",
-        ]),
+        (
+            5,
+            [
+                "ALTER TABLE jobs ADD COLUMN pid INTEGER",
+                "ALTER TABLE jobs ADD COLUMN host TEXT",
+                f"ALTER TABLE jobs ADD COLUMN pstart {real}",
+                "ALTER TABLE jobs ADD COLUMN claim TEXT",
+            ],
+        ),
     ]
 
 
 def migrate(current: int, execute: Callable[[str], Any], real: str, serial_pk: str, where: str) -> None:
     """Apply the schema steps newer than ``current``, through ``execute`` (inside a transaction)."""
     if current > SCHEMA_VERSION:
-        raise StoreError(f"{where} has schema version {current}, newer than this AetherFlow knows ({SCHEMA_VERSION}); upgrade aetherflow.")
+        raise StoreError(
+            f"{where} has schema version {current}, newer than this AetherFlow knows ({SCHEMA_VERSION}); upgrade aetherflow."
+        )
     for version, steps in migrations(real, serial_pk):
         if version > current:
             for step in steps:
@@ -102,8 +115,14 @@ class SQLStore(Store):
     commit_outcome_can_be_lost = True
 
     def __init__(
-        self, url: str, *, durability: str = "sync", pickle: bool = False, redact: Callable[[Any], Any] | None = None,
-        snapshot_every: int = 100, group_wait: float = 0.0,
+        self,
+        url: str,
+        *,
+        durability: str = "sync",
+        pickle: bool = False,
+        redact: Callable[[Any], Any] | None = None,
+        snapshot_every: int = 100,
+        group_wait: float = 0.0,
     ) -> None:
         self.url = url
         self.pickle = pickle
@@ -116,7 +135,10 @@ class SQLStore(Store):
         self._batch_numbers = itertools.count(1)
         self._migrate()
         self._writer: BatchWriter[list[Statement]] = BatchWriter(
-            url.rsplit("/", 1)[-1], self._transact, sync=durability == "sync", isolate=self._refused_by_data,
+            url.rsplit("/", 1)[-1],
+            self._transact,
+            sync=durability == "sync",
+            isolate=self._refused_by_data,
             # The longest a group-commit leader waits for callers known to be on their way
             # (BatchWriter._gather). Off by default: on the benchmark server it made batches
             # larger but not faster (docs/benchmarks.md); a server whose commits are cheap
@@ -170,7 +192,9 @@ class SQLStore(Store):
             return None
         if text.startswith("pickle:"):
             if not self.pickle:
-                raise StoreError(f"{self.url} holds pickled values; open it with pickle=True to read them (only if you trust who wrote them).")
+                raise StoreError(
+                    f"{self.url} holds pickled values; open it with pickle=True to read them (only if you trust who wrote them)."
+                )
             return pickle.loads(base64.b64decode(text[7:]))
         return json.loads(text)
 
@@ -198,7 +222,12 @@ class SQLStore(Store):
                 # keeping the table at most _BATCH_IDS_KEPT rows per store; prune() clears
                 # crashed ones.
                 first = number - _BATCH_IDS_KEPT + 1
-                statements.append(("DELETE FROM write_batches WHERE id = ?", [(f"{self._batch_prefix}-{n}",) for n in range(first, first + _BATCH_IDS_DROPPED)]))
+                statements.append(
+                    (
+                        "DELETE FROM write_batches WHERE id = ?",
+                        [(f"{self._batch_prefix}-{n}",) for n in range(first, first + _BATCH_IDS_DROPPED)],
+                    )
+                )
             tries = itertools.count()
 
             def write() -> None:
@@ -220,20 +249,45 @@ class SQLStore(Store):
         return not self._retryable(cause)
 
     def create_job(
-        self, job_id: str, flow: str, inputs: dict[str, Any], worker: str, ts: float, *, running: bool = False, process: tuple[Any, ...] | None = None
+        self,
+        job_id: str,
+        flow: str,
+        inputs: dict[str, Any],
+        worker: str,
+        ts: float,
+        *,
+        running: bool = False,
+        process: tuple[Any, ...] | None = None,
     ) -> None:
         status = JobStatus.RUNNING if running else JobStatus.PENDING
         flow = storable_text(flow)  # type: ignore[assignment]
         events = [(job_id, ts, "job_created", None, self._dump({"flow": flow}))]
         if running:
             events.append((job_id, ts, "job_running", None, None))
-        self._submit([
-            ("INSERT INTO jobs (id, flow, status, inputs, created_at, started_at, worker, pid, host, pstart) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-             [(job_id, flow, status.value, self._dump(inputs), ts, ts if running else None, storable_text(worker), *((*process, None, None)[:3] if process else _THIS_PROCESS))]),
-            ("INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)", events),
-        ])
+        self._submit(
+            [
+                (
+                    "INSERT INTO jobs (id, flow, status, inputs, created_at, started_at, worker, pid, host, pstart) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                    [
+                        (
+                            job_id,
+                            flow,
+                            status.value,
+                            self._dump(inputs),
+                            ts,
+                            ts if running else None,
+                            storable_text(worker),
+                            *((*process, None, None)[:3] if process else _THIS_PROCESS),
+                        )
+                    ],
+                ),
+                ("INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)", events),
+            ]
+        )
 
-    def set_job_status(self, job_id: str, status: JobStatus, ts: float, *, output: Any = UNSET, error: str | None = None) -> None:
+    def set_job_status(
+        self, job_id: str, status: JobStatus, ts: float, *, output: Any = UNSET, error: str | None = None
+    ) -> None:
         sets = ["status = ?", "error = ?"]
         error = storable_text(error)
         params: list[Any] = [status.value, error]
@@ -249,32 +303,74 @@ class SQLStore(Store):
         if status in FINISHED:
             with self._live_lock:
                 self._live.pop(job_id, None)
-        self._submit([
-            (f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", [(*params, job_id)]),
-            ("INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)",
-             [(job_id, ts, f"job_{status.value}", None, self._dump({"error": error}) if error else None)]),
-        ])
+        self._submit(
+            [
+                (f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", [(*params, job_id)]),
+                (
+                    "INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)",
+                    [(job_id, ts, f"job_{status.value}", None, self._dump({"error": error}) if error else None)],
+                ),
+            ]
+        )
 
     def record_run(self, facts: RunFacts) -> None:
         f = facts
         status = _TEXT[f.status]
         node, error = storable_text(f.node), storable_text(f.error)
         statements: list[Statement] = [
-            ("INSERT INTO node_runs (job_id, node, iteration, attempt, status, thread, started_at, finished_at, output, item, error, traceback) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-             [(f.job_id, node, f.iteration, f.attempt, status, storable_text(f.thread), f.started, f.finished, self._dump(f.output), f.item, error, storable_text(f.traceback))]),
+            (
+                "INSERT INTO node_runs (job_id, node, iteration, attempt, status, thread, started_at, finished_at, output, item, error, traceback) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        f.job_id,
+                        node,
+                        f.iteration,
+                        f.attempt,
+                        status,
+                        storable_text(f.thread),
+                        f.started,
+                        f.finished,
+                        self._dump(f.output),
+                        f.item,
+                        error,
+                        storable_text(f.traceback),
+                    )
+                ],
+            ),
         ]
         # Event data of fixed shape is written as text directly: this runs for every node.
-        events: list[tuple[Any, ...]] = [(f.job_id, f.started, "node_started", node, f'{{"iteration":{f.iteration},"attempt":{f.attempt}}}')]
+        events: list[tuple[Any, ...]] = [
+            (f.job_id, f.started, "node_started", node, f'{{"iteration":{f.iteration},"attempt":{f.attempt}}}')
+        ]
         writes = []
         for c in f.commits:
             scope = _TEXT[c.scope]
             for w in c.writes:
                 deleted = w.value is DELETED
-                writes.append((f.job_id, scope, storable_text(c.namespace), storable_text(w.key), None if deleted else self._dump(w.value), int(deleted), w.version, node, c.ts))
-            events.append((f.job_id, c.ts, "state_committed", node, to_json({"scope": scope, "keys": [w.key for w in c.writes]})))
+                writes.append(
+                    (
+                        f.job_id,
+                        scope,
+                        storable_text(c.namespace),
+                        storable_text(w.key),
+                        None if deleted else self._dump(w.value),
+                        int(deleted),
+                        w.version,
+                        node,
+                        c.ts,
+                    )
+                )
+            events.append(
+                (f.job_id, c.ts, "state_committed", node, to_json({"scope": scope, "keys": [w.key for w in c.writes]}))
+            )
         events.append((f.job_id, f.finished, "node_" + status, node, self._dump({"error": error}) if error else None))
         if writes:
-            statements.append(("INSERT INTO state_writes (job_id, scope, namespace, key, value, deleted, version, node, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", writes))
+            statements.append(
+                (
+                    "INSERT INTO state_writes (job_id, scope, namespace, key, value, deleted, version, node, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    writes,
+                )
+            )
             statements.extend(self._snapshot_if_due(f.job_id, writes, f.finished))
         statements.append(("INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)", events))
         self._submit(statements)
@@ -290,17 +386,32 @@ class SQLStore(Store):
             if live["count"] % self.snapshot_every:
                 return []
             data = json.dumps(live["state"])
-        return [("INSERT INTO state_snapshots (job_id, upto, data, ts) VALUES (?, (SELECT COALESCE(MAX(id), 0) FROM state_writes WHERE job_id = ?), ?, ?)", [(job_id, job_id, data, ts)])]
+        return [
+            (
+                "INSERT INTO state_snapshots (job_id, upto, data, ts) VALUES (?, (SELECT COALESCE(MAX(id), 0) FROM state_writes WHERE job_id = ?), ?, ?)",
+                [(job_id, job_id, data, ts)],
+            )
+        ]
 
     def heartbeat(self, worker: str, pid: int, host: str, ts: float, lease: float | None = None) -> None:
-        self._submit([
-            ("DELETE FROM workers WHERE id = ?", [(worker,)]),
-            ("INSERT INTO workers (id, pid, host, heartbeat, lease) VALUES (?, ?, ?, ?, ?)", [(worker, pid, host, ts, lease)]),
-        ])
+        self._submit(
+            [
+                ("DELETE FROM workers WHERE id = ?", [(worker,)]),
+                (
+                    "INSERT INTO workers (id, pid, host, heartbeat, lease) VALUES (?, ?, ?, ?, ?)",
+                    [(worker, pid, host, ts, lease)],
+                ),
+            ]
+        )
 
     def remember_target(self, flow: str, target: str) -> None:
         flow, target = storable_text(flow), storable_text(target)  # type: ignore[assignment]
-        self._submit([("DELETE FROM targets WHERE flow = ?", [(flow,)]), ("INSERT INTO targets (flow, target) VALUES (?, ?)", [(flow, target)])])
+        self._submit(
+            [
+                ("DELETE FROM targets WHERE flow = ?", [(flow,)]),
+                ("INSERT INTO targets (flow, target) VALUES (?, ?)", [(flow, target)]),
+            ]
+        )
 
     def target_of(self, flow: str) -> str | None:
         rows = self._rows("SELECT target FROM targets WHERE flow = ?", [flow])
@@ -309,20 +420,32 @@ class SQLStore(Store):
     # -- the dashboard ----------------------------------------------------------------------
 
     def remember_topology(self, flow: str, topology_json: str) -> None:
-        self._submit([("DELETE FROM topologies WHERE flow = ?", [(flow,)]), ("INSERT INTO topologies (flow, topology) VALUES (?, ?)", [(flow, topology_json)])])
+        self._submit(
+            [
+                ("DELETE FROM topologies WHERE flow = ?", [(flow,)]),
+                ("INSERT INTO topologies (flow, topology) VALUES (?, ?)", [(flow, topology_json)]),
+            ]
+        )
 
     def topology_of(self, flow: str) -> str | None:
         rows = self._rows("SELECT topology FROM topologies WHERE flow = ?", [flow])
         return rows[0][0] if rows else None
 
     def request_cancel(self, job_id: str, ts: float, by: str = "") -> None:
-        self._submit([("INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)", [(job_id, ts, "cancel_requested", None, self._dump({"by": by}))])])
+        self._submit(
+            [
+                (
+                    "INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)",
+                    [(job_id, ts, "cancel_requested", None, self._dump({"by": by}))],
+                )
+            ]
+        )
 
     def taken_over(self, job_ids: Sequence[str]) -> list[str]:
         mine = f"pid = ? AND host = ? AND pstart {self.null_safe_eq} ?"
         taken: list[str] = []
         for k in range(0, len(job_ids), 500):
-            chunk = list(job_ids[k:k + 500])
+            chunk = list(job_ids[k : k + 500])
             sql = f"SELECT id FROM jobs WHERE id IN ({', '.join('?' for _ in chunk)}) AND pid IS NOT NULL AND NOT ({mine})"
             taken += [r[0] for r in self._rows(sql, [*chunk, *_THIS_PROCESS])]
         return taken
@@ -330,14 +453,22 @@ class SQLStore(Store):
     def cancel_requests(self, job_ids: Sequence[str]) -> list[str]:
         asked: list[str] = []
         for k in range(0, len(job_ids), 500):
-            chunk = list(job_ids[k:k + 500])
-            asked += [r[0] for r in self._rows(
-                f"SELECT DISTINCT c.job_id FROM events c WHERE c.type = 'cancel_requested' AND c.job_id IN ({', '.join('?' for _ in chunk)}) "
-                "AND c.seq > COALESCE((SELECT MAX(r.seq) FROM events r WHERE r.job_id = c.job_id AND r.type = 'job_running'), 0)", chunk)]
+            chunk = list(job_ids[k : k + 500])
+            asked += [
+                r[0]
+                for r in self._rows(
+                    f"SELECT DISTINCT c.job_id FROM events c WHERE c.type = 'cancel_requested' AND c.job_id IN ({', '.join('?' for _ in chunk)}) "
+                    "AND c.seq > COALESCE((SELECT MAX(r.seq) FROM events r WHERE r.job_id = c.job_id AND r.type = 'job_running'), 0)",
+                    chunk,
+                )
+            ]
         return asked
 
     def status_counts(self, flow: str | None = None) -> dict[str, int]:
-        rows = self._rows("SELECT status, COUNT(*) FROM jobs" + (" WHERE flow = ?" if flow else "") + " GROUP BY status", [flow] if flow else [])
+        rows = self._rows(
+            "SELECT status, COUNT(*) FROM jobs" + (" WHERE flow = ?" if flow else "") + " GROUP BY status",
+            [flow] if flow else [],
+        )
         return {status: int(n) for status, n in rows}
 
     def flows(self) -> list[str]:
@@ -345,7 +476,10 @@ class SQLStore(Store):
 
     def workers(self, now: float, lease: float = 30.0) -> list[WorkerRecord]:
         rows = self._rows("SELECT id, pid, host, heartbeat, lease FROM workers ORDER BY heartbeat DESC")
-        return [WorkerRecord(w, pid, host, utc(beat), own, _owner_alive(pid, host, None, beat, own, now=now, lease=lease)) for w, pid, host, beat, own in rows]
+        return [
+            WorkerRecord(w, pid, host, utc(beat), own, _owner_alive(pid, host, None, beat, own, now=now, lease=lease))
+            for w, pid, host, beat, own in rows
+        ]
 
     def flush(self) -> None:
         self._writer.flush()
@@ -371,15 +505,42 @@ class SQLStore(Store):
     _JOB_COLUMNS = "id, flow, status, inputs, output, error, created_at, started_at, finished_at, worker"
 
     def _job(self, row: tuple[Any, ...]) -> JobRecord:
-        return JobRecord(row[0], row[1], JobStatus(row[2]), self._load(row[3]) or {}, self._load(row[4]), row[5], utc(row[6]), utc(row[7]), utc(row[8]), row[9])  # type: ignore[arg-type]
+        return JobRecord(
+            row[0],
+            row[1],
+            JobStatus(row[2]),
+            self._load(row[3]) or {},
+            self._load(row[4]),
+            row[5],
+            utc(row[6]),
+            utc(row[7]),
+            utc(row[8]),
+            row[9],
+        )
 
-    def jobs(self, flow: str | None = None, status: str | JobStatus | None = None, since: datetime | None = None, until: datetime | None = None, limit: int = 100) -> list[JobRecord]:
+    def jobs(
+        self,
+        flow: str | None = None,
+        status: str | JobStatus | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
         where, params = [], []
-        for clause, value in (("flow = ?", flow), ("status = ?", str(status) if status else None), ("created_at >= ?", epoch(since)), ("created_at < ?", epoch(until))):
+        for clause, value in (
+            ("flow = ?", flow),
+            ("status = ?", str(status) if status else None),
+            ("created_at >= ?", epoch(since)),
+            ("created_at < ?", epoch(until)),
+        ):
             if value is not None:
                 where.append(clause)
                 params.append(value)
-        sql = f"SELECT {self._JOB_COLUMNS} FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY created_at DESC LIMIT ?"
+        sql = (
+            f"SELECT {self._JOB_COLUMNS} FROM jobs"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + " ORDER BY created_at DESC LIMIT ?"
+        )
         return [self._job(r) for r in self._rows(sql, [*params, int(limit)])]
 
     def job(self, job_id: str) -> JobRecord:
@@ -389,8 +550,14 @@ class SQLStore(Store):
         return self._job(rows[0])
 
     def node_runs(self, job_id: str) -> list[NodeRunRecord]:
-        rows = self._rows("SELECT job_id, node, iteration, attempt, status, thread, started_at, finished_at, error, traceback, item FROM node_runs WHERE job_id = ? ORDER BY started_at, id", [job_id])
-        return [NodeRunRecord(r[0], r[1], r[2], r[3], NodeStatus(r[4]), r[5], utc(r[6]), utc(r[7]), r[8], r[9], r[10]) for r in rows]  # type: ignore[arg-type]
+        rows = self._rows(
+            "SELECT job_id, node, iteration, attempt, status, thread, started_at, finished_at, error, traceback, item FROM node_runs WHERE job_id = ? ORDER BY started_at, id",
+            [job_id],
+        )
+        return [
+            NodeRunRecord(r[0], r[1], r[2], r[3], NodeStatus(r[4]), r[5], utc(r[6]), utc(r[7]), r[8], r[9], r[10])
+            for r in rows
+        ]
 
     def events(self, job_id: str, types: Sequence[str] | None = None) -> list[EventRecord]:
         sql = "SELECT seq, ts, type, node, data FROM events WHERE job_id = ?"
@@ -399,7 +566,7 @@ class SQLStore(Store):
             sql += f" AND type IN ({', '.join('?' for _ in types)})"
             params.extend(types)
         rows = self._rows(sql + " ORDER BY seq", params)
-        return [EventRecord(r[0], utc(r[1]), r[2], r[3], self._load(r[4]) or {}) for r in rows]  # type: ignore[arg-type]
+        return [EventRecord(r[0], utc(r[1]), r[2], r[3], self._load(r[4]) or {}) for r in rows]
 
     def state_history(self, job_id: str, key: str | None = None) -> list[StateRecord]:
         sql = "SELECT scope, namespace, key, value, version, ts, deleted FROM state_writes WHERE job_id = ?"
@@ -408,7 +575,7 @@ class SQLStore(Store):
             sql += " AND key = ?"
             params.append(key)
         rows = self._rows(sql + " ORDER BY id", params)
-        return [StateRecord(r[0], r[1], r[2], self._load(r[3]), r[4], utc(r[5]), bool(r[6])) for r in rows]  # type: ignore[arg-type]
+        return [StateRecord(r[0], r[1], r[2], self._load(r[3]), r[4], utc(r[5]), bool(r[6])) for r in rows]
 
     def stats(self, flow: str, since: datetime | None = None) -> FlowStats:
         lo = epoch(since) or 0.0
@@ -422,11 +589,27 @@ class SQLStore(Store):
     def prune(self, older_than: datetime) -> int:
         cutoff = epoch(older_than)
         finished = ("completed", "failed", "cancelled")
-        ids = [r[0] for r in self._rows("SELECT id FROM jobs WHERE status IN (?, ?, ?) AND COALESCE(finished_at, created_at) < ?", [*finished, cutoff])]
+        ids = [
+            r[0]
+            for r in self._rows(
+                "SELECT id FROM jobs WHERE status IN (?, ?, ?) AND COALESCE(finished_at, created_at) < ?",
+                [*finished, cutoff],
+            )
+        ]
         for start in range(0, len(ids), 500):
-            chunk = [(i,) for i in ids[start:start + 500]]
-            self._writer.submit([(f"DELETE FROM {table} WHERE {col} = ?", chunk) for table, col in (
-                ("events", "job_id"), ("state_writes", "job_id"), ("state_snapshots", "job_id"), ("node_runs", "job_id"), ("jobs", "id"))])
+            chunk = [(i,) for i in ids[start : start + 500]]
+            self._writer.submit(
+                [
+                    (f"DELETE FROM {table} WHERE {col} = ?", chunk)
+                    for table, col in (
+                        ("events", "job_id"),
+                        ("state_writes", "job_id"),
+                        ("state_snapshots", "job_id"),
+                        ("node_runs", "job_id"),
+                        ("jobs", "id"),
+                    )
+                ]
+            )
         # Batch ids matter only while a batch may be retried (seconds): drop those a crashed
         # process left behind.
         self._writer.submit([("DELETE FROM write_batches WHERE ts < ?", [(time.time() - 3600,)])])
@@ -435,7 +618,9 @@ class SQLStore(Store):
 
     def job_ids(self, prefix: str, limit: int = 2) -> list[str]:
         # Not LIKE: it reads "_" and "%" as wildcards, and SQLite's ignores case.
-        rows = self._rows("SELECT id FROM jobs WHERE substr(id, 1, ?) = ? ORDER BY id LIMIT ?", [len(prefix), prefix, int(limit)])
+        rows = self._rows(
+            "SELECT id FROM jobs WHERE substr(id, 1, ?) = ? ORDER BY id LIMIT ?", [len(prefix), prefix, int(limit)]
+        )
         return [r[0] for r in rows]
 
     # -- recovery ------------------------------------------------------------------------------
@@ -445,20 +630,26 @@ class SQLStore(Store):
         completed: list[tuple[str, int | None, Any]] = []
         suspended: tuple[str | None, int | None] = (None, None)
         ended: dict[tuple[str, int | None], float] = {}
-        rows = self._rows("SELECT node, item, status, output, finished_at FROM node_runs WHERE job_id = ? ORDER BY id", [job_id])
+        rows = self._rows(
+            "SELECT node, item, status, output, finished_at FROM node_runs WHERE job_id = ? ORDER BY id", [job_id]
+        )
         for node, item, status, output, finished in rows:
             ended[(node, item)] = max(finished or 0.0, ended.get((node, item), 0.0))
             if status == NodeStatus.COMPLETED.value:
                 completed.append((node, item, self._load(output)))
             elif status == NodeStatus.SUSPENDED.value:
                 suspended = (node, item)
-        answers = self._rows("SELECT ts, data FROM events WHERE job_id = ? AND type = 'job_answered' ORDER BY seq DESC LIMIT 1", [job_id])
+        answers = self._rows(
+            "SELECT ts, data FROM events WHERE job_id = ? AND type = 'job_answered' ORDER BY seq DESC LIMIT 1", [job_id]
+        )
         answered = None
         if answers:
             data = self._load(answers[0][1])
             answered = (answers[0][0], data["node"], data.get("item"), data["answer"])
         token = self._rows("SELECT claim FROM jobs WHERE id = ?", [job_id])[0][0]
-        return Progress(job, completed, self._state_of(job_id), suspended[0], suspended[1], pending_answer(answered, ended), token)
+        return Progress(
+            job, completed, self._state_of(job_id), suspended[0], suspended[1], pending_answer(answered, ended), token
+        )
 
     def _state_of(self, job_id: str) -> dict[tuple[str, str], dict[str, tuple[Any, int]]]:
         raw = self._raw_state(job_id)
@@ -478,7 +669,10 @@ class SQLStore(Store):
         if snap:
             upto = snap[0][0]
             raw.update(json.loads(snap[0][1]))
-        rows = self._rows("SELECT scope, namespace, key, value, deleted, version FROM state_writes WHERE job_id = ? AND id > ? AND scope <> 'worker' ORDER BY id", [job_id, upto])
+        rows = self._rows(
+            "SELECT scope, namespace, key, value, deleted, version FROM state_writes WHERE job_id = ? AND id > ? AND scope <> 'worker' ORDER BY id",
+            [job_id, upto],
+        )
         for scope, namespace, key, value, deleted, version in rows:
             raw[f"{scope}\x1f{namespace}\x1f{key}"] = [value, deleted, version]
         return raw
@@ -495,8 +689,13 @@ class SQLStore(Store):
         return bool(rows) and _owner_alive(*rows[0], now=now, lease=lease)
 
     def claim(
-        self, job_id: str, worker: str, seen: str | None, status: JobStatus,
-        answered: tuple[str, int | None, Any] | None = None, becomes: JobStatus = JobStatus.RUNNING,
+        self,
+        job_id: str,
+        worker: str,
+        seen: str | None,
+        status: JobStatus,
+        answered: tuple[str, int | None, Any] | None = None,
+        becomes: JobStatus = JobStatus.RUNNING,
     ) -> bool:
         # Compare-and-set on the claim token and status the claimer saw, writing a new token:
         # of several claims of one view (also from one worker), only the first update
@@ -504,13 +703,41 @@ class SQLStore(Store):
         now, token = time.time(), uuid.uuid4().hex
         events: list[tuple[Any, ...]] = [(job_id, now, f"job_{becomes.value}", None, job_id, token)]
         if answered:
-            events.append((job_id, now, "job_answered", self._dump({"node": answered[0], "item": answered[1], "answer": answered[2]}), job_id, token))
-        self._writer.submit([
-            (f"UPDATE jobs SET worker = ?, claim = ?, pid = ?, host = ?, pstart = ?, status = ?, started_at = COALESCE(started_at, ?), "
-             f"finished_at = {'?' if becomes in ENDED else 'NULL'} WHERE id = ? AND claim {self.null_safe_eq} ? AND status = ?",
-             [(worker, token, *_THIS_PROCESS, becomes.value, now, *((now,) if becomes in ENDED else ()), job_id, seen, status.value)]),
-            ("INSERT INTO events (job_id, ts, type, node, data) SELECT ?, ?, ?, NULL, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND claim = ?)", events),
-        ])
+            events.append(
+                (
+                    job_id,
+                    now,
+                    "job_answered",
+                    self._dump({"node": answered[0], "item": answered[1], "answer": answered[2]}),
+                    job_id,
+                    token,
+                )
+            )
+        self._writer.submit(
+            [
+                (
+                    f"UPDATE jobs SET worker = ?, claim = ?, pid = ?, host = ?, pstart = ?, status = ?, started_at = COALESCE(started_at, ?), "
+                    f"finished_at = {'?' if becomes in ENDED else 'NULL'} WHERE id = ? AND claim {self.null_safe_eq} ? AND status = ?",
+                    [
+                        (
+                            worker,
+                            token,
+                            *_THIS_PROCESS,
+                            becomes.value,
+                            now,
+                            *((now,) if becomes in ENDED else ()),
+                            job_id,
+                            seen,
+                            status.value,
+                        )
+                    ],
+                ),
+                (
+                    "INSERT INTO events (job_id, ts, type, node, data) SELECT ?, ?, ?, NULL, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND claim = ?)",
+                    events,
+                ),
+            ]
+        )
         return bool(self._rows("SELECT 1 FROM jobs WHERE id = ? AND claim = ?", [job_id, token]))
 
 
@@ -528,11 +755,22 @@ def _process_start(pid: int) -> float | None:
 
 
 _HOST = socket.gethostname()
-_THIS_PROCESS = (os.getpid(), _HOST, _process_start(os.getpid()))  # (pid, host, start) recorded with the jobs this process owns
+_THIS_PROCESS = (
+    os.getpid(),
+    _HOST,
+    _process_start(os.getpid()),
+)  # (pid, host, start) recorded with the jobs this process owns
 
 
 def _owner_alive(
-    pid: int | None, host: str | None, start: float | None, beat: float | None, own_lease: float | None, *, now: float, lease: float
+    pid: int | None,
+    host: str | None,
+    start: float | None,
+    beat: float | None,
+    own_lease: float | None,
+    *,
+    now: float,
+    lease: float,
 ) -> bool:
     """A worker on this host lives as long as its process; elsewhere, as long as its heartbeat is within its lease."""
     if host == _HOST:

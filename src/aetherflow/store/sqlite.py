@@ -29,9 +29,11 @@ from .sql import SCHEMA_VERSION, SQLStore, Statement, migrate
 
 def sqlite_path(url: str) -> tuple[Path, dict[str, str]]:
     """``sqlite:///rel.db`` -> rel.db, ``sqlite:////abs.db`` -> /abs.db, plus URL options."""
-    rest = url[len("sqlite://"):]
+    rest = url[len("sqlite://") :]
     if not rest.startswith("/") or rest == "/":
-        raise StoreError(f"SQLite URL {url!r} has no path: use 'sqlite:///relative.db' or 'sqlite:////absolute/path.db'.")
+        raise StoreError(
+            f"SQLite URL {url!r} has no path: use 'sqlite:///relative.db' or 'sqlite:////absolute/path.db'."
+        )
     rest, _, query = rest[1:].partition("?")
     options = {k: v[-1] for k, v in parse_qs(query).items()}
     return Path(rest), options
@@ -69,7 +71,9 @@ class SQLiteStore(SQLStore):
 
     def _connect_readonly(self) -> sqlite3.Connection:
         if not self.path.is_file():
-            raise StoreError(f"Cannot open SQLite store at {self.path.resolve()} read-only: there is no such file. Check the path, or run a flow to create it.")
+            raise StoreError(
+                f"Cannot open SQLite store at {self.path.resolve()} read-only: there is no such file. Check the path, or run a flow to create it."
+            )
         uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
         conn = sqlite3.connect(uri, uri=True, timeout=60.0, isolation_level=None, check_same_thread=False)
         try:
@@ -78,12 +82,16 @@ class SQLiteStore(SQLStore):
             # A WAL store on a read-only mount: its -shm file cannot be created. Read the
             # file as it is (immutable); nothing can write to it there anyway.
             conn.close()
-            conn = sqlite3.connect(uri.replace("mode=ro", "immutable=1"), uri=True, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                uri.replace("mode=ro", "immutable=1"), uri=True, isolation_level=None, check_same_thread=False
+            )
         conn.execute("PRAGMA busy_timeout=60000")
         return conn
 
     def _open_error(self, exc: BaseException) -> StoreError:
-        return StoreError(f"Cannot open SQLite store at {self.path.resolve()}: {type(exc).__name__}: {exc}. {self._fix_for(exc)}")
+        return StoreError(
+            f"Cannot open SQLite store at {self.path.resolve()}: {type(exc).__name__}: {exc}. {self._fix_for(exc)}"
+        )
 
     def _migrate(self) -> None:
         if self.readonly:
@@ -94,8 +102,12 @@ class SQLiteStore(SQLStore):
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            migrate(int(row[0]) if row else 0, conn.execute, "REAL", "INTEGER PRIMARY KEY AUTOINCREMENT", str(self.path))
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            migrate(
+                int(row[0]) if row else 0, conn.execute, "REAL", "INTEGER PRIMARY KEY AUTOINCREMENT", str(self.path)
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:  # SQLite may have rolled back already (disk full, corrupt file)
@@ -106,20 +118,32 @@ class SQLiteStore(SQLStore):
 
     def _check_readable_version(self) -> None:
         try:
-            has_meta = self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
-            row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if has_meta else None
+            has_meta = self._conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+            ).fetchone()
+            row = (
+                self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if has_meta
+                else None
+            )
         except sqlite3.Error as exc:
             raise self._open_error(exc) from exc
         if row is None:
-            raise StoreError(f"{self.path.resolve()} is not an AetherFlow store (no schema version in it), and it is opened read-only. Check the path.")
+            raise StoreError(
+                f"{self.path.resolve()} is not an AetherFlow store (no schema version in it), and it is opened read-only. Check the path."
+            )
         if int(row[0]) > SCHEMA_VERSION:
-            raise StoreError(f"{self.path} has schema version {row[0]}, newer than this AetherFlow knows ({SCHEMA_VERSION}); upgrade aetherflow.")
+            raise StoreError(
+                f"{self.path} has schema version {row[0]}, newer than this AetherFlow knows ({SCHEMA_VERSION}); upgrade aetherflow."
+            )
 
     # -- writes and reads -------------------------------------------------------------------
 
     def _execute_batch(self, statements: list[Statement]) -> None:
         if self.readonly:
-            raise StoreError(f"The SQLite store at {self.path.resolve()} is open read-only (the file or its folder cannot be written): it cannot record jobs. Use a writable path.")
+            raise StoreError(
+                f"The SQLite store at {self.path.resolve()} is open read-only (the file or its folder cannot be written): it cannot record jobs. Use a writable path."
+            )
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -187,4 +211,6 @@ def _create_private(path: Path) -> None:
         try:
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         except OSError as exc:
-            raise StoreError(f"Cannot create SQLite store at {path.resolve()}: {exc}. Check that its folder is writable.") from exc
+            raise StoreError(
+                f"Cannot create SQLite store at {path.resolve()}: {exc}. Check that its folder is writable."
+            ) from exc

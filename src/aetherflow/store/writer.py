@@ -51,7 +51,9 @@ class _Entry(Generic[T]):
 
 # The outcome of an item whose commit was cut short (KeyboardInterrupt, SystemExit in the
 # committing thread): it may or may not be in the store, so its caller is not told it is.
-_INTERRUPTED = StoreError("The write was interrupted before its commit finished; it may not be in the store. Check the job, then run it again if needed.")
+_INTERRUPTED = StoreError(
+    "The write was interrupted before its commit finished; it may not be in the store. Check the job, then run it again if needed."
+)
 
 
 class BatchWriter(Generic[T]):
@@ -100,7 +102,9 @@ class BatchWriter(Generic[T]):
         entry = _Entry(item, self.sync)
         with self._cond:
             if self._closed:
-                raise StoreError("The store is closed: it takes no more writes. Open it again (open_store(url)) to write.")
+                raise StoreError(
+                    "The store is closed: it takes no more writes. Open it again (open_store(url)) to write."
+                )
             self._pending.append(entry)
             if not self.sync:
                 if len(self._pending) >= 1000:
@@ -257,7 +261,14 @@ class BatchWriter(Generic[T]):
                 self._commit_pending()
 
 
-def retry(what: str, fn: Callable[[], Any], retryable: Callable[[BaseException], bool], *, attempts: int = 8, first_delay: float = 0.05) -> Any:
+def retry(
+    what: str,
+    fn: Callable[[], Any],
+    retryable: Callable[[BaseException], bool],
+    *,
+    attempts: int = 8,
+    first_delay: float = 0.05,
+) -> Any:
     """Call ``fn``, retrying with backoff while ``retryable(error)`` (a lock, a lost connection)."""
     delay = first_delay
     for attempt in range(1, attempts + 1):

@@ -71,8 +71,19 @@ class Dashboard:
 
 def environment(store: Store) -> Environment:
     """The templates, with every value escaped unless marked safe (the SVG pictures, built escaped)."""
-    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(color=views.color, duration=views.duration, statuses=views.STATUSES, store_url=_safe_url(store.url), shown=views.shown)
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals.update(
+        color=views.color,
+        duration=views.duration,
+        statuses=views.STATUSES,
+        store_url=_safe_url(store.url),
+        shown=views.shown,
+    )
     env.filters["when"] = _when
     env.filters["short"] = lambda s, n=12: s if len(s) <= n else s[:n]
     return env
@@ -86,22 +97,42 @@ def job_context(st: Store, record: JobRecord, *, limit: int = views.TRUNCATE) ->
     topology = _topology(st, record.flow)
     names = [v["name"] for v in topology["vertices"]] if topology else []
     vertices = views.vertex_views(names, runs, record, topology)
-    suspended = next((r for r in reversed(runs) if r.status.value == "suspended"), None) if record.status is JobStatus.SUSPENDED else None
+    suspended = (
+        next((r for r in reversed(runs) if r.status.value == "suspended"), None)
+        if record.status is JobStatus.SUSPENDED
+        else None
+    )
     owner_alive = None
     if record.status in (JobStatus.RUNNING, JobStatus.PENDING):
         owner_alive = any(w.id == record.worker and w.alive for w in st.workers(time.time()))
-    cancel_asked = any(e.type == "cancel_requested" for e in events) and record.status in (JobStatus.RUNNING, JobStatus.PENDING)
+    cancel_asked = any(e.type == "cancel_requested" for e in events) and record.status in (
+        JobStatus.RUNNING,
+        JobStatus.PENDING,
+    )
     outputs = _node_outputs(st, record.id)
     commits = views.state_commits(history, events)
     small = min(limit, 400) if limit == views.TRUNCATE else limit
     return {
-        "title": f"Job {record.id[:12]}", "job": record, "runs": _some(runs, MAX_ROWS, keep=lambda r: r.error is not None), "all_runs": len(runs),
-        "events": events[-MAX_ROWS:], "all_events": len(events), "commits": commits[-MAX_ROWS:], "all_commits": len(commits),
-        "graph": views.graph_svg(topology, vertices, record.id), "has_topology": topology is not None, "vertices": vertices,
-        "gantt": views.gantt_svg(_some(runs, MAX_BARS, keep=lambda r: r.error is not None), record.worker), "gantt_sampled": len(runs) > MAX_BARS,
-        "inputs": {k: views.shown(v, small) for k, v in record.inputs.items()}, "output": views.shown(record.output, limit),
+        "title": f"Job {record.id[:12]}",
+        "job": record,
+        "runs": _some(runs, MAX_ROWS, keep=lambda r: r.error is not None),
+        "all_runs": len(runs),
+        "events": events[-MAX_ROWS:],
+        "all_events": len(events),
+        "commits": commits[-MAX_ROWS:],
+        "all_commits": len(commits),
+        "graph": views.graph_svg(topology, vertices, record.id),
+        "has_topology": topology is not None,
+        "vertices": vertices,
+        "gantt": views.gantt_svg(_some(runs, MAX_BARS, keep=lambda r: r.error is not None), record.worker),
+        "gantt_sampled": len(runs) > MAX_BARS,
+        "inputs": {k: views.shown(v, small) for k, v in record.inputs.items()},
+        "output": views.shown(record.output, limit),
         "outputs": {k: views.shown(v, small) for k, v in outputs.items()},
-        "suspended": suspended, "target": st.target_of(record.flow), "owner_alive": owner_alive, "cancel_asked": cancel_asked,
+        "suspended": suspended,
+        "target": st.target_of(record.flow),
+        "owner_alive": owner_alive,
+        "cancel_asked": cancel_asked,
         "all_run_records": runs,
     }
 
@@ -149,7 +180,10 @@ def create_app(store: Store | str, *, token: str | None = None, cwd: str | None 
             return matches[0]
         if len(matches) > 1:
             return not_found(request, f"{len(matches)} jobs start with {job_id!r}; give more characters of the id.")
-        return not_found(request, f"No job {job_id!r} in this store ({_safe_url(st.url)}). It may have been pruned, or belong to another store; the Jobs page lists the jobs here.")
+        return not_found(
+            request,
+            f"No job {job_id!r} in this store ({_safe_url(st.url)}). It may have been pruned, or belong to another store; the Jobs page lists the jobs here.",
+        )
 
     # -- pages ------------------------------------------------------------------------------
 
@@ -178,7 +212,11 @@ def create_app(store: Store | str, *, token: str | None = None, cwd: str | None 
             except (ValueError, OverflowError, OSError):
                 cut = None
         if prefix:
-            found = [j for j in st.jobs(flow=flow, status=status, since=since, until=upper, limit=10_000) if j.id.startswith(prefix)]
+            found = [
+                j
+                for j in st.jobs(flow=flow, status=status, since=since, until=upper, limit=10_000)
+                if j.id.startswith(prefix)
+            ]
         else:
             found = st.jobs(flow=flow, status=status, since=since, until=upper, limit=size + 3)
         if cut is not None:  # times are kept to the microsecond: drop the boundary row itself
@@ -186,14 +224,39 @@ def create_app(store: Store | str, *, token: str | None = None, cwd: str | None 
         found = found[: size + 1]
         more = len(found) > size
         rows = found[:size]
-        keep = {k: v for k, v in (("flow", flow), ("status", status), ("id", prefix), ("since", q.get("since")), ("until", q.get("until"))) if v}
-        next_url = "/jobs?" + urlencode({**keep, "before": repr(rows[-1].created_at.timestamp())}) if more and rows else None
+        keep = {
+            k: v
+            for k, v in (
+                ("flow", flow),
+                ("status", status),
+                ("id", prefix),
+                ("since", q.get("since")),
+                ("until", q.get("until")),
+            )
+            if v
+        }
+        next_url = (
+            "/jobs?" + urlencode({**keep, "before": repr(rows[-1].created_at.timestamp())}) if more and rows else None
+        )
         counts = st.status_counts(flow)
         live = any(j.status.value in ("running", "pending") for j in rows) or counts.get("running", 0) > 0
         return dash.page(
-            "jobs.html", request, title="Jobs", jobs=rows, counts=counts, total=sum(counts.values()), flows=st.flows(),
-            flow=flow or "", status=status or "", prefix=prefix, since=q.get("since", ""), until=q.get("until", ""),
-            next_url=next_url, first_url=("/jobs?" + urlencode(keep)) if before else None, keep=keep, live=live,
+            "jobs.html",
+            request,
+            title="Jobs",
+            jobs=rows,
+            counts=counts,
+            total=sum(counts.values()),
+            flows=st.flows(),
+            flow=flow or "",
+            status=status or "",
+            prefix=prefix,
+            since=q.get("since", ""),
+            until=q.get("until", ""),
+            next_url=next_url,
+            first_url=("/jobs?" + urlencode(keep)) if before else None,
+            keep=keep,
+            live=live,
         )
 
     def job(request: Request) -> Response:
@@ -202,8 +265,11 @@ def create_app(store: Store | str, *, token: str | None = None, cwd: str | None 
             return found
         record = found
         return dash.page(
-            "job.html", request, **job_context(st, record),
-            live=record.status in (JobStatus.RUNNING, JobStatus.PENDING) or dash.resuming(record.id), message=request.query_params.get("message"),
+            "job.html",
+            request,
+            **job_context(st, record),
+            live=record.status in (JobStatus.RUNNING, JobStatus.PENDING) or dash.resuming(record.id),
+            message=request.query_params.get("message"),
         )
 
     def value(request: Request) -> Response:
@@ -234,10 +300,27 @@ def create_app(store: Store | str, *, token: str | None = None, cwd: str | None 
                 run = st.node_runs(record.id)[int(what[10:])]
             except (ValueError, IndexError):
                 return not_found(request, f"Job {record.id} has no node run number {what[10:]!r}.")
-            return dash.page("value.html", request, title=f"Traceback of {run.node}", job=record, what=what, text=run.traceback or run.error or "")
+            return dash.page(
+                "value.html",
+                request,
+                title=f"Traceback of {run.node}",
+                job=record,
+                what=what,
+                text=run.traceback or run.error or "",
+            )
         else:
-            return not_found(request, f"Unknown value {what!r}: expected output, inputs, input:NAME, node:NAME, state:N or traceback:N.")
-        return dash.page("value.html", request, title=f"{what} of job {record.id[:12]}", job=record, what=what, text=views.to_text(value))
+            return not_found(
+                request,
+                f"Unknown value {what!r}: expected output, inputs, input:NAME, node:NAME, state:N or traceback:N.",
+            )
+        return dash.page(
+            "value.html",
+            request,
+            title=f"{what} of job {record.id[:12]}",
+            job=record,
+            what=what,
+            text=views.to_text(value),
+        )
 
     def flows(request: Request) -> Response:
         rows = []
@@ -249,14 +332,24 @@ def create_app(store: Store | str, *, token: str | None = None, cwd: str | None 
     def flow(request: Request) -> Response:
         name = request.path_params["flow"]
         if name not in st.flows():
-            return not_found(request, f"No jobs of a flow named {name!r} in this store; the Flows page lists the flows here.")
+            return not_found(
+                request, f"No jobs of a flow named {name!r} in this store; the Flows page lists the flows here."
+            )
         s = st.stats(name)
         recent = st.jobs(flow=name, limit=1000)
         nodes = sorted(s.nodes.items())
         return dash.page(
-            "flow.html", request, title=f"Flow {name}", name=name, stats=s, nodes=nodes, rate_bar=views.rate_bar,
+            "flow.html",
+            request,
+            title=f"Flow {name}",
+            name=name,
+            stats=s,
+            nodes=nodes,
+            rate_bar=views.rate_bar,
             durations=views.bars_svg([(n, ns.p50 * 1000, ns.p95 * 1000) for n, ns in nodes]),
-            over_time=views.jobs_over_time_svg(recent), recent=recent[:20], target=st.target_of(name),
+            over_time=views.jobs_over_time_svg(recent),
+            recent=recent[:20],
+            target=st.target_of(name),
             has_topology=_topology(st, name) is not None,
         )
 
@@ -266,7 +359,9 @@ def create_app(store: Store | str, *, token: str | None = None, cwd: str | None 
         owned: dict[str, list[JobRecord]] = {}
         for j in st.jobs(status="running", limit=1000) + st.jobs(status="pending", limit=1000):
             owned.setdefault(j.worker, []).append(j)
-        return dash.page("workers.html", request, title="Workers", workers=ws, owned=owned, now=datetime.now(UTC), live=True)
+        return dash.page(
+            "workers.html", request, title="Workers", workers=ws, owned=owned, now=datetime.now(UTC), live=True
+        )
 
     # -- actions ------------------------------------------------------------------------------
 
@@ -274,7 +369,10 @@ def create_app(store: Store | str, *, token: str | None = None, cwd: str | None 
         form = await request.form()
         sent = form.get("csrf")
         if not isinstance(sent, str) or not hmac.compare_digest(sent, dash.csrf):
-            return PlainTextResponse("Refused: this form is stale or did not come from the dashboard (CSRF check failed); reload the page and try again.", status_code=403)
+            return PlainTextResponse(
+                "Refused: this form is stale or did not come from the dashboard (CSRF check failed); reload the page and try again.",
+                status_code=403,
+            )
         origin = request.headers.get("origin")
         if origin and origin != "null" and origin.split("://", 1)[-1] != request.headers.get("host"):
             return PlainTextResponse("Refused: cross-origin request.", status_code=403)
@@ -290,7 +388,9 @@ def create_app(store: Store | str, *, token: str | None = None, cwd: str | None 
         record = found
         if record.status is JobStatus.SUSPENDED:  # nothing runs it: record it cancelled here
             st.request_cancel(record.id, time.time(), "dashboard")
-            st.set_job_status(record.id, JobStatus.CANCELLED, time.time(), error="cancelled from the dashboard while suspended")
+            st.set_job_status(
+                record.id, JobStatus.CANCELLED, time.time(), error="cancelled from the dashboard while suspended"
+            )
             message = "Cancelled."
         elif record.status in (JobStatus.RUNNING, JobStatus.PENDING):
             st.request_cancel(record.id, time.time(), "dashboard")
@@ -327,11 +427,17 @@ def create_app(store: Store | str, *, token: str | None = None, cwd: str | None 
                     return RedirectResponse(f"/jobs/{record.id}?" + urlencode({"message": message}), status_code=303)
                 args += ["--input", line.strip()]
         dash.reap()
-        log = tempfile.NamedTemporaryFile("wb", prefix=f"aetherflow-resume-{record.id[:12]}-", suffix=".log", delete=False)  # noqa: SIM115 - handed to the child
+        log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - handed to the child
+            "wb", prefix=f"aetherflow-resume-{record.id[:12]}-", suffix=".log", delete=False
+        )
         with log:
             child = subprocess.Popen(
                 [sys.executable, "-c", "from aetherflow.cli import main; main()", *args],
-                cwd=dash.cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                cwd=dash.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
             )
         with dash.lock:
             dash.children.append((record.id, child))
@@ -355,7 +461,11 @@ def create_app(store: Store | str, *, token: str | None = None, cwd: str | None 
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     middleware = [Middleware(TokenCheck, token=token)] if token else []
-    app = Starlette(routes=routes, middleware=middleware, exception_handlers={404: _not_found_handler(dash), StoreError: _store_error_handler(dash)})
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={404: _not_found_handler(dash), StoreError: _store_error_handler(dash)},
+    )
     app.state.dashboard = dash
     return app
 
@@ -400,7 +510,13 @@ def _node_outputs(st: Store, job_id: str) -> dict[str, Any]:
 
 def _not_found_handler(dash: Dashboard) -> Any:
     async def handler(request: Request, exc: Exception) -> Response:
-        return dash.page("error.html", request, status_code=404, title="Not found", message=f"Nothing at {request.url.path}. The dashboard has Jobs, Flows and Workers pages.")
+        return dash.page(
+            "error.html",
+            request,
+            status_code=404,
+            title="Not found",
+            message=f"Nothing at {request.url.path}. The dashboard has Jobs, Flows and Workers pages.",
+        )
 
     return handler
 
@@ -420,12 +536,25 @@ class TokenCheck(BaseHTTPMiddleware):
         self.token = token
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip() or request.cookies.get("aetherflow_token") or ""
+        given = (
+            request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            or request.cookies.get("aetherflow_token")
+            or ""
+        )
         from_query = request.query_params.get("token", "")
         if hmac.compare_digest(given.encode(), self.token.encode()):
             return await call_next(request)
         if from_query and hmac.compare_digest(from_query.encode(), self.token.encode()):
             response = RedirectResponse(request.url.remove_query_params("token"), status_code=303)
-            response.set_cookie("aetherflow_token", self.token, httponly=True, samesite="strict", max_age=int(timedelta(days=30).total_seconds()))
+            response.set_cookie(
+                "aetherflow_token",
+                self.token,
+                httponly=True,
+                samesite="strict",
+                max_age=int(timedelta(days=30).total_seconds()),
+            )
             return response
-        return PlainTextResponse(f"This dashboard needs its token: open it with ?token=... once, or send 'Authorization: Bearer ...' (the token given with --token or {TOKEN_ENV}).", status_code=401)
+        return PlainTextResponse(
+            f"This dashboard needs its token: open it with ?token=... once, or send 'Authorization: Bearer ...' (the token given with --token or {TOKEN_ENV}).",
+            status_code=401,
+        )

@@ -22,13 +22,32 @@ def job_html(store: Store, job_id: str) -> str:
     data = {
         "job": {"id": record.id, "flow": record.flow, "status": record.status.value, "error": record.error},
         "runs": [
-            {"node": r.node, "status": r.status.value, "thread": r.thread, "iteration": r.iteration, "attempt": r.attempt, "item": r.item,
-             "start": r.started_at.timestamp(), "end": (r.finished_at or r.started_at).timestamp(), "error": r.error}
+            {
+                "node": r.node,
+                "status": r.status.value,
+                "thread": r.thread,
+                "iteration": r.iteration,
+                "attempt": r.attempt,
+                "item": r.item,
+                "start": r.started_at.timestamp(),
+                "end": (r.finished_at or r.started_at).timestamp(),
+                "error": r.error,
+            }
             for r in runs
         ],
     }
     css = (HERE / "static" / "style.css").read_text()
-    return environment(store).get_template("job.html").render(
-        export=True, css=Markup(css), data_json=Markup(script_json(data)),
-        path="", csrf="", live=False, message=None, **context,
+    return (
+        environment(store)
+        .get_template("job.html")
+        .render(
+            export=True,
+            css=Markup(css),
+            data_json=Markup(script_json(data)),
+            path="",
+            csrf="",
+            live=False,
+            message=None,
+            **context,
+        )
     )

@@ -19,8 +19,14 @@ from markupsafe import Markup, escape
 from ..store.records import EventRecord, JobRecord, NodeRunRecord, StateRecord
 
 COLORS = {
-    "completed": "#2e7d32", "failed": "#c62828", "skipped": "#9e9e9e", "suspended": "#f9a825",
-    "running": "#1565c0", "pending": "#bdbdbd", "cancelled": "#8e24aa", "not run": "#e0e0e0",
+    "completed": "#2e7d32",
+    "failed": "#c62828",
+    "skipped": "#9e9e9e",
+    "suspended": "#f9a825",
+    "running": "#1565c0",
+    "pending": "#bdbdbd",
+    "cancelled": "#8e24aa",
+    "not run": "#e0e0e0",
 }
 STATUSES = ("pending", "running", "completed", "failed", "suspended", "cancelled")
 TRUNCATE = 2000  # characters of a value shown inline; the whole value is one click away
@@ -96,7 +102,9 @@ class VertexView:
         return ", ".join(parts)
 
 
-def vertex_views(names: Iterable[str], runs: Sequence[NodeRunRecord], job: JobRecord, topology: dict[str, Any] | None = None) -> dict[str, VertexView]:
+def vertex_views(
+    names: Iterable[str], runs: Sequence[NodeRunRecord], job: JobRecord, topology: dict[str, Any] | None = None
+) -> dict[str, VertexView]:
     """Each vertex's status in a job: a mapped vertex with one failed item is failed, not green."""
     views = {n: VertexView(n) for n in names}
     flags = {v["name"]: v for v in (topology or {}).get("vertices", [])}
@@ -214,9 +222,15 @@ def graph_svg(topology: dict[str, Any] | None, views: dict[str, VertexView], job
         v = views.get(n, VertexView(n))
         fill = color(v.status)
         text_fill = "#222" if v.status in ("not run", "pending", "suspended") else "#fff"
-        tip = f"{n}: {v.status}" + (f" ({v.summary})" if v.summary else "") + (f"; failed items: {', '.join(map(str, v.items_failed[:20]))}" if v.items_failed else "")
+        tip = (
+            f"{n}: {v.status}"
+            + (f" ({v.summary})" if v.summary else "")
+            + (f"; failed items: {', '.join(map(str, v.items_failed[:20]))}" if v.items_failed else "")
+        )
         shape = (
-            f'<rect x="{x + 4}" y="{y + 4}" width="{BOX_W}" height="{BOX_H}" rx="6" fill="{fill}" opacity="0.45"/>' if v.mapped else ""
+            f'<rect x="{x + 4}" y="{y + 4}" width="{BOX_W}" height="{BOX_H}" rx="6" fill="{fill}" opacity="0.45"/>'
+            if v.mapped
+            else ""
         )
         stroke = ' stroke="#222" stroke-width="2"' if v.switch else ""
         out.append(
@@ -233,8 +247,10 @@ def graph_svg(topology: dict[str, Any] | None, views: dict[str, VertexView], job
 def _label(x: float, y: float, text: str, fill: str = "#333") -> str:
     t = _short(text, 18)
     w = 7 * len(t) + 8
-    return (f'<g class="edge-label"><rect x="{x - w / 2:.1f}" y="{y - 9:.1f}" width="{w}" height="16" rx="3" fill="#fff" stroke="#ccc"/>'
-            f'<text x="{x:.1f}" y="{y + 3:.1f}" text-anchor="middle" font-size="11" fill="{fill}">{escape(t)}</text></g>')
+    return (
+        f'<g class="edge-label"><rect x="{x - w / 2:.1f}" y="{y - 9:.1f}" width="{w}" height="16" rx="3" fill="#fff" stroke="#ccc"/>'
+        f'<text x="{x:.1f}" y="{y + 3:.1f}" text-anchor="middle" font-size="11" fill="{fill}">{escape(t)}</text></g>'
+    )
 
 
 def _short(text: str, n: int) -> str:
@@ -254,11 +270,17 @@ def gantt_svg(runs: Sequence[NodeRunRecord], worker: str = "") -> Markup:
     lanes = sorted({r.thread or "?" for r in runs})
     left, width, lane_h = 190, 860, 24
     height = 40 + lane_h * len(lanes)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="gantt" width="{left + width + 20}" height="{height}" viewBox="0 0 {left + width + 20} {height}" role="img" aria-label="timeline">']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="gantt" width="{left + width + 20}" height="{height}" viewBox="0 0 {left + width + 20} {height}" role="img" aria-label="timeline">'
+    ]
     for i, lane in enumerate(lanes):
         y = 10 + lane_h * i
-        out.append(f'<rect x="0" y="{y}" width="{left + width}" height="{lane_h}" fill="{"#fafafa" if i % 2 else "#f0f0f0"}"/>')
-        out.append(f'<text x="4" y="{y + 16}" font-size="11"><title>{escape(lane)}</title>{escape(_short(lane, 30))}</text>')
+        out.append(
+            f'<rect x="0" y="{y}" width="{left + width}" height="{lane_h}" fill="{"#fafafa" if i % 2 else "#f0f0f0"}"/>'
+        )
+        out.append(
+            f'<text x="4" y="{y + 16}" font-size="11"><title>{escape(lane)}</title>{escape(_short(lane, 30))}</text>'
+        )
     for r in runs:
         row = lanes.index(r.thread or "?")
         t0 = r.started_at.timestamp()
@@ -267,15 +289,23 @@ def gantt_svg(runs: Sequence[NodeRunRecord], worker: str = "") -> Markup:
         w = max(2.0, (t1 - t0) / span * width)
         y = 10 + lane_h * row + 3
         label = r.node + (f"[{r.item}]" if r.item is not None else "")
-        tip = (f"{label} — iteration {r.iteration}, attempt {r.attempt}: {r.status.value}, {duration(r.started_at, r.finished_at)}"
-               f" (+{(t0 - start) * 1000:.1f} ms)" + (f"\n{r.error}" if r.error else ""))
-        out.append(f'<g class="bar" data-node="{escape(r.node)}"><title>{escape(tip)}</title>'
-                   f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{lane_h - 6}" rx="2" fill="{color(r.status.value)}"/>')
+        tip = (
+            f"{label} — iteration {r.iteration}, attempt {r.attempt}: {r.status.value}, {duration(r.started_at, r.finished_at)}"
+            f" (+{(t0 - start) * 1000:.1f} ms)" + (f"\n{r.error}" if r.error else "")
+        )
+        out.append(
+            f'<g class="bar" data-node="{escape(r.node)}"><title>{escape(tip)}</title>'
+            f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{lane_h - 6}" rx="2" fill="{color(r.status.value)}"/>'
+        )
         if w > 40:
-            out.append(f'<text x="{x + 3:.1f}" y="{y + 13}" font-size="10" fill="#fff">{escape(_short(label, int(w / 6)))}</text>')
+            out.append(
+                f'<text x="{x + 3:.1f}" y="{y + 13}" font-size="10" fill="#fff">{escape(_short(label, int(w / 6)))}</text>'
+            )
         out.append("</g>")
-    out.append(f'<text x="{left}" y="{height - 6}" font-size="11">0</text>'
-               f'<text x="{left + width}" y="{height - 6}" font-size="11" text-anchor="end">{span * 1000:.3g} ms</text>')
+    out.append(
+        f'<text x="{left}" y="{height - 6}" font-size="11">0</text>'
+        f'<text x="{left + width}" y="{height - 6}" font-size="11" text-anchor="end">{span * 1000:.3g} ms</text>'
+    )
     out.append("</svg>")
     return Markup("\n".join(out))
 
@@ -325,22 +355,32 @@ def state_commits(history: Sequence[StateRecord], events: Sequence[EventRecord])
 # -- charts ------------------------------------------------------------------------------------
 
 
-def bars_svg(rows: Sequence[tuple[str, float, float]], unit: str = "ms", a_label: str = "p50", b_label: str = "p95") -> Markup:
+def bars_svg(
+    rows: Sequence[tuple[str, float, float]], unit: str = "ms", a_label: str = "p50", b_label: str = "p95"
+) -> Markup:
     """Horizontal paired bars per row (p50 and p95 of each node)."""
     if not rows:
         return Markup('<p class="muted">No node runs yet.</p>')
     top = max(max(a, b) for _, a, b in rows) or 1.0
     left, width, row_h = 170, 520, 30
     height = 30 + row_h * len(rows)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{left + width + 110}" height="{height}" role="img" aria-label="durations">',
-           f'<rect x="{left}" y="4" width="10" height="10" fill="#90caf9"/><text x="{left + 14}" y="13" font-size="11">{a_label}</text>'
-           f'<rect x="{left + 60}" y="4" width="10" height="10" fill="#1565c0"/><text x="{left + 74}" y="13" font-size="11">{b_label}</text>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{left + width + 110}" height="{height}" role="img" aria-label="durations">',
+        f'<rect x="{left}" y="4" width="10" height="10" fill="#90caf9"/><text x="{left + 14}" y="13" font-size="11">{a_label}</text>'
+        f'<rect x="{left + 60}" y="4" width="10" height="10" fill="#1565c0"/><text x="{left + 74}" y="13" font-size="11">{b_label}</text>',
+    ]
     for i, (name, a, b) in enumerate(rows):
         y = 24 + row_h * i
         out.append(f'<text x="4" y="{y + 15}" font-size="12">{escape(_short(name, 24))}</text>')
-        out.append(f'<rect x="{left}" y="{y}" width="{max(1.0, b / top * width):.1f}" height="11" fill="#1565c0"><title>{escape(name)} {b_label} {b:.2f} {unit}</title></rect>')
-        out.append(f'<rect x="{left}" y="{y + 12}" width="{max(1.0, a / top * width):.1f}" height="11" fill="#90caf9"><title>{escape(name)} {a_label} {a:.2f} {unit}</title></rect>')
-        out.append(f'<text x="{left + max(1.0, b / top * width) + 4:.1f}" y="{y + 16}" font-size="11">{a:.3g} / {b:.3g} {unit}</text>')
+        out.append(
+            f'<rect x="{left}" y="{y}" width="{max(1.0, b / top * width):.1f}" height="11" fill="#1565c0"><title>{escape(name)} {b_label} {b:.2f} {unit}</title></rect>'
+        )
+        out.append(
+            f'<rect x="{left}" y="{y + 12}" width="{max(1.0, a / top * width):.1f}" height="11" fill="#90caf9"><title>{escape(name)} {a_label} {a:.2f} {unit}</title></rect>'
+        )
+        out.append(
+            f'<text x="{left + max(1.0, b / top * width) + 4:.1f}" y="{y + 16}" font-size="11">{a:.3g} / {b:.3g} {unit}</text>'
+        )
     out.append("</svg>")
     return Markup("\n".join(out))
 
@@ -358,8 +398,10 @@ def jobs_over_time_svg(jobs: Sequence[JobRecord], buckets: int = 24) -> Markup:
     top = max(sum(c.values()) for c in counts) or 1
     left, width, height = 30, 600, 140
     col = width / buckets
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{left + width + 10}" height="{height + 40}" role="img" aria-label="jobs over time">',
-           f'<text x="0" y="14" font-size="11">{top}</text><line x1="{left}" y1="{height + 10}" x2="{left + width}" y2="{height + 10}" stroke="#999"/>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{left + width + 10}" height="{height + 40}" role="img" aria-label="jobs over time">',
+        f'<text x="0" y="14" font-size="11">{top}</text><line x1="{left}" y1="{height + 10}" x2="{left + width}" y2="{height + 10}" stroke="#999"/>',
+    ]
     for i, c in enumerate(counts):
         y = height + 10.0
         for status in STATUSES:
@@ -369,12 +411,16 @@ def jobs_over_time_svg(jobs: Sequence[JobRecord], buckets: int = 24) -> Markup:
             h = n / top * height
             y -= h
             when = datetime.fromtimestamp(lo + i * step).astimezone()
-            out.append(f'<rect x="{left + i * col + 1:.1f}" y="{y:.1f}" width="{col - 2:.1f}" height="{h:.1f}" fill="{color(status)}">'
-                       f'<title>{n} {status} from {when:%Y-%m-%d %H:%M:%S}</title></rect>')
+            out.append(
+                f'<rect x="{left + i * col + 1:.1f}" y="{y:.1f}" width="{col - 2:.1f}" height="{h:.1f}" fill="{color(status)}">'
+                f"<title>{n} {status} from {when:%Y-%m-%d %H:%M:%S}</title></rect>"
+            )
     first = datetime.fromtimestamp(lo).astimezone()
     last = datetime.fromtimestamp(hi).astimezone()
-    out.append(f'<text x="{left}" y="{height + 28}" font-size="11">{first:%m-%d %H:%M}</text>'
-               f'<text x="{left + width}" y="{height + 28}" font-size="11" text-anchor="end">{last:%m-%d %H:%M}</text>')
+    out.append(
+        f'<text x="{left}" y="{height + 28}" font-size="11">{first:%m-%d %H:%M}</text>'
+        f'<text x="{left + width}" y="{height + 28}" font-size="11" text-anchor="end">{last:%m-%d %H:%M}</text>'
+    )
     out.append("</svg>")
     return Markup("\n".join(out))
 
