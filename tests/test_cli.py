@@ -403,3 +403,22 @@ def test_listings_print_user_text_as_written_with_the_first_line_of_each_error(t
     assert aetherflow(tmp_path, "stats", "[red]odd[/red]-flow").returncode == 0
     bad = aetherflow(tmp_path, "jobs", "--status", "done")
     assert bad.returncode == 2 and "--status must be one of" in bad.stderr
+
+
+def test_recover_goes_on_when_one_flows_code_has_moved(tmp_path: Path) -> None:
+    from aetherflow import open_store
+
+    (tmp_path / "ok.py").write_text(
+        "from aetherflow import node\n\n@node\ndef ok(x: int) -> int:\n    return x + 1\n\nflow = ok.named('ok-flow')\n"
+    )
+    (tmp_path / ".aetherflow").mkdir()
+    store = open_store(f"sqlite:///{tmp_path / '.aetherflow' / 'runs.db'}")
+    store.remember_target("ok-flow", "ok.py:flow")
+    store.remember_target("moved-flow", "moved.py:flow")  # its file is gone
+    for job_id, flow in (("1" * 32, "moved-flow"), ("2" * 32, "ok-flow")):
+        store.create_job(job_id, flow, {"x": 1}, "dead", 1.0, running=True, process=(1, "elsewhere"))
+    store.close()
+    recovered = aetherflow(tmp_path, "recover")
+    assert recovered.returncode == 0, recovered.stderr
+    assert "skipping flow 'moved-flow'" in recovered.stderr
+    assert recovered.stdout.split() == ["222222222222", "ok-flow", "completed", "2"]

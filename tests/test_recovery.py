@@ -1087,3 +1087,57 @@ def test_a_worker_whose_job_was_taken_over_stops_it_and_records_nothing_more(tmp
         runs = w.store.node_runs(job.id)
         record = w.store.job(job.id)
     assert runs == [] and record.status == "running" and record.worker == "other"
+
+
+@pytest.mark.parametrize("url", ["sqlite", "postgres"])
+def test_only_the_owning_process_changes_a_jobs_status(tmp_path: Path, url: str) -> None:
+    """A worker that wakes from a long pause must not mark failed a job another process now runs."""
+    from aetherflow import JobStatus
+
+    url = postgres_url() if url == "postgres" else f"sqlite:///{tmp_path / 'own.db'}"
+    store = open_store(url)
+    store.create_job("d" * 32, "f", {}, "sleeper", time.time(), running=True)  # created by this process
+    token = store.progress("d" * 32).token
+    store.claim("d" * 32, "other", token, JobStatus.RUNNING)  # ... and claimed by this process again: still its own
+    store.set_job_status("d" * 32, JobStatus.SUSPENDED, time.time(), error="mine to write")
+    assert store.job("d" * 32).status == "suspended"
+    store.create_job("e" * 32, "f", {}, "other", time.time(), running=True, process=(1, "elsewhere", 5.0))
+    store.set_job_status("e" * 32, JobStatus.FAILED, time.time(), error="a stale owner's failure")
+    record = store.job("e" * 32)
+    assert record.status == "running" and record.error is None
+    assert [e.type for e in store.events("e" * 32)] == ["job_created", "job_running"]
+    store.close()
+
+
+FORKED = """
+import multiprocessing as mp, os, sqlite3, sys
+from aetherflow import Worker, node, open_store
+
+@node
+def one() -> int:
+    return 1
+
+def child(url):
+    with Worker(threads=1, store=url) as w:
+        job = w.submit(one)
+        job.result(10)
+        print(job.id, os.getpid(), flush=True)
+
+if __name__ == "__main__":
+    open_store(sys.argv[1]).close()  # the parent has used a SQL store before it forks
+    p = mp.get_context("fork").Process(target=child, args=(sys.argv[1],))
+    p.start()
+    p.join(30)
+"""
+
+
+def test_a_forked_worker_records_its_own_process(tmp_path: Path) -> None:
+    import sqlite3
+
+    script = tmp_path / "forked.py"
+    script.write_text(FORKED)
+    db = tmp_path / "fork.db"
+    out = subprocess.run([sys.executable, str(script), f"sqlite:///{db}"], capture_output=True, text=True, timeout=60)
+    job_id, pid = out.stdout.split()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT pid FROM jobs WHERE id = ?", (job_id,)).fetchone() == (int(pid),)

@@ -560,3 +560,21 @@ def test_second_ctrl_c_exits_at_once_and_recover_takes_what_it_left(tmp_path: Pa
         assert jobs and sorted(j.result(10) for j in jobs) == sorted(ran)  # what the dead process left, taken over
         statuses = [j.status for j in w.store.jobs(limit=100)]
     assert "running" not in statuses
+
+
+def test_an_input_the_store_cannot_hold_is_a_usage_error_in_place(tmp_path: Path) -> None:
+    from aetherflow import UsageError
+
+    class Point:  # a plain class: not JSON
+        pass
+
+    @node
+    def f(x: object) -> str:
+        return "ok"
+
+    with Worker(threads=2, store=f"sqlite:///{tmp_path / 's.db'}") as w:
+        out = w.map(f, [{"x": 1}, {"x": Point()}, {"x": 3}], return_exceptions=True, progress=False)
+        assert out[0] == "ok" and out[2] == "ok"
+        assert isinstance(out[1], UsageError) and "input 'x'" in str(out[1])
+        with pytest.raises(UsageError, match="JSON-able"):
+            w.submit(f, {"x": Point()})

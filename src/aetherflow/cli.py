@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import traceback
@@ -344,7 +345,7 @@ def recover(
     """Take over every running job whose process is gone; completed nodes are not run again."""
     import time as _time
 
-    from .targets import load_target
+    from .targets import TargetError, load_target
     from .worker import Worker
 
     st = _open(store)
@@ -352,17 +353,37 @@ def recover(
         flows = [load_target(t) for t in target]
     else:  # an action, like `resume`: it runs the code `run` recorded for each orphan's flow
         names = {st.job(job_id).flow for job_id in st.orphaned_jobs(LEASE, _time.time())}
-        flows = [load_target(where) for name in sorted(names) if (where := st.target_of(name)) is not None]
-    with Worker(store=st, flows=flows) as worker:
-        jobs = worker.recover()
-        for job in jobs:
+        flows = []
+        for name in sorted(names):
+            where = st.target_of(name)
+            if where is None:
+                continue
             try:
-                outcome = _json_line(job.result())
-            except AetherFlowError as exc:
-                outcome = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
-            print(f"{job.id[:12]} {job.flow.name} {job.status.value} {outcome}")
+                flows.append(load_target(where))
+            except TargetError as exc:  # one flow's code moved: the others' jobs are still recovered
+                err.print(
+                    f"skipping flow '{escape(name)}': {escape(str(exc))} (pass --target to recover its jobs)",
+                    highlight=False,
+                )
+    with Worker(store=st, flows=flows) as worker:
+        try:
+            jobs = _recover_all(worker)
+        except KeyboardInterrupt:  # stop at once: what is left stays recoverable (a recovery tool must not cancel)
+            err.print("interrupted: the jobs not finished stay recoverable", highlight=False)
+            os._exit(130)
     err.print(f"recovered {len(jobs)} job(s)", highlight=False)
     st.close()
+
+
+def _recover_all(worker: Any) -> list[Any]:
+    jobs = worker.recover()
+    for job in jobs:
+        try:
+            outcome = _json_line(job.result())
+        except AetherFlowError as exc:
+            outcome = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+        print(f"{job.id[:12]} {job.flow.name} {job.status.value} {outcome}")
+    return list(jobs)
 
 
 def _answer(text: str | None) -> Any:

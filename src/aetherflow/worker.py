@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import numbers
 import os
@@ -415,9 +416,32 @@ class Worker:
             self._topologies[name] = f.graph
             self.store.remember_topology(name, topology_json(f.graph))
         job_id = new_job_id()
-        self.store.create_job(job_id, name, self._storable_inputs(plan, values), self.id, time.time(), running=True)
+        stored = self._storable_inputs(plan, values)
+        if self._check_value is not None:
+            self._check_inputs_storable(stored)
+        try:
+            self.store.create_job(job_id, name, stored, self.id, time.time(), running=True)
+        except KeyboardInterrupt:  # Ctrl-C while recording it: the job never started, and never will
+            with contextlib.suppress(Exception):
+                self.store.set_job_status(
+                    job_id, JobStatus.CANCELLED, time.time(), error="interrupted while it was being submitted"
+                )
+            raise
         run = JobRun(job_id, f.graph, plan, values)
         return self._launch(prepared, run, run.start(), first_here=first_here)
+
+    def _check_inputs_storable(self, inputs: dict[str, Any]) -> None:
+        """Refuse, with what to do, an input the store cannot hold (rather than the encoder's own error)."""
+        assert self._check_value is not None
+        for key, value in inputs.items():
+            try:
+                self._check_value(value, "(job)", f"input '{key}'")
+            except AetherFlowError as exc:
+                raise UsageError(
+                    f"Job input '{key}' ({type(value).__name__}) cannot be stored in {self.store.url}. Pass JSON-able data "
+                    "(dicts, lists, str, numbers, pydantic models), or open the store with pickle=True if you trust "
+                    "everyone who can write to it."
+                ) from exc
 
     def _recorded(self, prepared: _Prepared, run: JobRun, output: Any) -> Job:
         """A completed job, as its record says: resuming it runs nothing and writes nothing."""

@@ -277,7 +277,7 @@ class SQLStore(Store):
                             ts,
                             ts if running else None,
                             storable_text(worker),
-                            *((*process, None, None)[:3] if process else _THIS_PROCESS),
+                            *((*process, None, None)[:3] if process else _this_process()),
                         )
                     ],
                 ),
@@ -303,12 +303,26 @@ class SQLStore(Store):
         if status in FINISHED:
             with self._live_lock:
                 self._live.pop(job_id, None)
+        # Only the job's owning process changes its status: a worker that was silent past its
+        # lease and wakes must not overwrite what the process that took the job over records.
+        owned = f"(pid IS NULL OR (pid = ? AND host = ? AND pstart {self.null_safe_eq} ?))"
+        me = _this_process()
         self._submit(
             [
-                (f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", [(*params, job_id)]),
+                (f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND {owned}", [(*params, job_id, *me)]),
                 (
-                    "INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)",
-                    [(job_id, ts, f"job_{status.value}", None, self._dump({"error": error}) if error else None)],
+                    f"INSERT INTO events (job_id, ts, type, node, data) SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND {owned})",
+                    [
+                        (
+                            job_id,
+                            ts,
+                            f"job_{status.value}",
+                            None,
+                            self._dump({"error": error}) if error else None,
+                            job_id,
+                            *me,
+                        )
+                    ],
                 ),
             ]
         )
@@ -447,7 +461,7 @@ class SQLStore(Store):
         for k in range(0, len(job_ids), 500):
             chunk = list(job_ids[k : k + 500])
             sql = f"SELECT id FROM jobs WHERE id IN ({', '.join('?' for _ in chunk)}) AND pid IS NOT NULL AND NOT ({mine})"
-            taken += [r[0] for r in self._rows(sql, [*chunk, *_THIS_PROCESS])]
+            taken += [r[0] for r in self._rows(sql, [*chunk, *_this_process()])]
         return taken
 
     def cancel_requests(self, job_ids: Sequence[str]) -> list[str]:
@@ -722,7 +736,7 @@ class SQLStore(Store):
                         (
                             worker,
                             token,
-                            *_THIS_PROCESS,
+                            *_this_process(),
                             becomes.value,
                             now,
                             *((now,) if becomes in ENDED else ()),
@@ -755,11 +769,16 @@ def _process_start(pid: int) -> float | None:
 
 
 _HOST = socket.gethostname()
-_THIS_PROCESS = (
-    os.getpid(),
-    _HOST,
-    _process_start(os.getpid()),
-)  # (pid, host, start) recorded with the jobs this process owns
+_PROCESS: dict[int, tuple[int, str, float | None]] = {}
+
+
+def _this_process() -> tuple[int, str, float | None]:
+    """(pid, host, start) recorded with the jobs this process owns: asked per pid, so a forked child is itself."""
+    pid = os.getpid()
+    process = _PROCESS.get(pid)
+    if process is None:
+        process = _PROCESS[pid] = (pid, _HOST, _process_start(pid))
+    return process
 
 
 def _owner_alive(
