@@ -190,3 +190,13 @@ def test_snapshot_then_set_on_the_cluster_conflicts_like_get_then_set(dask_worke
     finally:
         stop.set()
         t.join()
+
+
+def test_a_node_error_from_the_cluster_keeps_its_cause_and_traceback(dask_worker: DaskWorker) -> None:
+    from aetherflow import NodeError
+
+    with pytest.raises(NodeError) as caught:
+        dask_worker.run(dask_flows.boom_on_cluster, {"x": 3})
+    assert isinstance(caught.value.__cause__, ValueError) and str(caught.value.__cause__) == "bad 3"
+    [run] = [r for r in dask_worker.store.node_runs(dask_worker.store.jobs(limit=1)[0].id) if r.status == "failed"]
+    assert run.traceback is not None and "boom_on_cluster" in run.traceback and "ValueError: bad 3" in run.traceback

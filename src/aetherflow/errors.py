@@ -21,7 +21,10 @@ saying what was expected, what was found, where, and how to fix it.
 
 from __future__ import annotations
 
+import pickle
+import traceback
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 
 class AetherFlowError(Exception):
@@ -115,13 +118,32 @@ class NodeError(AetherFlowError):
         super().__init__(message)
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_node_error, (type(self), self.message, self.node, self.job_id, self.attempt))
+        # Across a process boundary (a Dask worker) the cause and the traceback travel too:
+        # the cause as itself when it pickles, else as a RuntimeError with its text.
+        state = {"__cause__": _portable(self.__cause__), "remote_traceback": "".join(traceback.format_exception(self))}
+        return (_rebuild_node_error, (type(self), self.message, self.node, self.job_id, self.attempt), state)
+
+    def __setstate__(self, state: dict[str, Any] | None) -> None:
+        state = state or {}
+        cause = state.get("__cause__")
+        self.__cause__ = cause if isinstance(cause, BaseException) else None
+        self.remote_traceback = state.get("remote_traceback")
 
     def __str__(self) -> str:
         where = f"Node '{self.node}'"
         if self.job_id:
             where += f" (job {self.job_id}, attempt {self.attempt})"
         return f"{where}: {self.message}"
+
+
+def _portable(exc: BaseException | None) -> BaseException | None:
+    if exc is None:
+        return None
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001 - any exception a user's class raises while pickling
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
 
 
 def _rebuild_node_error(cls: type[NodeError], message: str, node: str, job_id: str | None, attempt: int) -> NodeError:

@@ -744,7 +744,9 @@ class Worker:
         else:
             attempt = getattr(outcome, "attempt", 1)
             started = getattr(outcome, "attempt_started", started)  # set when earlier attempts failed
-            tb = "".join(traceback.format_exception(outcome))
+            tb = getattr(outcome, "remote_traceback", None) or "".join(
+                traceback.format_exception(outcome)
+            )  # from a Dask worker: its own
             record(
                 RunFacts(
                     run.job_id,

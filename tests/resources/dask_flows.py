@@ -95,3 +95,8 @@ def flaky_fetch(execution) -> str:
     if execution.attempt < 3:
         raise ConnectionError(f"attempt {execution.attempt} lost the connection")
     return "ok"
+
+
+@node
+def boom_on_cluster(x: int) -> int:
+    raise ValueError(f"bad {x}")
