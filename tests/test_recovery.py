@@ -1141,3 +1141,22 @@ def test_a_forked_worker_records_its_own_process(tmp_path: Path) -> None:
     job_id, pid = out.stdout.split()
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT pid FROM jobs WHERE id = ?", (job_id,)).fetchone() == (int(pid),)
+
+
+def test_a_resume_with_an_input_no_node_reads_is_refused_with_a_suggestion(tmp_path: Path) -> None:
+    from aetherflow import Suspend, UsageError
+
+    @node
+    def gate(approved: bool = False) -> str:
+        if not approved:
+            raise Suspend("approve?")
+        return "ok"
+
+    with Worker(threads=1, store=f"sqlite:///{tmp_path / 'u.db'}", flows=[gate]) as w:
+        job = w.submit(gate)
+        with pytest.raises(AetherFlowError):
+            job.result(10)
+        with pytest.raises(UsageError, match="Did you mean 'approved'"):
+            w.resume(job.id, inputs={"aproved": True})
+        assert w.store.job(job.id).status == "suspended"
+        assert w.resume(job.id, inputs={"approved": True}).result(10) == "ok"

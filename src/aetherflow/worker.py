@@ -34,6 +34,7 @@ from .errors import (
     StoreError,
     Suspend,
     UsageError,
+    closest,
 )
 from .events import Hooks
 from .flow import Flow, as_flow
@@ -303,6 +304,7 @@ class Worker:
             )
         prepared = self._prepare(self._flow_for(record.flow, flow), context)
         f, name, _, plan, _, _ = prepared
+        _refuse_unknown_inputs(plan, name, job_inputs(inputs))
         values = {**record.inputs, **(inputs or {})}
         plan.check_inputs(values, name)
         rebuilt = rebuild(progress, f.graph, plan, values, name)
@@ -976,6 +978,18 @@ class Worker:
 
 def _forget(_: object) -> None:
     """Where the runs of a job taken over by another process go: nowhere."""
+
+
+def _refuse_unknown_inputs(plan: Plan, flow: str, given: dict[str, Any]) -> None:
+    """A resume's input that no node reads is a typo more often than not: say so, with a suggestion."""
+    for key in given:
+        if key not in plan.inputs:
+            near = closest(key, plan.inputs)
+            hint = f" Did you mean '{near[0]}'?" if near else ""
+            known = ", ".join(sorted(plan.inputs)) or "none"
+            raise UsageError(
+                f"resume(inputs=...): no node of flow '{flow}' reads an input '{key}'.{hint} Its inputs: {known}."
+            )
 
 
 def _cancel_all(jobs: list[Job]) -> None:
