@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import sys
+import time
 import traceback
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -218,9 +219,7 @@ def _first_line(text: str | None) -> str:
 
 def _orphaned(st: Store, record: Any) -> bool:
     """A job recorded running or pending whose owning process is gone (see Store.orphaned_jobs)."""
-    import time as _time
-
-    return record.status in ("running", "pending") and not st.owner_alive(record.id, _time.time(), LEASE)
+    return record.status in ("running", "pending") and not st.owner_alive(record.id, time.time(), LEASE)
 
 
 @app.command()
@@ -343,8 +342,6 @@ def recover(
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Take over every running job whose process is gone; completed nodes are not run again."""
-    import time as _time
-
     from .targets import TargetError, load_target
     from .worker import Worker
 
@@ -352,7 +349,7 @@ def recover(
     if target:
         flows = [load_target(t) for t in target]
     else:  # an action, like `resume`: it runs the code `run` recorded for each orphan's flow
-        names = {st.job(job_id).flow for job_id in st.orphaned_jobs(LEASE, _time.time())}
+        names = {st.job(job_id).flow for job_id in st.orphaned_jobs(LEASE, time.time())}
         flows = []
         for name in sorted(names):
             where = st.target_of(name)

@@ -390,9 +390,7 @@ class Worker:
 
     def _cancel_unfinished(self) -> None:
         """Cancel every job of this worker that is not suspended; running nodes finish, queued ones never start."""
-        for job, _ in list(self._active.values()):
-            if job.status is not JOB_SUSPENDED:
-                job.cancel()
+        _cancel_all([job for job, _ in list(self._active.values()) if job.status is not JOB_SUSPENDED])
 
     def __repr__(self) -> str:
         return f"<Worker {self.id} threads={self.threads} store={self.store.url}>"
@@ -420,7 +418,7 @@ class Worker:
         job_id = new_job_id()
         stored = self._storable_inputs(plan, values)
         if self._check_value is not None:
-            self._check_inputs_storable(stored)
+            self._check_inputs_storable(self._check_value, stored)
         try:
             self.store.create_job(job_id, name, stored, self.id, time.time(), running=True)
         except KeyboardInterrupt:  # Ctrl-C while recording it: the job never started, and never will
@@ -432,12 +430,11 @@ class Worker:
         run = JobRun(job_id, f.graph, plan, values)
         return self._launch(prepared, run, run.start(), first_here=first_here)
 
-    def _check_inputs_storable(self, inputs: dict[str, Any]) -> None:
+    def _check_inputs_storable(self, check: Callable[[Any, str, str], None], inputs: dict[str, Any]) -> None:
         """Refuse, with what to do, an input the store cannot hold (rather than the encoder's own error)."""
-        assert self._check_value is not None
         for key, value in inputs.items():
             try:
-                self._check_value(value, "(job)", f"input '{key}'")
+                check(value, "(job)", f"input '{key}'")
             except AetherFlowError as exc:
                 raise UsageError(
                     f"Job input '{key}' ({type(value).__name__}) cannot be stored in {self.store.url}. Pass JSON-able data "
