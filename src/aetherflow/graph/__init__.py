@@ -1,10 +1,20 @@
 """From building steps to a validated graph, and from a graph to a per-context plan.
 
-`GraphSpec` records what the user built (vertices, explicit edges, branches). `Graph`
-adds the edges implied by parameter names, tells loops (branch edges back upstream)
-from forward edges, and checks the whole thing at once. `Graph.bind` then decides, for
-a given set of provider names, where each parameter of each vertex comes from: that
-`Plan` is what the scheduler executes, compiled once per (flow, context shape).
+One room per stage, each reading only the ones before it:
+
+- `spec`: `GraphSpec`, what the user built (vertices, explicit edges, branches).
+- `topology`: `Topology`, derived from a spec: the edges implied by parameter names,
+  loops (branch edges back upstream) told from forward edges, a topological order;
+  per-vertex lists for the hot path, and a `Vertex` view by name for other readers.
+- `plan`: `Plan`, where each parameter of each vertex comes from for a set of provider
+  names (`BindingKind`), compiled once per (flow, context shape).
+- `validate`: `GraphValidator`, every problem at once: the structure, then
+  what a context's provider names and the plan bound for them reveal.
+
+- `compiled`: `Graph`, a topology that passed validation, with its plans.
+
+The scheduler's own arrays (readiness counters' start, chain links, loop re-arming)
+live in `scheduler.Schedule`, derived once per graph.
 """
 
 from __future__ import annotations
@@ -23,12 +33,15 @@ from .plan import (
     B_WORKER_STATE,
     BUILTINS,
     Binding,
+    BindingKind,
     InputSpec,
     Plan,
     VertexPlan,
     job_inputs,
 )
-from .spec import GraphSpec, VertexSpec, _data_sources
+from .spec import GraphSpec, VertexSpec, data_sources
+from .topology import Topology, Vertex
+from .validate import GraphValidator
 
 __all__ = [
     "BUILTINS",
@@ -43,12 +56,16 @@ __all__ = [
     "B_PROVIDER",
     "B_WORKER_STATE",
     "Binding",
+    "BindingKind",
     "Graph",
     "GraphSpec",
+    "GraphValidator",
     "InputSpec",
     "Plan",
+    "Topology",
+    "Vertex",
     "VertexPlan",
     "VertexSpec",
-    "_data_sources",
+    "data_sources",
     "job_inputs",
 ]

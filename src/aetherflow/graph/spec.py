@@ -120,7 +120,7 @@ class GraphSpec:
             if v.branches is not None:
                 mine.branches = {k: renamed[t] for k, t in v.branches.items()}
                 mine.default = renamed[v.default] if v.default else None
-            if not v.preds and not _data_sources(v, other.vertices):
+            if not v.preds and not data_sources(v, other.vertices):
                 mine.preds.extend(tails)
         self._tails = [renamed[t] for t in other.tails]
         self._parallel = other._parallel
@@ -132,7 +132,7 @@ class GraphSpec:
     def tails(self) -> list[str]:
         if self._tails is None:
             has_succ = {p for v in self.vertices.values() for p in v.preds}
-            has_succ |= {s for v in self.vertices.values() for s in _data_sources(v, self.vertices)}
+            has_succ |= {s for v in self.vertices.values() for s in data_sources(v, self.vertices)}
             self._tails = [n for n in self.vertices if n not in has_succ]
         return self._tails
 
@@ -176,7 +176,7 @@ class GraphSpec:
             v = self.vertices[queue.popleft()]
             if v.node is node:
                 return v.name
-            for p in (*v.preds, *_data_sources(v, self.vertices)):
+            for p in (*v.preds, *data_sources(v, self.vertices)):
                 if p not in seen:
                     seen.add(p)
                     queue.append(p)
@@ -189,5 +189,6 @@ class GraphSpec:
         self.vertices[switch].default = default
 
 
-def _data_sources(v: VertexSpec, vertices: dict[str, VertexSpec]) -> list[str]:
+def data_sources(v: VertexSpec, vertices: dict[str, VertexSpec]) -> list[str]:
+    """The vertices ``v`` reads by naming them in a parameter (itself excepted)."""
     return [p.name for p in v.node.params if p.name in vertices and p.name != v.name]
