@@ -926,7 +926,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes; a smoke test")
     parser.add_argument("--write", type=Path, help="write the markdown page here (charts beside it in img/)")
     parser.add_argument(
-        "--skip", default="", help="comma-separated sections to skip: engine,scopes,state,durability,scale,history,dask,tracing"
+        "--skip",
+        default="",
+        help="comma-separated sections to skip: engine,scopes,state,durability,scale,history,dask,tracing",
     )
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))

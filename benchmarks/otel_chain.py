@@ -15,6 +15,7 @@ from aetherflow import Worker, node
 sys.path.insert(0, str(Path(__file__).parent))
 from compare import paired
 
+
 def set_provider(mode: str) -> None:
     from opentelemetry import trace
 
