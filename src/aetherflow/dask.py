@@ -15,14 +15,14 @@ Scopes on the cluster (a worker plugin holds them on each Dask worker):
 - `Singleton`: one per Dask worker *process* — guarded there, but not shared across
   machines (nothing in-process can be).
 
-Contexts travel by reference (``module:Class``), so they must be importable on the
-workers; nodes, inputs and outputs travel with cloudpickle.
+Nodes, inputs, outputs and context classes travel with cloudpickle: a context class defined
+in ``__main__``, a notebook or a function travels by value (shipping.py), and each Dask
+worker process keeps one copy of it and one instance, so a `Singleton` is one per process.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import itertools
 import logging
 import sys
@@ -48,6 +48,7 @@ from .providers import injector_of
 from .runs import RunFields
 from .scopes import JobScopes, Scope, ScopeCache, ThreadCaches
 from .sentinels import UNSET
+from .shipping import ShippedContext, ship_context, unship
 from .state import Commit, StateConflict, StateHandle, StateScope, StateSpace, commit
 from .tracing import remote_parent
 from .worker import Worker
@@ -77,7 +78,7 @@ class _Snapshot:
     item: Any
     inputs: dict[str, Any]
     outputs: dict[str, Any]
-    context: str | None  # "module:Class"
+    context: ShippedContext | None  # the context class, pickled once per class (shipping.py)
     state: dict[str, dict[str, tuple[Any, int]]]  # "job" / "node" / "worker" -> entries
     answer: Any = UNSET  # the answer to a suspension, when this call resumes it
     trace: dict[str, str] | None = None  # the W3C context of the driver's node span, when traced (tracing.py)
@@ -141,22 +142,25 @@ class AetherFlowPlugin(WorkerPlugin):  # type: ignore[misc]
         self.threads.close_others()
         self.cache.close()
 
-    def context(self, ref: str | None) -> Any:
-        if ref is None:
+    def context(self, shipped: ShippedContext | None) -> Any:
+        """The one instance of a context class on this Dask worker, whichever job sends it."""
+        if shipped is None:
             return None
-        with self._lock:
-            ctx = self.contexts.get(ref)
-            if ctx is None:
-                module, _, qualname = ref.partition(":")
-                try:
-                    cls: Any = importlib.import_module(module)
-                    for part in qualname.split("."):
-                        cls = getattr(cls, part)
-                except (ImportError, AttributeError) as exc:
-                    raise ContextNotImportableError(
-                        f"Dask worker {self.address} cannot import the context {ref}: {exc}. Define contexts in a module the workers can import."
-                    ) from None
-                ctx = self.contexts[ref] = cls()
+        ctx = self.contexts.get(shipped.key)
+        if ctx is None:
+            with self._lock:  # one class and one instance per key, so a Singleton is one per process
+                ctx = self.contexts.get(shipped.key)
+                if ctx is None:
+                    try:
+                        cls = unship(shipped)
+                    except (ImportError, AttributeError) as exc:
+                        raise ContextNotImportableError(
+                            f"Dask worker {self.address} cannot import the context {shipped.name}: {exc}. It travels "
+                            "by reference because its module is importable where the flow runs: install that module "
+                            "on the Dask workers, or call cloudpickle.register_pickle_by_value(module) before "
+                            "submitting to send it by value."
+                        ) from None
+                    ctx = self.contexts[shipped.key] = cls()
         return ctx
 
     def vertex(self, key: str, blob: bytes) -> VertexPlan:
@@ -309,6 +313,12 @@ class DaskWorker(Worker):
 
     _calls_here = False
 
+    def _prepare(self, flow: Any, context: Any) -> Any:
+        prepared = super()._prepare(flow, context)
+        if prepared.context is not None:  # a context that cannot travel is refused before a job is recorded
+            ship_context(prepared.context, prepared.name)
+        return prepared
+
     def _send_node(self, call: JobCall, job: Any, i: int, k: int, started: float) -> None:
         # Never blocks a worker thread: the task's result comes back through the queue.
         self._send(_Sending(call, job, i, k, started))
@@ -458,16 +468,9 @@ class DaskWorker(Worker):
             )
         return entry
 
-    def _context_ref(self, call: JobCall) -> str | None:
-        if call.context is None:
-            return None
-        cls = getattr(call.context, "declarative_parent", None)
-        if cls is None or cls.__module__ == "__main__" or "<locals>" in cls.__qualname__:
-            raise ContextNotImportableError(
-                f"The context of flow '{call.flow}' must be a BaseFlowContext subclass defined at the top of an "
-                f"importable module to run on Dask (found {cls!r}); profiles loaded from TOML stay in this process."
-            )
-        return f"{cls.__module__}:{cls.__qualname__}"
+    def _context_ref(self, call: JobCall) -> ShippedContext | None:
+        """The flow's context class as the Dask workers receive it (pickled once per class)."""
+        return None if call.context is None else ship_context(call.context, call.flow)
 
     def _state_snapshot(self, call: JobCall, vp: VertexPlan) -> dict[str, dict[str, tuple[Any, int]]]:
         run = call.run
