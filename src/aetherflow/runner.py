@@ -1,7 +1,17 @@
-"""Running node calls on this process: the worker's threads, fed by one queue, and the event-loop thread.
+"""Runners: where a worker's node calls run. The `Runner` protocol, and `LocalRunner`.
 
-Moved out of worker.py unchanged (a mixin of `Worker` for now); the next step makes it a
-runner object behind a protocol, with Dask's runner beside it.
+A runner owns threads fed by one queue. The queue carries ``(driver, vertex, item)``
+tasks (``item`` is -1 unless the vertex is mapped); a thread takes one and calls
+``driver.step(vertex, item, thread)``, which runs that vertex and each first ready
+successor after it on the same thread, so a chain pays no thread hand-off per node.
+
+- `LocalRunner` calls nodes on its own threads (``calls_here``), and ``async def`` nodes
+  on an event-loop thread it starts on first use.
+- `aetherflow.dask.DaskRunner` sends node calls to a Dask cluster (``send``); its threads
+  commit what comes back and continue the job.
+
+A new runner implements `Runner` (usually by extending `LocalRunner`, whose threads do
+the recording) and is passed to ``Worker(runner=...)``; see docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -9,37 +19,78 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from queue import SimpleQueue
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .scopes import ThreadCaches
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
-    from queue import SimpleQueue
-
+    from .driver import Driver
     from .invoke import JobCall
-    from .job import Job
-    from .scopes import ThreadCaches
 
 log = logging.getLogger("aetherflow.worker")  # the same logger as events.py's
 
-_Task = tuple[Any, ...]
+
+class Step(Protocol):
+    """What a queued task names first: a job's `Driver`, or what a runner queues on its behalf."""
+
+    def step(self, vertex: int, item: int, thread: str) -> None: ...
+
+    def fail(self, vertex: int, exc: BaseException) -> None: ...
 
 
-class LocalRunning:
-    """The part of `Worker` that runs node calls on its threads and event loop."""
+# One task on a runner's queue: (driver, vertex, item index or -1). A plain tuple: one is made per queued vertex.
+Task = tuple[Step, int, int]
 
-    # Provided by `Worker`.
-    id: str
-    _queue: SimpleQueue[Any]
-    _lock: threading.Lock
-    _thread_caches: ThreadCaches
-    _loop: asyncio.AbstractEventLoop | None
-    _loop_thread: threading.Thread | None
 
-    if TYPE_CHECKING:  # provided by `JobDriving`
+class Runner(Protocol):
+    """Where the node calls of a worker's jobs run (see the module docstring)."""
 
-        def _execute(self, task: Any, thread: str) -> None: ...
-        def _fail_task(self, task: Any, exc: BaseException) -> None: ...
-        def _acall(self, task: _Task) -> Coroutine[Any, Any, None]: ...
+    calls_here: bool  # whether its threads call nodes themselves; if not, `send` ships each call elsewhere
+    put: Callable[[Task], None]  # queue a task for the runner's threads
+    thread_caches: ThreadCaches  # the thread-scoped instances of the threads that call nodes here
+
+    def start(self, name: str, threads: int) -> None:
+        """Start ``threads`` threads named ``{name}-{n}`` (called once, by the `Worker`)."""
+
+    def send(self, driver: Driver, vertex: int, item: int, started: float) -> None:
+        """Call the vertex elsewhere; when it ends, queue what calls ``driver.returned(...)``."""
+
+    def run_async(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run an ``async def`` node's call (a driver's coroutine) to its end, without blocking the caller."""
+
+    def queued(self) -> int:
+        """Tasks waiting for a thread (a metric)."""
+
+    def job_ended(self, call: JobCall) -> None:
+        """Tear down the ended job's job- and node-scoped instances (before its result is handed out)."""
+
+    def close(self) -> None:
+        """Stop the threads once every job ended, and tear down thread-scoped instances."""
+
+
+class LocalRunner:
+    """Calls nodes on this process: its threads, fed by one `SimpleQueue`, and an event-loop thread."""
+
+    calls_here = True
+
+    def __init__(self) -> None:
+        self._queue: SimpleQueue[Task | None] = SimpleQueue()  # tasks, or None to stop a thread
+        self.put: Callable[[Task], None] = self._queue.put
+        self.thread_caches = ThreadCaches()
+        self._pool: list[threading.Thread] = []
+        self._name = "aetherflow"
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+
+    def start(self, name: str, threads: int) -> None:
+        self._name = name
+        self._pool = [threading.Thread(target=self._serve, name=f"{name}-{n}", daemon=True) for n in range(threads)]
+        self.thread_caches = ThreadCaches(owned=self._pool)
+        for t in self._pool:
+            t.start()
 
     def _serve(self) -> None:
         get = self._queue.get
@@ -48,24 +99,20 @@ class LocalRunning:
             task = get()
             if task is None:
                 break
+            driver, vertex, item = task  # the one place a task is taken apart
             try:
-                self._execute(task, thread)
+                driver.step(vertex, item, thread)
             except BaseException as exc:  # a bug here must not kill the thread or hang the job
                 log.critical("AetherFlow internal error while running a node", exc_info=True)
-                self._fail_task(task, exc)
-            task = None  # an idle thread must not keep its last job alive
-        self._thread_caches.close_current()  # thread-scoped instances are torn down on their own thread
+                driver.fail(vertex, exc)
+            task = driver = None  # type: ignore[assignment]  # an idle thread must not keep its last job alive
+        self.thread_caches.close_current()  # thread-scoped instances are torn down on their own thread
 
-    # Whether nodes are called on this process's threads and loop; `aetherflow.dask.DaskWorker`
-    # sends them to the cluster instead (`_send_node`).
-    _calls_here = True
+    def send(self, driver: Driver, vertex: int, item: int, started: float) -> None:
+        raise NotImplementedError("a local runner calls nodes on its own threads (calls_here)")
 
-    def _send_node(self, call: JobCall, job: Job, i: int, k: int, started: float) -> None:
-        raise NotImplementedError("a worker that does not call nodes here sends them elsewhere")
-
-    def _run_async(self, task: _Task) -> None:
-        loop = self._event_loop()
-        asyncio.run_coroutine_threadsafe(self._acall(task), loop)
+    def run_async(self, coro: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coro, self._event_loop())
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
@@ -79,8 +126,26 @@ class LocalRunning:
                         loop.call_soon(started.set)
                         loop.run_forever()
 
-                    self._loop_thread = threading.Thread(target=serve, name=f"{self.id}-asyncio", daemon=True)
+                    self._loop_thread = threading.Thread(target=serve, name=f"{self._name}-asyncio", daemon=True)
                     self._loop_thread.start()
                     started.wait()
                     self._loop = loop
         return self._loop
+
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    def job_ended(self, call: JobCall) -> None:
+        call.scopes.close()
+
+    def close(self) -> None:
+        for _ in self._pool:
+            self._queue.put(None)
+        for t in self._pool:
+            t.join()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._loop_thread is not None:
+                self._loop_thread.join()
+            self._loop.close()
+        self.thread_caches.close_others()  # of threads that are not the runner's own (loop, callers of run)

@@ -1,14 +1,16 @@
-"""`Worker`: a long-lived executor that runs many jobs of many flows at once.
+"""`Worker`: a long-lived executor that runs many jobs of many flows at once (the façade).
 
-It owns its threads (fed by one `queue.SimpleQueue`), an event loop thread for
-``async def`` nodes (started on first use), the worker- and thread-scoped instances, the
-`worker_state` spaces, and a store. A thread that finishes a node runs the node's first
-ready successor itself, so a chain pays no thread hand-off per node.
+It holds the public API (submit, run, map, resume, recover, close, on, worker_state),
+resolves each flow's context and injectors, and starts jobs: each job gets a `Driver`
+(driver.py), which alone changes the job's `JobRun` and `Job`. Node calls run on the
+worker's runner (runner.py): by default a `LocalRunner` with its threads and event loop;
+`aetherflow.dask.DaskWorker` passes a Dask runner. The worker also owns the worker-scoped
+instances, the `worker_state` spaces, the store, and the heartbeat. `default_worker` is
+the worker behind ``flow.run()``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import logging
@@ -19,12 +21,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from queue import SimpleQueue
 from typing import Any, NamedTuple
 
 from .caches import IdentityCache
 from .context import is_context_class, provider_names
-from .driver import JobDriving
+from .driver import Crew, Driver, recorded_job
 from .errors import (
     AetherFlowError,
     JobClaimedError,
@@ -41,12 +42,12 @@ from .lifetimes import check_lifetimes
 from .node import Node
 from .providers import injector_of
 from .recovery import claim, give_answer, rebuild, refuse_redacted_inputs
-from .runner import LocalRunning
+from .runner import LocalRunner, Runner
 from .scheduler import JobRun
-from .scopes import JobScopes, ScopeCache, ThreadCaches
+from .scopes import JobScopes, ScopeCache
 from .sentinels import UNSET
 from .state import StateScope, StateSpace
-from .status import JobStatus, NodeStatus
+from .status import JobStatus
 from .store import Store, open_store
 from .store.serialize import value_checker
 from .tracing import telemetry_for
@@ -54,11 +55,9 @@ from .viz import topology_json
 
 log = logging.getLogger("aetherflow.worker")  # the same logger as events.py's
 
-# Enum members read once: in Python 3.11 `NodeStatus.X` costs ~10x a global (EnumType.__getattr__).
-RUNNING, COMPLETED = NodeStatus.RUNNING, NodeStatus.COMPLETED
+# Enum members read once: in Python 3.11 `JobStatus.X` costs ~10x a global (EnumType.__getattr__).
 JOB_RUNNING, JOB_COMPLETED, JOB_SUSPENDED = JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.SUSPENDED
 
-_Task = tuple[JobCall, Job, int, int]  # (call, job, vertex, item index or -1)
 # (context, flow plan) pairs whose injectors a worker keeps: far more than a service uses,
 # few enough that a new context or flow per request cannot pile up.
 INJECTOR_CACHE_SIZE = 256
@@ -88,6 +87,17 @@ def _default_threads() -> int:
     return min(32, (os.cpu_count() or 1) + 4)
 
 
+def _acquire_blas(blas_threads: int | None, threads: int) -> int | None:
+    """Cap the BLAS libraries' own threads (one each when several worker threads run numpy at once)."""
+    if blas_threads is UNSET:
+        blas_threads = 1 if threads > 1 else None
+    if blas_threads is not None:
+        from . import blas
+
+        blas.acquire(blas_threads)
+    return blas_threads
+
+
 def _check_options(threads: object, durability: object, lease: object) -> None:
     """Refuse option values that cannot work (``threads=-1`` used to hang for ever)."""
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1):
@@ -108,7 +118,7 @@ def _check_options(threads: object, durability: object, lease: object) -> None:
         )
 
 
-class Worker(JobDriving, LocalRunning):
+class Worker:
     """Runs jobs on its own threads; a context manager.
 
     >>> with Worker(AppContext, threads=8, store="sqlite:///runs.db") as worker:
@@ -128,7 +138,9 @@ class Worker(JobDriving, LocalRunning):
         blas_threads: int | None = UNSET,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         lease: float = 30.0,
+        runner: Runner | None = None,
     ) -> None:
+        """``runner``: where node calls run (default: a `LocalRunner` of ``threads`` threads; see runner.py)."""
         _check_options(threads, durability, lease)  # before any thread or store exists
         self.id = name or f"worker-{uuid.uuid4().hex[:8]}"
         self.context = context
@@ -140,16 +152,13 @@ class Worker(JobDriving, LocalRunning):
         )
         self._check_value = value_checker(self.store)
         self._flows: dict[str, Flow] = {}
-        self._topologies: dict[
-            str, Any
-        ] = {}  # flow name -> the graph whose shape this worker recorded (for the dashboard)
+        # flow name -> the graph whose shape this worker recorded (for the dashboard)
+        self._topologies: dict[str, Any] = {}
         for f in flows or ():
             self.add_flow(f)
         self._hooks = Hooks(on_event)
-        self._queue: SimpleQueue[Any] = SimpleQueue()  # tasks, or None to stop a thread
-        self._telemetry = telemetry_for(self.id, self._queue.qsize)  # OpenTelemetry, or None: decided once per worker
         self._lock = threading.Lock()
-        self._active: dict[str, tuple[Job, JobCall]] = {}
+        self._active: dict[str, Driver] = {}  # the drivers of the jobs running here, by job id
         self._idle = threading.Condition(self._lock)
         self._closed = False
         self._contexts: dict[type, Any] = {}
@@ -157,26 +166,16 @@ class Worker(JobDriving, LocalRunning):
         self._injectors: IdentityCache[dict[str, Callable[[], Any]]] = IdentityCache(INJECTOR_CACHE_SIZE)
         self._worker_cache = ScopeCache(f"worker {self.id}")
         self._worker_spaces: dict[tuple[str, str], StateSpace] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: threading.Thread | None = None
-        if blas_threads is UNSET:
-            blas_threads = 1 if self.threads > 1 else None
-        self._blas = blas_threads
-        if blas_threads is not None:
-            from . import blas
-
-            blas.acquire(blas_threads)
-        self._pool = [
-            threading.Thread(target=self._serve, name=f"{self.id}-{n}", daemon=True) for n in range(self.threads)
-        ]
-        self._thread_caches = ThreadCaches(owned=self._pool)
+        self._blas = _acquire_blas(blas_threads, self.threads)
+        self._runner: Runner = runner if runner is not None else LocalRunner()
+        self._runner.start(self.id, self.threads)
+        self._telemetry = telemetry_for(self.id, self._runner.queued)  # OpenTelemetry, or None: decided once per worker
+        self._crew = Crew(self.store, self._hooks, self._runner, self._job_done)  # what every job's driver shares
         # Bound methods handed to every job, made once (each would be a new object per job).
-        self._thread_cache_fn = self._thread_caches.get
+        self._thread_cache_fn = self._runner.thread_caches.get
         self._worker_space_fn = self._worker_space
         self._cancel_fn = self._cancel
         self._emit_fn = self._hooks.emit
-        for t in self._pool:
-            t.start()
         self._heartbeat_stop = threading.Event()
         if self.store.persistent:
             self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time(), self.lease)
@@ -283,7 +282,8 @@ class Worker(JobDriving, LocalRunning):
     ) -> Job:
         """`resume`; ``taking_over`` (for `recover`): a job someone finished meanwhile is not ours to return."""
         with self._lock:
-            live = self._active.get(job_id, (None, None))[0]
+            driver = self._active.get(job_id)
+        live = driver.job if driver is not None else None
         if live is not None and live.status is not JobStatus.SUSPENDED:
             raise JobClaimedError(
                 f"Job {job_id} is still {live.status.value} on this worker; wait for it or cancel it first."
@@ -355,16 +355,7 @@ class Worker(JobDriving, LocalRunning):
             self._closed = True
             while self._active:
                 self._idle.wait(0.05)
-        for _ in self._pool:
-            self._queue.put(None)
-        for t in self._pool:
-            t.join()
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            if self._loop_thread is not None:
-                self._loop_thread.join()
-            self._loop.close()
-        self._thread_caches.close_others()  # of threads that are not the worker's own (loop, callers of run)
+        self._runner.close()
         self._worker_cache.close()
         self._heartbeat_stop.set()
         if self._owns_store:
@@ -386,7 +377,7 @@ class Worker(JobDriving, LocalRunning):
 
     def _cancel_unfinished(self) -> None:
         """Cancel every job of this worker that is not suspended; running nodes finish, queued ones never start."""
-        _cancel_all([job for job, _ in list(self._active.values()) if job.status is not JOB_SUSPENDED])
+        _cancel_all([d.job for d in list(self._active.values()) if d.job.status is not JOB_SUSPENDED])
 
     def __repr__(self) -> str:
         return f"<Worker {self.id} threads={self.threads} store={self.store.url}>"
@@ -440,10 +431,7 @@ class Worker(JobDriving, LocalRunning):
 
     def _recorded(self, prepared: _Prepared, run: JobRun, output: Any) -> Job:
         """A completed job, as its record says: resuming it runs nothing and writes nothing."""
-        job = Job(run.job_id, prepared.flow, run, self._cancel_fn)
-        job._status = JOB_COMPLETED
-        job._finished(output, None)
-        return job
+        return recorded_job(Job(run.job_id, prepared.flow, run, self._cancel_fn), output)
 
     def _launch(
         self,
@@ -473,30 +461,14 @@ class Worker(JobDriving, LocalRunning):
         )
         if self._telemetry is not None:  # OpenTelemetry: the job's span (tracing.py)
             call.trace = self._telemetry.start_job(run.job_id, name, resumed)
-        self._active[job.id] = (job, call)  # atomic; no lock on the per-job path
-        job._status = JOB_RUNNING
-        if self._hooks:
-            self._hooks.emit("job_started", job=job.id, flow=name)
-        if ended or not ready:  # a resumed job whose every reachable vertex had completed
-            self._finish(job, call)
-            return job
-        for i in ready[1:] if first_here else ready:
-            self._queue.put((call, job, i, -1))
-        if first_here:
-            self._execute_here((call, job, ready[0], -1))
+        driver = Driver(self._crew, job, run, call)
+        self._active[job.id] = driver  # atomic; no lock on the per-job path
+        driver.start(ready, first_here, ended)
         return job
 
     def _refuse_if_closed(self) -> None:
         if self._closed:
             raise AetherFlowError(f"Worker {self.id} is closed; create a new Worker to run more jobs.")
-
-    def _execute_here(self, task: _Task) -> None:
-        """Run a task on the calling thread (see `run`)."""
-        try:
-            self._execute(task, threading.current_thread().name)
-        except BaseException as exc:  # Ctrl-C while a node runs here, or a bug: end the job first
-            self._fail_task(task, exc)
-            raise
 
     def _context_for(self, flow: Flow, context: Any) -> Any:
         ctx = context if context is not None else flow.context if flow.context is not None else self.context
@@ -557,6 +529,28 @@ class Worker(JobDriving, LocalRunning):
             )
         return known
 
+    # -- jobs running here -------------------------------------------------------------------
+
+    def _job_done(self, job_id: str) -> None:
+        """A driver's job ended (or stopped here): off the register `close` waits on."""
+        self._active.pop(job_id, None)  # a suspended job lives in the store until it is resumed
+        if self._closed:
+            with self._lock:
+                self._idle.notify_all()
+
+    def _cancel(self, job: Job) -> None:
+        if job.status is JOB_SUSPENDED:  # nothing runs: it just will never be resumed
+            progress = self.store.progress(job.id)  # unless it was resumed meanwhile: then the resume wins
+            if progress.job.status is JOB_SUSPENDED and self.store.claim(
+                job.id, self.id, progress.token, JOB_SUSPENDED, becomes=JobStatus.CANCELLED
+            ):
+                self.store.set_job_status(job.id, JobStatus.CANCELLED, time.time(), error="cancelled while suspended")
+                job._cancelled_while_suspended()
+            return
+        driver = self._active.get(job.id)
+        if driver is not None and driver.job is job:
+            driver.cancel()
+
     # -- scopes and state ----------------------------------------------------------------------
 
     def _worker_space(self, flow: str, node: str) -> StateSpace:
@@ -574,12 +568,13 @@ class Worker(JobDriving, LocalRunning):
                 for job_id in (
                     self.store.cancel_requests(list(self._active)) if self._active else ()
                 ):  # from the dashboard
-                    if (entry := self._active.get(job_id)) is not None:
-                        entry[0].cancel()
+                    if (driver := self._active.get(job_id)) is not None:
+                        driver.job.cancel()
                 for job_id in (
                     self.store.taken_over(list(self._active)) if self._active else ()
                 ):  # paused past the lease
-                    self._let_go(job_id)
+                    if (driver := self._active.get(job_id)) is not None:
+                        driver.let_go()
             except Exception:
                 log.warning("Heartbeat of %s failed", self.id, exc_info=True)
 
