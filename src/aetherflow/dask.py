@@ -385,63 +385,66 @@ class DaskRunner(LocalRunner):
             future.add_done_callback(lambda f, s=sending: self.put((_Arrived(self, s, f, None), s.i, s.k)))  # type: ignore[no-untyped-call]
 
     def _arrived(self, arrived: _Arrived, thread: str) -> None:
+        """Commit a returned task's write-sets (sending it again after a lost state race), then let its driver go on."""
         s = arrived.sending
         driver = s.driver
         traced = driver.call.trace is not None  # the span is None when the job was sampled out
         vp = driver.run.plan.vertices[s.i]
+        failed, returned = self._returned(arrived, vp)  # failed: attempts that failed on the cluster before the last
         outcome: Outcome | BaseException
-        failed: list[RunFields] = []  # attempts that failed on the cluster before the last one
-        try:
-            if arrived.error is not None:
-                raise arrived.error
-            returned: _Returned = arrived.future.result()  # type: ignore[union-attr]
-        except Exception as exc:  # noqa: BLE001 - reported as the node's error
-            outcome = NodeError(
-                f"could not run on the Dask cluster: {type(exc).__name__}: {exc}",
-                node=vp.name,
-                job_id=driver.run.job_id,
-            )
-            outcome.__cause__ = exc
+        if isinstance(returned, BaseException):
+            outcome = returned
         else:
-            item = s.k if s.k >= 0 else None
-            failed = returned.failed_attempts
-            for fields in returned.failed_attempts:  # RunFields: the item index is last
-                self._record_failed_attempt(driver.call, (*fields[:-1], item))
-            if returned.error is not None:
-                outcome = returned.error
-                if returned.started:  # lost with the error's pickling: the worker records the run from then
-                    outcome.attempt_started = returned.started  # type: ignore[attr-defined]
-            else:
-                handles = [
-                    StateHandle.from_writeset(self._space_for(driver.call, vp, scope), ops, reads)
-                    for scope, ops, reads in returned.writesets
-                ]
-                try:
-                    outcome = (
-                        returned.output,
-                        commit(handles, driver.run.job_id, vp.name),
-                        returned.attempt,
-                        returned.started or s.started,
-                    )
-                except StateConflict as exc:
-                    # A read-then-set lost a race: send the node again, as a local one is re-run.
-                    s.conflicts += 1
-                    if traced:  # this attempt's span ends here; the re-send has its own
-                        self._end_span(s, exc, failed)
-                    if s.conflicts <= vp.node.conflict_retries:
-                        self._send(s)
-                        return
-                    outcome = StateConflictError(
-                        f"{exc}; gave up after {vp.node.conflict_retries} re-runs.",
-                        node=vp.name,
-                        job_id=driver.run.job_id,
-                    )
-                    outcome.__cause__ = exc
-                    driver.returned(s.i, s.k, s.started, returned_where(arrived), outcome)
+            handles = [
+                StateHandle.from_writeset(self._space_for(driver.call, vp, scope), ops, reads)
+                for scope, ops, reads in returned.writesets
+            ]
+            try:
+                outcome = (
+                    returned.output,
+                    commit(handles, driver.run.job_id, vp.name),
+                    returned.attempt,
+                    returned.started or s.started,
+                )
+            except StateConflict as exc:
+                # A read-then-set lost a race: send the node again, as a local one is re-run.
+                s.conflicts += 1
+                if traced:  # this attempt's span ends here; the re-send has its own
+                    self._end_span(s, exc, failed)
+                if s.conflicts <= vp.node.conflict_retries:
+                    self._send(s)
                     return
+                outcome = StateConflictError(
+                    f"{exc}; gave up after {vp.node.conflict_retries} re-runs.", node=vp.name, job_id=driver.run.job_id
+                )
+                outcome.__cause__ = exc
+                driver.returned(s.i, s.k, s.started, returned_where(arrived), outcome)
+                return
         if traced:  # end the node's span with the task's outcome
             self._end_span(s, outcome, failed)
         driver.returned(s.i, s.k, s.started, returned_where(arrived), outcome)
+
+    def _returned(self, arrived: _Arrived, vp: VertexPlan) -> tuple[list[RunFields], _Returned | BaseException]:
+        """The task's failed attempts, now recorded, and what it brought back: a completed call, or its error."""
+        s = arrived.sending
+        try:
+            if arrived.error is not None:
+                raise arrived.error
+            returned: _Returned = arrived.future.result()
+        except Exception as exc:  # noqa: BLE001 - reported as the node's error
+            error = NodeError(
+                f"could not run on the Dask cluster: {type(exc).__name__}: {exc}",
+                node=vp.name,
+                job_id=s.driver.run.job_id,
+            )
+            error.__cause__ = exc
+            return [], error
+        item = s.k if s.k >= 0 else None
+        for fields in returned.failed_attempts:  # RunFields: the item index is last
+            self._record_failed_attempt(s.driver.call, (*fields[:-1], item))
+        if returned.error is not None and returned.started:  # lost with the error's pickling: recorded from then
+            returned.error.attempt_started = returned.started  # type: ignore[attr-defined]
+        return returned.failed_attempts, returned if returned.error is None else returned.error
 
     def _end_span(self, s: _Sending, outcome: Any, failed: list[RunFields]) -> None:
         """Traced: the attempts that failed on the cluster as spans of their own, then the task's span."""

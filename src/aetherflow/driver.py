@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import AetherFlowError, JobCancelledError, JobClaimedError, NodeError, StoreError, Suspend
@@ -43,17 +42,26 @@ JOB_FAILED, JOB_CANCELLED = JobStatus.FAILED, JobStatus.CANCELLED
 class Crew:
     """What the drivers of one worker share: its store, hooks and runner, and its register of live jobs.
 
-    ``done(job_id)`` takes a job off the worker's register once it ended (`Worker` waits
-    on that register when it closes).
+    A driver takes its job off ``active`` when the job ends; once the worker is
+    ``closing``, it also wakes the worker, which waits on ``idle`` for ``active`` to empty.
     """
 
-    __slots__ = ("done", "hooks", "runner", "store")
+    __slots__ = ("active", "closing", "hooks", "idle", "runner", "store")
 
-    def __init__(self, store: Store, hooks: Hooks, runner: Runner, done: Callable[[str], None]) -> None:
+    def __init__(self, store: Store, hooks: Hooks, runner: Runner, idle: threading.Condition) -> None:
         self.store = store
         self.hooks = hooks
         self.runner = runner
-        self.done = done
+        self.active: dict[str, Driver] = {}  # the drivers of the jobs running here, by job id
+        self.closing = False
+        self.idle = idle
+
+    def done(self, job_id: str) -> None:
+        """Job ``job_id`` ended here (or stopped here: taken over); a suspended job lives on in the store."""
+        self.active.pop(job_id, None)
+        if self.closing:
+            with self.idle:
+                self.idle.notify_all()
 
 
 class Driver:
@@ -338,8 +346,9 @@ class Driver:
         run, job, call = self.run, self.job, self.call
         status = run.final_status()
         self.crew.runner.job_ended(call)  # teardowns end before result() returns
+        crew = self.crew
         if call.taken_over:
-            self.crew.done(job.id)
+            crew.done(job.id)
             job._finished(
                 JOB_CANCELLED,
                 None,
@@ -352,9 +361,12 @@ class Driver:
         status = self._record_end(status, output)
         if call.trace is not None:  # OpenTelemetry: end the job's span before result() returns
             call.trace.finished(status.value, run.error, run.suspended)
-        self.crew.done(job.id)  # a suspended job lives in the store until it is resumed
-        if self.crew.hooks:
-            self.crew.hooks.emit("job_finished", job=job.id, flow=call.flow, status=status)
+        crew.active.pop(job.id, None)  # `crew.done`, inlined: a suspended job lives in the store until it is resumed
+        if crew.closing:
+            with crew.idle:
+                crew.idle.notify_all()
+        if crew.hooks:
+            crew.hooks.emit("job_finished", job=job.id, flow=call.flow, status=status)
         if call.observed:
             log.debug("Job %s of flow '%s' %s", job.id, call.flow, status.value, extra={"job_id": job.id, "node": None})
         if status is JOB_COMPLETED:

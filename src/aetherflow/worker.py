@@ -87,6 +87,10 @@ def _default_threads() -> int:
     return min(32, (os.cpu_count() or 1) + 4)
 
 
+def _as_flow(flow: Flow | Node) -> Flow:
+    return flow.as_flow() if isinstance(flow, Node) else flow
+
+
 def _acquire_blas(blas_threads: int | None, threads: int) -> int | None:
     """Cap the BLAS libraries' own threads (one each when several worker threads run numpy at once)."""
     if blas_threads is UNSET:
@@ -151,14 +155,10 @@ class Worker:
             store if isinstance(store, Store) else open_store(store or "memory://", durability=durability)
         )
         self._check_value = value_checker(self.store)
-        self._flows: dict[str, Flow] = {}
-        # flow name -> the graph whose shape this worker recorded (for the dashboard)
-        self._topologies: dict[str, Any] = {}
-        for f in flows or ():
-            self.add_flow(f)
+        self._flows: dict[str, Flow] = {f.name: f for f in map(_as_flow, flows or ())}  # for resume and recover
+        self._topologies: dict[str, Any] = {}  # flow name -> the graph whose shape this worker recorded (dashboard)
         self._hooks = Hooks(on_event)
         self._lock = threading.Lock()
-        self._active: dict[str, Driver] = {}  # the drivers of the jobs running here, by job id
         self._idle = threading.Condition(self._lock)
         self._closed = False
         self._contexts: dict[type, Any] = {}
@@ -170,22 +170,23 @@ class Worker:
         self._runner: Runner = runner if runner is not None else LocalRunner()
         self._runner.start(self.id, self.threads)
         self._telemetry = telemetry_for(self.id, self._runner.queued)  # OpenTelemetry, or None: decided once per worker
-        self._crew = Crew(self.store, self._hooks, self._runner, self._job_done)  # what every job's driver shares
+        self._crew = Crew(self.store, self._hooks, self._runner, self._idle)  # what every job's driver shares
+        self._active = self._crew.active  # the drivers of the jobs running here, by job id
         # Bound methods handed to every job, made once (each would be a new object per job).
         self._thread_cache_fn = self._runner.thread_caches.get
         self._worker_space_fn = self._worker_space
         self._cancel_fn = self._cancel
         self._emit_fn = self._hooks.emit
         self._heartbeat_stop = threading.Event()
-        if self.store.persistent:
-            self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time(), self.lease)
+        if self.store.persistent:  # a store other processes read: say this one is alive, every lease / 3
+            self._beat_once()
             threading.Thread(target=self._beat, name=f"{self.id}-heartbeat", daemon=True).start()
 
     # -- public API -----------------------------------------------------------------------
 
     def add_flow(self, flow: Flow | Node) -> Flow:
         """Make ``flow`` known by name, for `resume` and `recover`."""
-        f = flow.as_flow() if isinstance(flow, Node) else flow
+        f = _as_flow(flow)
         self._flows[f.name] = f
         return f
 
@@ -352,7 +353,7 @@ class Worker:
         with self._lock:
             if self._closed:
                 return
-            self._closed = True
+            self._closed = self._crew.closing = True
             while self._active:
                 self._idle.wait(0.05)
         self._runner.close()
@@ -531,13 +532,6 @@ class Worker:
 
     # -- jobs running here -------------------------------------------------------------------
 
-    def _job_done(self, job_id: str) -> None:
-        """A driver's job ended (or stopped here): off the register `close` waits on."""
-        self._active.pop(job_id, None)  # a suspended job lives in the store until it is resumed
-        if self._closed:
-            with self._lock:
-                self._idle.notify_all()
-
     def _cancel(self, job: Job) -> None:
         if job.status is JOB_SUSPENDED:  # nothing runs: it just will never be resumed
             progress = self.store.progress(job.id)  # unless it was resumed meanwhile: then the resume wins
@@ -561,10 +555,13 @@ class Worker:
                 space = self._worker_spaces.setdefault(key, StateSpace(StateScope.WORKER, f"{flow}/{node}"))
         return space
 
+    def _beat_once(self) -> None:
+        self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time(), self.lease)
+
     def _beat(self) -> None:
         while not self._heartbeat_stop.wait(self.lease / 3):
             try:
-                self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time(), self.lease)
+                self._beat_once()
                 for job_id in (
                     self.store.cancel_requests(list(self._active)) if self._active else ()
                 ):  # from the dashboard
