@@ -393,7 +393,7 @@ def test_internal_error_fails_the_job_instead_of_hanging(monkeypatch: pytest.Mon
         def broken(*args: object, **kwargs: object) -> None:
             raise RuntimeError("scheduler bug")
 
-        monkeypatch.setattr("aetherflow.worker.call_node", broken)
+        monkeypatch.setattr("aetherflow.driver.call_node", broken)
         job = w.submit(inc, {"x": 1})
         with pytest.raises(AetherFlowError, match="internal error in AetherFlow while running node 'inc'"):
             job.result(timeout=10)
