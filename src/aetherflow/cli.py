@@ -388,7 +388,7 @@ def resume(
     flow = load_target(where)
     context = context or recorded_context  # the context `run` was given, unless another is named
     ctx = load_context_ref(context) if context is not None else None
-    _check_context(flow, ctx, {}, action="resumed")
+    _check_context(flow, ctx, {}, action="was resumed")
     _log_without_secrets()
     with Worker(store=st, flows=[flow]) as worker:
         job = worker.resume(record.id, inputs=_inputs(input or [], None) or None, answer=_answer(answer), context=ctx)
