@@ -585,8 +585,6 @@ class Worker:
         # per node is bound here (a one-node job pays for each name too: only the hot ones).
         plain, vertices, status, runs = run.graph.plain, run.plan.vertices, run.status, run.runs
         here = self._calls_here
-        # Tracing's one test, per task (a chain's nodes share it): a traced job calls the same loop with a span per attempt (tracing.py).
-        call_fn = call_node if call.trace is None else call.trace.call_node
         while True:
             if run.stopped is not None:
                 if run.dropped(i):
@@ -610,7 +608,7 @@ class Worker:
                 self._send_node(call, job, i, k, started)
                 return  # `DaskWorker` continues when its task comes back
             try:
-                outcome: Outcome | BaseException = call_fn(
+                outcome: Outcome | BaseException = call_node(
                     call, vertices[i], runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None, started
                 )
             except (NodeError, Suspend, AetherFlowError) as exc:
@@ -813,10 +811,7 @@ class Worker:
             self._started(job, i, k)
         started = time.time()
         try:
-            call_async = (
-                acall_node if call.trace is None else call.trace.acall_node
-            )  # traced: a span per attempt (tracing.py)
-            outcome: Outcome | BaseException = await call_async(
+            outcome: Outcome | BaseException = await acall_node(
                 call,
                 run.plan.vertices[i],
                 run.runs[i],
