@@ -292,7 +292,7 @@ def injection_costs(w: Worker, n: int) -> dict[str, float]:
     from aetherflow.scopes import JobScopes
 
     ctx = w._context_for(inc.as_flow(), None)
-    scopes = JobScopes(w._worker_cache, "bench-job", w._thread_caches.get)
+    scopes = JobScopes(w._worker_cache, "bench-job", w._thread_cache_fn)
     token = _current.set((ExecutionContext(w.id, "bench-job", "bench", "node", 1, 1), scopes))
     try:
         costs = {}

@@ -124,7 +124,7 @@ def give_answer(progress: Progress, run: JobRun, answer: Any) -> tuple[str, int 
         if pending is not None and progress.job.status is JOB_RUNNING:
             answered = run.graph.vertex(pending[0])
             if answered is not None and not answered.node.is_secret("answer"):
-                run.answer = (answered.index, run.runs[answered.index], pending[1], pending[2])
+                run.give_answer(answered.index, pending[1], pending[2])
         return None
     node, item = progress.suspended, progress.suspended_item
     vertex = run.graph.vertex(node) if node is not None else None
@@ -133,7 +133,7 @@ def give_answer(progress: Progress, run: JobRun, answer: Any) -> tuple[str, int 
             f"Job {progress.job.id} records no suspended node of this flow to answer; resume it without answer=."
         )
     i = vertex.index
-    run.answer = (i, run.runs[i], item, _valid_answer(run.plan.vertices[i], answer))
+    run.give_answer(i, item, _valid_answer(run.plan.vertices[i], answer))
     return vertex.name, item, SECRET_MASK if vertex.node.is_secret("answer") else answer
 
 
