@@ -11,6 +11,7 @@ import pytest
 from pydantic import BaseModel, SecretStr
 
 from aetherflow import NodeError, NodeOutputError, StoreError, Suspend, Worker, node, open_store
+from aetherflow.status import JobStatus
 from aetherflow.store import Store
 from storecase import store_url
 
@@ -258,6 +259,54 @@ def test_async_durability_flushes_at_job_end_and_close(tmp_path: Path) -> None:
     assert len(store.jobs(flow="summing")) == 20
     assert all(r.status == "completed" for r in store.jobs(flow="summing"))
     store.close()
+
+
+def _jobs_in_file_alone(db: Path, copy: Path) -> int:
+    """Jobs in the store file itself, without its WAL: what a backup of that one file would hold."""
+    import sqlite3
+
+    copy.write_bytes(db.read_bytes())
+    conn = sqlite3.connect(copy)
+    try:
+        return int(conn.execute("SELECT count(*) FROM jobs").fetchone()[0])
+    except sqlite3.DatabaseError:  # copied mid-checkpoint: try again
+        return -1
+    finally:
+        conn.close()
+
+
+def test_sqlite_store_file_is_brought_up_to_date_while_the_store_is_open(tmp_path: Path) -> None:
+    """Commits reach the database file itself soon after they land, not only when the store closes."""
+    db = tmp_path / "runs.db"
+    store = open_store(f"sqlite:///{db}")
+    try:
+        for i in range(40):  # ~120 small commits: too few for SQLite's own checkpoint on commit
+            store.create_job(f"job-{i}", "f", {}, "w", time.time())
+            store.set_job_status(f"job-{i}", JobStatus.RUNNING, time.time())
+            store.set_job_status(f"job-{i}", JobStatus.COMPLETED, time.time(), output=i)
+        deadline = time.monotonic() + 10
+        while _jobs_in_file_alone(db, tmp_path / "copy.db") < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _jobs_in_file_alone(db, tmp_path / "copy.db") >= 20
+        assert len(store.jobs(limit=100)) == 40
+    finally:
+        store.close()
+
+
+def test_sqlite_wal_stays_bounded_during_a_long_run(tmp_path: Path) -> None:
+    """A store written without a pause keeps its WAL file bounded (about 40 MB), however long it runs."""
+    db = tmp_path / "runs.db"
+    store = open_store(f"sqlite:///{db}")
+    try:
+        largest = 0
+        for i in range(4000):  # ~5 pages each: 20,000 pages of WAL if nothing were copied
+            store.create_job(f"job-{i}", "f", {"pad": "x" * 6000}, "w", time.time())
+            if i % 100 == 0:
+                largest = max(largest, (tmp_path / "runs.db-wal").stat().st_size)
+        assert len(store.jobs(limit=5000)) == 4000
+    finally:
+        store.close()
+    assert largest <= 14_000 * 4120, f"the WAL grew to {largest / 4120:,.0f} pages"
 
 
 def test_memory_store_keeps_at_most_max_jobs() -> None:

@@ -6,6 +6,11 @@ file waits its turn instead of failing with "database is locked". ``synchronous=
 keeps every commit safe from a crashed process; add ``?synchronous=full`` to the URL to
 also survive a power cut (one fsync per commit).
 
+The WAL is copied into the database file (a checkpoint) by a thread of the store's own,
+not by the commit that happens to fill it: a checkpoint fsyncs twice, and on a busy disk
+that made every ~120th commit wait milliseconds, about half of a chain's time per step
+(docs/benchmarks.md).
+
 A store file and the folders created for it are readable by their owner only (0600 and
 0700: the history holds inputs and outputs). A store that cannot be written (a read-only
 mount, someone else's file) is opened read-only, so its history can still be read;
@@ -14,6 +19,7 @@ mount, someone else's file) is opened read-only, so its history can still be rea
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -25,6 +31,14 @@ from urllib.parse import parse_qs, quote
 
 from ..errors import StoreError
 from .sql import SCHEMA_VERSION, SQLStore, Statement, migrate
+
+log = logging.getLogger("aetherflow.store")
+
+_CHECKPOINT_EVERY = 64  # commits between two background checkpoints (~500 WAL pages of node runs)
+# Past this many pages the writer checkpoints the WAL itself, as SQLite does by default at
+# 1,000: a bound on the WAL file (~40 MB) when the background checkpoint cannot keep it
+# from growing (it copies while commits go on, and the WAL restarts only once all is copied).
+_WAL_PAGES_BOUND = 10_000
 
 
 def sqlite_path(url: str) -> tuple[Path, dict[str, str]]:
@@ -53,6 +67,10 @@ class SQLiteStore(SQLStore):
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []  # every thread's, closed with the store
         self._conn = self._connect()
+        self._commits = 0
+        self._checkpointer = None if self.readonly else _Checkpointer(self.path, self.synchronous)
+        if self._checkpointer is not None:
+            self._conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES_BOUND}")
         super().__init__(url, **options)
 
     # -- connections ------------------------------------------------------------------------
@@ -157,6 +175,9 @@ class SQLiteStore(SQLStore):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self._commits += 1
+        if self._commits % _CHECKPOINT_EVERY == 0 and self._checkpointer is not None:
+            self._checkpointer.due()
 
     def _committed(self, batch_id: str) -> bool:
         # The writer's own connection: a batch that failed before COMMIT left nothing.
@@ -189,9 +210,58 @@ class SQLiteStore(SQLStore):
 
     def close(self) -> None:
         super().close()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         for reader in self._readers:
             reader.close()
         self._conn.close()
+
+
+class _Checkpointer:
+    """Copies the WAL into the database file on its own thread and connection, when told it is due.
+
+    A PASSIVE checkpoint waits for nobody: commits go on meanwhile (frames committed after
+    it began wait for the next one). Its connection has the store's ``synchronous``, so it
+    fsyncs as SQLite's own checkpoint would: the WAL before copying, the file after.
+    """
+
+    def __init__(self, path: Path, synchronous: str) -> None:
+        self._path = path
+        self._synchronous = synchronous
+        self._due = threading.Event()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def due(self) -> None:
+        """Ask for a checkpoint (called by the committer, one thread at a time)."""
+        if self._thread is None or not self._thread.is_alive():  # first use, or a forked child
+            self._thread = threading.Thread(target=self._run, name="aetherflow-checkpoint", daemon=True)
+            self._thread.start()
+        self._due.set()
+
+    def close(self) -> None:
+        self._closing = True
+        self._due.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            while True:
+                self._due.wait()
+                if self._closing:
+                    return
+                self._due.clear()
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:
+                    # Another process checkpointing, a full disk: the next one (or the
+                    # writer's own, past _WAL_PAGES_BOUND) copies what this one could not.
+                    log.debug("Background checkpoint of %s skipped: %s", self._path, exc)
+        finally:
+            conn.close()
 
 
 def _cannot_write(path: Path) -> bool:
