@@ -459,17 +459,27 @@ def concurrent_chains(url: str, levels: list[int], steps: int, rounds: int) -> d
     return best
 
 
-def langgraph_chains(url: str, jobs: int, steps: int, rounds: int) -> float | None:
-    """Best steps/s of the same work on LangGraph with its PostgresSaver (``durability="sync"``), if installed.
+def langgraph_chain(
+    kind: str, url: str, steps: int, pool_size: int, stack: contextlib.ExitStack
+) -> Callable[[], None] | None:
+    """One run of the same ``steps``-step chain on LangGraph, checkpointed by its ``kind`` saver, if installed.
 
     A peer, installed only in a benchmark environment (``pip install langgraph
-    langgraph-checkpoint-postgres``); its pool gives every concurrent job a connection.
+    langgraph-checkpoint-postgres langgraph-checkpoint-sqlite``), at AetherFlow's settings:
+    ``durability="sync"``; PostgresSaver with a pool of ``pool_size`` connections (one per
+    concurrent job); SqliteSaver on its one connection (it serialises callers with a lock,
+    as documented), WAL and ``synchronous=NORMAL`` (no fsync per commit), like
+    AetherFlow's SQLite store. ``url`` is AetherFlow's: for SQLite a file beside it is used.
     """
     try:
-        from langgraph.checkpoint.postgres import PostgresSaver
         from langgraph.graph import END, START, StateGraph
-        from psycopg.rows import dict_row
-        from psycopg_pool import ConnectionPool
+
+        if kind == "postgres":
+            from langgraph.checkpoint.postgres import PostgresSaver
+            from psycopg.rows import dict_row
+            from psycopg_pool import ConnectionPool
+        else:
+            from langgraph.checkpoint.sqlite import SqliteSaver
     except ImportError:
         return None
     from typing import TypedDict
@@ -484,26 +494,46 @@ def langgraph_chains(url: str, jobs: int, steps: int, rounds: int) -> float | No
         graph.add_edge(prev, f"s{i}")
         prev = f"s{i}"
     graph.add_edge(prev, END)
-    with ConnectionPool(
-        url,
-        min_size=1,
-        max_size=jobs + 2,
-        open=True,
-        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
-    ) as pool:
+    saver: Any
+    if kind == "postgres":
+        pool = stack.enter_context(
+            ConnectionPool(
+                url,
+                min_size=1,
+                max_size=pool_size + 2,
+                open=True,
+                kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+            )
+        )
         saver = PostgresSaver(pool)  # type: ignore[arg-type]
-        saver.setup()
-        app = graph.compile(checkpointer=saver)
+    else:
+        import sqlite3
 
-        def one(_: int) -> None:
-            app.invoke({"x": 0}, {"configurable": {"thread_id": os.urandom(8).hex()}}, durability="sync")
+        from aetherflow.store.sqlite import sqlite_path
 
+        path = sqlite_path(url)[0].with_name(f"langgraph-{os.urandom(4).hex()}.db")
+        conn = sqlite3.connect(path, check_same_thread=False)
+        stack.callback(conn.close)
+        saver = SqliteSaver(conn)
+    saver.setup()  # SqliteSaver's turns WAL on
+    if kind == "sqlite":
+        conn.execute("PRAGMA synchronous=NORMAL")
+    app = graph.compile(checkpointer=saver)
+    return lambda: app.invoke({"x": 0}, {"configurable": {"thread_id": os.urandom(8).hex()}}, durability="sync")
+
+
+def langgraph_chains(kind: str, url: str, jobs: int, steps: int, rounds: int) -> float | None:
+    """Best steps/s of ``jobs`` concurrent ``steps``-step chains on LangGraph (see `langgraph_chain`), if installed."""
+    with contextlib.ExitStack() as stack:
+        one = langgraph_chain(kind, url, steps, jobs, stack)
+        if one is None:
+            return None
         best_rate = 0.0
         with ThreadPoolExecutor(jobs) as ex:
-            list(ex.map(one, range(jobs)))
+            list(ex.map(lambda _: one(), range(jobs)))
             for _ in range(rounds):
                 t = time.perf_counter()
-                list(ex.map(one, range(jobs)))
+                list(ex.map(lambda _: one(), range(jobs)))
                 best_rate = max(best_rate, jobs * steps / (time.perf_counter() - t))
     return best_rate
 
@@ -522,6 +552,42 @@ def plain_psycopg_step(url: str, steps: int) -> Callable[[], None]:
             conn.commit()
 
     return run
+
+
+_PEERS = {"sqlite": ("SqliteSaver", "≤ 0.125× at 8 jobs"), "postgres": ("PostgresSaver", "≤ 0.25× at 8 jobs")}
+
+
+def peer_rows(sec: Section, label: str, kind: str, url: str, levels: list[int], steps: int, rounds: int) -> None:
+    """The same concurrent chains on LangGraph with its ``kind`` saver: a table, rows against ours, a curve."""
+    saver, target = _PEERS[kind]
+    peer = [(jobs, langgraph_chains(kind, url, jobs, steps, rounds)) for jobs in levels]
+    if peer[0][1] is None:
+        sec.extra.append(
+            f"_LangGraph's {saver} not measured: `pip install langgraph langgraph-checkpoint-{kind}` in the benchmark environment._"
+        )
+        return
+    ours = dict((c[0], c[1]) for c in _SCALE[label])
+    how = "one pooled connection per job" if kind == "postgres" else "its one connection, WAL, `synchronous=NORMAL`"
+    table = [
+        f'**LangGraph 1.x, {saver}, same work** (`durability="sync"`, {how})',
+        "",
+        "| concurrent jobs | steps/s | AetherFlow ÷ LangGraph (throughput) |",
+        "|---|---|---|",
+    ]
+    for jobs, rate in peer:
+        assert rate is not None
+        table.append(f"| {jobs} | {rate:,.0f} | **{ours[jobs] / rate:.1f}×** |")
+        sec.rows.append(
+            Row(
+                f"{label}, {jobs} concurrent job{'s' if jobs > 1 else ''}, per step",
+                1 / ours[jobs],
+                f"LangGraph {saver}, same",
+                1 / rate,
+                target if jobs == 8 else "",
+            )
+        )
+    _SCALE[f"LangGraph {saver}"] = [(jobs, rate or 0.0, 0.0) for jobs, rate in peer]
+    sec.extra += [*table, ""]
 
 
 def scale(quick: bool) -> Section:
@@ -565,43 +631,37 @@ def scale(quick: bool) -> Section:
                 )
         _SCALE[label] = curve
         sec.extra += [*table, ""]
-    if pg:
-        peer = [(jobs, langgraph_chains(pg, jobs, steps, max(2, rounds - 2))) for jobs in levels]
-        if peer[0][1] is None:
-            sec.extra.append(
-                "_LangGraph not measured: `pip install langgraph langgraph-checkpoint-postgres` in the benchmark environment._"
-            )
-        else:
-            ours = dict((c[0], c[1]) for c in _SCALE["PostgreSQL"])
-            table = [
-                '**LangGraph 1.x, PostgresSaver, same work** (`durability="sync"`, one pooled connection per job)',
-                "",
-                "| concurrent jobs | steps/s | AetherFlow ÷ LangGraph (throughput) |",
-                "|---|---|---|",
-            ]
-            for jobs, rate in peer:
-                assert rate is not None
-                table.append(f"| {jobs} | {rate:,.0f} | **{ours[jobs] / rate:.1f}×** |")
-                sec.rows.append(
-                    Row(
-                        f"PostgreSQL, {jobs} concurrent job{'s' if jobs > 1 else ''}, per step",
-                        1 / ours[jobs],
-                        "LangGraph PostgresSaver, same",
-                        1 / rate,
-                        "≤ 0.25× at 8 jobs" if jobs == 8 else "",
-                    )
+    for label, kind, url in [("SQLite", "sqlite", urls[0][1]), *([("PostgreSQL", "postgres", pg)] if pg else [])]:
+        peer_rows(sec, label, kind, url, levels, steps, max(2, rounds - 2))
+
+    @node
+    def step(x: int, job_state: Any) -> int:
+        job_state.set("x", x)
+        return x + 1
+
+    n = 100 if quick else 200
+    long_chain = step.repeat(n)
+    with contextlib.ExitStack() as stack:
+        # One chain alone: AetherFlow against LangGraph's SqliteSaver, in alternating rounds.
+        peer = langgraph_chain("sqlite", urls[0][1], n, 1, stack)
+        if peer is not None:
+            with Worker(threads=8, store=open_store(urls[0][1], durability="sync")) as w:
+                long_chain.run({"x": 0}, worker=w)
+                peer()
+                t_af, t_peer = paired(
+                    lambda: long_chain.run({"x": 0}, worker=w), peer, 1 if quick else 3, 3 if quick else 5
                 )
-            _SCALE["LangGraph PostgresSaver"] = [(jobs, rate or 0.0, 0.0) for jobs, rate in peer]
-            sec.extra += [*table, ""]
-
-        @node
-        def step(x: int, job_state: Any) -> int:
-            job_state.set("x", x)
-            return x + 1
-
-        chain = step.repeat(steps)
-        n = 100 if quick else 200
-        long_chain = step.repeat(n)
+                w.store.close()
+            sec.rows.append(
+                Row(
+                    f"SQLite, one {n}-step chain, per step",
+                    t_af / n,
+                    "LangGraph SqliteSaver, same",
+                    t_peer / n,
+                    "≤ 0.1×",
+                )
+            )
+    if pg:
         with Worker(threads=8, store=open_store(pg, durability="sync")) as w:
             long_chain.run({"x": 0}, worker=w)
             t_af, t_plain = paired(
@@ -611,7 +671,6 @@ def scale(quick: bool) -> Section:
                 3 if quick else 5,
             )
             w.store.close()
-        del chain
         sec.rows.append(
             Row(
                 f"PostgreSQL, one {n}-step chain, per step",
@@ -865,7 +924,7 @@ def draw(sections: list[Section], folder: Path) -> dict[str, str]:
     if _SCALE:
 
         def scale_plot(ax: Any) -> None:
-            for (label, curve), style in zip(_SCALE.items(), ("-o", "--s", ":^"), strict=False):
+            for (label, curve), style in zip(_SCALE.items(), ("-o", "--s", ":^", "-.v"), strict=False):
                 name = label if label.startswith("LangGraph") else f"AetherFlow, {label}"
                 ax.plot([c[0] for c in curve], [c[1] for c in curve], style, label=f"{name}, sync")
                 for jobs, rate, batch in curve:

@@ -113,6 +113,12 @@ class SQLStore(Store):
     # looks it up. An embedded database knows: SQLite's retryable errors (locked, busy)
     # leave the transaction uncommitted, so it skips the extra row (one more page per commit).
     commit_outcome_can_be_lost = True
+    # The longest a group-commit leader waits for callers known to be on their way
+    # (BatchWriter._gather), unless the store is opened with ``group_wait=``. Measured per
+    # dialect (docs/benchmarks.md): off on PostgreSQL, where it made batches larger but not
+    # faster; on SQLite a batch's fixed cost (the transaction, its table pages) is most of
+    # a commit, so larger batches pay.
+    default_group_wait = 0.0
 
     def __init__(
         self,
@@ -122,7 +128,7 @@ class SQLStore(Store):
         pickle: bool = False,
         redact: Callable[[Any], Any] | None = None,
         snapshot_every: int = 100,
-        group_wait: float = 0.0,
+        group_wait: float | None = None,
     ) -> None:
         self.url = url
         self.pickle = pickle
@@ -139,11 +145,7 @@ class SQLStore(Store):
             self._transact,
             sync=durability == "sync",
             isolate=self._refused_by_data,
-            # The longest a group-commit leader waits for callers known to be on their way
-            # (BatchWriter._gather). Off by default: on the benchmark server it made batches
-            # larger but not faster (docs/benchmarks.md); a server whose commits are cheap
-            # next to their round trip may gain from ~0.0005.
-            max_wait=group_wait,
+            max_wait=self.default_group_wait if group_wait is None else group_wait,
         )
 
     # -- dialect ------------------------------------------------------------------------

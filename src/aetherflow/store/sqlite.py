@@ -57,6 +57,7 @@ class SQLiteStore(SQLStore):
     """A store in one SQLite file, safe for many threads and several processes."""
 
     commit_outcome_can_be_lost = False  # a locked or busy COMMIT leaves the transaction open: we roll it back
+    default_group_wait = 0.0005  # 8-64 concurrent jobs: 6-7 records per transaction instead of 1-3, 10-25% more steps/s
 
     def __init__(self, url: str, *, readonly: bool = False, **options: Any) -> None:
         self.path, url_options = sqlite_path(url)
