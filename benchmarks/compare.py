@@ -421,9 +421,33 @@ def durability(quick: bool) -> Section:
 _SCALE: dict[str, list[tuple[int, float, float]]] = {}  # store -> (jobs, steps/s, mean batch size)
 
 
-def concurrent_chains(url: str, levels: list[int], steps: int, rounds: int) -> dict[int, tuple[float, float, int]]:
-    """Per number of concurrent jobs: best steps/s of that many ``steps``-step chains (one
-    state key per step), mean batch size and transactions of that best round.
+@dataclass
+class Level:
+    """One point of a throughput curve: the best round at that many concurrent jobs."""
+
+    rate: float = 0.0  # steps/s
+    batch: float = 0.0  # records per transaction
+    transactions: int = 0
+    client_cpu: float = 0.0  # seconds of this process's CPU per step (all its threads)
+    server_cpu: float | None = None  # seconds per step of the PostgreSQL backend that writes, when it runs here
+
+
+def _cpu_of_process(pid: int | None) -> float | None:
+    """CPU seconds used so far by a PostgreSQL server process on this machine (None when it is elsewhere)."""
+    if pid is None:
+        return None
+    try:
+        if not Path(f"/proc/{pid}/comm").read_text().startswith("postgres"):
+            return None
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def concurrent_chains(url: str, levels: list[int], steps: int, rounds: int) -> dict[int, Level]:
+    """Per number of concurrent jobs: the best round of that many ``steps``-step chains (one
+    state key per step), with its batch size, transactions and CPU per step.
 
     The levels take turns within each round, so a burst of noise on the shared machine
     slows all of them rather than bending the curve.
@@ -435,7 +459,7 @@ def concurrent_chains(url: str, levels: list[int], steps: int, rounds: int) -> d
         return x + 1
 
     chain = step.repeat(steps)
-    best: dict[int, tuple[float, float, int]] = {jobs: (0.0, 0.0, 0) for jobs in levels}
+    best: dict[int, Level] = {jobs: Level() for jobs in levels}
     with contextlib.ExitStack() as stack:
         workers = {}
         for jobs in levels:
@@ -446,16 +470,27 @@ def concurrent_chains(url: str, levels: list[int], steps: int, rounds: int) -> d
         for _ in range(rounds):
             for jobs, w in workers.items():
                 writer = w.store._writer  # type: ignore[attr-defined]
+                conn = getattr(w.store, "_conn", None)
+                backend = conn.info.backend_pid if conn is not None and hasattr(conn, "info") else None
                 b0, i0 = writer.batches, writer.items
                 gc.collect()
-                t = time.perf_counter()
+                server0 = _cpu_of_process(backend)
+                t, cpu = time.perf_counter(), time.process_time()
                 submitted = [w.submit(chain, {"x": 0}) for _ in range(jobs)]
                 for job in submitted:
                     job.result()
-                rate = jobs * steps / (time.perf_counter() - t)
-                if rate > best[jobs][0]:
+                elapsed, cpu = time.perf_counter() - t, time.process_time() - cpu
+                server1 = _cpu_of_process(backend)
+                n = jobs * steps
+                if n / elapsed > best[jobs].rate:
                     batches = writer.batches - b0
-                    best[jobs] = (rate, (writer.items - i0) / max(batches, 1), batches)
+                    best[jobs] = Level(
+                        n / elapsed,
+                        (writer.items - i0) / max(batches, 1),
+                        batches,
+                        cpu / n,
+                        None if server0 is None or server1 is None else (server1 - server0) / n,
+                    )
     return best
 
 
@@ -609,16 +644,23 @@ def scale(quick: bool) -> Section:
     if pg:
         urls.append(("PostgreSQL", pg))
     for label, url in urls:
+        measured = concurrent_chains(url, levels, steps, rounds)
+        server = all(m.server_cpu is not None for m in measured.values())
         table = [
             f"**{label}**",
             "",
-            "| concurrent jobs | steps/s | µs per step | batch (records per transaction) | transactions |",
-            "|---|---|---|---|---|",
+            "| concurrent jobs | steps/s | µs per step | batch (records per transaction) | transactions | client CPU per step"
+            + (" | server CPU per step (the writing backend) |" if server else " |"),
+            "|---|---|---|---|---|---|" + ("---|" if server else ""),
         ]
         curve = []
-        for jobs, (rate, batch, transactions) in concurrent_chains(url, levels, steps, rounds).items():
-            curve.append((jobs, rate, batch))
-            table.append(f"| {jobs} | {rate:,.0f} | {1e6 / rate:,.0f} | {batch:.1f} | {transactions} |")
+        for jobs, m in measured.items():
+            rate = m.rate
+            curve.append((jobs, rate, m.batch))
+            table.append(
+                f"| {jobs} | {rate:,.0f} | {1e6 / rate:,.0f} | {m.batch:.1f} | {m.transactions} | {m.client_cpu * 1e6:,.0f} µs |"
+                + (f" {(m.server_cpu or 0.0) * 1e6:,.0f} µs |" if server else "")
+            )
             if jobs > 1:
                 sec.rows.append(
                     Row(

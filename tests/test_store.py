@@ -165,6 +165,21 @@ def test_store_prune_drops_old_finished_jobs(store: Store) -> None:
         store.job(old.id)
 
 
+def test_store_keeps_a_new_jobs_records_in_order_after_every_job_is_pruned(store: Store) -> None:
+    """Pruning the newest records does not disturb the order of a later job's runs, events and state."""
+    with Worker(threads=1, store=store) as w:
+        w.submit(FLOW, {"n": 3}).result()
+        store.prune(older_than=datetime.now(UTC) + timedelta(seconds=1))
+        job = w.submit(FLOW, {"n": 4})
+        assert job.result() == 6
+    assert [r.node for r in store.node_runs(job.id)] == ["load", "total"]
+    types = [e.type for e in store.events(job.id)]
+    assert types[0] == "job_created" and types[-1] == "job_completed"
+    assert types.index("node_started") < types.index("state_committed") < types.index("job_completed")
+    assert [s.value for s in store.state_history(job.id)] == [6, 1]
+    assert store.progress(job.id).state[("job", "")] == {"sum": (6, 1)}
+
+
 def test_store_redacts_secret_inputs_outputs_and_state(store: Store, tmp_path: Path) -> None:
     @node
     def login(password: SecretStr, job_state) -> dict:
