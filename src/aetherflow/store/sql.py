@@ -290,6 +290,24 @@ class SQLStore(Store):
     def set_job_status(
         self, job_id: str, status: JobStatus, ts: float, *, output: Any = UNSET, error: str | None = None
     ) -> None:
+        self._submit(self._status_statements(job_id, status, ts, output, error))
+
+    def end_job(
+        self,
+        job_id: str,
+        status: JobStatus,
+        ts: float,
+        *,
+        output: Any = UNSET,
+        error: str | None = None,
+        last_run: RunFacts | None = None,
+    ) -> None:
+        run = [] if last_run is None else self._run_statements(last_run)  # first: it feeds the job's snapshot
+        self._submit(run + self._status_statements(job_id, status, ts, output, error))
+
+    def _status_statements(
+        self, job_id: str, status: JobStatus, ts: float, output: Any, error: str | None
+    ) -> list[Statement]:
         sets = ["status = ?", "error = ?"]
         error = storable_text(error)
         params: list[Any] = [status.value, error]
@@ -309,27 +327,28 @@ class SQLStore(Store):
         # lease and wakes must not overwrite what the process that took the job over records.
         owned = f"(pid IS NULL OR (pid = ? AND host = ? AND pstart {self.null_safe_eq} ?))"
         me = _this_process()
-        self._submit(
-            [
-                (f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND {owned}", [(*params, job_id, *me)]),
-                (
-                    f"INSERT INTO events (job_id, ts, type, node, data) SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND {owned})",
-                    [
-                        (
-                            job_id,
-                            ts,
-                            f"job_{status.value}",
-                            None,
-                            self._dump({"error": error}) if error else None,
-                            job_id,
-                            *me,
-                        )
-                    ],
-                ),
-            ]
-        )
+        return [
+            (f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND {owned}", [(*params, job_id, *me)]),
+            (
+                f"INSERT INTO events (job_id, ts, type, node, data) SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND {owned})",
+                [
+                    (
+                        job_id,
+                        ts,
+                        f"job_{status.value}",
+                        None,
+                        self._dump({"error": error}) if error else None,
+                        job_id,
+                        *me,
+                    )
+                ],
+            ),
+        ]
 
     def record_run(self, facts: RunFacts) -> None:
+        self._submit(self._run_statements(facts))
+
+    def _run_statements(self, facts: RunFacts) -> list[Statement]:
         f = facts
         status = _TEXT[f.status]
         node, error = storable_text(f.node), storable_text(f.error)
@@ -389,7 +408,7 @@ class SQLStore(Store):
             )
             statements.extend(self._snapshot_if_due(f.job_id, writes, f.finished))
         statements.append(("INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)", events))
-        self._submit(statements)
+        return statements
 
     def _snapshot_if_due(self, job_id: str, writes: list[tuple[Any, ...]], ts: float) -> list[Statement]:
         """Every ``snapshot_every`` commits of a job, a full copy of its state (faster resume)."""

@@ -35,9 +35,9 @@ from .sql import SCHEMA_VERSION, SQLStore, Statement, migrate
 log = logging.getLogger("aetherflow.store")
 
 _CHECKPOINT_EVERY = 64  # commits between two background checkpoints (~500 WAL pages of node runs)
-# Past this many pages the writer checkpoints the WAL itself, as SQLite does by default at
-# 1,000: a bound on the WAL file (~40 MB) when the background checkpoint cannot keep it
-# from growing (it copies while commits go on, and the WAL restarts only once all is copied).
+# The WAL starts over only once all of it is copied, which a checkpoint running while
+# commits go on may never see: past this many pages (~40 MB) the background checkpoint
+# holds new commits back for the few pages left (RESTART), so the WAL starts over.
 _WAL_PAGES_BOUND = 10_000
 
 
@@ -70,8 +70,8 @@ class SQLiteStore(SQLStore):
         self._conn = self._connect()
         self._commits = 0
         self._checkpointer = None if self.readonly else _Checkpointer(self.path, self.synchronous)
-        if self._checkpointer is not None:
-            self._conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES_BOUND}")
+        if self._checkpointer is not None:  # the writer's own checkpoint only if that thread cannot keep up
+            self._conn.execute(f"PRAGMA wal_autocheckpoint={4 * _WAL_PAGES_BOUND}")
         super().__init__(url, **options)
 
     # -- connections ------------------------------------------------------------------------
@@ -224,7 +224,7 @@ class _Checkpointer:
     """Copies the WAL into the database file on its own thread and connection, when told it is due.
 
     A PASSIVE checkpoint waits for nobody: commits go on meanwhile (frames committed after
-    it began wait for the next one). Its connection has the store's ``synchronous``, so it
+    it began wait for the next one); past `_WAL_PAGES_BOUND` a RESTART one follows. Its connection has the store's ``synchronous``, so it
     fsyncs as SQLite's own checkpoint would: the WAL before copying, the file after.
     """
 
@@ -258,10 +258,12 @@ class _Checkpointer:
                     return
                 self._due.clear()
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    _, pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if pages >= _WAL_PAGES_BOUND:
+                        conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
                 except sqlite3.Error as exc:
                     # Another process checkpointing, a full disk: the next one (or the
-                    # writer's own, past _WAL_PAGES_BOUND) copies what this one could not.
+                    # writer's own, far past _WAL_PAGES_BOUND) copies what this one could not.
                     log.debug("Background checkpoint of %s skipped: %s", self._path, exc)
         finally:
             conn.close()
