@@ -372,6 +372,35 @@ def test_sqlite_wal_stays_bounded_during_a_long_run(tmp_path: Path) -> None:
     assert largest <= 20_000 * 4120, f"the WAL grew to {largest / 4120:,.0f} pages"
 
 
+def test_sqlite_wal_stays_bounded_when_the_background_checkpoint_cannot_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A checkpoint thread that cannot open the file hands checkpoints back to the commits, with a warning."""
+    import sqlite3
+
+    from aetherflow.store import sqlite as sqlite_store
+
+    db = tmp_path / "runs.db"
+    store = open_store(f"sqlite:///{db}")
+    store.jobs()  # this thread's reader, opened before connections start failing
+
+    def refuse(*args: object, **kwargs: object) -> sqlite3.Connection:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(sqlite_store.sqlite3, "connect", refuse)
+    try:
+        largest = 0
+        for i in range(4000):  # ~8 pages each: 32,000 pages of WAL if it never started over
+            store.create_job(f"job-{i}", "f", {"pad": "x" * 16000}, "w", time.time())
+            if i % 100 == 0:
+                largest = max(largest, (tmp_path / "runs.db-wal").stat().st_size)
+        assert len(store.jobs(limit=5000)) == 4000
+    finally:
+        store.close()
+    assert largest <= 20_000 * 4120, f"the WAL grew to {largest / 4120:,.0f} pages"
+    assert "Cannot open" in caplog.text and "checkpoint it in the background" in caplog.text
+
+
 def test_memory_store_keeps_at_most_max_jobs() -> None:
     from aetherflow.store import MemoryStore
 

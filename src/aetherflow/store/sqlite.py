@@ -180,7 +180,11 @@ class SQLiteStore(SQLStore):
             raise
         self._commits += 1
         if self._commits % _CHECKPOINT_EVERY == 0 and self._checkpointer is not None:
-            self._checkpointer.due()
+            if self._checkpointer.broken:  # back to SQLite's own checkpoints, on commit
+                self._conn.execute("PRAGMA wal_autocheckpoint=1000")
+                self._checkpointer = None
+            else:
+                self._checkpointer.due()
 
     def _committed(self, batch_id: str) -> bool:
         # The writer's own connection: a batch that failed before COMMIT left nothing.
@@ -224,8 +228,10 @@ class _Checkpointer:
     """Copies the WAL into the database file on its own thread and connection, when told it is due.
 
     A PASSIVE checkpoint waits for nobody: commits go on meanwhile (frames committed after
-    it began wait for the next one); past `_WAL_PAGES_BOUND` a RESTART one follows. Its connection has the store's ``synchronous``, so it
-    fsyncs as SQLite's own checkpoint would: the WAL before copying, the file after.
+    it began wait for the next one); past `_WAL_PAGES_BOUND` a RESTART one follows, which
+    holds commits back while it copies what is left. Its connection has the store's
+    ``synchronous``, so it fsyncs as SQLite's own checkpoint would: the WAL before copying,
+    the file after.
     """
 
     def __init__(self, path: Path, synchronous: str) -> None:
@@ -233,6 +239,7 @@ class _Checkpointer:
         self._synchronous = synchronous
         self._due = threading.Event()
         self._closing = False
+        self.broken = False  # its connection could not be opened: the writer checkpoints instead
         self._thread: threading.Thread | None = None
 
     def due(self) -> None:
@@ -249,9 +256,16 @@ class _Checkpointer:
             self._thread.join()
 
     def _run(self) -> None:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         try:
+            # A short busy timeout: a RESTART waits that long at most for a reader still on
+            # the old WAL, holding commits back meanwhile; the next one tries again.
+            conn = sqlite3.connect(self._path, timeout=0.1, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        except sqlite3.Error as exc:
+            log.warning("Cannot open %s to checkpoint it in the background: %s", self._path, exc)
+            self.broken = True
+            return
+        try:
             while True:
                 self._due.wait()
                 if self._closing:
