@@ -15,6 +15,7 @@ import contextlib
 import gc
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -291,7 +292,7 @@ def injection_costs(w: Worker, n: int) -> dict[str, float]:
     from aetherflow.scopes import JobScopes
 
     ctx = w._context_for(inc.as_flow(), None)
-    scopes = JobScopes(w._worker_cache, "bench-job", w._thread_caches.get)
+    scopes = JobScopes(w._worker_cache, "bench-job", w._thread_cache_fn)
     token = _current.set((ExecutionContext(w.id, "bench-job", "bench", "node", 1, 1), scopes))
     try:
         costs = {}
@@ -915,6 +916,28 @@ def dask_section(quick: bool) -> Section | None:
     return sec
 
 
+def tracing_section(quick: bool) -> Section | None:
+    try:
+        import opentelemetry.sdk  # noqa: F401
+    except ImportError:
+        return None
+    sec = Section(
+        "Tracing (OpenTelemetry) per node",
+        "A 200-node chain on a `Worker(threads=4)`, traced vs untraced in the same process, alternating rounds "
+        "(`benchmarks/otel_chain.py`; one process per set-up, since a global provider is set once). *no-op*: the "
+        "API's `NoOpTracerProvider` (treated as off); *sampled out*: the SDK with `ALWAYS_OFF` (no span is made, "
+        "but each attempt still carries the job's context so a user's spans are sampled out too); *recorded*: the "
+        "SDK with every span exported to memory (most of it is the SDK's own span cost).",
+    )
+    script = Path(__file__).parent / "otel_chain.py"
+    targets = {"noop": "≤ 1.05×", "sampled_out": "", "recorded": ""}
+    for mode, target in targets.items():
+        out = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True, check=True).stdout
+        traced, untraced = map(float, out.split())
+        sec.rows.append(Row(f"chain node, {mode.replace('_', ' ')}", traced, "untraced worker", untraced, target))
+    return sec
+
+
 # -- report ----------------------------------------------------------------------------------------
 
 
@@ -1040,7 +1063,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes; a smoke test")
     parser.add_argument("--write", type=Path, help="write the markdown page here (charts beside it in img/)")
     parser.add_argument(
-        "--skip", default="", help="comma-separated sections to skip: engine,scopes,state,durability,scale,history,dask"
+        "--skip",
+        default="",
+        help="comma-separated sections to skip: engine,scopes,state,durability,scale,history,dask,tracing",
     )
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -1053,6 +1078,7 @@ def main(argv: list[str] | None = None) -> int:
         ("scale", scale),
         ("history", history),
         ("dask", dask_section),
+        ("tracing", tracing_section),
     ):
         if name in skip:
             continue

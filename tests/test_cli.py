@@ -422,3 +422,185 @@ def test_recover_goes_on_when_one_flows_code_has_moved(tmp_path: Path) -> None:
     assert recovered.returncode == 0, recovered.stderr
     assert "skipping flow 'moved-flow'" in recovered.stderr
     assert recovered.stdout.split() == ["222222222222", "ok-flow", "completed", "2"]
+
+
+# -- flows that need a context, from any folder -----------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+POEM = "text=the flow runs\nthe nodes run"
+
+
+def test_the_demo_flow_draws_without_a_context_and_runs_with_its_context_class() -> None:
+    """`aetherflow graph` needs the topology only; `run --context module:Class` injects its providers."""
+    drawn = aetherflow(ROOT, "graph", "examples/demo.py:flow")
+    assert drawn.returncode == 0, drawn.stderr
+    assert drawn.stdout.startswith("flowchart TD") and 'count_line[["count_line"]]' in drawn.stdout
+    for ref in ("examples/demo.py:DemoContext", "examples.demo:DemoContext"):
+        ran = aetherflow(ROOT, "run", "examples/demo.py:flow", "-i", POEM, "--context", ref, "--store", "memory://")
+        assert ran.returncode == 0, ran.stderr
+        assert json.loads(ran.stdout.strip().splitlines()[-1])["words"] == 6
+    checked = aetherflow(ROOT, "graph", "examples/demo.py:flow", "--context", "examples/demo.py:DemoContext")
+    assert checked.returncode == 0 and checked.stdout == drawn.stdout
+
+
+def test_a_flow_without_its_context_names_the_context_it_needs() -> None:
+    """The error blames the missing providers and says which context has them, not the map."""
+    bare = aetherflow(ROOT, "run", "examples/demo.py:flow", "-i", POEM, "--store", "memory://")
+    assert bare.returncode == 2
+    assert bare.stderr.strip() == (
+        "error: Flow 'word-count' asks for 'totals' (node 'count_line' (demo.py:35), node 'summary' (demo.py:45)) "
+        "and 'scratch' (node 'count_line' (demo.py:35)), which no context provides: it ran without a context. "
+        "DemoContext (in examples/demo.py) provides them: pass --context examples/demo.py:DemoContext."
+    )
+
+
+def test_the_wrong_context_is_named(project: Path) -> None:
+    """A context given that lacks a provider is named, with the providers it has."""
+    (project / "svc.py").write_text(
+        "from aetherflow import BaseFlowContext, node, providers\n\n"
+        "class Small(BaseFlowContext):\n    other = providers.Object(1)\n\n"
+        "class Big(BaseFlowContext):\n    db = providers.Object({'k': 'v'})\n\n"
+        "@node\ndef read(key: str, db) -> str:\n    return db[key]\n"
+    )
+    wrong = aetherflow(project, "run", "svc.py:read", "-i", "key=k", "--context", "svc.py:Small")
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip() == (
+        "error: Flow 'read' asks for 'db' (node 'read' (svc.py:9)), which no context provides: "
+        "it ran with the context Small (providers: other). Big (in svc.py) provides it: pass --context svc.py:Big."
+    )
+    right = aetherflow(project, "run", "svc.py:read", "-i", "key=k", "--context", "svc:Big")
+    assert right.returncode == 0, right.stderr
+    assert right.stdout.strip().splitlines()[-1] == '"v"'
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        (
+            "nothere.py:Ctx",
+            "--context nothere.py:Ctx: no file nothere.py (looked in {cwd}). "
+            "Give path/to/file.py:Class, package.module:Class or a .toml profile.",
+        ),
+        (
+            "nomodule:Ctx",
+            "--context nomodule:Ctx: no module named 'nomodule' (looked in {cwd} and the installed packages). "
+            "Give path/to/file.py:Class, package.module:Class or a .toml profile.",
+        ),
+        (
+            "ctx.py:Contxt",
+            "--context ctx.py:Contxt: 'Contxt' in ctx.py does not exist. Did you mean 'Context'? Contexts there: Context.",
+        ),
+        (
+            "ctx.py:helper",
+            "--context ctx.py:helper: 'helper' in ctx.py is a function, not a BaseFlowContext subclass or instance. "
+            "Contexts there: Context.",
+        ),
+        (
+            "Context",
+            "--context Context: expected module:Class, path/to/file.py:Class or a .toml profile.",
+        ),
+        (
+            "broken.py:Ctx",
+            "--context broken.py:Ctx: importing broken.py raised ModuleNotFoundError: No module named 'not_installed_anywhere'. "
+            "Fix the import, or install what it needs.",
+        ),
+    ],
+    ids=["no-file", "no-module", "typo", "not-a-context", "no-colon", "import-fails"],
+)
+def test_a_context_that_cannot_be_imported_says_what_where_and_how_to_fix(
+    project: Path, ref: str, message: str
+) -> None:
+    """Each way a --context reference can be wrong gets one line and exit code 2."""
+    (project / "ctx.py").write_text(
+        "from aetherflow import BaseFlowContext, providers\n\n"
+        "class Context(BaseFlowContext):\n    db = providers.Object(1)\n\ndef helper() -> None: ...\n"
+    )
+    (project / "broken.py").write_text("import not_installed_anywhere\n")
+    result = aetherflow(project, "run", "flows.py:flow", "-i", "n=1", "--context", ref)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: " + message.format(cwd=project)
+
+
+SERVICE_GATE = """
+from aetherflow import BaseFlowContext, Suspend, node, providers
+
+class Services(BaseFlowContext):
+    greeting = providers.Object("hello")
+
+@node
+def greet(name: str, greeting, answer: str | None = None) -> str:
+    if answer is None:
+        raise Suspend("ok?")
+    return f"{greeting} {name} ({answer})"
+
+flow = greet.named("greeter")
+"""
+
+
+def test_resume_from_another_folder_finds_the_flow_and_its_context(tmp_path: Path) -> None:
+    """`run sub/flows.py:flow` from one folder, `resume` from another: the code and context are found."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "gate.py").write_text(SERVICE_GATE)
+    (tmp_path / "elsewhere").mkdir()
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    first = aetherflow(
+        tmp_path, "run", "sub/gate.py:flow", "-i", "name=ada", "--context", "sub/gate.py:Services", "--store", store
+    )
+    assert first.returncode == 3, first.stderr
+    job_id = json.loads(aetherflow(tmp_path, "jobs", "--json", "--store", store).stdout)[0]["id"]
+    resumed = aetherflow(tmp_path / "elsewhere", "resume", job_id, "--answer", '"yes"', "--store", store)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip().splitlines()[-1] == '"hello ada (yes)"'
+
+
+def test_recover_from_another_folder_finds_the_flow(tmp_path: Path) -> None:
+    """`recover` started elsewhere takes over a job that `run` started with a relative target."""
+    import signal
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "slowflow.py").write_text(SLOW_FLOW)
+    (tmp_path / "elsewhere").mkdir()
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    exe = shutil.which("aetherflow", path=os.path.dirname(sys.executable)) or "aetherflow"
+    with subprocess.Popen(
+        [exe, "run", "sub/slowflow.py:flow", "-i", "n=1", "--store", store],
+        cwd=tmp_path,
+        env={**os.environ, "HANG": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "HANGING"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    recovered = aetherflow(tmp_path / "elsewhere", "recover", "--store", store)
+    assert recovered.returncode == 0, recovered.stderr
+    assert recovered.stdout.split()[1:] == ["slow-flow", "completed", "20"]
+
+
+def test_a_failed_node_prints_one_line(project: Path) -> None:
+    """The node's error is printed once (as the `error:` line), not also as a log record."""
+    ran = aetherflow(project, "run", "flows.py:boom", "-i", "n=1")
+    assert ran.returncode == 1
+    lines = ran.stderr.strip().splitlines()
+    assert [line for line in lines if "bad n" in line] == [lines[-1]]
+    assert lines[-1].startswith("error: Node 'boom'")
+
+
+def test_help_and_jobs_import_no_flow_machinery(project: Path) -> None:
+    """`--help` and `jobs` start fast: they import neither the flow engine nor rich's markdown."""
+    probe = (
+        "import sys, atexit\n"
+        "atexit.register(lambda: print('MODULES', ' '.join(sorted(sys.modules)), file=sys.stderr))\n"
+        "from aetherflow.cli import main\n"
+        "sys.argv = ['aetherflow', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    heavy = {"aetherflow.node", "aetherflow.flow", "aetherflow.graph", "aetherflow.worker", "rich.markdown"}
+    for args in (["--help"], ["jobs"]):
+        result = subprocess.run(
+            [sys.executable, "-c", probe, *args], cwd=project, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        loaded = set(result.stderr.rsplit("MODULES ", 1)[1].split())
+        assert heavy & loaded == set(), args

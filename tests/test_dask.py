@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -13,7 +16,7 @@ import pytest
 pytest.importorskip("distributed")
 from distributed import Client, LocalCluster
 
-from aetherflow import StateConflictError, Worker, node
+from aetherflow import BaseFlowContext, StateConflictError, Worker, node, providers
 from aetherflow.dask import DaskWorker
 
 # distributed warns about ports, closing comms and slow heartbeats on busy machines: not ours
@@ -200,3 +203,158 @@ def test_a_node_error_from_the_cluster_keeps_its_cause_and_traceback(dask_worker
     assert isinstance(caught.value.__cause__, ValueError) and str(caught.value.__cause__) == "bad 3"
     [run] = [r for r in dask_worker.store.node_runs(dask_worker.store.jobs(limit=1)[0].id) if r.status == "failed"]
     assert run.traceback is not None and "boom_on_cluster" in run.traceback and "ValueError: bad 3" in run.traceback
+
+
+def test_context_defined_in_a_function_runs_on_dask(dask_worker: DaskWorker) -> None:
+    """A context class a Dask worker cannot import travels by value: nodes get its providers' values."""
+    import uuid
+
+    def tagged(kind: str) -> dict[str, str]:
+        return {"kind": kind, "pid": str(os.getpid()), "token": uuid.uuid4().hex}
+
+    class NotebookContext(BaseFlowContext):
+        shared = providers.Singleton(tagged, "shared", guard=False)
+        per_thread = providers.ThreadLocalSingleton(tagged, "thread")
+        fresh = providers.Factory(tagged, "fresh")
+        owner = providers.Factory(str, shared.provided["pid"])
+
+    @node
+    def where(i: int, shared: dict, per_thread: dict, fresh: dict, owner: str) -> dict[str, object]:
+        return {
+            "i": i,
+            "pid": os.getpid(),
+            "thread": threading.current_thread().name,
+            "shared": shared,
+            "per_thread": per_thread,
+            "fresh": fresh,
+            "owner": owner,
+        }
+
+    first = dask_worker.map(where, [{"i": i} for i in range(20)], context=NotebookContext, progress=False)
+    second = dask_worker.map(where, [{"i": i} for i in range(20)], context=NotebookContext, progress=False)
+    out = first + second
+    assert [o["i"] for o in out] == list(range(20)) * 2
+    pids = {o["pid"] for o in out}
+    assert os.getpid() not in pids
+    assert all(
+        o["shared"]["pid"] == o["per_thread"]["pid"] == o["fresh"]["pid"] == o["owner"] == str(o["pid"]) for o in out
+    )
+    # one Singleton per Dask worker process, the same object for both jobs
+    shared = {o["pid"]: set() for o in out}
+    for o in out:
+        shared[o["pid"]].add(o["shared"]["token"])
+    assert all(len(tokens) == 1 for tokens in shared.values())
+    # one ThreadLocalSingleton per Dask worker thread; a Factory per injection
+    per_thread: dict[tuple[int, str], set[str]] = {}
+    for o in out:
+        per_thread.setdefault((o["pid"], o["thread"]), set()).add(o["per_thread"]["token"])
+    assert all(len(tokens) == 1 for tokens in per_thread.values())
+    assert len({o["fresh"]["token"] for o in out}) == len(out)
+
+
+def test_context_that_cannot_travel_is_refused_at_submit_naming_its_provider(dask_worker: DaskWorker) -> None:
+    """A provider that cannot be pickled is named, with what to do, before any job is recorded."""
+    from aetherflow.shipping import ContextNotShippableError
+
+    class LockedContext(BaseFlowContext):
+        lock = providers.Object(threading.Lock())
+
+    @node
+    def uses(lock: object) -> str:
+        return "never"
+
+    recorded = len(dask_worker.store.jobs(limit=1000))
+    with pytest.raises(ContextNotShippableError, match=r"its provider 'lock' \(Object\) cannot be pickled") as caught:
+        dask_worker.submit(uses, context=LockedContext)
+    assert "Define the context at the top of a module the Dask workers can import" in str(caught.value)
+    assert len(dask_worker.store.jobs(limit=1000)) == recorded
+
+
+def test_context_the_workers_cannot_import_says_how_to_send_it(dask_worker: DaskWorker, tmp_path: Path) -> None:
+    """A class pickled by reference whose module the workers lack: the error says what to do."""
+    (tmp_path / "driver_only_context.py").write_text(
+        "from aetherflow import BaseFlowContext, providers\n"
+        "class DriverOnlyContext(BaseFlowContext):\n"
+        "    meaning = providers.Object(42)\n"
+    )
+    sys.path.insert(0, str(tmp_path))  # on the driver only: the Dask workers started before
+    try:
+        from driver_only_context import DriverOnlyContext  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(tmp_path))
+
+    @node
+    def reads(meaning: int) -> int:
+        return meaning
+
+    from aetherflow import NodeError
+    from aetherflow.dask import ContextNotImportableError
+
+    with pytest.raises(NodeError) as caught:
+        dask_worker.run(reads, context=DriverOnlyContext)
+    cause = caught.value.__cause__
+    assert isinstance(cause, ContextNotImportableError)
+    assert "cannot import the context driver_only_context.DriverOnlyContext: No module named" in str(cause)
+    assert "install that module on the Dask workers, or call cloudpickle.register_pickle_by_value(module)" in str(cause)
+
+
+SCRIPT = """
+import json, os, uuid
+
+from distributed import LocalCluster
+
+from aetherflow import BaseFlowContext, node, providers
+from aetherflow.dask import DaskWorker
+
+
+def tagged():
+    return {"pid": os.getpid(), "token": uuid.uuid4().hex}
+
+
+class ScriptContext(BaseFlowContext):
+    shared = providers.Singleton(tagged, guard=False)
+    fresh = providers.Factory(tagged)
+
+
+@node
+def where(i: int, shared: dict, fresh: dict) -> list:
+    return [os.getpid(), shared["pid"], shared["token"], fresh["token"]]
+
+
+if __name__ == "__main__":
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0") as cluster,
+        DaskWorker(cluster.scheduler_address, ScriptContext) as worker,
+    ):
+        jobs = [worker.map(where, [{"i": i} for i in range(12)], progress=False) for _ in range(2)]
+    print(json.dumps({"driver": os.getpid(), "jobs": jobs}))
+"""
+
+
+def test_context_in_a_script_run_as_main_works_end_to_end(tmp_path: Path) -> None:
+    """`python script.py` with its context in __main__ and a LocalCluster: one Singleton per Dask process."""
+    script = tmp_path / "pipeline.py"
+    script.write_text(SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    rows = [row for job in out["jobs"] for row in job]
+    assert len(rows) == 24
+    assert all(pid == shared_pid != out["driver"] for pid, shared_pid, _, _ in rows)
+    tokens: dict[int, set[str]] = {}
+    for pid, _, token, _ in rows:
+        tokens.setdefault(pid, set()).add(token)
+    assert all(len(t) == 1 for t in tokens.values())  # one Singleton per Dask worker process, across both jobs
+    assert len({fresh for _, _, _, fresh in rows}) == 24
+
+
+def test_scale_out_page_snippet_runs_as_a_script(tmp_path: Path) -> None:
+    """docs/scale-out.md's first example, saved as a script and run with python, prints what it says."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "scale-out.md").read_text()
+    [block] = [b for b in re.findall(r"```python\n(.*?)```", page, re.S) if "LocalCluster(" in b]
+    assert 'if __name__ == "__main__":' in block
+    script = tmp_path / "scale_out.py"
+    script.write_text(block)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "49500"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -14,10 +13,7 @@ from typing import Any
 
 import pytest
 
-from aetherflow import JobSuspendedError, NodeError, Suspend, Worker, node
-from aetherflow.events import EVENTS
-
-DOC = Path(__file__).parent.parent / "docs" / "observability.md"
+from aetherflow import NodeError, Worker, node
 
 FLOWS = """
 from aetherflow import node
@@ -103,46 +99,3 @@ def test_records_about_nodes_carry_job_id_node_and_attempt(caplog: pytest.LogCap
         None,
         "absent",
     )
-
-
-def _documented_events() -> dict[str, set[str]]:
-    """The events table of docs/observability.md: event -> its payload keys."""
-    events = {}
-    for line in DOC.read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 4 and cells[0].strip("`") in EVENTS:
-            events[cells[0].strip("`")] = set(re.findall(r"`(\w+)`", cells[2]))
-    return events
-
-
-def test_every_event_and_its_payload_keys_are_documented() -> None:
-    seen: dict[str, set[str]] = {}
-    calls = itertools.count(1)
-
-    @node(retries=1, retry_delay=0)
-    def flaky() -> list[int]:
-        if next(calls) == 1:
-            raise ConnectionError("lost")
-        return [1, 2]
-
-    @node
-    def each(flaky: int) -> int:
-        return flaky
-
-    @node
-    def broken() -> None:
-        raise ValueError("no")
-
-    @node
-    def waits() -> None:
-        raise Suspend("later")
-
-    with Worker(threads=1, on_event=lambda event, data: seen.setdefault(event, set()).update(data)) as w:
-        w.run(flaky.map(each))
-        with pytest.raises(NodeError):
-            w.run(broken)
-        with pytest.raises(JobSuspendedError):
-            w.run(waits)
-    assert set(seen) == set(EVENTS)
-    documented = _documented_events()
-    assert {e: sorted(k) for e, k in documented.items()} == {e: sorted(k) for e, k in seen.items()}

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aetherflow import Flow, Worker, node
+from aetherflow import Flow, LoopLimitError, NodeError, Worker, node
+from shapes import even, is_even, odd, split, square, total
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +143,121 @@ def test_a_branch_target_that_also_reads_the_loop_body_runs_once_when_chosen() -
             ran.clear()
             assert w.run(flow) == "done at 3"
             assert ran == {"step": 3, "done": 1}
+
+
+def test_map_runs_once_per_item_in_order(worker) -> None:
+    assert split.map(square).run({"n": 6}, worker=worker) == [0, 1, 4, 9, 16, 25]
+    assert split.map(square).fan_in(total).run({"n": 4}, worker=worker) == 14
+
+
+def test_map_over_empty_list_gives_empty_list(worker) -> None:
+    assert split.map(square).run({"n": 0}, worker=worker) == []
+
+
+def test_map_over_non_iterable_fails_clearly(worker) -> None:
+    @node
+    def scalar() -> int:
+        return 3
+
+    with pytest.raises(NodeError, match="not iterable"):
+        scalar.map(square).run(worker=worker)
+
+
+def test_branch_takes_one_path_and_skips_the_other(worker) -> None:
+    flow = is_even.branch_on({True: even, False: odd})
+    assert flow.run({"x": 2}, worker=worker) == {"even": "2 is even"}
+    job = worker.submit(flow, {"x": 3})
+    assert job.result() == {"odd": "3 is odd"}
+    assert job.node_statuses["even"] == "skipped"
+
+
+def test_branch_value_matching_no_key_fails_naming_value_and_keys(worker) -> None:
+    @node
+    def pick(x: int) -> int:
+        return x
+
+    flow = pick.branch_on({1: even, 2: odd})
+    with pytest.raises(NodeError, match=r"returned 7, which matches no branch \(keys: 1, 2\)"):
+        flow.run({"x": 7}, worker=worker)
+
+
+def test_branch_default_catches_other_values(worker) -> None:
+    @node
+    def pick(x: int) -> int:
+        return x
+
+    @node
+    def other(x: int) -> str:
+        return "other"
+
+    assert pick.branch_on({1: even}, default=other).run({"x": 9}, worker=worker) == {"other": "other"}
+
+
+def test_node_after_skipped_node_is_skipped_unless_default(worker) -> None:
+    @node
+    def after(odd: str) -> str:
+        return odd.upper()
+
+    @node
+    def tolerant(odd: str = "none") -> str:
+        return odd
+
+    flow = is_even.branch_on({True: even, False: odd}).then(after)
+    job = worker.submit(flow, {"x": 2})
+    job.result()
+    assert job.node_statuses["after"] == "skipped"
+    flow2 = is_even.branch_on({True: even, False: odd}).fan_in(tolerant)
+    assert flow2.run({"x": 2}, worker=worker) == "none"
+
+
+def test_loop_through_branch_repeats_until_exit(worker) -> None:
+    @node
+    def step(job_state) -> int:
+        return job_state.apply("n", lambda n: n + 1, default=0)
+
+    @node
+    def more(step: int) -> bool:
+        return step < 5
+
+    @node
+    def done(step: int) -> int:
+        return step
+
+    flow = step.then(more).branch_on({True: step, False: done})
+    job = worker.submit(flow)
+    assert job.result() == 5
+    assert job.state == {"n": 5}
+
+
+def test_loop_limit_stops_endless_loops(worker) -> None:
+    @node(max_iterations=20)
+    def spin() -> bool:
+        return True
+
+    @node
+    def never() -> None:
+        return None
+
+    flow = spin.branch_on({True: spin, False: never})
+    with pytest.raises(LoopLimitError, match="max_iterations=20"):
+        flow.run(worker=worker)
+
+
+def test_explicit_form_builds_a_loop(worker) -> None:
+    @node
+    def tick(job_state) -> int:
+        return job_state.apply("t", lambda t: t + 1, default=0)
+
+    @node
+    def finish(job_state) -> int:
+        return job_state["t"]
+
+    @node
+    def check(tick: int) -> bool:
+        return tick >= 3
+
+    flow = Flow("ticker")
+    flow.add(tick, check, finish)
+    flow.connect(tick, check)
+    flow.branch(check, {False: tick, True: finish})
+    assert flow.run(worker=worker) == 3

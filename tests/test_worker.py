@@ -23,7 +23,6 @@ from aetherflow import (
     NodeError,
     NodeTimeoutError,
     Worker,
-    current_execution,
     node,
 )
 
@@ -324,51 +323,6 @@ def test_missing_input_fails_before_any_node_runs(worker) -> None:
     )
 
 
-def test_execution_context_is_set_while_a_node_runs(worker) -> None:
-    seen = []
-
-    @node
-    def where(execution) -> str:
-        seen.append((execution, current_execution()))
-        return execution.node
-
-    job = worker.submit(where.named("places"))
-    assert job.result() == "where"
-    injected, current = seen[0]
-    assert injected is current
-    assert (injected.flow, injected.job_id, injected.worker_id, injected.iteration, injected.attempt) == (
-        "places",
-        job.id,
-        worker.id,
-        1,
-        1,
-    )
-    assert current_execution() is None
-
-
-def test_on_event_hooks_see_node_and_job_events() -> None:
-    events = []
-    with Worker(threads=2, on_event=lambda e, d: events.append(e)) as w:
-        inc.run({"x": 1}, worker=w)
-    assert events == ["job_started", "node_started", "node_completed", "job_finished"]
-
-
-def test_worker_on_registers_one_event_and_rejects_unknown_names() -> None:
-    failed = []
-    with Worker(threads=1) as w:
-        w.on("node_failed", lambda e, d: failed.append((d["node"], type(d["error"]).__name__)))
-
-        @node
-        def boom() -> None:
-            raise ValueError("x")
-
-        with pytest.raises(NodeError):
-            boom.run(worker=w)
-        with pytest.raises(ValueError, match="unknown event 'node_done'"):
-            w.on("node_done", print)
-    assert failed == [("boom", "NodeError")]
-
-
 def test_log_records_carry_job_id_and_node(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG, logger="aetherflow.worker"), Worker(threads=1) as w:
         job = w.submit(inc, {"x": 1})
@@ -418,41 +372,6 @@ def test_flow_run_without_worker_uses_default_worker() -> None:
     assert inc.then(inc).run({"x": 0}) == 2
 
 
-BLAS_CHECK = """
-import numpy  # noqa: F401 - loads the BLAS library before the worker starts
-from threadpoolctl import threadpool_info
-from aetherflow import Worker
-
-def blas():
-    return [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
-
-before = blas()
-with Worker(threads=4):
-    inside = blas()
-after = blas()
-with Worker(threads=4, blas_threads=None):
-    opted_out = blas()
-with Worker(threads=1):
-    single = blas()
-print(before, inside, after, opted_out, single)
-"""
-
-
-def test_blas_threads_capped_for_worker_lifetime_and_restored() -> None:
-    """Process-wide limits: checked in a fresh interpreter, where no other worker holds them."""
-    import subprocess
-    import sys
-
-    pytest.importorskip("numpy")
-    out = subprocess.run([sys.executable, "-c", BLAS_CHECK], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    before, inside, after, opted_out, single = (eval(part) for part in out.stdout.replace("] [", "]|[").split("|"))
-    if not before:
-        pytest.skip("numpy has no BLAS pool to limit here")
-    assert set(inside) == {1}
-    assert after == before == opted_out == single
-
-
 def test_store_that_cannot_record_fails_the_node_instead_of_hanging() -> None:
     from aetherflow.store import MemoryStore
 
@@ -474,7 +393,7 @@ def test_internal_error_fails_the_job_instead_of_hanging(monkeypatch: pytest.Mon
         def broken(*args: object, **kwargs: object) -> None:
             raise RuntimeError("scheduler bug")
 
-        monkeypatch.setattr("aetherflow.worker.call_node", broken)
+        monkeypatch.setattr("aetherflow.driver.call_node", broken)
         job = w.submit(inc, {"x": 1})
         with pytest.raises(AetherFlowError, match="internal error in AetherFlow while running node 'inc'"):
             job.result(timeout=10)

@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import importlib as _importlib
+import sys as _sys
+import types as _types
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name is imported on first use
@@ -85,9 +87,27 @@ _EXPORTS = {
 }
 
 
-# `node` is imported now: it is also the name of a submodule, which, once anything imports
-# it, the package attribute would be unless the decorator was bound first.
-from .node import Node, node  # noqa: E402 - after the map, on purpose (see above)
+class _Package(_types.ModuleType):
+    """The package's own type, for one name: ``node`` is both the decorator and a submodule.
+
+    Importing the submodule binds the package attribute ``node`` to the module; this
+    property keeps it the decorator, which is then imported on first use like every
+    other public name (the command line starts without the flow machinery).
+    """
+
+    @property
+    def node(self) -> object:
+        decorator = _importlib.import_module(".node", __name__).node
+        globals()["node"] = decorator  # listed by vars() and dir() like every imported name
+        return decorator
+
+    @node.setter
+    def node(self, value: object) -> None:
+        if not isinstance(value, _types.ModuleType):  # the import system binding the submodule: keep the decorator
+            raise AttributeError("aetherflow.node is the @node decorator; it cannot be replaced")
+
+
+_sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> object:

@@ -19,9 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 from typer.exceptions import TyperException
 
 from .errors import AetherFlowError, ContextProfileError
@@ -30,6 +27,9 @@ from .job import JobSuspendedError
 from .sentinels import UNSET
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from .store import Store
 
 # The flow, store and report modules (pydantic, the graph compiler) are imported inside the
@@ -38,13 +38,61 @@ if TYPE_CHECKING:
 DEFAULT_STORE = "sqlite:///.aetherflow/runs.db"
 LEASE = 30.0  # a worker's default lease: how long a silent worker on another host keeps its jobs
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Run AetherFlow flows and look at their history.")
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-_settings: dict[str, Any] = {"debug": False, "secrets": []}
+# Plain help text (no rich_markup_mode): typer's rich help imports rich's markdown and
+# traceback modules, a third of `aetherflow --help`'s start-up.
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    help="Run AetherFlow flows and look at their history.",
+)
+
+
+class _LazyConsole:
+    """A rich `Console` made on first print: `--help` and `--json` print without rich,
+    whose import is a third of the command's start-up."""
+
+    def __init__(self, *, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr, soft_wrap=True)
+        self._console.print(*objects, **options)
+
+
+out = _LazyConsole(stderr=False)
+err = _LazyConsole(stderr=True)
+
+
+def escape(text: str) -> str:
+    """User text inside rich markup, printed as written (`[/data/in.csv]` is not a tag)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def _table(*headers: str) -> Table:
+    from rich.table import Table
+
+    return Table(*headers)
+
+
+_settings: dict[str, Any] = {"debug": False, "secrets": [], "printed": set()}  # printed: errors already shown
 
 StoreOpt = Annotated[str, typer.Option("--store", help="Store URL (sqlite:///..., postgresql://..., memory://).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+ContextOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--context",
+        help="The flow's context: module:Class, path/to/file.py:Class, or a TOML profile (file.toml).",
+    ),
+]
 
 
 class UsageError(AetherFlowError):
@@ -109,7 +157,7 @@ def run(
     inputs: Annotated[Path | None, typer.Option("--inputs", help="A JSON file of inputs.")] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="Worker threads.")] = None,
     store: StoreOpt = DEFAULT_STORE,
-    context: Annotated[Path | None, typer.Option("--context", help="A TOML context profile.")] = None,
+    context: ContextOpt = None,
     log_level: Annotated[
         str,
         typer.Option(
@@ -119,9 +167,8 @@ def run(
     ] = "WARNING",
 ) -> None:
     """Run one job of a flow and print its output as JSON on the last line."""
-    from .profiles import load_context
     from .progress import progress_bar
-    from .targets import load_target
+    from .targets import load_context_ref, load_target, record_run
     from .worker import Worker
 
     flow = load_target(target)
@@ -130,15 +177,16 @@ def run(
     _log_without_secrets(
         _log_level(log_level)
     )  # before the worker: it decides per job whether DEBUG records are wanted
-    ctx = load_context(context) if context is not None else None
+    ctx = load_context_ref(context) if context is not None else None
+    _check_context(flow, ctx, values)
     st = _open(store)
-    st.remember_target(flow.name, target)
+    st.remember_target(flow.name, record_run(target, context))
     with (
-        Worker(ctx, threads=threads, store=st) as worker,
+        Worker(threads=threads, store=st) as worker,
         progress_bar(flow.name, "node runs done", enabled=len(flow.graph.names) > 1) as advance,
     ):
         worker.on("node_completed", lambda _e, _d: advance())
-        job = worker.submit(flow, values)
+        job = worker.submit(flow, values, context=ctx)
         err.print(f"job {job.id} ({escape(flow.name)})", style="dim", highlight=False)
         try:
             output = job.result()
@@ -152,6 +200,25 @@ def run(
             st.flush()
     print(_json_line(output))
     st.close()
+
+
+def _check_context(flow: Any, ctx: Any, values: dict[str, Any], action: str = "ran") -> None:
+    """Bind the flow to its context before anything is recorded; if a missing context is the
+    cause of a failure, say so (which providers, which context was used, which to pass)."""
+    from .context import provider_names
+    from .errors import FlowDefinitionError, MissingInputError
+    from .targets import missing_context
+
+    used = ctx if ctx is not None else flow.context
+    try:
+        plan = flow.graph.bind(provider_names(used))
+        if action == "ran":
+            plan.check_inputs(values, flow.name)
+    except (FlowDefinitionError, MissingInputError) as exc:
+        why = missing_context(flow, used, values, action)
+        if why is None:
+            raise
+        raise UsageError(why) from exc
 
 
 def _json_line(value: Any) -> str:
@@ -184,7 +251,7 @@ def jobs(
     if as_json_:
         print(json.dumps([as_json(r) for r in records]))
         return
-    table = Table("id", "flow", "status", "created", "duration", "error")
+    table = _table("id", "flow", "status", "created", "duration", "error")
     table.columns[0].no_wrap = True
     orphans = 0
     for r in records:
@@ -269,7 +336,7 @@ def show(
         )
     if job.error:
         out.print(f"  error: {escape(job.error)}", highlight=False)
-    table = Table("node", "status", "iter", "try", "thread", "start (ms)", "duration")
+    table = _table("node", "status", "iter", "try", "thread", "start (ms)", "duration")
     t0 = job.started_at or job.created_at
     for r in runs:
         offset = (r.started_at - t0).total_seconds() * 1000
@@ -296,10 +363,11 @@ def resume(
         str | None,
         typer.Option("--answer", help="JSON answer to the suspension, given to the node's `answer` parameter."),
     ] = None,
+    context: ContextOpt = None,
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Continue a suspended or crashed job; completed nodes are not run again."""
-    from .targets import load_target
+    from .targets import load_context_ref, load_target, recorded_run
     from .worker import Worker
 
     st = _open(store)
@@ -310,14 +378,20 @@ def resume(
         print(_json_line(record.output))
         st.close()
         return
-    where = target or st.target_of(record.flow)
+    remembered = st.target_of(record.flow)
+    where, recorded_context = recorded_run(remembered) if remembered is not None else (None, None)
+    where = target or where
     if where is None:
         raise UsageError(
             f"Job {record.id} belongs to flow '{record.flow}', whose code location is unknown; pass --target path/to/file.py:flow."
         )
     flow = load_target(where)
+    context = context or recorded_context  # the context `run` was given, unless another is named
+    ctx = load_context_ref(context) if context is not None else None
+    _check_context(flow, ctx, {}, action="was resumed")
+    _log_without_secrets()
     with Worker(store=st, flows=[flow]) as worker:
-        job = worker.resume(record.id, inputs=_inputs(input or [], None) or None, answer=_answer(answer))
+        job = worker.resume(record.id, inputs=_inputs(input or [], None) or None, answer=_answer(answer), context=ctx)
         try:
             output = job.result()
         except JobSuspendedError as exc:  # suspended again: exit 3, like `run`
@@ -342,26 +416,30 @@ def recover(
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Take over every running job whose process is gone; completed nodes are not run again."""
-    from .targets import TargetError, load_target
+    from .targets import TargetError, load_target, recorded_run
     from .worker import Worker
 
     st = _open(store)
     if target:
-        flows = [load_target(t) for t in target]
+        flows = [_in_recorded_context(st, load_target(t)) for t in target]
     else:  # an action, like `resume`: it runs the code `run` recorded for each orphan's flow
         names = {st.job(job_id).flow for job_id in st.orphaned_jobs(LEASE, time.time())}
         flows = []
         for name in sorted(names):
-            where = st.target_of(name)
-            if where is None:
+            remembered = st.target_of(name)
+            if remembered is None:
                 continue
             try:
-                flows.append(load_target(where))
-            except TargetError as exc:  # one flow's code moved: the others' jobs are still recovered
+                flows.append(_in_recorded_context(st, load_target(recorded_run(remembered)[0])))
+            except (
+                TargetError,
+                ContextProfileError,
+            ) as exc:  # one flow's code moved: the others' jobs are still recovered
                 err.print(
                     f"skipping flow '{escape(name)}': {escape(str(exc))} (pass --target to recover its jobs)",
                     highlight=False,
                 )
+    _log_without_secrets()
     with Worker(store=st, flows=flows) as worker:
         try:
             jobs = _recover_all(worker)
@@ -372,12 +450,26 @@ def recover(
     st.close()
 
 
+def _in_recorded_context(st: Store, flow: Any) -> Any:
+    """``flow`` with the context `run` was given for it, if any (a flow of its own, not the module's)."""
+    from .targets import load_context_ref, recorded_run
+
+    remembered = st.target_of(flow.name)
+    context = recorded_run(remembered)[1] if remembered is not None else None
+    if context is None:
+        return flow
+    own = flow.named(flow.name)
+    own.context = load_context_ref(context)
+    return own
+
+
 def _recover_all(worker: Any) -> list[Any]:
     jobs = worker.recover()
     for job in jobs:
         try:
             outcome = _json_line(job.result())
         except AetherFlowError as exc:
+            _settings["printed"].add(str(exc))
             outcome = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
         print(f"{job.id[:12]} {job.flow.name} {job.status.value} {outcome}")
     return list(jobs)
@@ -398,14 +490,23 @@ def _answer(text: str | None) -> Any:
 def graph(
     target: Annotated[str, typer.Argument(help="path/to/file.py:flow or package.module:flow")],
     format: Annotated[str, typer.Option("--format", help="mermaid or dot")] = "mermaid",
+    context: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            help="Also check the flow against this context (module:Class, path/to/file.py:Class or a .toml profile).",
+        ),
+    ] = None,
 ) -> None:
     """Print a flow's graph as Mermaid or Graphviz DOT."""
-    from .targets import load_target
+    from .targets import load_context_ref, load_target
 
     flow = load_target(target)
     if format not in ("mermaid", "dot"):
         raise UsageError(f"--format must be 'mermaid' or 'dot', found {format!r}.")
-    flow.validate()
+    flow.graph  # noqa: B018 - the shape's own checks (cycles, maps); which context fills a parameter is not drawn
+    if context is not None:
+        _check_context(flow, load_context_ref(context), {}, action="was checked")
     print(flow.to_mermaid() if format == "mermaid" else flow.to_dot(), end="")
 
 
@@ -430,7 +531,7 @@ def stats(
         + f"; success rate {s.success_rate:.1%}",
         highlight=False,
     )
-    table = Table("node", "runs", "failed", "p50 (ms)", "p95 (ms)")
+    table = _table("node", "runs", "failed", "p50 (ms)", "p95 (ms)")
     for name, n in sorted(s.nodes.items()):
         table.add_row(escape(name), str(n.runs), str(n.failed), f"{n.p50 * 1000:.2f}", f"{n.p95 * 1000:.2f}")
     out.print(table)
@@ -556,6 +657,7 @@ def main() -> None:
     """Console-script entry point: one clear line per error, non-zero exit."""
     try:
         app(standalone_mode=False)
+        _failures.release(_settings["printed"])
     except AetherFlowError as exc:
         _fail(exc, _exit_code(exc))
     except (typer.Abort, KeyboardInterrupt):
@@ -619,8 +721,46 @@ def _log_without_secrets(level: int = logging.WARNING) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(level)
     handler.setFormatter(_SecretFreeFormatter("%(message)s"))
+    handler.addFilter(_failures)
+    _failures.handler = handler
     library.addHandler(handler)
     library.propagate = False
+
+
+class _HeldFailures(logging.Filter):
+    """Holds the worker's record of each node that failed for good until the command ends.
+
+    A command prints a failed job's error itself (the `error:` line, or `recover`'s line
+    per job); the worker's WARNING with the same text would print it twice. `release`
+    then prints the held records whose text the command did not print (another node that
+    failed in the same job, say).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[logging.LogRecord] = []
+        self.handler: logging.Handler | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.name == "aetherflow.worker"
+            and hasattr(record, "node")
+            and isinstance(record.args, tuple)
+            and len(record.args) == 1
+            and isinstance(record.args[0], BaseException)
+        ):
+            self.held.append(record)
+            return False
+        return True
+
+    def release(self, printed: set[str]) -> None:
+        held, self.held = self.held, []
+        for record in held:
+            if self.handler is not None and record.getMessage() not in printed:
+                self.handler.emit(record)
+
+
+_failures = _HeldFailures()
 
 
 def _without_secrets(text: str) -> str:
@@ -630,6 +770,7 @@ def _without_secrets(text: str) -> str:
 
 
 def _fail(exc: BaseException, code: int) -> None:
+    _failures.release({*_settings["printed"], str(exc)})
     if _settings["debug"]:
         err.print(_without_secrets("".join(traceback.format_exception(exc))), highlight=False, markup=False, end="")
     message = " ".join(_without_secrets(str(exc)).split()) or type(exc).__name__

@@ -15,21 +15,21 @@ Scopes on the cluster (a worker plugin holds them on each Dask worker):
 - `Singleton`: one per Dask worker *process* — guarded there, but not shared across
   machines (nothing in-process can be).
 
-Contexts travel by reference (``module:Class``), so they must be importable on the
-workers; nodes, inputs and outputs travel with cloudpickle.
+Nodes, inputs, outputs and context classes travel with cloudpickle: a context class defined
+in ``__main__``, a notebook or a function travels by value (shipping.py), and each Dask
+worker process keeps one copy of it and one instance, so a `Singleton` is one per process.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import itertools
 import logging
 import sys
 import threading
 from dataclasses import dataclass, field
 from queue import Empty, SimpleQueue
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 try:
     import cloudpickle
@@ -45,12 +45,17 @@ from .errors import AetherFlowError, NodeError, StateConflictError, Suspend
 from .graph import B_JOIN, B_NODE, B_PROVIDER, B_WORKER_STATE, VertexPlan
 from .invoke import JobCall, Outcome, acall_node, call_node
 from .providers import injector_of
+from .runner import LocalRunner
 from .runs import RunFields
 from .scopes import JobScopes, Scope, ScopeCache, ThreadCaches
 from .sentinels import UNSET
+from .shipping import ShippedContext, ship_context, unship
 from .state import Commit, StateConflict, StateHandle, StateScope, StateSpace, commit
 from .tracing import remote_parent
 from .worker import Worker
+
+if TYPE_CHECKING:
+    from .driver import Driver
 
 PLUGIN = "aetherflow"
 log = logging.getLogger("aetherflow.dask")
@@ -77,7 +82,7 @@ class _Snapshot:
     item: Any
     inputs: dict[str, Any]
     outputs: dict[str, Any]
-    context: str | None  # "module:Class"
+    context: ShippedContext | None  # the context class, pickled once per class (shipping.py)
     state: dict[str, dict[str, tuple[Any, int]]]  # "job" / "node" / "worker" -> entries
     answer: Any = UNSET  # the answer to a suspension, when this call resumes it
     trace: dict[str, str] | None = None  # the W3C context of the driver's node span, when traced (tracing.py)
@@ -141,22 +146,25 @@ class AetherFlowPlugin(WorkerPlugin):  # type: ignore[misc]
         self.threads.close_others()
         self.cache.close()
 
-    def context(self, ref: str | None) -> Any:
-        if ref is None:
+    def context(self, shipped: ShippedContext | None) -> Any:
+        """The one instance of a context class on this Dask worker, whichever job sends it."""
+        if shipped is None:
             return None
-        with self._lock:
-            ctx = self.contexts.get(ref)
-            if ctx is None:
-                module, _, qualname = ref.partition(":")
-                try:
-                    cls: Any = importlib.import_module(module)
-                    for part in qualname.split("."):
-                        cls = getattr(cls, part)
-                except (ImportError, AttributeError) as exc:
-                    raise ContextNotImportableError(
-                        f"Dask worker {self.address} cannot import the context {ref}: {exc}. Define contexts in a module the workers can import."
-                    ) from None
-                ctx = self.contexts[ref] = cls()
+        ctx = self.contexts.get(shipped.key)
+        if ctx is None:
+            with self._lock:  # one class and one instance per key, so a Singleton is one per process
+                ctx = self.contexts.get(shipped.key)
+                if ctx is None:
+                    try:
+                        cls = unship(shipped)
+                    except (ImportError, AttributeError) as exc:
+                        raise ContextNotImportableError(
+                            f"Dask worker {self.address} cannot import the context {shipped.name}: {exc}. It travels "
+                            "by reference because its module is importable where the flow runs: install that module "
+                            "on the Dask workers, or call cloudpickle.register_pickle_by_value(module) before "
+                            "submitting to send it by value."
+                        ) from None
+                    ctx = self.contexts[shipped.key] = cls()
         return ctx
 
     def vertex(self, key: str, blob: bytes) -> VertexPlan:
@@ -255,25 +263,35 @@ def _end_job(job_id: str, dask_worker: Any = None) -> None:
 
 @dataclass
 class _Sending:
-    """A node call on its way to the cluster (sent again after a lost state race)."""
+    """A node call away on the cluster: what the driver's loop held on to, plus what the trip adds.
 
-    call: JobCall
-    job: Any
+    The loop's ``(driver, vertex, item, started)`` cannot stay on a thread's stack while the
+    task is away, and a trip adds two facts of its own: how many times a lost state race
+    sent it again, and the node's span, open while the task is away.
+    """
+
+    driver: Driver
     i: int
     k: int
     started: float
     conflicts: int = 0
     span: Any = None  # the node's span while the task is away, when traced (tracing.py)
-    traced: bool = False  # its job is traced (the span is None when the job was sampled out)
 
 
 @dataclass
 class _Arrived:
-    """A finished Dask task, queued for the worker's threads to commit and continue."""
+    """A finished Dask task, queued as ``(arrived, vertex, item)`` for the runner's threads to commit and continue."""
 
+    runner: DaskRunner
     sending: _Sending
     future: Any
     error: BaseException | None
+
+    def step(self, vertex: int, item: int, thread: str) -> None:
+        self.runner._arrived(self, thread)
+
+    def fail(self, vertex: int, exc: BaseException) -> None:
+        self.sending.driver.fail(vertex, exc)
 
 
 def returned_where(arrived: _Arrived) -> str:
@@ -285,36 +303,39 @@ def returned_where(arrived: _Arrived) -> str:
     return f"dask:{result.where}" if isinstance(result, _Returned) and result.where else "dask"
 
 
-class DaskWorker(Worker):
-    """A `Worker` whose nodes run as tasks on a Dask cluster; the scheduler stays here.
+class DaskRunner(LocalRunner):
+    """A runner that sends node calls to a Dask cluster; its threads commit what comes back and continue the job."""
 
-    >>> from distributed import LocalCluster
-    >>> with LocalCluster(n_workers=2) as cluster, DaskWorker(cluster.scheduler_address) as worker:
-    ...     print(worker.map(flow, [{"n": i} for i in range(100)]))
-    """
+    calls_here = False
 
-    def __init__(self, client_or_address: Any, context: Any = None, *, threads: int = 8, **options: Any) -> None:
+    def __init__(self, client_or_address: Any) -> None:
+        super().__init__()
         if isinstance(client_or_address, distributed.Client):
             self.client, self._owns_client = client_or_address, False
         else:
             self.client, self._owns_client = distributed.Client(client_or_address), True  # type: ignore[no-untyped-call]
         self.client.register_plugin(AetherFlowPlugin(), name=PLUGIN)
-        options.setdefault("blas_threads", None)  # the Dask workers' processes do the math
+        self.id = "dask"  # the worker's id once it starts the runner: part of each vertex's cache key
         self._blobs: IdentityCache[tuple[str, bytes]] = IdentityCache(VERTEX_CACHE_SIZE)
         self._blob_serial = itertools.count()
         self._outbox: SimpleQueue[tuple[_Sending, _Snapshot] | None] = SimpleQueue()
         self._dispatcher = threading.Thread(target=self._dispatch, name="aetherflow-dask-dispatch", daemon=True)
         self._dispatcher.start()
-        super().__init__(context, threads=threads, **options)
 
-    _calls_here = False
+    def start(self, name: str, threads: int) -> None:
+        self.id = name
+        super().start(name, threads)
 
-    def _send_node(self, call: JobCall, job: Any, i: int, k: int, started: float) -> None:
+    def accepts(self, context: Any, flow: str) -> None:
+        # A context that cannot travel is refused at submit, before a job is recorded.
+        ship_context(context, flow)
+
+    def send(self, driver: Driver, vertex: int, item: int, started: float) -> None:
         # Never blocks a worker thread: the task's result comes back through the queue.
-        self._send(_Sending(call, job, i, k, started))
+        self._send(_Sending(driver, vertex, item, started))
 
     def _send(self, sending: _Sending) -> None:
-        call, run = sending.call, sending.job.run
+        call, run = sending.driver.call, sending.driver.run
         vp = run.plan.vertices[sending.i]
         item = run.map_items[sending.i][sending.k] if sending.k >= 0 else UNSET
         key, blob = self._vertex_blob(run.plan.flow, vp)
@@ -336,7 +357,6 @@ class DaskWorker(Worker):
             sending.span = call.trace.begin(
                 vp.name, run.runs[sending.i], sending.conflicts + 1, sending.k if sending.k >= 0 else None
             )
-            sending.traced = True
             snap.trace = call.trace.carrier(sending.span)
         self._outbox.put((sending, snap))
 
@@ -364,80 +384,82 @@ class DaskWorker(Worker):
         except Exception:  # noqa: BLE001 - one bad value must not sink the batch: send them singly
             if len(batch) == 1:
                 sending = batch[0][0]
-                self._queue.put(_Arrived(sending, None, sys.exc_info()[1]))
+                self.put((_Arrived(self, sending, None, sys.exc_info()[1]), sending.i, sending.k))
                 return
             for one in batch:
                 self._submit_batch([one])
             return
         for (sending, _), future in zip(batch, futures, strict=True):
-            future.add_done_callback(lambda f, s=sending: self._queue.put(_Arrived(s, f, None)))  # type: ignore[no-untyped-call]
-
-    def _execute(self, task: Any, thread: str) -> None:
-        if type(task) is _Arrived:
-            self._arrived(task, thread)
-        else:
-            super()._execute(task, thread)
+            future.add_done_callback(lambda f, s=sending: self.put((_Arrived(self, s, f, None), s.i, s.k)))  # type: ignore[no-untyped-call]
 
     def _arrived(self, arrived: _Arrived, thread: str) -> None:
+        """Commit a returned task's write-sets (sending it again after a lost state race), then let its driver go on."""
         s = arrived.sending
-        vp = s.job.run.plan.vertices[s.i]
+        driver = s.driver
+        traced = driver.call.trace is not None  # the span is None when the job was sampled out
+        vp = driver.run.plan.vertices[s.i]
+        failed, returned = self._returned(arrived, vp)  # failed: attempts that failed on the cluster before the last
         outcome: Outcome | BaseException
-        failed: list[RunFields] = []  # attempts that failed on the cluster before the last one
+        if isinstance(returned, BaseException):
+            outcome = returned
+        else:
+            handles = [
+                StateHandle.from_writeset(self._space_for(driver.call, vp, scope), ops, reads)
+                for scope, ops, reads in returned.writesets
+            ]
+            try:
+                outcome = (
+                    returned.output,
+                    commit(handles, driver.run.job_id, vp.name),
+                    returned.attempt,
+                    returned.started or s.started,
+                )
+            except StateConflict as exc:
+                # A read-then-set lost a race: send the node again, as a local one is re-run.
+                s.conflicts += 1
+                if traced:  # this attempt's span ends here; the re-send has its own
+                    self._end_span(s, exc, failed)
+                if s.conflicts <= vp.node.conflict_retries:
+                    self._send(s)
+                    return
+                outcome = StateConflictError(
+                    f"{exc}; gave up after {vp.node.conflict_retries} re-runs.", node=vp.name, job_id=driver.run.job_id
+                )
+                outcome.__cause__ = exc
+                driver.returned(s.i, s.k, s.started, returned_where(arrived), outcome)
+                return
+        if traced:  # end the node's span with the task's outcome
+            self._end_span(s, outcome, failed)
+        driver.returned(s.i, s.k, s.started, returned_where(arrived), outcome)
+
+    def _returned(self, arrived: _Arrived, vp: VertexPlan) -> tuple[list[RunFields], _Returned | BaseException]:
+        """The task's failed attempts, now recorded, and what it brought back: a completed call, or its error."""
+        s = arrived.sending
         try:
             if arrived.error is not None:
                 raise arrived.error
-            returned: _Returned = arrived.future.result()  # type: ignore[union-attr]
+            returned: _Returned = arrived.future.result()
         except Exception as exc:  # noqa: BLE001 - reported as the node's error
-            outcome = NodeError(
-                f"could not run on the Dask cluster: {type(exc).__name__}: {exc}", node=vp.name, job_id=s.job.id
+            error = NodeError(
+                f"could not run on the Dask cluster: {type(exc).__name__}: {exc}",
+                node=vp.name,
+                job_id=s.driver.run.job_id,
             )
-            outcome.__cause__ = exc
-        else:
-            item = s.k if s.k >= 0 else None
-            failed = returned.failed_attempts
-            for fields in returned.failed_attempts:  # RunFields: the item index is last
-                self._record_failed_attempt(s.call, (*fields[:-1], item))
-            if returned.error is not None:
-                outcome = returned.error
-                if returned.started:  # lost with the error's pickling: the worker records the run from then
-                    outcome.attempt_started = returned.started  # type: ignore[attr-defined]
-            else:
-                handles = [
-                    StateHandle.from_writeset(self._space_for(s.call, vp, scope), ops, reads)
-                    for scope, ops, reads in returned.writesets
-                ]
-                try:
-                    outcome = (
-                        returned.output,
-                        commit(handles, s.job.id, vp.name),
-                        returned.attempt,
-                        returned.started or s.started,
-                    )
-                except StateConflict as exc:
-                    # A read-then-set lost a race: send the node again, as a local one is re-run.
-                    s.conflicts += 1
-                    if s.traced:  # this attempt's span ends here; the re-send has its own
-                        self._end_span(s, exc, failed)
-                    if s.conflicts <= vp.node.conflict_retries:
-                        self._send(s)
-                        return
-                    outcome = StateConflictError(
-                        f"{exc}; gave up after {vp.node.conflict_retries} re-runs.", node=vp.name, job_id=s.job.id
-                    )
-                    outcome.__cause__ = exc
-                    self._continue(s.call, s.job, s.i, s.k, s.started, returned_where(arrived), outcome)
-                    return
-        if s.traced:  # end the node's span with the task's outcome
-            self._end_span(s, outcome, failed)
-        self._continue(s.call, s.job, s.i, s.k, s.started, returned_where(arrived), outcome)
+            error.__cause__ = exc
+            return [], error
+        item = s.k if s.k >= 0 else None
+        for fields in returned.failed_attempts:  # RunFields: the item index is last
+            self._record_failed_attempt(s.driver.call, (*fields[:-1], item))
+        if returned.error is not None and returned.started:  # lost with the error's pickling: recorded from then
+            returned.error.attempt_started = returned.started  # type: ignore[attr-defined]
+        return returned.failed_attempts, returned if returned.error is None else returned.error
 
     def _end_span(self, s: _Sending, outcome: Any, failed: list[RunFields]) -> None:
         """Traced: the attempts that failed on the cluster as spans of their own, then the task's span."""
-        trace, name = s.call.trace, s.job.run.graph.names[s.i]
-        for fields in failed:  # RunFields: (node, iteration, attempt, status, thread, started, ended, ..., error, ...)
-            trace.record_attempt(
-                name, fields[1], fields[2], s.k if s.k >= 0 else None, fields[5], fields[6], fields[9] or ""
-            )
+        trace, name = s.driver.call.trace, s.driver.run.graph.names[s.i]
+        for fields in failed:
+            _, iteration, attempt, _, _, started, ended, _, _, error, _, _ = fields  # RunFields, in `RunFacts` order
+            trace.record_attempt(name, iteration, attempt, s.k if s.k >= 0 else None, started, ended, error or "")
         if s.span is not None:
             s.span.set_attribute(
                 "aetherflow.attempt", outcome[2] if isinstance(outcome, tuple) else getattr(outcome, "attempt", 1)
@@ -458,16 +480,9 @@ class DaskWorker(Worker):
             )
         return entry
 
-    def _context_ref(self, call: JobCall) -> str | None:
-        if call.context is None:
-            return None
-        cls = getattr(call.context, "declarative_parent", None)
-        if cls is None or cls.__module__ == "__main__" or "<locals>" in cls.__qualname__:
-            raise ContextNotImportableError(
-                f"The context of flow '{call.flow}' must be a BaseFlowContext subclass defined at the top of an "
-                f"importable module to run on Dask (found {cls!r}); profiles loaded from TOML stay in this process."
-            )
-        return f"{cls.__module__}:{cls.__qualname__}"
+    def _context_ref(self, call: JobCall) -> ShippedContext | None:
+        """The flow's context class as the Dask workers receive it (pickled once per class)."""
+        return None if call.context is None else ship_context(call.context, call.flow)
 
     def _state_snapshot(self, call: JobCall, vp: VertexPlan) -> dict[str, dict[str, tuple[Any, int]]]:
         run = call.run
@@ -483,8 +498,8 @@ class DaskWorker(Worker):
             return call.run.node_space(vp.name)
         return call.worker_space(call.flow, vp.name)
 
-    def _close_job_scopes(self, call: JobCall) -> None:
-        super()._close_job_scopes(call)
+    def job_ended(self, call: JobCall) -> None:
+        super().job_ended(call)
         if _uses_job_scopes(call):
             self.client.run(_end_job, call.run.job_id)
 
@@ -494,6 +509,21 @@ class DaskWorker(Worker):
         self._dispatcher.join()
         if self._owns_client:
             self.client.close()  # type: ignore[no-untyped-call]
+
+
+class DaskWorker(Worker):
+    """A `Worker` whose nodes run as tasks on a Dask cluster (through a `DaskRunner`); the scheduler stays here.
+
+    >>> from distributed import LocalCluster
+    >>> with LocalCluster(n_workers=2) as cluster, DaskWorker(cluster.scheduler_address) as worker:
+    ...     print(worker.map(flow, [{"n": i} for i in range(100)]))
+    """
+
+    def __init__(self, client_or_address: Any, context: Any = None, *, threads: int = 8, **options: Any) -> None:
+        runner = DaskRunner(client_or_address)
+        self.client = runner.client
+        options.setdefault("blas_threads", None)  # the Dask workers' processes do the math
+        super().__init__(context, threads=threads, runner=runner, **options)
 
 
 def _uses_job_scopes(call: JobCall) -> bool:

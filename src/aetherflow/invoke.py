@@ -83,7 +83,15 @@ class JobCall:
     record_run: Callable[[RunFields], None] = _unrecorded  # where the worker records this job's runs
     emit: Callable[..., None] | None = None  # the worker's event hooks: emit("node_retry", **data)
     taken_over: bool = False  # another process claimed the job: this one records nothing more of it
-    trace: Any = None  # a tracing.JobTrace when OpenTelemetry is on for this job; None keeps tracing free
+    trace: Any = None  # a tracing.JobTrace (an `AttemptTrace`, and more) when OpenTelemetry is on for this job
+
+
+class AttemptTrace(Protocol):
+    """What traces a node's attempts (`tracing.JobTrace`): entered before, exited after each one."""
+
+    def enter(self, name: str, iteration: int, attempt: int, item: int | None) -> Any: ...
+
+    def exit(self, span: Any, name: str, started: float, outcome: BaseException | Sequence[Commit] | None) -> None: ...
 
 
 # A completed call: ``(output, commits, attempt, started)`` — its validated output, the
@@ -275,15 +283,21 @@ def call_node(
     """Run a sync node to a committed outcome, or raise its `NodeError` (or `Suspend`).
 
     ``item_index`` and ``started`` (when the worker started the call) go into the records
-    of failed attempts; the outcome carries when the attempt that won started.
+    of failed attempts; the outcome carries when the attempt that won started. A traced
+    job (``call.trace``) has each attempt in its own span; untraced, that costs two
+    ``is not None`` tests per attempt.
     """
     node = vp.node
+    trace: AttemptTrace | None = call.trace
     attempts: _Attempts | None = None  # built on the first failure: most calls never need it
     attempt = 1
     if started is None:
         started = time.time()
     while True:
         ex, token = _enter(call, vp, iteration, attempt)
+        if trace is not None:
+            span = trace.enter(vp.name, iteration, attempt, item_index)
+        outcome: BaseException | Sequence[Commit] | None = None
         handles: list[StateHandle] = [] if vp.uses_state else _NO_HANDLES
         try:
             args = _arguments(call, vp, ex, handles, item, item_index)
@@ -296,9 +310,13 @@ def call_node(
                 or call.check_value is not None
                 or (type(value) is not vp.output_exact and vp.check_output is not None)
             ):
-                return _finish(call, vp, ex, value, handles, started)
+                result = _finish(call, vp, ex, value, handles, started)
+                outcome = result[1]
+                return result
+            outcome = ()
             return value, (), attempt, started  # nothing to validate, store-check or commit
         except Exception as exc:  # noqa: BLE001 - the retry policy decides what ends the call
+            outcome = exc
             if attempts is None:
                 attempts = _Attempts(node, vp.name, call.run.job_id)
             attempts.attempt = attempt
@@ -306,7 +324,12 @@ def call_node(
             _failed_attempt(
                 call, vp, ex, item_index, started, exc, delay, attempts.conflicts, threading.current_thread().name
             )
+        except BaseException as exc:  # Ctrl-C in the node: a traced attempt still ends
+            outcome = exc
+            raise
         finally:
+            if trace is not None:
+                trace.exit(span, vp.name, started, outcome)
             _current.reset(token)
         attempt += 1
         if delay:
@@ -324,12 +347,16 @@ async def acall_node(
 ) -> Outcome:
     """`call_node` for ``async def`` nodes, on the worker's event loop."""
     node = vp.node
+    trace: AttemptTrace | None = call.trace
     attempts = _Attempts(node, vp.name, call.run.job_id)
     attempt = 1
     if started is None:
         started = time.time()
     while True:
         ex, token = _enter(call, vp, iteration, attempt)
+        if trace is not None:
+            span = trace.enter(vp.name, iteration, attempt, item_index)
+        outcome: BaseException | Sequence[Commit] | None = None
         handles: list[StateHandle] = []
         try:
             args = _arguments(call, vp, ex, handles, item, item_index)
@@ -340,12 +367,20 @@ async def acall_node(
                     value = await asyncio.wait_for(node.call_positional(*args), node.timeout)
                 except TimeoutError:
                     raise _timeout_error(vp.name, ex, node.timeout) from None
-            return _finish(call, vp, ex, value, handles, started)
+            result = _finish(call, vp, ex, value, handles, started)
+            outcome = result[1]
+            return result
         except Exception as exc:  # noqa: BLE001 - the retry policy decides what ends the call
+            outcome = exc
             attempts.attempt = attempt
             delay = _delay_or_raise(attempts, exc, started)
             _failed_attempt(call, vp, ex, item_index, started, exc, delay, attempts.conflicts, "asyncio")
+        except BaseException as exc:  # cancelled: a traced attempt still ends
+            outcome = exc
+            raise
         finally:
+            if trace is not None:
+                trace.exit(span, vp.name, started, outcome)
             _current.reset(token)
         attempt += 1
         if delay:

@@ -10,7 +10,10 @@ from typing import TYPE_CHECKING, Any
 from .errors import AetherFlowError
 from .status import JobStatus, NodeStatus
 
-_PENDING = JobStatus.PENDING  # read once: `JobStatus.X` is slow in Python 3.11 (EnumType.__getattr__)
+_PENDING, _RUNNING = (
+    JobStatus.PENDING,
+    JobStatus.RUNNING,
+)  # read once: `JobStatus.X` is slow in Python 3.11 (EnumType.__getattr__)
 
 if TYPE_CHECKING:
     from .flow import Flow
@@ -108,8 +111,14 @@ class Job:
                 self._settle_future()
         return self._future
 
-    def _finished(self, value: Any, error: BaseException | None) -> None:
-        """Called once by the worker when the job ends (after its teardowns)."""
+    # -- called by the job's driver (driver.py), the one code that changes a job --------------
+
+    def _began(self) -> None:
+        self._status = _RUNNING
+
+    def _finished(self, status: JobStatus, value: Any, error: BaseException | None) -> None:
+        """Called once by the job's driver when the job ends (after its teardowns)."""
+        self._status = status
         self._value, self._error = value, error
         self._ended = True
         waiter = self._waiter
@@ -117,6 +126,10 @@ class Job:
             waiter.release()
         if self._future is not None:
             self._settle_future()
+
+    def _cancelled_while_suspended(self) -> None:
+        """A suspended job (already ended, its result the suspension) was cancelled: it will never resume."""
+        self._status = JobStatus.CANCELLED
 
     def _settle_future(self) -> None:
         future = self._future

@@ -123,7 +123,7 @@ def give_answer(progress: Progress, run: JobRun, answer: Any) -> tuple[str, int 
         if pending is not None and progress.job.status is JOB_RUNNING and pending[0] in run.graph.index:
             i = run.graph.index[pending[0]]
             if not run.graph.nodes[i].is_secret("answer"):
-                run.answer = (i, run.runs[i], pending[1], pending[2])
+                run.give_answer(i, pending[1], pending[2])
         return None
     node, item = progress.suspended, progress.suspended_item
     if node is None or node not in run.graph.index:
@@ -131,7 +131,7 @@ def give_answer(progress: Progress, run: JobRun, answer: Any) -> tuple[str, int 
             f"Job {progress.job.id} records no suspended node of this flow to answer; resume it without answer=."
         )
     i = run.graph.index[node]
-    run.answer = (i, run.runs[i], item, _valid_answer(run.plan.vertices[i], answer))
+    run.give_answer(i, item, _valid_answer(run.plan.vertices[i], answer))
     return node, item, SECRET_MASK if run.graph.nodes[i].is_secret("answer") else answer
 
 

@@ -21,7 +21,7 @@ from .state import StateScope, StateSpace
 from .status import JobStatus, NodeStatus
 
 # Enum members read once: in Python 3.11 `NodeStatus.X` costs ~10x a global (EnumType.__getattr__).
-PENDING, COMPLETED = NodeStatus.PENDING, NodeStatus.COMPLETED
+PENDING, RUNNING, COMPLETED = NodeStatus.PENDING, NodeStatus.RUNNING, NodeStatus.COMPLETED
 JOB_COMPLETED = JobStatus.COMPLETED
 
 
@@ -151,6 +151,10 @@ class JobRun:
             return answer[3]
         return default
 
+    def give_answer(self, i: int, item: int | None, value: Any) -> None:
+        """Answer the suspension of vertex ``i`` (item ``item``): its next run gets ``value`` (see `answer_to`)."""
+        self.answer = (i, self.runs[i], item, value)
+
     def node_space(self, name: str) -> StateSpace:
         space = self.node_spaces.get(name)
         if space is None:
@@ -160,7 +164,7 @@ class JobRun:
     # -- progress (each returns the vertices that became ready, and whether the job ended) -----
 
     def began(self, i: int) -> None:
-        self.status[i] = NodeStatus.RUNNING
+        self.status[i] = RUNNING
 
     def completed(self, i: int, output: Any) -> tuple[list[int], bool]:
         # Runs once per node, so it is written for speed: acquire/release cost half of what
@@ -193,6 +197,7 @@ class JobRun:
 
     def start_map(self, i: int, items: list[Any]) -> tuple[list[int], list[Any]]:
         """Split a mapped vertex's one task into one per item not done yet: ``(todo, results)``."""
+        self.map_items[i] = items
         with self.lock:
             done = self.replayed_items(i)
             results = [done.get(k, UNSET) for k in range(len(items))]
@@ -252,6 +257,11 @@ class JobRun:
         with self.lock:
             self._stop(JobStatus.CANCELLED, None)
             return self._ended([])
+
+    def unrecorded(self, error: BaseException) -> JobStatus:
+        """The ended job completed, but the store could not record that: it ends failed, with ``error``."""
+        self.stopped, self.error = JobStatus.FAILED, error
+        return JobStatus.FAILED
 
     # -- internals (called with the lock held) ---------------------------------------------------
 

@@ -1,22 +1,34 @@
-"""Finding a flow from a command-line target: ``path/to/file.py:flow`` or ``package.module:flow``."""
+"""What a command line names: a flow (``path/to/file.py:flow`` or ``package.module:flow``)
+and a context (``--context module:Class``, ``path/to/file.py:Class`` or a TOML profile).
+
+`run` records where both are as paths that hold from any folder (`recorded`), so
+`resume` and `recover` started elsewhere find the same code.
+"""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
 import os
+import shlex
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .context import provider_names
 from .errors import AetherFlowError, closest
 from .flow import Flow
 from .node import Node
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+CONTEXT_FORMS = "Give path/to/file.py:Class, package.module:Class or a .toml profile."
+
 
 class TargetError(AetherFlowError):
-    """A command-line target names no flow; the message says what exists."""
+    """A command-line target names no flow (or no context); the message says what exists."""
 
 
 def load_target(target: str) -> Flow:
@@ -45,28 +57,234 @@ def load_target(target: str) -> Flow:
     )
 
 
+def load_context_ref(ref: str) -> Any:
+    """The context ``--context`` names: a `BaseFlowContext` subclass or instance, or a profile's instance.
+
+    >>> load_context_ref("examples/demo.py:DemoContext")
+    """
+    if ref.endswith(".toml"):
+        from .profiles import load_context
+
+        return load_context(ref)
+    label = f"--context {ref}"
+    where, sep, attr = ref.rpartition(":")
+    if not sep or not where or not attr:
+        raise TargetError(f"{label}: expected module:Class, path/to/file.py:Class or a .toml profile.")
+    module = _import_for(where, label)
+    found = getattr(module, attr, None)
+    if is_context(found):
+        return found
+    contexts = contexts_in(module)
+    there = f" Contexts there: {', '.join(contexts)}." if contexts else " It defines no BaseFlowContext subclass."
+    if found is None:
+        hint = closest(attr, contexts)
+        raise TargetError(
+            f"{label}: '{attr}' in {where} does not exist." + (f" Did you mean '{hint[0]}'?" if hint else "") + there
+        )
+    kind = "a function" if callable(found) and not isinstance(found, type) else f"a {type(found).__name__}"
+    if isinstance(found, type):
+        kind = "a class"
+    raise TargetError(f"{label}: '{attr}' in {where} is {kind}, not a BaseFlowContext subclass or instance.{there}")
+
+
+def is_context(value: Any) -> bool:
+    """A `BaseFlowContext` subclass (not the base itself) or a context instance."""
+    from dependency_injector import containers
+
+    from .context import BaseFlowContext
+
+    if isinstance(value, type):
+        return issubclass(value, BaseFlowContext) and value is not BaseFlowContext
+    return isinstance(value, containers.DynamicContainer)
+
+
+def contexts_in(module: ModuleType) -> list[str]:
+    """The public names of the contexts a module defines or imports, sorted."""
+    return sorted(name for name, value in vars(module).items() if not name.startswith("_") and is_context(value))
+
+
+def recorded(ref: str) -> str:
+    """``ref`` (a target or a context) as it reads from any folder: a file by its absolute path.
+
+    A module found in the current folder is recorded by its file too; an installed
+    module, or a dotted one (its package's own imports need its name), by its name.
+    """
+    where, sep, attr = ref.rpartition(":")
+    if ref.endswith(".toml"):
+        return str(Path(ref).resolve())
+    if not sep:
+        return ref
+    if _is_path(where):
+        return f"{Path(where).resolve()}:{attr}"
+    module = sys.modules.get(where)
+    file = getattr(module, "__file__", None)
+    if "." not in where and file and Path(file).resolve().is_relative_to(Path.cwd().resolve()):
+        return f"{Path(file).resolve()}:{attr}"
+    return ref
+
+
+def record_run(target: str, context: str | None) -> str:
+    """What `run` remembers for a flow: the target, and ``--context`` if one was given."""
+    words = [recorded(target)] + (["--context", recorded(context)] if context else [])
+    return shlex.join(words)
+
+
+def recorded_run(text: str) -> tuple[str, str | None]:
+    """``(target, context or None)`` from what `record_run` wrote (or a bare target, as older runs recorded)."""
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        return text, None
+    if len(words) == 3 and words[1] == "--context":
+        return words[0], words[2]
+    return (words[0], None) if len(words) == 1 else (text, None)
+
+
+def _is_path(where: str) -> bool:
+    return where.endswith(".py") or os.sep in where or "/" in where
+
+
+_loaded: dict[Path, ModuleType] = {}  # a file named by both the target and --context runs once
+_searched: dict[str, ModuleType] = {}  # the modules a command line named: where a missing context may be
+
+
 def _load_module(where: str) -> ModuleType:
-    if where.endswith(".py") or os.sep in where or "/" in where:
+    if _is_path(where):
         path = Path(where)
         if not path.is_file():
             raise TargetError(f"No file {where} (looked in {Path.cwd()}).")
-        folder = str(path.resolve().parent)
-        if folder not in sys.path:
-            sys.path.insert(0, folder)  # so the file can import its neighbours
-        name = f"aetherflow_target_{path.stem}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise TargetError(f"Cannot load {where} as Python.")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        return module
+        return _exec_file(path, where)
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        return importlib.import_module(where)
+        module = importlib.import_module(where)
     except ModuleNotFoundError as exc:
+        if exc.name is None or not (where == exc.name or where.startswith(exc.name + ".")):
+            raise  # the module exists; something it imports does not
         raise TargetError(f"No module named {where!r} ({exc}); give a file path or an importable module.") from None
+    _searched.setdefault(module.__name__, module)
+    return module
+
+
+def _exec_file(path: Path, where: str) -> ModuleType:
+    resolved = path.resolve()
+    module = _loaded.get(resolved)
+    if module is not None:
+        return module
+    folder = str(resolved.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)  # so the file can import its neighbours
+    name = f"aetherflow_target_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise TargetError(f"Cannot load {where} as Python.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    _loaded[resolved] = module
+    _searched.setdefault(module.__name__, module)
+    return module
+
+
+def _import_for(where: str, label: str) -> ModuleType:
+    """`_load_module` for ``--context``: every failure says which reference and how to fix it."""
+    if _is_path(where) and not Path(where).is_file():
+        raise TargetError(f"{label}: no file {where} (looked in {Path.cwd()}). {CONTEXT_FORMS}")
+    try:
+        return _load_module(where)
+    except TargetError as exc:
+        if "No module named" in str(exc):
+            raise TargetError(
+                f"{label}: no module named {where!r} (looked in {Path.cwd()} and the installed packages). {CONTEXT_FORMS}"
+            ) from None
+        raise
+    except Exception as exc:  # whatever the user's module raises while importing, say so
+        raise TargetError(
+            f"{label}: importing {where} raised {type(exc).__name__}: {exc}. Fix the import, or install what it needs."
+        ) from exc
+
+
+def missing_context(flow: Flow, context: Any, values: Mapping[str, Any], action: str = "ran") -> str | None:
+    """Why ``flow`` cannot run in ``context``, when a context the command line's modules define would fix it.
+
+    Without the providers a node asks for, its parameters look like job inputs, and
+    the error then blames a map or an input: this names the providers, the context
+    used, and the one to pass instead. None when no such context exists.
+    """
+    from .errors import FlowDefinitionError
+
+    try:
+        graph = flow.graph
+    except FlowDefinitionError:  # a problem of the flow's shape, whatever the context
+        return None
+    current = provider_names(context)
+    candidates = [
+        (module, name, value)
+        for module in _modules_of(flow)
+        for name in contexts_in(module)
+        if (value := getattr(module, name)) is not None
+    ]
+    wanted: dict[str, list[str]] = {}  # provider name -> the vertices that ask for it
+    offered = {p for _, _, value in candidates for p in provider_names(value)} - current
+    for vertex, node in zip(graph.names, graph.nodes, strict=True):
+        for param in node.params:
+            if param.name in offered and param.name not in graph.index and param.name not in values:
+                wanted.setdefault(param.name, []).append(f"node '{vertex}' ({node.location})")
+    fixes = [c for c in candidates if set(wanted) <= provider_names(c[2]) and _binds(flow, c[2])]
+    if not wanted or not fixes:
+        return None
+    module, name, _ = fixes[0]
+    asked = " and ".join(f"'{p}' ({', '.join(users)})" for p, users in wanted.items())
+    if context is None:
+        used = f"it {action} without a context"
+    else:
+        has = ", ".join(sorted(current)) or "none"
+        used = f"it {action} with the context {_name_of(context)} (providers: {has})"
+    where = _where_of(module)
+    return (
+        f"Flow '{flow.name}' asks for {asked}, which no context provides: {used}. "
+        f"{name} (in {where}) provides {'them' if len(wanted) > 1 else 'it'}: pass --context {where}:{name}."
+    )
+
+
+def _binds(flow: Flow, context: Any) -> bool:
+    from .errors import FlowDefinitionError
+
+    try:
+        flow.graph.bind(provider_names(context))
+    except FlowDefinitionError:
+        return False
+    return True
+
+
+def _name_of(context: Any) -> str:
+    cls = context if isinstance(context, type) else type(context)
+    if not isinstance(context, type) and hasattr(context, "declarative_parent"):
+        cls = getattr(context, "declarative_parent", None) or cls
+    return cls.__name__
+
+
+def _where_of(module: ModuleType) -> str:
+    """How a user names ``module`` on the command line: a file loaded by path by its path, else its name."""
+    file = getattr(module, "__file__", None)
+    if module.__name__.startswith("aetherflow_target_") and file:
+        path = Path(file).resolve()
+        return str(path.relative_to(Path.cwd().resolve())) if path.is_relative_to(Path.cwd().resolve()) else str(path)
+    return module.__name__
+
+
+def _modules_of(flow: Flow) -> Iterable[ModuleType]:
+    """The modules the command line named, then those of the flow's nodes."""
+    seen = dict(_searched)
+    for node in flow.graph.nodes:
+        module = sys.modules.get(getattr(node.fn, "__module__", "") or "")
+        if module is not None:
+            seen.setdefault(module.__name__, module)
+    return seen.values()
 
 
 def parse_value(text: str) -> Any:

@@ -5,9 +5,9 @@ tracer or meter provider is configured when a `Worker` is made: `telemetry_for` 
 returns ``None`` and the worker's jobs carry ``JobCall.trace = None``, so a node pays one
 ``is not None`` test. The API's own no-op providers count as not configured.
 
-When on, `JobTrace.call_node` / `acall_node` stand in for `invoke.call_node` /
-`acall_node`: the same attempt loop, built from the same helpers, with each attempt in
-its own span made current while the node runs, so a user's spans nest under it on a
+When on, `invoke.call_node` / `acall_node` enter and exit the job's `JobTrace` around
+each attempt (`invoke.AttemptTrace`): each attempt has its own span, made current while
+the node runs, so a user's spans nest under it on a
 worker thread, the calling thread of ``worker.run``, the event loop and the helper
 thread of a ``timeout``. On Dask the driver makes the span and its context travels with
 the task (`carrier` / `remote_parent`).
@@ -21,32 +21,16 @@ suspended,cancelled}``, ``aetherflow.node.duration``, ``aetherflow.state.commits
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import Suspend
-from .execution import _current
-from .invoke import (
-    _NO_HANDLES,
-    JobCall,
-    Outcome,
-    _arguments,
-    _Attempts,
-    _call_with_timeout,
-    _delay_or_raise,
-    _enter,
-    _failed_attempt,
-    _finish,
-    _timeout_error,
-)
-from .sentinels import UNSET
-from .state import Commit, StateConflict, StateHandle
+from .state import Commit, StateConflict
 
 # The OpenTelemetry API, imported only once a worker finds it imported already (see
 # `telemetry_for`): importing it costs ~60 ms, which `import aetherflow` does not pay.
@@ -72,9 +56,6 @@ def _api() -> bool:
         otel_trace = trace
     return True
 
-
-if TYPE_CHECKING:
-    from .graph import VertexPlan
 
 SCOPE = "aetherflow"  # the instrumentation scope of every tracer and meter made here
 
@@ -256,120 +237,21 @@ class JobTrace:
         span = self.begin(name, iteration, attempt, item, started)
         self.end(span, name, started, _RemoteError(error), ended)
 
-    # -- the node call, traced: invoke.call_node / acall_node with a span per attempt
+    # -- invoke.call_node's attempts, traced (`invoke.AttemptTrace`)
 
-    def call_node(
-        self,
-        call: JobCall,
-        vp: VertexPlan,
-        iteration: int,
-        item: Any = UNSET,
-        item_index: int | None = None,
-        started: float | None = None,
-    ) -> Outcome:
-        # Keep in step with invoke.call_node: the same helpers in the same order; tests
-        # run the retry, timeout, conflict and suspend cases traced too (test_tracing.py).
-        node = vp.node
-        attempts: _Attempts | None = None  # built on the first failure: most calls never need it
-        attempt = 1
-        if started is None:
-            started = time.time()
-        while True:
-            ex, token = _enter(call, vp, iteration, attempt)
-            span = self.begin(vp.name, iteration, attempt, item_index)
-            otel_token = otel_context.attach(
-                self.parent if span is None else otel_trace.set_span_in_context(span, self.parent)
-            )
-            outcome: BaseException | Sequence[Commit] | None = None
-            handles: list[StateHandle] = [] if vp.uses_state else _NO_HANDLES
-            try:
-                args = _arguments(call, vp, ex, handles, item, item_index)
-                if node.timeout is None:
-                    value = node.call_positional(*args)
-                else:
-                    value = _call_with_timeout(node.call_positional, args, node.timeout, vp.name, ex, call.scopes)
-                if (
-                    handles
-                    or call.check_value is not None
-                    or (type(value) is not vp.output_exact and vp.check_output is not None)
-                ):
-                    result = _finish(call, vp, ex, value, handles, started)
-                    outcome = result[1]
-                    return result
-                outcome = ()
-                return value, (), attempt, started  # nothing to validate, store-check or commit
-            except Exception as exc:  # noqa: BLE001 - the retry policy decides what ends the call
-                outcome = exc
-                if attempts is None:
-                    attempts = _Attempts(node, vp.name, call.run.job_id)
-                attempts.attempt = attempt
-                delay = _delay_or_raise(attempts, exc, started)
-                _failed_attempt(
-                    call, vp, ex, item_index, started, exc, delay, attempts.conflicts, threading.current_thread().name
-                )
-            except BaseException as exc:  # Ctrl-C in the node: the span still ends
-                outcome = exc
-                raise
-            finally:
-                otel_context.detach(otel_token)
-                self.end(span, vp.name, started, outcome)
-                _current.reset(token)
-            attempt += 1
-            if delay:
-                time.sleep(delay)
-            started = time.time()
+    def enter(self, name: str, iteration: int, attempt: int, item: int | None) -> tuple[Any, Any]:
+        """Start an attempt's span and make it current, so a user's spans in the node nest under it."""
+        span = self.begin(name, iteration, attempt, item)
+        token = otel_context.attach(self.parent if span is None else otel_trace.set_span_in_context(span, self.parent))
+        return span, token
 
-    async def acall_node(
-        self,
-        call: JobCall,
-        vp: VertexPlan,
-        iteration: int,
-        item: Any = UNSET,
-        item_index: int | None = None,
-        started: float | None = None,
-    ) -> Outcome:
-        # Keep in step with invoke.acall_node (see call_node above).
-        node = vp.node
-        attempts = _Attempts(node, vp.name, call.run.job_id)
-        attempt = 1
-        if started is None:
-            started = time.time()
-        while True:
-            ex, token = _enter(call, vp, iteration, attempt)
-            span = self.begin(vp.name, iteration, attempt, item_index)
-            otel_token = otel_context.attach(
-                self.parent if span is None else otel_trace.set_span_in_context(span, self.parent)
-            )
-            outcome: BaseException | Sequence[Commit] | None = None
-            handles: list[StateHandle] = []
-            try:
-                args = _arguments(call, vp, ex, handles, item, item_index)
-                if node.timeout is None:
-                    value = await node.call_positional(*args)
-                else:
-                    try:
-                        value = await asyncio.wait_for(node.call_positional(*args), node.timeout)
-                    except TimeoutError:
-                        raise _timeout_error(vp.name, ex, node.timeout) from None
-                result = _finish(call, vp, ex, value, handles, started)
-                outcome = result[1]
-                return result
-            except Exception as exc:  # noqa: BLE001 - the retry policy decides what ends the call
-                outcome = exc
-                attempts.attempt = attempt
-                delay = _delay_or_raise(attempts, exc, started)
-                _failed_attempt(call, vp, ex, item_index, started, exc, delay, attempts.conflicts, "asyncio")
-            except BaseException as exc:  # cancelled: the span still ends
-                outcome = exc
-                raise
-            finally:
-                otel_context.detach(otel_token)
-                self.end(span, vp.name, started, outcome)
-                _current.reset(token)
-            attempt += 1
-            if delay:
-                await asyncio.sleep(delay)
-            started = time.time()
+    def exit(
+        self, entered: tuple[Any, Any], name: str, started: float, outcome: BaseException | Sequence[Commit] | None
+    ) -> None:
+        """End what `enter` started: ``outcome`` is the attempt's commits when it completed, else its error."""
+        span, token = entered
+        otel_context.detach(token)
+        self.end(span, name, started, outcome)
 
     # -- the end of the job
 

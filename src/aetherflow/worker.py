@@ -1,14 +1,16 @@
-"""`Worker`: a long-lived executor that runs many jobs of many flows at once.
+"""`Worker`: a long-lived executor that runs many jobs of many flows at once (the façade).
 
-It owns its threads (fed by one `queue.SimpleQueue`), an event loop thread for
-``async def`` nodes (started on first use), the worker- and thread-scoped instances, the
-`worker_state` spaces, and a store. A thread that finishes a node runs the node's first
-ready successor itself, so a chain pays no thread hand-off per node.
+It holds the public API (submit, run, map, resume, recover, close, on, worker_state),
+resolves each flow's context and injectors, and starts jobs: each job gets a `Driver`
+(driver.py), which alone changes the job's `JobRun` and `Job`. Node calls run on the
+worker's runner (runner.py): by default a `LocalRunner` with its threads and event loop;
+`aetherflow.dask.DaskWorker` passes a Dask runner. The worker also owns the worker-scoped
+instances, the `worker_state` spaces, the store, and the heartbeat. `default_worker` is
+the worker behind ``flow.run()``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import logging
@@ -17,40 +19,35 @@ import os
 import socket
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from queue import SimpleQueue
 from typing import Any, NamedTuple
 
 from .caches import IdentityCache
 from .context import is_context_class, provider_names
+from .driver import Crew, Driver, recorded_job
 from .errors import (
     AetherFlowError,
-    JobCancelledError,
     JobClaimedError,
     MissingInputError,
-    NodeError,
-    StoreError,
-    Suspend,
     UsageError,
     closest,
 )
 from .events import Hooks
 from .flow import Flow, as_flow
 from .graph import B_PROVIDER, Plan, job_inputs
-from .invoke import JobCall, Outcome, acall_node, call_node
-from .job import Job, JobSuspendedError
+from .invoke import JobCall
+from .job import Job
 from .lifetimes import check_lifetimes
 from .node import Node
 from .providers import injector_of
 from .recovery import claim, give_answer, rebuild, refuse_redacted_inputs
-from .runs import RunFacts
+from .runner import LocalRunner, Runner
 from .scheduler import JobRun
-from .scopes import JobScopes, ScopeCache, ThreadCaches
+from .scopes import JobScopes, ScopeCache
 from .sentinels import UNSET
 from .state import StateScope, StateSpace
-from .status import JobStatus, NodeStatus
+from .status import JobStatus
 from .store import Store, open_store
 from .store.serialize import value_checker
 from .tracing import telemetry_for
@@ -58,11 +55,9 @@ from .viz import topology_json
 
 log = logging.getLogger("aetherflow.worker")  # the same logger as events.py's
 
-# Enum members read once: in Python 3.11 `NodeStatus.X` costs ~10x a global (EnumType.__getattr__).
-RUNNING, COMPLETED = NodeStatus.RUNNING, NodeStatus.COMPLETED
+# Enum members read once: in Python 3.11 `JobStatus.X` costs ~10x a global (EnumType.__getattr__).
 JOB_RUNNING, JOB_COMPLETED, JOB_SUSPENDED = JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.SUSPENDED
 
-_Task = tuple[JobCall, Job, int, int]  # (call, job, vertex, item index or -1)
 # (context, flow plan) pairs whose injectors a worker keeps: far more than a service uses,
 # few enough that a new context or flow per request cannot pile up.
 INJECTOR_CACHE_SIZE = 256
@@ -90,6 +85,21 @@ def new_job_id() -> str:
 
 def _default_threads() -> int:
     return min(32, (os.cpu_count() or 1) + 4)
+
+
+def _as_flow(flow: Flow | Node) -> Flow:
+    return flow.as_flow() if isinstance(flow, Node) else flow
+
+
+def _acquire_blas(blas_threads: int | None, threads: int) -> int | None:
+    """Cap the BLAS libraries' own threads (one each when several worker threads run numpy at once)."""
+    if blas_threads is UNSET:
+        blas_threads = 1 if threads > 1 else None
+    if blas_threads is not None:
+        from . import blas
+
+        blas.acquire(blas_threads)
+    return blas_threads
 
 
 def _check_options(threads: object, durability: object, lease: object) -> None:
@@ -132,7 +142,9 @@ class Worker:
         blas_threads: int | None = UNSET,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         lease: float = 30.0,
+        runner: Runner | None = None,
     ) -> None:
+        """``runner``: where node calls run (default: a `LocalRunner` of ``threads`` threads; see runner.py)."""
         _check_options(threads, durability, lease)  # before any thread or store exists
         self.id = name or f"worker-{uuid.uuid4().hex[:8]}"
         self.context = context
@@ -143,17 +155,10 @@ class Worker:
             store if isinstance(store, Store) else open_store(store or "memory://", durability=durability)
         )
         self._check_value = value_checker(self.store)
-        self._flows: dict[str, Flow] = {}
-        self._topologies: dict[
-            str, Any
-        ] = {}  # flow name -> the graph whose shape this worker recorded (for the dashboard)
-        for f in flows or ():
-            self.add_flow(f)
+        self._flows: dict[str, Flow] = {f.name: f for f in map(_as_flow, flows or ())}  # for resume and recover
+        self._topologies: dict[str, Any] = {}  # flow name -> the graph whose shape this worker recorded (dashboard)
         self._hooks = Hooks(on_event)
-        self._queue: SimpleQueue[Any] = SimpleQueue()  # tasks, or None to stop a thread
-        self._telemetry = telemetry_for(self.id, self._queue.qsize)  # OpenTelemetry, or None: decided once per worker
         self._lock = threading.Lock()
-        self._active: dict[str, tuple[Job, JobCall]] = {}
         self._idle = threading.Condition(self._lock)
         self._closed = False
         self._contexts: dict[type, Any] = {}
@@ -161,36 +166,27 @@ class Worker:
         self._injectors: IdentityCache[dict[str, Callable[[], Any]]] = IdentityCache(INJECTOR_CACHE_SIZE)
         self._worker_cache = ScopeCache(f"worker {self.id}")
         self._worker_spaces: dict[tuple[str, str], StateSpace] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: threading.Thread | None = None
-        if blas_threads is UNSET:
-            blas_threads = 1 if self.threads > 1 else None
-        self._blas = blas_threads
-        if blas_threads is not None:
-            from . import blas
-
-            blas.acquire(blas_threads)
-        self._pool = [
-            threading.Thread(target=self._serve, name=f"{self.id}-{n}", daemon=True) for n in range(self.threads)
-        ]
-        self._thread_caches = ThreadCaches(owned=self._pool)
+        self._blas = _acquire_blas(blas_threads, self.threads)
+        self._runner: Runner = runner if runner is not None else LocalRunner()
+        self._runner.start(self.id, self.threads)
+        self._telemetry = telemetry_for(self.id, self._runner.queued)  # OpenTelemetry, or None: decided once per worker
+        self._crew = Crew(self.store, self._hooks, self._runner, self._idle)  # what every job's driver shares
+        self._active = self._crew.active  # the drivers of the jobs running here, by job id
         # Bound methods handed to every job, made once (each would be a new object per job).
-        self._thread_cache_fn = self._thread_caches.get
+        self._thread_cache_fn = self._runner.thread_caches.get
         self._worker_space_fn = self._worker_space
         self._cancel_fn = self._cancel
         self._emit_fn = self._hooks.emit
-        for t in self._pool:
-            t.start()
         self._heartbeat_stop = threading.Event()
-        if self.store.persistent:
-            self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time(), self.lease)
+        if self.store.persistent:  # a store other processes read: say this one is alive, every lease / 3
+            self._beat_once()
             threading.Thread(target=self._beat, name=f"{self.id}-heartbeat", daemon=True).start()
 
     # -- public API -----------------------------------------------------------------------
 
     def add_flow(self, flow: Flow | Node) -> Flow:
         """Make ``flow`` known by name, for `resume` and `recover`."""
-        f = flow.as_flow() if isinstance(flow, Node) else flow
+        f = _as_flow(flow)
         self._flows[f.name] = f
         return f
 
@@ -287,7 +283,8 @@ class Worker:
     ) -> Job:
         """`resume`; ``taking_over`` (for `recover`): a job someone finished meanwhile is not ours to return."""
         with self._lock:
-            live = self._active.get(job_id, (None, None))[0]
+            driver = self._active.get(job_id)
+        live = driver.job if driver is not None else None
         if live is not None and live.status is not JobStatus.SUSPENDED:
             raise JobClaimedError(
                 f"Job {job_id} is still {live.status.value} on this worker; wait for it or cancel it first."
@@ -356,19 +353,10 @@ class Worker:
         with self._lock:
             if self._closed:
                 return
-            self._closed = True
+            self._closed = self._crew.closing = True
             while self._active:
                 self._idle.wait(0.05)
-        for _ in self._pool:
-            self._queue.put(None)
-        for t in self._pool:
-            t.join()
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            if self._loop_thread is not None:
-                self._loop_thread.join()
-            self._loop.close()
-        self._thread_caches.close_others()  # of threads that are not the worker's own (loop, callers of run)
+        self._runner.close()
         self._worker_cache.close()
         self._heartbeat_stop.set()
         if self._owns_store:
@@ -390,7 +378,7 @@ class Worker:
 
     def _cancel_unfinished(self) -> None:
         """Cancel every job of this worker that is not suspended; running nodes finish, queued ones never start."""
-        _cancel_all([job for job, _ in list(self._active.values()) if job.status is not JOB_SUSPENDED])
+        _cancel_all([d.job for d in list(self._active.values()) if d.job.status is not JOB_SUSPENDED])
 
     def __repr__(self) -> str:
         return f"<Worker {self.id} threads={self.threads} store={self.store.url}>"
@@ -402,6 +390,8 @@ class Worker:
         self._refuse_if_closed()  # before a job is recorded that would never run
         f = as_flow(flow, "submit(flow)")  # a non-flow is a UsageError, not an AttributeError
         ctx = self._context_for(f, context)
+        if ctx is not None:
+            self._runner.accepts(ctx, f.name)
         plan = f.graph.bind(provider_names(ctx))
         observed = self._hooks.wanted()
         return _Prepared(f, f.name, ctx, plan, self._injectors_for(ctx, plan), observed)
@@ -444,10 +434,7 @@ class Worker:
 
     def _recorded(self, prepared: _Prepared, run: JobRun, output: Any) -> Job:
         """A completed job, as its record says: resuming it runs nothing and writes nothing."""
-        job = Job(run.job_id, prepared.flow, run, self._cancel_fn)
-        job._status = JOB_COMPLETED
-        job._finished(output, None)
-        return job
+        return recorded_job(Job(run.job_id, prepared.flow, run, self._cancel_fn), output)
 
     def _launch(
         self,
@@ -477,30 +464,14 @@ class Worker:
         )
         if self._telemetry is not None:  # OpenTelemetry: the job's span (tracing.py)
             call.trace = self._telemetry.start_job(run.job_id, name, resumed)
-        self._active[job.id] = (job, call)  # atomic; no lock on the per-job path
-        job._status = JOB_RUNNING
-        if self._hooks:
-            self._hooks.emit("job_started", job=job.id, flow=name)
-        if ended or not ready:  # a resumed job whose every reachable vertex had completed
-            self._finish(job, call)
-            return job
-        for i in ready[1:] if first_here else ready:
-            self._queue.put((call, job, i, -1))
-        if first_here:
-            self._execute_here((call, job, ready[0], -1))
+        driver = Driver(self._crew, job, run, call)
+        self._active[job.id] = driver  # atomic; no lock on the per-job path
+        driver.start(ready, first_here, ended)
         return job
 
     def _refuse_if_closed(self) -> None:
         if self._closed:
             raise AetherFlowError(f"Worker {self.id} is closed; create a new Worker to run more jobs.")
-
-    def _execute_here(self, task: _Task) -> None:
-        """Run a task on the calling thread (see `run`)."""
-        try:
-            self._execute(task, threading.current_thread().name)
-        except BaseException as exc:  # Ctrl-C while a node runs here, or a bug: end the job first
-            self._fail_task(task, exc)
-            raise
 
     def _context_for(self, flow: Flow, context: Any) -> Any:
         ctx = context if context is not None else flow.context if flow.context is not None else self.context
@@ -561,356 +532,7 @@ class Worker:
             )
         return known
 
-    # -- running nodes ----------------------------------------------------------------------
-
-    def _serve(self) -> None:
-        get = self._queue.get
-        thread = threading.current_thread().name
-        while True:
-            task = get()
-            if task is None:
-                break
-            try:
-                self._execute(task, thread)
-            except BaseException as exc:  # a bug here must not kill the thread or hang the job
-                log.critical("AetherFlow internal error while running a node", exc_info=True)
-                self._fail_task(task, exc)
-            task = None  # an idle thread must not keep its last job alive
-        self._thread_caches.close_current()  # thread-scoped instances are torn down on their own thread
-
-    def _execute(self, task: Any, thread: str) -> None:
-        call, job, i, k = task
-        run = job.run
-        # The per-node loop: a chain runs thousands of times round it, so what it reads
-        # per node is bound here (a one-node job pays for each name too: only the hot ones).
-        plain, vertices, status, runs = run.graph.plain, run.plan.vertices, run.status, run.runs
-        here = self._calls_here
-        # Tracing's one test, per task (a chain's nodes share it): a traced job calls the same loop with a span per attempt (tracing.py).
-        call_fn = call_node if call.trace is None else call.trace.call_node
-        while True:
-            if run.stopped is not None:
-                if run.dropped(i):
-                    self._finish(job, call)
-                return
-            if not plain[i]:
-                if k < 0 and run.graph.mapped[i]:
-                    nxt = self._start_map(call, job, i)
-                    if nxt is None:
-                        return
-                    call, job, i, k = nxt
-                    continue
-                if here and vertices[i].node.is_async:
-                    self._run_async((call, job, i, k))
-                    return
-            status[i] = RUNNING
-            if call.observed:
-                self._started(job, i, k)
-            started = time.time()
-            if not here:
-                self._send_node(call, job, i, k, started)
-                return  # `DaskWorker` continues when its task comes back
-            try:
-                outcome: Outcome | BaseException = call_fn(
-                    call, vertices[i], runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None, started
-                )
-            except (NodeError, Suspend, AetherFlowError) as exc:
-                outcome = exc
-            ready = self._settle(call, job, i, k, started, thread, outcome)
-            if not ready:
-                return
-            if len(ready) > 1:
-                for r in ready[1:]:
-                    self._queue.put((call, job, r, -1))
-            i, k = ready[0], -1
-
-    # Whether nodes are called on this process's threads and loop; `aetherflow.dask.DaskWorker`
-    # sends them to the cluster instead (`_send_node`).
-    _calls_here = True
-
-    def _send_node(self, call: JobCall, job: Job, i: int, k: int, started: float) -> None:
-        raise NotImplementedError("a worker that does not call nodes here sends them elsewhere")
-
-    def _continue(
-        self, call: JobCall, job: Job, i: int, k: int, started: float, thread: str, outcome: Outcome | BaseException
-    ) -> None:
-        """Settle a call that finished off the worker's threads, and queue what became ready."""
-        for r in self._settle(call, job, i, k, started, thread, outcome):
-            self._queue.put((call, job, r, -1))
-
-    def _start_map(self, call: JobCall, job: Job, i: int) -> _Task | None:
-        run = job.run
-        source = run.graph.names[run.graph.explicit[i][0]]
-        try:
-            items = list(run.outputs[source])
-        except TypeError as exc:
-            err = NodeError(
-                f"is mapped over '{source}', whose output {type(run.outputs[source]).__name__} is not iterable; return a list.",
-                node=run.graph.names[i],
-                job_id=run.job_id,
-            )
-            err.__cause__ = exc
-            if run.failed(i, err):
-                self._finish(job, call)
-            return None
-        run.map_items[i] = items
-        todo, results = run.start_map(i, items)
-        if not todo:
-            ready, ended = run.completed(i, results)
-            if ended:
-                self._finish(job, call)
-                return None
-            for r in ready[1:]:
-                self._queue.put((call, job, r, -1))
-            return (call, job, ready[0], -1) if ready else None
-        for k in todo[1:]:
-            self._queue.put((call, job, i, k))
-        return (call, job, i, todo[0])
-
-    def _settle(
-        self, call: JobCall, job: Job, i: int, k: int, started: float, thread: str, outcome: Outcome | BaseException
-    ) -> list[int]:
-        """Record a finished call and tell the scheduler; returns the vertices now ready."""
-        if not isinstance(outcome, tuple):
-            self._settle_unfinished(call, job, i, k, started, thread, outcome)
-            return []
-        output, commits, attempt, started = outcome  # started: of the attempt that won, after any failed ones
-        run = job.run
-        name = run.graph.names[i]
-        try:
-            call.record_run(
-                (
-                    name,
-                    run.runs[i],
-                    attempt,
-                    COMPLETED,
-                    thread,
-                    started,
-                    time.time(),
-                    output,
-                    commits,
-                    None,
-                    None,
-                    k if k >= 0 else None,
-                )
-            )
-        except Exception as exc:  # noqa: BLE001 - a completion that cannot be recorded fails the node
-            error = NodeError(
-                f"completed, but its run could not be recorded in {self.store.url}: {type(exc).__name__}: {exc}",
-                node=name,
-                job_id=run.job_id,
-            )
-            error.__cause__ = exc
-            self._settle_unfinished(call, job, i, k, started, thread, error)
-            return []
-        if call.observed:
-            if self._hooks:
-                self._hooks.emit("node_completed", job=run.job_id, node=name, output=output)
-            log.debug(
-                "Node '%s' completed in job %s",
-                name,
-                run.job_id,
-                extra={"job_id": run.job_id, "node": name, "attempt": attempt},
-            )
-        ready, ended = run.item_completed(i, k, output) if k >= 0 else run.completed(i, output)
-        if ended:
-            self._finish(job, call)
-        return ready
-
-    def _settle_unfinished(
-        self, call: JobCall, job: Job, i: int, k: int, started: float, thread: str, outcome: BaseException
-    ) -> None:
-        """Record a call that suspended or failed, and stop the job."""
-        run = job.run
-        name = run.graph.names[i]
-        item = k if k >= 0 else None
-        record = self._record if not call.taken_over else _forget  # another process owns the job now
-        if isinstance(outcome, Suspend):
-            record(
-                RunFacts(
-                    run.job_id,
-                    name,
-                    run.runs[i],
-                    1,
-                    NodeStatus.SUSPENDED,
-                    thread,
-                    started,
-                    time.time(),
-                    error=outcome.reason,
-                    item=item,
-                )
-            )
-            ended = run.suspend(i, outcome.reason)
-        else:
-            attempt = getattr(outcome, "attempt", 1)
-            started = getattr(outcome, "attempt_started", started)  # set when earlier attempts failed
-            tb = getattr(outcome, "remote_traceback", None) or "".join(
-                traceback.format_exception(outcome)
-            )  # from a Dask worker: its own
-            record(
-                RunFacts(
-                    run.job_id,
-                    name,
-                    run.runs[i],
-                    attempt,
-                    NodeStatus.FAILED,
-                    thread,
-                    started,
-                    time.time(),
-                    error=str(outcome),
-                    traceback=tb,
-                    item=item,
-                )
-            )
-            if self._hooks:
-                self._hooks.emit("node_failed", job=run.job_id, node=name, error=outcome)
-            log.warning("%s", outcome, extra={"job_id": run.job_id, "node": name, "attempt": attempt})
-            ended = run.failed(i, outcome)
-        if ended:
-            self._finish(job, call)
-
-    def _fail_task(self, task: Any, exc: BaseException) -> None:
-        """Fail the job of a task that hit an internal error, so its result() does not wait forever."""
-        if not (isinstance(task, tuple) and len(task) == 4):
-            return
-        call, job, i, _ = task
-        name = job.run.graph.names[i]
-        if isinstance(exc, Exception):
-            error = AetherFlowError(
-                f"internal error in AetherFlow while running node '{name}': {type(exc).__name__}: {exc}"
-            )
-        else:
-            error = AetherFlowError(f"interrupted by {type(exc).__name__} while running node '{name}'")
-        error.__cause__ = exc
-        ends_as = JobStatus.FAILED if isinstance(exc, Exception) else JobStatus.CANCELLED  # Ctrl-C cancels (DESIGN §6)
-        try:
-            if job.run.failed(i, error, ends_as):
-                self._finish(job, call)
-        except Exception:  # the job's state is beyond repair; the log has both errors
-            log.critical("Could not fail job %s after an internal error", job.id, exc_info=True)
-
-    def _record(self, facts: RunFacts) -> None:
-        """Record a run that did not complete; if even that fails, the log has it."""
-        try:
-            self.store.record_run(facts)
-        except Exception:  # the job still ends; the store is what failed
-            log.error(
-                "Could not record run of '%s' in job %s",
-                facts.node,
-                facts.job_id,
-                exc_info=True,
-                extra={"job_id": facts.job_id, "node": facts.node},
-            )
-
-    def _run_async(self, task: _Task) -> None:
-        loop = self._event_loop()
-        asyncio.run_coroutine_threadsafe(self._acall(task), loop)
-
-    async def _acall(self, task: _Task) -> None:
-        call, job, i, k = task
-        run = job.run
-        run.began(i)
-        if call.observed:
-            self._started(job, i, k)
-        started = time.time()
-        try:
-            call_async = (
-                acall_node if call.trace is None else call.trace.acall_node
-            )  # traced: a span per attempt (tracing.py)
-            outcome: Outcome | BaseException = await call_async(
-                call,
-                run.plan.vertices[i],
-                run.runs[i],
-                run.map_items[i][k] if k >= 0 else UNSET,
-                k if k >= 0 else None,
-                started,
-            )
-        except (NodeError, Suspend, AetherFlowError) as exc:
-            outcome = exc
-        self._continue(call, job, i, k, started, "asyncio", outcome)
-
-    def _event_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            with self._lock:
-                if self._loop is None:
-                    loop = asyncio.new_event_loop()
-                    started = threading.Event()
-
-                    def serve() -> None:
-                        asyncio.set_event_loop(loop)
-                        loop.call_soon(started.set)
-                        loop.run_forever()
-
-                    self._loop_thread = threading.Thread(target=serve, name=f"{self.id}-asyncio", daemon=True)
-                    self._loop_thread.start()
-                    started.wait()
-                    self._loop = loop
-        return self._loop
-
-    # -- finishing jobs -------------------------------------------------------------------------
-
-    def _finish(self, job: Job, call: JobCall) -> None:
-        run = job.run
-        status = run.final_status()
-        self._close_job_scopes(call)  # teardowns end before result() returns
-        if call.taken_over:
-            self._active.pop(job.id, None)
-            job._status = JobStatus.CANCELLED
-            job._finished(
-                None,
-                JobClaimedError(
-                    f"Job {job.id} was taken over by another process (this one was silent past its lease); it runs there now."
-                ),
-            )
-            return
-        output = run.result() if status is JOB_COMPLETED else UNSET
-        error = None if run.error is None else str(run.error)
-        if status is JOB_SUSPENDED and run.suspended:
-            error = f"suspended at '{run.suspended[0]}': {run.suspended[1]}"
-        try:
-            self.store.set_job_status(job.id, status, time.time(), output=self._stored_output(output), error=error)
-        except Exception as exc:
-            log.error(
-                "Could not record the end of job %s", job.id, exc_info=True, extra={"job_id": job.id, "node": None}
-            )
-            if status is JOB_COMPLETED:
-                status, output = JobStatus.FAILED, UNSET
-                run.error = StoreError(
-                    f"Job {job.id} ran to its end, but {self.store.url} could not record that: {type(exc).__name__}: {exc}. "
-                    "Its completed nodes are recorded; once the store is writable, resume() or recover() records the end without running them again."
-                )
-                run.error.__cause__ = exc
-        job._status = status
-        if call.trace is not None:  # OpenTelemetry: end the job's span before result() returns
-            call.trace.finished(status.value, run.error, run.suspended)
-        self._active.pop(job.id, None)  # a suspended job lives in the store until it is resumed
-        if self._closed:
-            with self._lock:
-                self._idle.notify_all()
-        if self._hooks:
-            self._hooks.emit("job_finished", job=job.id, flow=call.flow, status=status)
-        if call.observed:
-            log.debug("Job %s of flow '%s' %s", job.id, call.flow, status.value, extra={"job_id": job.id, "node": None})
-        if status is JOB_COMPLETED:
-            job._finished(output, None)
-        elif status is JobStatus.FAILED:
-            job._finished(None, run.error or AetherFlowError(f"Job {job.id} failed."))
-        elif status is JobStatus.CANCELLED:
-            job._finished(None, JobCancelledError(job.id))
-        else:
-            node, reason = run.suspended or ("?", "")
-            job._finished(None, JobSuspendedError(job.id, node, reason))
-
-    def _close_job_scopes(self, call: JobCall) -> None:
-        call.scopes.close()
-
-    def _stored_output(self, output: Any) -> Any:
-        if output is UNSET or self._check_value is None:
-            return output
-        try:
-            self._check_value(output, "(job)", "output")
-        except AetherFlowError:
-            return repr(output)
-        return output
+    # -- jobs running here -------------------------------------------------------------------
 
     def _cancel(self, job: Job) -> None:
         if job.status is JOB_SUSPENDED:  # nothing runs: it just will never be resumed
@@ -919,11 +541,11 @@ class Worker:
                 job.id, self.id, progress.token, JOB_SUSPENDED, becomes=JobStatus.CANCELLED
             ):
                 self.store.set_job_status(job.id, JobStatus.CANCELLED, time.time(), error="cancelled while suspended")
-                job._status = JobStatus.CANCELLED
+                job._cancelled_while_suspended()
             return
-        entry = self._active.get(job.id)
-        if entry is not None and entry[0] is job and job.run.cancel():
-            self._finish(job, entry[1])
+        driver = self._active.get(job.id)
+        if driver is not None and driver.job is job:
+            driver.cancel()
 
     # -- scopes and state ----------------------------------------------------------------------
 
@@ -935,46 +557,25 @@ class Worker:
                 space = self._worker_spaces.setdefault(key, StateSpace(StateScope.WORKER, f"{flow}/{node}"))
         return space
 
-    def _started(self, job: Job, i: int, k: int) -> None:
-        self._hooks.node_started(job.id, job.run.graph.names[i], None if k < 0 else k)
-
-    def _let_go(self, job_id: str) -> None:
-        """Stop a job another process has claimed: start nothing more of it, and record nothing more.
-
-        A worker on another host that was silent past its lease (a long pause, a network
-        split) may find its jobs taken over; it notices at its next heartbeat.
-        """
-        entry = self._active.get(job_id)
-        if entry is None:
-            return
-        job, call = entry
-        call.taken_over = True
-        call.record_run = _forget
-        log.warning(
-            "Job %s was taken over by another process; stopping it here", job_id, extra={"job_id": job_id, "node": None}
-        )
-        if job.run.cancel():
-            self._finish(job, call)
+    def _beat_once(self) -> None:
+        self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time(), self.lease)
 
     def _beat(self) -> None:
         while not self._heartbeat_stop.wait(self.lease / 3):
             try:
-                self.store.heartbeat(self.id, os.getpid(), socket.gethostname(), time.time(), self.lease)
+                self._beat_once()
                 for job_id in (
                     self.store.cancel_requests(list(self._active)) if self._active else ()
                 ):  # from the dashboard
-                    if (entry := self._active.get(job_id)) is not None:
-                        entry[0].cancel()
+                    if (driver := self._active.get(job_id)) is not None:
+                        driver.job.cancel()
                 for job_id in (
                     self.store.taken_over(list(self._active)) if self._active else ()
                 ):  # paused past the lease
-                    self._let_go(job_id)
+                    if (driver := self._active.get(job_id)) is not None:
+                        driver.let_go()
             except Exception:
                 log.warning("Heartbeat of %s failed", self.id, exc_info=True)
-
-
-def _forget(_: object) -> None:
-    """Where the runs of a job taken over by another process go: nowhere."""
 
 
 def _refuse_unknown_inputs(plan: Plan, flow: str, given: dict[str, Any]) -> None:

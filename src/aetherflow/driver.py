@@ -1,0 +1,421 @@
+"""A job's driver: the one object that changes a job's `JobRun` and its `Job`.
+
+Each job started or resumed on a `Worker` gets one `Driver`. It runs the job's loop: take
+a ready vertex, call its node here or hand it to the worker's runner, record the outcome
+in the store, tell the scheduler (`JobRun`), which answers with the vertices now ready,
+and end the job once nothing is left. Only `JobRun` methods change the `JobRun`, and only
+`Job` methods change the `Job`; the driver is the one caller of both.
+
+Where calls run is the runner's business (runner.py): a runner's threads take
+``(driver, vertex, item)`` tasks off its queue and call `Driver.step`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from .errors import AetherFlowError, JobCancelledError, JobClaimedError, NodeError, StoreError, Suspend
+from .invoke import JobCall, Outcome, acall_node, call_node
+from .job import Job, JobSuspendedError
+from .runs import RunFields
+from .sentinels import UNSET
+from .status import JobStatus, NodeStatus
+
+if TYPE_CHECKING:
+    from .events import Hooks
+    from .runner import Runner
+    from .scheduler import JobRun
+    from .store import Store
+
+log = logging.getLogger("aetherflow.worker")  # the same logger as events.py's
+
+# Enum members read once: in Python 3.11 `NodeStatus.X` costs ~10x a global (EnumType.__getattr__).
+COMPLETED, SUSPENDED, FAILED = NodeStatus.COMPLETED, NodeStatus.SUSPENDED, NodeStatus.FAILED
+JOB_COMPLETED, JOB_SUSPENDED = JobStatus.COMPLETED, JobStatus.SUSPENDED
+JOB_FAILED, JOB_CANCELLED = JobStatus.FAILED, JobStatus.CANCELLED
+
+
+class Crew:
+    """What the drivers of one worker share: its store, hooks and runner, and its register of live jobs.
+
+    A driver takes its job off ``active`` when the job ends; once the worker is
+    ``closing``, it also wakes the worker, which waits on ``idle`` for ``active`` to empty.
+    """
+
+    __slots__ = ("active", "closing", "hooks", "idle", "runner", "store")
+
+    def __init__(self, store: Store, hooks: Hooks, runner: Runner, idle: threading.Condition) -> None:
+        self.store = store
+        self.hooks = hooks
+        self.runner = runner
+        self.active: dict[str, Driver] = {}  # the drivers of the jobs running here, by job id
+        self.closing = False
+        self.idle = idle
+
+    def done(self, job_id: str) -> None:
+        """Job ``job_id`` ended here (or stopped here: taken over); a suspended job lives on in the store."""
+        self.active.pop(job_id, None)
+        if self.closing:
+            with self.idle:
+                self.idle.notify_all()
+
+
+class Driver:
+    """Drives one job from its first ready vertex to its end (see the module docstring)."""
+
+    __slots__ = ("call", "crew", "job", "run")
+
+    def __init__(self, crew: Crew, job: Job, run: JobRun, call: JobCall) -> None:
+        self.crew = crew
+        self.job = job
+        self.run = run
+        self.call = call
+
+    # -- starting ------------------------------------------------------------------------------
+
+    def start(self, ready: list[int], first_here: bool = False, ended: bool = False) -> None:
+        """Mark the job running and queue its ready vertices (the first runs on this thread when ``first_here``)."""
+        job = self.job
+        job._began()
+        if self.crew.hooks:
+            self.crew.hooks.emit("job_started", job=job.id, flow=self.call.flow)
+        if ended or not ready:  # a resumed job whose every reachable vertex had completed
+            self.finish()
+            return
+        put = self.crew.runner.put
+        for i in ready[1:] if first_here else ready:
+            put((self, i, -1))
+        if first_here:
+            self.step_here(ready[0])
+
+    def step_here(self, i: int) -> None:
+        """Run vertex ``i`` and what follows it on the calling thread (see `Worker.run`)."""
+        try:
+            self.step(i, -1, threading.current_thread().name)
+        except BaseException as exc:  # Ctrl-C while a node runs here, or a bug: end the job first
+            self.fail(i, exc)
+            raise
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def step(self, i: int, k: int, thread: str) -> None:
+        """Run vertex ``i`` (item ``k`` of a map, or -1), then each first ready successor, until none is left here."""
+        run, call = self.run, self.call
+        runner = self.crew.runner
+        # The per-node loop: a chain runs thousands of times round it, so what it reads
+        # per node is bound here (a one-node job pays for each name too: only the hot ones).
+        plain, vertices, runs, began = run.graph.plain, run.plan.vertices, run.runs, run.began
+        here = runner.calls_here
+        while True:
+            if run.stopped is not None:
+                if run.dropped(i):
+                    self.finish()
+                return
+            if not plain[i]:
+                if k < 0 and run.graph.mapped[i]:
+                    nxt = self._start_map(i)
+                    if nxt is None:
+                        return
+                    i, k = nxt
+                    continue
+                if here and vertices[i].node.is_async:
+                    runner.run_async(self._acall(i, k))
+                    return
+            began(i)
+            if call.observed:
+                self._started(i, k)
+            started = time.time()
+            if not here:
+                runner.send(self, i, k, started)
+                return  # the runner calls `returned` when the call comes back
+            try:
+                outcome: Outcome | BaseException = call_node(
+                    call, vertices[i], runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None, started
+                )
+            except (NodeError, Suspend, AetherFlowError) as exc:
+                outcome = exc
+            ready = self.settle(i, k, started, thread, outcome)
+            if not ready:
+                return
+            if len(ready) > 1:
+                put = runner.put
+                for r in ready[1:]:
+                    put((self, r, -1))
+            i, k = ready[0], -1
+
+    def returned(self, i: int, k: int, started: float, thread: str, outcome: Outcome | BaseException) -> None:
+        """Settle a call that ran off this loop (the event loop, a Dask worker), and queue what became ready."""
+        put = self.crew.runner.put
+        for r in self.settle(i, k, started, thread, outcome):
+            put((self, r, -1))
+
+    async def _acall(self, i: int, k: int) -> None:
+        """An ``async def`` node's call, on the runner's event loop."""
+        run, call = self.run, self.call
+        run.began(i)
+        if call.observed:
+            self._started(i, k)
+        started = time.time()
+        try:
+            outcome: Outcome | BaseException = await acall_node(
+                call,
+                run.plan.vertices[i],
+                run.runs[i],
+                run.map_items[i][k] if k >= 0 else UNSET,
+                k if k >= 0 else None,
+                started,
+            )
+        except (NodeError, Suspend, AetherFlowError) as exc:
+            outcome = exc
+        self.returned(i, k, started, "asyncio", outcome)
+
+    def _start_map(self, i: int) -> tuple[int, int] | None:
+        """Split mapped vertex ``i`` into one task per item; returns the (vertex, item) to run here next, if any."""
+        run = self.run
+        source = run.graph.names[run.graph.explicit[i][0]]
+        try:
+            items = list(run.outputs[source])
+        except TypeError as exc:
+            err = NodeError(
+                f"is mapped over '{source}', whose output {type(run.outputs[source]).__name__} is not iterable; return a list.",
+                node=run.graph.names[i],
+                job_id=run.job_id,
+            )
+            err.__cause__ = exc
+            if run.failed(i, err):
+                self.finish()
+            return None
+        todo, results = run.start_map(i, items)
+        put = self.crew.runner.put
+        if not todo:
+            ready, ended = run.completed(i, results)
+            if ended:
+                self.finish()
+                return None
+            for r in ready[1:]:
+                put((self, r, -1))
+            return (ready[0], -1) if ready else None
+        for k in todo[1:]:
+            put((self, i, k))
+        return (i, todo[0])
+
+    # -- recording outcomes ------------------------------------------------------------------------
+
+    def settle(self, i: int, k: int, started: float, thread: str, outcome: Outcome | BaseException) -> list[int]:
+        """Record a finished call and tell the scheduler; returns the vertices now ready."""
+        if not isinstance(outcome, tuple):
+            self._settle_unfinished(i, k, started, thread, outcome)
+            return []
+        output, commits, attempt, started = outcome  # started: of the attempt that won, after any failed ones
+        run, call = self.run, self.call
+        name = run.graph.names[i]
+        try:
+            call.record_run(
+                (
+                    name,
+                    run.runs[i],
+                    attempt,
+                    COMPLETED,
+                    thread,
+                    started,
+                    time.time(),
+                    output,
+                    commits,
+                    None,
+                    None,
+                    k if k >= 0 else None,
+                )
+            )
+        except Exception as exc:  # noqa: BLE001 - a completion that cannot be recorded fails the node
+            error = NodeError(
+                f"completed, but its run could not be recorded in {self.crew.store.url}: {type(exc).__name__}: {exc}",
+                node=name,
+                job_id=run.job_id,
+            )
+            error.__cause__ = exc
+            self._settle_unfinished(i, k, started, thread, error)
+            return []
+        if call.observed:
+            if self.crew.hooks:
+                self.crew.hooks.emit("node_completed", job=run.job_id, node=name, output=output)
+            log.debug(
+                "Node '%s' completed in job %s",
+                name,
+                run.job_id,
+                extra={"job_id": run.job_id, "node": name, "attempt": attempt},
+            )
+        ready, ended = run.item_completed(i, k, output) if k >= 0 else run.completed(i, output)
+        if ended:
+            self.finish()
+        return ready
+
+    def _settle_unfinished(self, i: int, k: int, started: float, thread: str, outcome: BaseException) -> None:
+        """Record a call that suspended or failed, and stop the job."""
+        run = self.run
+        name = run.graph.names[i]
+        item = k if k >= 0 else None
+        if isinstance(outcome, Suspend):
+            self._record_unfinished(
+                (name, run.runs[i], 1, SUSPENDED, thread, started, time.time(), UNSET, (), outcome.reason, None, item)
+            )
+            ended = run.suspend(i, outcome.reason)
+        else:
+            attempt = getattr(outcome, "attempt", 1)
+            started = getattr(outcome, "attempt_started", started)  # set when earlier attempts failed
+            tb = getattr(outcome, "remote_traceback", None) or "".join(
+                traceback.format_exception(outcome)
+            )  # from a Dask worker: its own
+            self._record_unfinished(
+                (name, run.runs[i], attempt, FAILED, thread, started, time.time(), UNSET, (), str(outcome), tb, item)
+            )
+            if self.crew.hooks:
+                self.crew.hooks.emit("node_failed", job=run.job_id, node=name, error=outcome)
+            log.warning("%s", outcome, extra={"job_id": run.job_id, "node": name, "attempt": attempt})
+            ended = run.failed(i, outcome)
+        if ended:
+            self.finish()
+
+    def _record_unfinished(self, fields: RunFields) -> None:
+        """Record a run that did not complete; if even that fails, the log has it (the job still ends)."""
+        try:
+            self.call.record_run(fields)  # nowhere once another process took the job over (`let_go`)
+        except Exception:
+            job_id = self.run.job_id
+            log.error(
+                "Could not record run of '%s' in job %s",
+                fields[0],
+                job_id,
+                exc_info=True,
+                extra={"job_id": job_id, "node": fields[0]},
+            )
+
+    def fail(self, i: int, exc: BaseException) -> None:
+        """Fail the job after an internal error at vertex ``i``, so its result() does not wait forever."""
+        run = self.run
+        name = run.graph.names[i]
+        if isinstance(exc, Exception):
+            error = AetherFlowError(
+                f"internal error in AetherFlow while running node '{name}': {type(exc).__name__}: {exc}"
+            )
+        else:
+            error = AetherFlowError(f"interrupted by {type(exc).__name__} while running node '{name}'")
+        error.__cause__ = exc
+        ends_as = JOB_FAILED if isinstance(exc, Exception) else JOB_CANCELLED  # Ctrl-C cancels (DESIGN §6)
+        try:
+            if run.failed(i, error, ends_as):
+                self.finish()
+        except Exception:  # the job's state is beyond repair; the log has both errors
+            log.critical("Could not fail job %s after an internal error", run.job_id, exc_info=True)
+
+    def _started(self, i: int, k: int) -> None:
+        self.crew.hooks.node_started(self.run.job_id, self.run.graph.names[i], None if k < 0 else k)
+
+    # -- stopping and ending --------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Start nothing more of the job; it ends once its running calls return."""
+        if self.run.cancel():
+            self.finish()
+
+    def let_go(self) -> None:
+        """Another process claimed the job: start nothing more of it, and record nothing more.
+
+        A worker on another host that was silent past its lease (a long pause, a network
+        split) may find its jobs taken over; it notices at its next heartbeat.
+        """
+        call = self.call
+        call.taken_over = True
+        call.record_run = _forget
+        job_id = self.run.job_id
+        log.warning(
+            "Job %s was taken over by another process; stopping it here", job_id, extra={"job_id": job_id, "node": None}
+        )
+        self.cancel()
+
+    def finish(self) -> None:
+        """End the job: tear down its scopes, record its end, then hand its outcome to the `Job`."""
+        run, job, call = self.run, self.job, self.call
+        status = run.final_status()
+        self.crew.runner.job_ended(call)  # teardowns end before result() returns
+        crew = self.crew
+        if call.taken_over:
+            crew.done(job.id)
+            job._finished(
+                JOB_CANCELLED,
+                None,
+                JobClaimedError(
+                    f"Job {job.id} was taken over by another process (this one was silent past its lease); it runs there now."
+                ),
+            )
+            return
+        output = run.result() if status is JOB_COMPLETED else UNSET
+        status = self._record_end(status, output)
+        if call.trace is not None:  # OpenTelemetry: end the job's span before result() returns
+            call.trace.finished(status.value, run.error, run.suspended)
+        crew.active.pop(job.id, None)  # `crew.done`, inlined: a suspended job lives in the store until it is resumed
+        if crew.closing:
+            with crew.idle:
+                crew.idle.notify_all()
+        if crew.hooks:
+            crew.hooks.emit("job_finished", job=job.id, flow=call.flow, status=status)
+        if call.observed:
+            log.debug("Job %s of flow '%s' %s", job.id, call.flow, status.value, extra={"job_id": job.id, "node": None})
+        if status is JOB_COMPLETED:
+            job._finished(status, output, None)
+        else:
+            job._finished(status, None, self._error(status))
+
+    def _record_end(self, status: JobStatus, output: Any) -> JobStatus:
+        """Record the job's end in the store; a completed job whose end cannot be recorded ends failed."""
+        run, store, job_id = self.run, self.crew.store, self.run.job_id
+        error = None if run.error is None else str(run.error)
+        if status is JOB_SUSPENDED and run.suspended:
+            error = f"suspended at '{run.suspended[0]}': {run.suspended[1]}"
+        try:
+            store.set_job_status(job_id, status, time.time(), output=self._stored_output(output), error=error)
+        except Exception as exc:
+            log.error(
+                "Could not record the end of job %s", job_id, exc_info=True, extra={"job_id": job_id, "node": None}
+            )
+            if status is JOB_COMPLETED:
+                cause = StoreError(
+                    f"Job {job_id} ran to its end, but {store.url} could not record that: {type(exc).__name__}: {exc}. "
+                    "Its completed nodes are recorded; once the store is writable, resume() or recover() records the end without running them again."
+                )
+                cause.__cause__ = exc
+                return run.unrecorded(cause)
+        return status
+
+    def _stored_output(self, output: Any) -> Any:
+        check = self.call.check_value
+        if output is UNSET or check is None:
+            return output
+        try:
+            check(output, "(job)", "output")
+        except AetherFlowError:
+            return repr(output)
+        return output
+
+    def _error(self, status: JobStatus) -> BaseException:
+        """What ``result()`` raises for a job that ended ``status`` (not completed)."""
+        run, job_id = self.run, self.run.job_id
+        if status is JOB_FAILED:
+            return run.error or AetherFlowError(f"Job {job_id} failed.")
+        if status is JOB_CANCELLED:
+            return JobCancelledError(job_id)
+        node, reason = run.suspended or ("?", "")
+        return JobSuspendedError(job_id, node, reason)
+
+
+def recorded_job(job: Job, output: Any) -> Job:
+    """A job the store records as completed: resuming it runs nothing and writes nothing."""
+    job._finished(JOB_COMPLETED, output, None)
+    return job
+
+
+def _forget(_: object) -> None:
+    """Where the runs of a job taken over by another process go: nowhere."""
