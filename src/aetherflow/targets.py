@@ -16,13 +16,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from .context import provider_names
 from .errors import AetherFlowError, closest
 from .flow import Flow
+from .missing_context import contexts_in, explain, is_context, modules_of
 from .node import Node
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Mapping
 
 CONTEXT_FORMS = "Give path/to/file.py:Class, package.module:Class or a .toml profile."
 
@@ -85,22 +85,6 @@ def load_context_ref(ref: str) -> Any:
     if isinstance(found, type):
         kind = "a class"
     raise TargetError(f"{label}: '{attr}' in {where} is {kind}, not a BaseFlowContext subclass or instance.{there}")
-
-
-def is_context(value: Any) -> bool:
-    """A `BaseFlowContext` subclass (not the base itself) or a context instance."""
-    from dependency_injector import containers
-
-    from .context import BaseFlowContext
-
-    if isinstance(value, type):
-        return issubclass(value, BaseFlowContext) and value is not BaseFlowContext
-    return isinstance(value, containers.DynamicContainer)
-
-
-def contexts_in(module: ModuleType) -> list[str]:
-    """The public names of the contexts a module defines or imports, sorted."""
-    return sorted(name for name, value in vars(module).items() if not name.startswith("_") and is_context(value))
 
 
 def recorded(ref: str) -> str:
@@ -208,66 +192,6 @@ def _import_for(where: str, label: str) -> ModuleType:
         ) from exc
 
 
-def missing_context(flow: Flow, context: Any, values: Mapping[str, Any], action: str = "ran") -> str | None:
-    """Why ``flow`` cannot run in ``context``, when a context the command line's modules define would fix it.
-
-    Without the providers a node asks for, its parameters look like job inputs, and
-    the error then blames a map or an input: this names the providers, the context
-    used, and the one to pass instead. None when no such context exists.
-    """
-    from .errors import FlowDefinitionError
-
-    try:
-        graph = flow.graph
-    except FlowDefinitionError:  # a problem of the flow's shape, whatever the context
-        return None
-    current = provider_names(context)
-    candidates = [
-        (module, name, value)
-        for module in _modules_of(flow)
-        for name in contexts_in(module)
-        if (value := getattr(module, name)) is not None
-    ]
-    wanted: dict[str, list[str]] = {}  # provider name -> the vertices that ask for it
-    offered = {p for _, _, value in candidates for p in provider_names(value)} - current
-    for vertex, node in zip(graph.names, graph.nodes, strict=True):
-        for param in node.params:
-            if param.name in offered and param.name not in graph.index and param.name not in values:
-                wanted.setdefault(param.name, []).append(f"node '{vertex}' ({node.location})")
-    fixes = [c for c in candidates if set(wanted) <= provider_names(c[2]) and _binds(flow, c[2])]
-    if not wanted or not fixes:
-        return None
-    module, name, _ = fixes[0]
-    asked = " and ".join(f"'{p}' ({', '.join(users)})" for p, users in wanted.items())
-    if context is None:
-        used = f"it {action} without a context"
-    else:
-        has = ", ".join(sorted(current)) or "none"
-        used = f"it {action} with the context {_name_of(context)} (providers: {has})"
-    where = _where_of(module)
-    return (
-        f"Flow '{flow.name}' asks for {asked}, which no context provides: {used}. "
-        f"{name} (in {where}) provides {'them' if len(wanted) > 1 else 'it'}: pass --context {where}:{name}."
-    )
-
-
-def _binds(flow: Flow, context: Any) -> bool:
-    from .errors import FlowDefinitionError
-
-    try:
-        flow.graph.bind(provider_names(context))
-    except FlowDefinitionError:
-        return False
-    return True
-
-
-def _name_of(context: Any) -> str:
-    cls = context if isinstance(context, type) else type(context)
-    if not isinstance(context, type) and hasattr(context, "declarative_parent"):
-        cls = getattr(context, "declarative_parent", None) or cls
-    return cls.__name__
-
-
 def _where_of(module: ModuleType) -> str:
     """How a user names ``module`` on the command line: a file loaded by path by its path, else its name."""
     file = getattr(module, "__file__", None)
@@ -277,14 +201,12 @@ def _where_of(module: ModuleType) -> str:
     return module.__name__
 
 
-def _modules_of(flow: Flow) -> Iterable[ModuleType]:
-    """The modules the command line named, then those of the flow's nodes."""
-    seen = dict(_searched)
-    for node in flow.graph.nodes:
-        module = sys.modules.get(getattr(node.fn, "__module__", "") or "")
-        if module is not None:
-            seen.setdefault(module.__name__, module)
-    return seen.values()
+def missing_context(flow: Flow, context: Any, values: Mapping[str, Any], action: str = "ran") -> str | None:
+    """`missing_context.explain` for the command line: it looks in the modules the command named too."""
+    modules = {m.__name__: m for m in [*_searched.values(), *modules_of(flow)]}.values()
+    return explain(
+        flow, context, values, modules, lambda where, name: f"pass --context {where}:{name}", _where_of, action
+    )
 
 
 def parse_value(text: str) -> Any:

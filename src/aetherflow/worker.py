@@ -39,6 +39,7 @@ from .graph import B_PROVIDER, Plan, job_inputs
 from .invoke import JobCall
 from .job import Job
 from .lifetimes import check_lifetimes
+from .missing_context import explain, modules_of
 from .node import Node
 from .providers import injector_of
 from .recovery import claim, give_answer, rebuild, refuse_redacted_inputs
@@ -303,7 +304,7 @@ class Worker:
         f, name, _, plan, _, _ = prepared
         _refuse_unknown_inputs(plan, name, job_inputs(inputs))
         values = {**record.inputs, **(inputs or {})}
-        plan.check_inputs(values, name)
+        _check_inputs(prepared, values)
         rebuilt = rebuild(progress, f.graph, plan, values, name)
         if taking_over and record.status not in (JOB_RUNNING, JobStatus.PENDING):
             raise JobClaimedError(
@@ -399,7 +400,7 @@ class Worker:
     def _start(self, prepared: _Prepared, inputs: Mapping[str, Any] | None, first_here: bool = False) -> Job:
         f, name, _, plan, _, _ = prepared
         values = job_inputs(inputs)  # a mapping with str keys, else UsageError
-        plan.check_inputs(values, name)
+        _check_inputs(prepared, values)
         if (
             self.store.persistent and self._topologies.get(name) is not f.graph
         ):  # once per flow here: the dashboard draws its jobs
@@ -576,6 +577,18 @@ class Worker:
                         driver.let_go()
             except Exception:
                 log.warning("Heartbeat of %s failed", self.id, exc_info=True)
+
+
+def _check_inputs(prepared: _Prepared, values: dict[str, Any]) -> None:
+    """`Plan.check_inputs`, blaming a missing context instead of the inputs when a context would fix it."""
+    try:
+        prepared.plan.check_inputs(values, prepared.name)
+    except MissingInputError as exc:
+        flow = prepared.flow
+        why = explain(flow, prepared.context, values, modules_of(flow), lambda where, name: f"pass context={name}")
+        if why is None:
+            raise
+        raise MissingInputError(exc.flow, exc.missing, exc.hints, why) from None
 
 
 def _refuse_unknown_inputs(plan: Plan, flow: str, given: dict[str, Any]) -> None:
