@@ -580,7 +580,7 @@ def test_recover_from_another_folder_finds_the_flow(tmp_path: Path) -> None:
 
 # A project laid out as DESIGN §3 has it: flows/, contexts/ (TOML profiles) and a package of
 # its own that `run` imports from the project folder (it is not installed).
-GATE = """
+GREETING_GATE = """
 from aetherflow import Suspend, node
 
 @node
@@ -628,10 +628,10 @@ def package_project(tmp_path: Path) -> Path:
     root = tmp_path / "proj"
     for folder in ("flows", "mypkg", "contexts"):
         (root / folder).mkdir(parents=True)
-    (root / "flows" / "gate.py").write_text(GATE)
+    (root / "flows" / "gate.py").write_text(GREETING_GATE)
     (root / "flows" / "slow.py").write_text(SLOW_GREET)
     (root / "mypkg" / "__init__.py").write_text("")
-    (root / "mypkg" / "gate.py").write_text(GATE)
+    (root / "mypkg" / "gate.py").write_text(GREETING_GATE)
     (root / "mypkg" / "slow.py").write_text(SLOW_GREET)
     (root / "mypkg" / "ctx.py").write_text(APP_CONTEXT)
     (root / "contexts" / "p.toml").write_text(APP_PROFILE)
@@ -694,6 +694,32 @@ def test_recover_from_any_folder_finds_what_run_imported_from_its_folder(
     recovered = aetherflow(package_project.parent / "elsewhere", "recover", "--store", store)
     assert recovered.returncode == 0, recovered.stderr
     assert recovered.stdout.split()[1:] == ["slow-greeter", "completed", '"hello-1!"']
+
+
+def test_resume_of_a_project_that_moved_names_the_folder_run_used_and_what_to_pass(package_project: Path) -> None:
+    """When the folder `run` imported the flow from is gone, `resume` says where it looked and what to pass."""
+    store = f"sqlite:///{package_project.parent / 'runs.db'}"
+    job_id = _suspended_greeting(package_project, "mypkg.gate:flow", "mypkg.ctx:AppContext", store)
+    package_project.rename(package_project.parent / "moved")
+    resumed = aetherflow(package_project.parent / "elsewhere", "resume", job_id, "--answer", '"yes"', "--store", store)
+    assert resumed.returncode == 2
+    assert resumed.stderr.strip() == (
+        f"error: No module named 'mypkg.gate' (No module named 'mypkg'; looked in {package_project.resolve()}, "
+        "where `run` imported it from, and the installed packages). If the code moved, pass --target with where it is now."
+    )
+    moved = package_project.parent / "moved"
+    by_file = aetherflow(
+        package_project.parent / "elsewhere", "resume", job_id, "--answer", '"yes"',
+        "--target", str(moved / "flows" / "gate.py") + ":flow", "--store", store,
+    )  # fmt: skip
+    assert by_file.returncode == 2
+    assert by_file.stderr.strip() == (
+        f"error: --context mypkg.ctx:AppContext: no module named 'mypkg.ctx' (looked in {package_project.resolve()}, "
+        "where `run` imported it from, and the installed packages). If the code moved, pass --context with where it is now."
+    )
+    again = aetherflow(moved, "resume", job_id, "--answer", '"yes"', "--target", "mypkg.gate:flow", "--store", store)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip().splitlines()[-1] == '"hello ada (yes)"'
 
 
 def test_resume_reads_what_older_runs_recorded_a_dotted_module_by_name(package_project: Path) -> None:
