@@ -317,9 +317,14 @@ class Driver:
     # -- stopping and ending --------------------------------------------------------------------------
 
     def cancel(self) -> None:
-        """Start nothing more of the job; it ends once its running calls return."""
-        if self.run.cancel():
+        """Start nothing more of the job; it ends once its running calls return, but is recorded cancelled now."""
+        ended = self.run.cancel()
+        if ended:
             self.finish()
+        elif ended is False and not self.call.taken_over:
+            # Cancelled is final: the store says so before the running calls return, so a
+            # second Ctrl-C that ends the process meanwhile leaves nothing for recover() to run.
+            self._record_end(JOB_CANCELLED, UNSET)
 
     def let_go(self) -> None:
         """Another process claimed the job: start nothing more of it, and record nothing more.

@@ -317,8 +317,11 @@ class JobRun:
             self._busy[i] = 0
             return self._ended([])
 
-    def cancel(self) -> bool:
+    def cancel(self) -> bool | None:
+        """Start nothing more: True when the job ends now, False when its running calls end it, None when it had stopped."""
         with self.lock:
+            if self.stopped is not None or self.in_flight < 0:
+                return None
             self._stop(JobStatus.CANCELLED, None)
             return self._ended([])
 

@@ -34,6 +34,7 @@ from .errors import (
     closest,
 )
 from .events import Hooks
+from .execution import current_execution
 from .flow import Flow, as_flow
 from .graph import B_PROVIDER, Plan, job_inputs
 from .invoke import JobCall
@@ -471,8 +472,13 @@ class Worker:
         return job
 
     def _refuse_if_closed(self) -> None:
-        if self._closed:
+        if self._closed and not self._inside_a_running_job():
             raise AetherFlowError(f"Worker {self.id} is closed; create a new Worker to run more jobs.")
+
+    def _inside_a_running_job(self) -> bool:
+        """Whether a node of one of this worker's jobs is asking: its nested jobs are part of that job, which close() waits for."""
+        ex = current_execution()
+        return ex is not None and ex.worker_id == self.id and ex.job_id in self._active
 
     def _context_for(self, flow: Flow, context: Any) -> Any:
         ctx = context if context is not None else flow.context if flow.context is not None else self.context
