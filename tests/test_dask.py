@@ -18,6 +18,7 @@ from distributed import Client, LocalCluster
 
 from aetherflow import BaseFlowContext, StateConflictError, Worker, node, providers
 from aetherflow.dask import DaskWorker
+from changed_contexts import each_changed_instance
 
 # distributed warns about ports, closing comms and slow heartbeats on busy machines: not ours
 pytestmark = [
@@ -365,46 +366,7 @@ def read_n(n: int) -> int:
     return n
 
 
-def _configured() -> object:
-    class Configured(BaseFlowContext):
-        config = providers.Configuration()
-        n = providers.Callable(int, config.n)
-
-    ctx = Configured()
-    ctx.config.from_dict({"n": 7})
-    return ctx
-
-
-def _overridden() -> object:
-    class Overridden(BaseFlowContext):
-        n = providers.Object(1)
-
-    ctx = Overridden()
-    ctx.n.override(providers.Object(7))
-    return ctx
-
-
-def _replaced() -> object:
-    class Replaced(BaseFlowContext):
-        n = providers.Object(1)
-
-    ctx = Replaced()
-    ctx.set_provider("n", providers.Object(7))
-    return ctx
-
-
-def _given() -> object:
-    class NeedsN(BaseFlowContext):
-        n = providers.Dependency(instance_of=int)
-
-    return NeedsN(n=providers.Object(7))
-
-
-@pytest.mark.parametrize(
-    "make",
-    [_configured, _overridden, _replaced, _given],
-    ids=["config-from_dict", "override", "set_provider", "dependency-given"],
-)
+@each_changed_instance
 def test_context_instance_set_up_on_the_driver_gives_its_values_on_dask(dask_worker: DaskWorker, make: object) -> None:
     """An instance configured, overridden or given a dependency gives nodes on Dask what it gives on threads."""
     ctx = make()  # type: ignore[operator]

@@ -16,6 +16,7 @@ from dependency_injector import containers
 
 from aetherflow import BaseFlowContext, providers
 from aetherflow.shipping import ContextNotShippableError, ship, ship_context
+from changed_contexts import each_changed_instance
 
 # Rebuilds the shipped class in a fresh interpreter (where the class was never defined)
 # and prints what its providers give.
@@ -182,46 +183,7 @@ def _run_shipped(shipped: object, code: str, path: Path | None = None) -> str:
     return done.stdout.decode().strip()
 
 
-def _configured() -> object:
-    class Configured(BaseFlowContext):
-        config = providers.Configuration()
-        n = providers.Callable(int, config.n)
-
-    ctx = Configured()
-    ctx.config.from_dict({"n": 7})
-    return ctx
-
-
-def _overridden() -> object:
-    class Overridden(BaseFlowContext):
-        n = providers.Object(1)
-
-    ctx = Overridden()
-    ctx.n.override(providers.Object(7))
-    return ctx
-
-
-def _replaced() -> object:
-    class Replaced(BaseFlowContext):
-        n = providers.Object(1)
-
-    ctx = Replaced()
-    ctx.set_provider("n", providers.Object(7))
-    return ctx
-
-
-def _given() -> object:
-    class NeedsN(BaseFlowContext):
-        n = providers.Dependency(instance_of=int)
-
-    return NeedsN(n=providers.Object(7))
-
-
-@pytest.mark.parametrize(
-    "make",
-    [_configured, _overridden, _replaced, _given],
-    ids=["config-from_dict", "override", "set_provider", "dependency-given"],
-)
+@each_changed_instance
 def test_shipping_an_instance_carries_what_was_set_on_it(make: object) -> None:
     """An instance configured, overridden or given a dependency on the driver gives the same values elsewhere."""
     ctx = make()  # type: ignore[operator]
