@@ -1,0 +1,33 @@
+"""``aetherflow graph``: a flow's graph as Mermaid or Graphviz DOT."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .options import UsageError
+from .running import _check_context
+
+
+def graph(
+    target: Annotated[str, typer.Argument(help="path/to/file.py:flow or package.module:flow")],
+    format: Annotated[str, typer.Option("--format", help="mermaid or dot")] = "mermaid",
+    context: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            help="Also check the flow against this context (module:Class, path/to/file.py:Class or a .toml profile).",
+        ),
+    ] = None,
+) -> None:
+    """Print a flow's graph as Mermaid or Graphviz DOT."""
+    from ..targets import load_context_ref, load_target
+
+    flow = load_target(target)
+    if format not in ("mermaid", "dot"):
+        raise UsageError(f"--format must be 'mermaid' or 'dot', found {format!r}.")
+    flow.graph  # noqa: B018 - the shape's own checks (cycles, maps); which context fills a parameter is not drawn
+    if context is not None:
+        _check_context(flow, load_context_ref(context), {}, action="was checked")
+    print(flow.to_mermaid() if format == "mermaid" else flow.to_dot(), end="")
