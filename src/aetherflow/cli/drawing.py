@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .options import UsageError
-from .running import _check_context
+from .running import check_context
 
 
 def graph(
@@ -29,5 +29,5 @@ def graph(
         raise UsageError(f"--format must be 'mermaid' or 'dot', found {format!r}.")
     flow.graph  # noqa: B018 - the shape's own checks (cycles, maps); which context fills a parameter is not drawn
     if context is not None:
-        _check_context(flow, load_context_ref(context), {}, action="was checked")
+        check_context(flow, load_context_ref(context), {}, action="was checked")
     print(flow.to_mermaid() if format == "mermaid" else flow.to_dot(), end="")

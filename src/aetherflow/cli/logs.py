@@ -1,5 +1,9 @@
-"""Log records on stderr without secret inputs, and a failed node's record held until the command
-has printed its error."""
+"""AetherFlow's log records on stderr with secret inputs masked, and a failed node's record held
+until the command has printed its own error.
+
+Both live for one command, so this module's state is the process's: the spellings of the
+secret inputs `run` was given, and the records `failures` holds.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +14,19 @@ from typing import Any
 
 from .options import UsageError
 
-_settings: dict[str, Any] = {"debug": False, "secrets": [], "printed": set()}  # printed: errors already shown
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+_secrets: list[str] = []  # every spelling of this command's secret inputs (hide_secret_inputs)
 
 
-def _hide_secret_inputs(flow: Any, values: dict[str, Any]) -> None:
-    """Remember the inputs read by a secret parameter, so no message prints them (`_without_secrets`)."""
+def hide_secret_inputs(flow: Any, values: dict[str, Any]) -> None:
+    """Remember the inputs read by a secret parameter, so no message prints them (`without_secrets`)."""
     from ..redaction import mentions_secret
 
     for vertex in flow.graph.nodes:
         for name, value in values.items():
             if name in vertex.param_names and mentions_secret(vertex.annotation(name)):
-                _settings["secrets"].extend(_spellings(value))
+                _secrets.extend(_spellings(value))
 
 
 def _spellings(value: Any) -> list[str]:
@@ -34,24 +40,22 @@ def _spellings(value: Any) -> list[str]:
     return [t for t in {str(value), repr(value), json.dumps(value, default=str)} if len(t) >= 1]
 
 
-class _SecretFreeFormatter(logging.Formatter):
-    """Log lines as Python prints them by default, with secret inputs masked."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return _without_secrets(super().format(record))
-
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+def without_secrets(text: str) -> str:
+    """``text`` with every spelling of a secret input masked (the longest first, so none shows through)."""
+    for secret in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(secret, "**********")
+    return text
 
 
-def _log_level(name: str) -> int:
+def log_level(name: str) -> int:
     """``--log-level``'s value as a `logging` level; a name that is not one is a usage error."""
     if name.upper() not in LOG_LEVELS:
         raise UsageError(f"--log-level must be one of {', '.join(LOG_LEVELS)} (any case), found {name!r}.")
     return logging.getLevelName(name.upper())  # type: ignore[no-any-return]
 
 
-def _log_without_secrets(level: int = logging.WARNING) -> None:
+def log_without_secrets(level: int = logging.WARNING) -> None:
+    """Print AetherFlow's records from ``level`` up on stderr, secret inputs masked, failures held."""
     # What Python's last-resort handler would print (warnings and up, the message only),
     # through a formatter that masks secret inputs. Left alone if the user set up logging.
     library = logging.getLogger("aetherflow")
@@ -62,25 +66,33 @@ def _log_without_secrets(level: int = logging.WARNING) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(level)
     handler.setFormatter(_SecretFreeFormatter("%(message)s"))
-    handler.addFilter(_failures)
-    _failures.handler = handler
+    handler.addFilter(failures)
+    failures.handler = handler
     library.addHandler(handler)
     library.propagate = False
 
 
-class _HeldFailures(logging.Filter):
+class _SecretFreeFormatter(logging.Formatter):
+    """Log lines as Python prints them by default, with secret inputs masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return without_secrets(super().format(record))
+
+
+class HeldFailures(logging.Filter):
     """Holds the worker's record of each node that failed for good until the command ends.
 
     A command prints a failed job's error itself (the `error:` line, or `recover`'s line
-    per job); the worker's WARNING with the same text would print it twice. `release`
-    then prints the held records whose text the command did not print (another node that
-    failed in the same job, say).
+    per job) and adds its text to `printed`; the worker's WARNING with the same text would
+    print it twice. `release` then prints the held records whose text the command did not
+    print (another node that failed in the same job, say).
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.held: list[logging.LogRecord] = []
         self.handler: logging.Handler | None = None
+        self.printed: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if (
@@ -94,17 +106,11 @@ class _HeldFailures(logging.Filter):
             return False
         return True
 
-    def release(self, printed: set[str]) -> None:
+    def release(self) -> None:
         held, self.held = self.held, []
         for record in held:
-            if self.handler is not None and record.getMessage() not in printed:
+            if self.handler is not None and record.getMessage() not in self.printed:
                 self.handler.emit(record)
 
 
-_failures = _HeldFailures()
-
-
-def _without_secrets(text: str) -> str:
-    for secret in sorted(_settings["secrets"], key=len, reverse=True):
-        text = text.replace(secret, "**********")
-    return text
+failures = HeldFailures()

@@ -1,5 +1,5 @@
-"""What several commands share: the store and context options, a bad value's error, the store a
-command opens, a job id prefix."""
+"""What several commands share: the store and context options, the error for a bad value, the
+store a command opens, and the job a job-id prefix names."""
 
 from __future__ import annotations
 
@@ -30,14 +30,14 @@ class UsageError(AetherFlowError):
     """A bad command-line value; the message says which and how to fix it."""
 
 
-def _open(url: str) -> Store:
+def open_to_write(url: str) -> Store:
     """The store a command writes to (created, owner-only, on first use)."""
     from ..store import open_store
 
     return open_store(url)
 
 
-def _open_to_read(url: str) -> Store:
+def open_to_read(url: str) -> Store:
     """The store a read command looks at: read-only when it exists, so a store on a
     read-only mount, or someone else's, can still be read; never written by reading."""
     from ..store import open_store
@@ -50,7 +50,8 @@ def _open_to_read(url: str) -> Store:
     return open_store(url)
 
 
-def _full_id(st: Store, prefix: str) -> str:
+def full_id(st: Store, prefix: str) -> str:
+    """The id of the one job whose id starts with ``prefix``; none or several is a usage error."""
     if len(prefix) >= 32:
         return prefix
     matches = st.job_ids(prefix, limit=2)  # among every job in the store, not only the newest

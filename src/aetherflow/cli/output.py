@@ -1,4 +1,9 @@
-"""What commands print: the consoles (made on first print), tables, status colours, escaping, JSON."""
+"""What commands print: the consoles (made on first print), tables, status colours, escaping,
+and a value as one JSON line.
+
+rich is imported on first use, never at start-up: `--help` and `--json` print without it, and
+its import is a third of the command's start-up.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,7 @@ if TYPE_CHECKING:
 
 
 class _LazyConsole:
-    """A rich `Console` made on first print: `--help` and `--json` print without rich,
-    whose import is a third of the command's start-up."""
+    """A rich `Console` made on first print, so a command that prints nothing rich never imports rich."""
 
     def __init__(self, *, stderr: bool) -> None:
         self._stderr = stderr
@@ -29,6 +33,14 @@ class _LazyConsole:
 out = _LazyConsole(stderr=False)
 err = _LazyConsole(stderr=True)
 
+_STATUS_COLORS = {
+    "completed": "green",
+    "failed": "red",
+    "suspended": "yellow",
+    "running": "blue",
+    "cancelled": "magenta",
+}
+
 
 def escape(text: str) -> str:
     """User text inside rich markup, printed as written (`[/data/in.csv]` is not a tag)."""
@@ -37,24 +49,20 @@ def escape(text: str) -> str:
     return rich_escape(text)
 
 
-def _table(*headers: str) -> Table:
+def table(*headers: str) -> Table:
+    """A rich table with these column headers (rich imported here, on first use)."""
     from rich.table import Table
 
     return Table(*headers)
 
 
-def _styled(status: str) -> str:
-    color = {
-        "completed": "green",
-        "failed": "red",
-        "suspended": "yellow",
-        "running": "blue",
-        "cancelled": "magenta",
-    }.get(status, "white")
-    return f"[{color}]{status}[/]"
+def styled(status: str) -> str:
+    """A job or node status in its colour, as rich markup."""
+    return f"[{_STATUS_COLORS.get(status, 'white')}]{status}[/]"
 
 
-def _json_line(value: Any) -> str:
+def json_line(value: Any) -> str:
+    """A job's output as the JSON a store keeps of it; its repr as a JSON string if it has no JSON form."""
     try:
         from ..store.serialize import to_json
 
