@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -168,6 +170,65 @@ def test_many_jobs_of_many_flows_at_once() -> None:
 
 def test_map_returns_outputs_in_input_order(worker) -> None:
     assert worker.map(inc, [{"x": i} for i in range(50)], progress=False) == list(range(1, 51))
+
+
+def test_map_jobs_waiting_for_a_thread_hold_few_objects() -> None:
+    """A long map holds little per job until a thread starts it: each object is one more for every GC to walk."""
+    gate = threading.Event()
+
+    @node
+    def hold(i: int) -> int:
+        if i == 0:
+            gate.wait(10)  # keeps the one thread busy: every other job of the map waits
+        return i
+
+    n = 2000
+    many = [{"i": i} for i in range(n)]
+    out: list[Any] = []
+    with Worker(threads=1) as w:
+        w.map(hold, [{"i": 1}], progress=False)  # the flow's graph and plan, built once
+        gc.collect()
+        before = len(gc.get_objects())
+        mapping = threading.Thread(target=lambda: out.append(w.map(hold, many, progress=False)))
+        mapping.start()
+        deadline = time.monotonic() + 10
+        while sum(w.store.status_counts().values()) < n + 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)  # the last job recorded is also handed to the map
+        gc.collect()
+        per_job = (len(gc.get_objects()) - before) / n
+        gate.set()
+        mapping.join(10)
+    assert out == [list(range(n))]
+    assert per_job < 4.5, f"{per_job:.1f} GC-tracked objects per job waiting to start"  # 11 when all were made at once
+
+
+def test_ctrl_c_during_map_cancels_the_jobs_not_started() -> None:
+    """Ctrl-C while a map waits: running jobs finish, the others never start and are recorded cancelled."""
+    ran: list[int] = []
+
+    @node
+    def slow(i: int) -> int:
+        ran.append(i)
+        time.sleep(0.02)
+        return i
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with Worker(threads=2) as w:
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            with pytest.raises(KeyboardInterrupt):
+                w.map(slow, [{"i": i} for i in range(300)], progress=False)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    counts = w.store.status_counts()
+    assert 0 < len(ran) < 300
+    assert set(counts) == {"completed", "cancelled"} and sum(counts.values()) == 300  # none left running
+    assert counts["cancelled"] >= 300 - len(ran)  # a job interrupted while its node ran ends cancelled too
 
 
 def test_async_nodes_run_concurrently_on_the_event_loop(worker) -> None:

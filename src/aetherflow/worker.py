@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 from .caches import IdentityCache
 from .context import is_context_class, provider_names
-from .driver import Crew, Driver, recorded_job
+from .driver import Crew, Driver, Starts, recorded_job
 from .errors import (
     AetherFlowError,
     JobClaimedError,
@@ -240,12 +240,23 @@ class Worker:
     def _start_each(
         self, prepared: _Prepared, many_inputs: Iterable[Mapping[str, Any]], keep_errors: bool
     ) -> list[Job | AetherFlowError]:
-        """A job per inputs, or (``keep_errors``) the error of inputs that cannot start one; else nothing is left running."""
+        """A job per inputs, or (``keep_errors``) the error of inputs that cannot start one; else nothing is left running.
+
+        Each job is recorded here, and begun by a runner thread when one is free (`Starts`):
+        its `JobRun` and `JobCall` are made then, not while it waits.
+        """
         started: list[Job | AetherFlowError] = []
+        starts = Starts(
+            prepared.flow.graph,
+            prepared.plan,
+            lambda run: self._job_call(prepared, run, False),
+            self._runner,
+            self.threads,
+        )
         try:
             for inputs in many_inputs:
                 try:
-                    started.append(self._start(prepared, inputs))
+                    started.append(self._enqueue(prepared, inputs, starts))
                 except AetherFlowError as exc:
                     if not keep_errors:
                         raise
@@ -397,6 +408,22 @@ class Worker:
         return _Prepared(f, f.name, ctx, plan, self._injectors_for(ctx, plan), observed)
 
     def _start(self, prepared: _Prepared, inputs: Mapping[str, Any] | None, first_here: bool = False) -> Job:
+        job_id, values = self._record(prepared, inputs)
+        run = JobRun(job_id, prepared.flow.graph, prepared.plan, values)
+        return self._launch(prepared, run, run.start(), first_here=first_here)
+
+    def _enqueue(self, prepared: _Prepared, inputs: Mapping[str, Any] | None, starts: Starts) -> Job:
+        """Record a job of `map` and hand it to ``starts``, which begins it on a free thread."""
+        self._refuse_if_closed()
+        job_id, values = self._record(prepared, inputs)
+        job = Job(job_id, prepared.flow, None, self._cancel_fn)
+        driver = Driver(self._crew, job, None, None, values)
+        self._active[job_id] = driver  # atomic; no lock on the per-job path
+        starts.add(driver)
+        return job
+
+    def _record(self, prepared: _Prepared, inputs: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
+        """Check a job's inputs and record it in the store: ``(job_id, inputs)``."""
         f, name, _, plan, _, _ = prepared
         values = job_inputs(inputs)  # a mapping with str keys, else UsageError
         plan.check_inputs(values, name)
@@ -417,8 +444,7 @@ class Worker:
                     job_id, JobStatus.CANCELLED, time.time(), error="interrupted while it was being submitted"
                 )
             raise
-        run = JobRun(job_id, f.graph, plan, values)
-        return self._launch(prepared, run, run.start(), first_here=first_here)
+        return job_id, values
 
     def _check_inputs_storable(self, check: Callable[[Any, str, str], None], inputs: dict[str, Any]) -> None:
         """Refuse, with what to do, an input the store cannot hold (rather than the encoder's own error)."""
@@ -446,8 +472,15 @@ class Worker:
         resumed: bool = False,
     ) -> Job:
         self._refuse_if_closed()
-        flow, name, ctx, _, injectors, observed = prepared
-        job = Job(run.job_id, flow, run, self._cancel_fn)
+        job = Job(run.job_id, prepared.flow, run, self._cancel_fn)
+        driver = Driver(self._crew, job, run, self._job_call(prepared, run, resumed))
+        self._active[job.id] = driver  # atomic; no lock on the per-job path
+        driver.start(ready, first_here, ended)
+        return job
+
+    def _job_call(self, prepared: _Prepared, run: JobRun, resumed: bool) -> JobCall:
+        """What every node call of the job shares; made as the job starts (also on a runner thread)."""
+        _, name, ctx, _, injectors, observed = prepared
         scopes = JobScopes(self._worker_cache, run.job_id, self._thread_cache_fn)
         call = JobCall(
             run,
@@ -464,10 +497,7 @@ class Worker:
         )
         if self._telemetry is not None:  # OpenTelemetry: the job's span (tracing.py)
             call.trace = self._telemetry.start_job(run.job_id, name, resumed)
-        driver = Driver(self._crew, job, run, call)
-        self._active[job.id] = driver  # atomic; no lock on the per-job path
-        driver.start(ready, first_here, ended)
-        return job
+        return call
 
     def _refuse_if_closed(self) -> None:
         if self._closed:
