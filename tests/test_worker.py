@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -558,3 +559,22 @@ def test_an_input_the_store_cannot_hold_is_a_usage_error_in_place(tmp_path: Path
         assert isinstance(out[1], UsageError) and "input 'x'" in str(out[1])
         with pytest.raises(UsageError, match="JSON-able"):
             w.submit(f, {"x": Point()})
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_process_never_repeats_its_parents_job_ids() -> None:
+    """Job ids are drawn in batches: a child forked mid-batch must not hand out the ids its parent will."""
+    from aetherflow.worker import new_job_id
+
+    new_job_id()  # the parent now holds ids it has not handed out yet
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        os.write(write, " ".join(new_job_id() for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = set(os.read(read, 4096).decode().split())
+    os.close(read)
+    parent = {new_job_id() for _ in range(5)}
+    assert len(child) == 5 and not child & parent
