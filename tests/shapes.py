@@ -1,8 +1,13 @@
-"""Small nodes shared by the flow, scheduler and drawing tests: a map, a branch."""
+"""Small nodes several test modules share: a step, a map, a branch."""
 
 from __future__ import annotations
 
 from aetherflow import node
+
+
+@node
+def inc(x: int) -> int:
+    return x + 1
 
 
 @node

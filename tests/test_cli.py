@@ -578,6 +578,164 @@ def test_recover_from_another_folder_finds_the_flow(tmp_path: Path) -> None:
     assert recovered.stdout.split()[1:] == ["slow-flow", "completed", "20"]
 
 
+# A project laid out as DESIGN §3 has it: flows/, contexts/ (TOML profiles) and a package of
+# its own that `run` imports from the project folder (it is not installed).
+GREETING_GATE = """
+from aetherflow import Suspend, node
+
+@node
+def greet(name: str, greeting: str, cache: dict, answer: str | None = None) -> str:
+    if answer is None:
+        raise Suspend("ok?")
+    return f"{greeting} {name} ({answer})"
+
+flow = greet.named("greeter")
+"""
+
+SLOW_GREET = """
+import os
+import time
+
+from aetherflow import node
+
+@node
+def first(n: int, greeting: str) -> str:
+    return f"{greeting}-{n}"
+
+@node
+def slow(first: str, cache: dict) -> str:
+    if os.environ.get("HANG"):
+        print("HANGING", flush=True)
+        time.sleep(60)
+    return first + "!"
+
+flow = first.then(slow).named("slow-greeter")
+"""
+
+APP_CONTEXT = """
+from aetherflow import BaseFlowContext, providers
+
+class AppContext(BaseFlowContext):
+    greeting = providers.Object("hello")
+    cache = providers.Singleton(dict)
+"""
+
+APP_PROFILE = '[context]\nbase = "mypkg.ctx:AppContext"\n[providers.cache]\nscope = "thread"\n'
+
+
+@pytest.fixture
+def package_project(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    for folder in ("flows", "mypkg", "contexts"):
+        (root / folder).mkdir(parents=True)
+    (root / "flows" / "gate.py").write_text(GREETING_GATE)
+    (root / "flows" / "slow.py").write_text(SLOW_GREET)
+    (root / "mypkg" / "__init__.py").write_text("")
+    (root / "mypkg" / "gate.py").write_text(GREETING_GATE)
+    (root / "mypkg" / "slow.py").write_text(SLOW_GREET)
+    (root / "mypkg" / "ctx.py").write_text(APP_CONTEXT)
+    (root / "contexts" / "p.toml").write_text(APP_PROFILE)
+    (tmp_path / "elsewhere").mkdir()
+    return root
+
+
+def _suspended_greeting(project: Path, target: str, context: str, store: str) -> str:
+    """`run` from the project folder, suspended at its question; the job's id."""
+    first = aetherflow(project, "run", target, "-i", "name=ada", "--context", context, "--store", store)
+    assert first.returncode == 3, first.stderr
+    return str(json.loads(aetherflow(project, "jobs", "--json", "--store", store).stdout)[0]["id"])
+
+
+@pytest.mark.parametrize(
+    ("target", "context"),
+    [
+        ("flows/gate.py:flow", "contexts/p.toml"),
+        ("flows/gate.py:flow", "mypkg.ctx:AppContext"),
+        ("mypkg.gate:flow", "mypkg.ctx:AppContext"),
+        ("mypkg.gate:flow", "contexts/p.toml"),
+    ],
+    ids=["profile-with-a-package-base", "dotted-context", "dotted-target", "dotted-target-and-profile"],
+)
+def test_resume_from_any_folder_finds_what_run_imported_from_its_folder(
+    package_project: Path, target: str, context: str
+) -> None:
+    """docs/cli.md: `run` records the target and --context so that `resume` finds both from any folder."""
+    store = f"sqlite:///{package_project / 'runs.db'}"
+    job_id = _suspended_greeting(package_project, target, context, store)
+    resumed = aetherflow(package_project.parent / "elsewhere", "resume", job_id, "--answer", '"yes"', "--store", store)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip().splitlines()[-1] == '"hello ada (yes)"'
+
+
+@pytest.mark.parametrize(
+    ("target", "context"),
+    [("flows/slow.py:flow", "contexts/p.toml"), ("mypkg.slow:flow", "mypkg.ctx:AppContext")],
+    ids=["profile-with-a-package-base", "dotted-target-and-context"],
+)
+def test_recover_from_any_folder_finds_what_run_imported_from_its_folder(
+    package_project: Path, target: str, context: str
+) -> None:
+    """`recover` started elsewhere takes over a job whose flow and context `run` imported from its folder."""
+    import signal
+
+    store = f"sqlite:///{package_project / 'runs.db'}"
+    exe = shutil.which("aetherflow", path=os.path.dirname(sys.executable)) or "aetherflow"
+    with subprocess.Popen(
+        [exe, "run", target, "-i", "n=1", "--context", context, "--store", store],
+        cwd=package_project,
+        env={**os.environ, "HANG": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "HANGING"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    recovered = aetherflow(package_project.parent / "elsewhere", "recover", "--store", store)
+    assert recovered.returncode == 0, recovered.stderr
+    assert recovered.stdout.split()[1:] == ["slow-greeter", "completed", '"hello-1!"']
+
+
+def test_resume_of_a_project_that_moved_names_the_folder_run_used_and_what_to_pass(package_project: Path) -> None:
+    """When the folder `run` imported the flow from is gone, `resume` says where it looked and what to pass."""
+    store = f"sqlite:///{package_project.parent / 'runs.db'}"
+    job_id = _suspended_greeting(package_project, "mypkg.gate:flow", "mypkg.ctx:AppContext", store)
+    package_project.rename(package_project.parent / "moved")
+    resumed = aetherflow(package_project.parent / "elsewhere", "resume", job_id, "--answer", '"yes"', "--store", store)
+    assert resumed.returncode == 2
+    assert resumed.stderr.strip() == (
+        f"error: No module named 'mypkg.gate' (No module named 'mypkg'; looked in {package_project.resolve()}, "
+        "where `run` imported it from, and the installed packages). If the code moved, pass --target with where it is now."
+    )
+    moved = package_project.parent / "moved"
+    by_file = aetherflow(
+        package_project.parent / "elsewhere", "resume", job_id, "--answer", '"yes"',
+        "--target", str(moved / "flows" / "gate.py") + ":flow", "--store", store,
+    )  # fmt: skip
+    assert by_file.returncode == 2
+    assert by_file.stderr.strip() == (
+        f"error: --context mypkg.ctx:AppContext: no module named 'mypkg.ctx' (looked in {package_project.resolve()}, "
+        "where `run` imported it from, and the installed packages). If the code moved, pass --context with where it is now."
+    )
+    again = aetherflow(moved, "resume", job_id, "--answer", '"yes"', "--target", "mypkg.gate:flow", "--store", store)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip().splitlines()[-1] == '"hello ada (yes)"'
+
+
+def test_resume_reads_what_older_runs_recorded_a_dotted_module_by_name(package_project: Path) -> None:
+    """A run recorded before folders were (a dotted module by name only) resumes from its project folder."""
+    from aetherflow import open_store
+
+    store = f"sqlite:///{package_project / 'runs.db'}"
+    job_id = _suspended_greeting(package_project, "mypkg.gate:flow", "mypkg.ctx:AppContext", store)
+    st = open_store(store)
+    st.remember_target("greeter", "mypkg.gate:flow --context mypkg.ctx:AppContext")
+    st.close()
+    resumed = aetherflow(package_project, "resume", job_id, "--answer", '"yes"', "--store", store)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip().splitlines()[-1] == '"hello ada (yes)"'
+
+
 def test_a_failed_node_prints_one_line(project: Path) -> None:
     """The node's error is printed once (as the `error:` line), not also as a log record."""
     ran = aetherflow(project, "run", "flows.py:boom", "-i", "n=1")

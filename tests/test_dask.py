@@ -18,6 +18,7 @@ from distributed import Client, LocalCluster
 
 from aetherflow import BaseFlowContext, StateConflictError, Worker, node, providers
 from aetherflow.dask import DaskWorker
+from changed_contexts import each_changed_instance
 
 # distributed warns about ports, closing comms and slow heartbeats on busy machines: not ours
 pytestmark = [
@@ -358,3 +359,101 @@ def test_scale_out_page_snippet_runs_as_a_script(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "49500"
+
+
+@node
+def read_n(n: int) -> int:
+    return n
+
+
+@each_changed_instance
+def test_context_instance_set_up_on_the_driver_gives_its_values_on_dask(dask_worker: DaskWorker, make: object) -> None:
+    """An instance configured, overridden or given a dependency gives nodes on Dask what it gives on threads."""
+    ctx = make()  # type: ignore[operator]
+    assert read_n.run(context=ctx) == 7
+    assert dask_worker.run(read_n, context=ctx) == 7
+
+
+def _change_instance(ctx: type, instance: object) -> None:
+    instance.config.from_dict({"n": 2})  # type: ignore[attr-defined]
+
+
+def _change_class(ctx: type, instance: object) -> None:
+    ctx.config.from_dict({"n": 2})  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("change", [_change_instance, _change_class], ids=["instance", "class"])
+def test_context_changed_between_jobs_gives_what_a_thread_worker_gives(dask_worker: DaskWorker, change: object) -> None:
+    """A context configured again after a first job: the next Dask job sees what a thread Worker's next job sees."""
+
+    def jobs(worker: Worker) -> list[int]:
+        class Settings(BaseFlowContext):
+            config = providers.Configuration()
+            n = providers.Callable(int, config.n)
+
+        Settings.config.from_dict({"n": 1})
+        instance = Settings()
+        instance.config.from_dict({"n": 1})
+        context = instance if change is _change_instance else Settings
+        first = worker.run(read_n, context=context)
+        change(Settings, instance)  # type: ignore[operator]
+        return [first, worker.run(read_n, context=context)]
+
+    with Worker(threads=2) as local:
+        expected = jobs(local)
+    assert jobs(dask_worker) == expected
+    if change is _change_instance:
+        assert expected == [1, 2]
+
+
+def test_context_changed_between_jobs_is_a_new_instance_on_the_dask_workers(dask_worker: DaskWorker) -> None:
+    """An unchanged context keeps its Singleton on each Dask worker process; a changed one is made afresh."""
+    import uuid
+
+    class Tokens(BaseFlowContext):
+        config = providers.Configuration()
+        token = providers.Singleton(lambda: uuid.uuid4().hex, guard=False)
+
+    @node
+    def token_of(i: int, token: str) -> tuple[int, str]:
+        return os.getpid(), token
+
+    ctx = Tokens()
+    ctx.config.from_dict({"n": 1})
+
+    def tokens() -> dict[int, set[str]]:
+        out: dict[int, set[str]] = {}
+        for pid, token in dask_worker.map(token_of, [{"i": i} for i in range(12)], context=ctx, progress=False):
+            out.setdefault(pid, set()).add(token)
+        return out
+
+    first, again = tokens(), tokens()
+    assert all(len(t) == 1 for t in first.values()) and all(again[pid] == first[pid] for pid in again if pid in first)
+    ctx.config.from_dict({"n": 2})
+    changed = tokens()
+    assert all(not (changed[pid] & first.get(pid, set())) for pid in changed)
+
+
+def test_context_with_a_large_object_is_sent_once_per_dask_worker(dask_worker: DaskWorker) -> None:
+    """40 one-node jobs with a 20 MB object in the context cost about what they cost with an empty one."""
+    import time
+
+    @node
+    def size(i: int, blob: bytes) -> int:
+        return len(blob)
+
+    def context_of(megabytes: int) -> type:
+        class Big(BaseFlowContext):
+            blob = providers.Object(b"x" * (megabytes * 2**20))
+
+        return Big
+
+    def timed(ctx: type) -> float:
+        t = time.perf_counter()
+        sizes = dask_worker.map(size, [{"i": i} for i in range(40)], context=ctx, progress=False)
+        assert sizes == [len(ctx.blob())] * 40  # type: ignore[attr-defined]
+        return time.perf_counter() - t
+
+    small = timed(context_of(0))
+    large = timed(context_of(20))
+    assert large < 3 * small + 1.0, f"empty context {small:.2f}s, 20 MB context {large:.2f}s"

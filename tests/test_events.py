@@ -16,11 +16,7 @@ from aetherflow import (
     node,
 )
 from aetherflow.events import EVENTS
-
-
-@node
-def inc(x: int) -> int:
-    return x + 1
+from shapes import inc
 
 
 def test_on_event_hooks_see_node_and_job_events() -> None:

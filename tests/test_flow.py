@@ -7,12 +7,7 @@ import sys
 import pytest
 
 from aetherflow import Flow, FlowDefinitionError, UsageError, node
-from shapes import even, odd, split, square, total
-
-
-@node
-def inc(x: int) -> int:
-    return x + 1
+from shapes import even, inc, odd, split, square, total
 
 
 @node

@@ -23,11 +23,7 @@ from aetherflow import (
     NodeTimeoutError,
     node,
 )
-
-
-@node
-def inc(x: int) -> int:
-    return x + 1
+from shapes import inc
 
 
 def test_node_stays_callable_like_its_function() -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from aetherflow import ContextProfileError, Worker, load_context, node, providers
 from aetherflow.guard import GuardedProxy
+from aetherflow.profiles import base_module
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,6 +64,15 @@ def test_profile_with_unimportable_base(tmp_path: Path) -> None:
     bad.write_text('[context]\nbase = "nowhere.at_all:Ctx"\n')
     with pytest.raises(ContextProfileError, match="cannot import context base 'nowhere.at_all:Ctx'"):
         load_context(bad)
+
+
+def test_base_module_is_the_module_a_profile_imports_its_base_from(tmp_path: Path) -> None:
+    """The command line records where this module was found, so `resume` finds it from any folder."""
+    assert base_module(ROOT / "contexts" / "shared.toml") == "examples.services"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[context]\nbase = "no_colon"\n')
+    with pytest.raises(ContextProfileError, match="base must be \"module:Class\", found 'no_colon'"):
+        base_module(bad)
 
 
 def test_thread_profile_instances_stay_on_their_thread() -> None:

@@ -16,6 +16,7 @@ from dependency_injector import containers
 
 from aetherflow import BaseFlowContext, providers
 from aetherflow.shipping import ContextNotShippableError, ship, ship_context
+from changed_contexts import each_changed_instance
 
 # Rebuilds the shipped class in a fresh interpreter (where the class was never defined)
 # and prints what its providers give.
@@ -164,8 +165,68 @@ def test_shipping_a_top_level_context_sends_a_reference(tmp_path: Path) -> None:
     assert b"dask_flows" in blob and b"open_conn" not in blob
 
 
-def test_shipping_refuses_an_instance_changed_after_it_was_made(tmp_path: Path) -> None:
-    """A profile's re-scoped provider would be lost on the workers: refused, saying what to do."""
+def _run_shipped(shipped: object, code: str, path: Path | None = None) -> str:
+    """Rebuilds ``shipped`` in a fresh interpreter as ``ctx`` (an instance) and prints what ``code`` evaluates to."""
+    prelude = "import pickle, sys\n"
+    if path is not None:
+        prelude += f"sys.path.insert(0, {str(path)!r})\n"
+    script = (
+        prelude + "from aetherflow.shipping import unship\n"
+        "ctx = unship(pickle.loads(sys.stdin.buffer.read()))\n"
+        "ctx = ctx() if isinstance(ctx, type) else ctx\n"
+        f"print(repr({code}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], input=pickle.dumps(shipped), capture_output=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout.decode().strip()
+
+
+@each_changed_instance
+def test_shipping_an_instance_carries_what_was_set_on_it(make: object) -> None:
+    """An instance configured, overridden or given a dependency on the driver gives the same values elsewhere."""
+    ctx = make()  # type: ignore[operator]
+    assert ctx.n() == 7
+    assert _run_shipped(ship_context(ctx, "etl"), "ctx.n()") == "7"
+
+
+def test_shipping_an_unchanged_instance_again_is_the_same_shipment() -> None:
+    """Using a context on the driver (a config value read, a Singleton made) does not make it a new context."""
+
+    class Used(BaseFlowContext):
+        config = providers.Configuration()
+        n = providers.Callable(int, config.n)
+        shared = providers.Singleton(dict)
+
+    ctx = Used()
+    ctx.config.from_dict({"n": 1})
+    first = ship_context(ctx, "etl")
+    assert ctx.n() == 1 and ctx.shared() == {}
+    assert ship_context(ctx, "etl") is first
+    ctx.config.from_dict({"n": 2})
+    changed = ship_context(ctx, "etl")
+    assert changed.key != first.key
+    assert _run_shipped(changed, "ctx.n()") == "2"
+
+
+def test_shipping_a_class_changed_after_it_was_shipped_sends_the_change() -> None:
+    """A class configured again after its first shipment travels again, as a new key."""
+
+    class Settings(BaseFlowContext):
+        config = providers.Configuration()
+        n = providers.Callable(int, config.n)
+
+    Settings.config.from_dict({"n": 1})
+    first = ship(Settings)
+    Settings.config.from_dict({"n": 2})
+    second = ship(Settings)
+    assert second.key != first.key
+    assert _run_shipped(second, "ctx.n()") == "2"
+
+
+def test_shipping_a_profile_instance_carries_its_rescoped_provider(tmp_path: Path) -> None:
+    """A TOML profile's re-scoped provider travels with the instance: the other side gets the new scope."""
     from aetherflow.profiles import load_context
 
     (tmp_path / "shipping_profile_base.py").write_text(
@@ -177,11 +238,49 @@ def test_shipping_refuses_an_instance_changed_after_it_was_made(tmp_path: Path) 
         '[context]\nbase = "shipping_profile_base:AppContext"\n[providers.cache]\nscope = "thread"\n'
     )
     ctx = load_context(tmp_path / "thread.toml")
+    shipped = ship_context(ctx, "etl")
+    assert _run_shipped(shipped, "(type(ctx.cache).__name__, ctx.cache())", tmp_path) == "('ThreadLocalSingleton', {})"
+
+
+def test_shipping_an_importable_contexts_own_values_by_reference(tmp_path: Path) -> None:
+    """A value an importable class holds (a lock made at import) is imported on the other side, not pickled."""
+    (tmp_path / "shipping_locked_base.py").write_text(
+        "import threading\n"
+        "from aetherflow import BaseFlowContext, providers\n"
+        "class LockedContext(BaseFlowContext):\n"
+        "    config = providers.Configuration()\n"
+        "    lock = providers.Object(threading.Lock())\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import shipping_locked_base  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(tmp_path))
+    ctx = shipping_locked_base.LockedContext()
+    ctx.config.from_dict({"n": 3})
+    shipped = ship_context(ctx, "etl")
+    assert _run_shipped(shipped, "(type(ctx.lock()).__name__, ctx.config.n())", tmp_path) == "('lock', 3)"
+
+
+def test_shipping_an_instance_changed_with_a_value_that_cannot_travel_says_what_to_do(tmp_path: Path) -> None:
+    """An importable class's instance given a lock: the error names the provider and how to make it on the workers."""
+    (tmp_path / "shipping_plain_base.py").write_text(
+        "from aetherflow import BaseFlowContext, providers\n"
+        "class PlainContext(BaseFlowContext):\n"
+        "    lock = providers.Object(None)\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import shipping_plain_base  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(tmp_path))
+    ctx = shipping_plain_base.PlainContext()
+    ctx.lock.override(providers.Object(threading.Lock()))
     with pytest.raises(ContextNotShippableError) as caught:
         ship_context(ctx, "etl")
     assert str(caught.value) == (
-        "The context of flow 'etl' differs from its class shipping_profile_base.AppContext: provider 'cache' is a "
-        "ThreadLocalSingleton here, a Singleton in the class. The Dask workers build the context from its class, "
-        "so a TOML profile or set_provider() would be lost there. Declare the change in a subclass of the context "
-        "and pass that class."
+        "The context of flow 'etl' (shipping_plain_base.PlainContext) cannot travel to the Dask workers: its "
+        "provider 'lock' (Object) cannot be pickled (TypeError: cannot pickle '_thread.lock' object). The workers "
+        "import the class and receive what was changed on this instance: declare the value in the class, or give "
+        "the provider a factory that makes it on each worker (providers.Singleton(threading.Lock))."
     )

@@ -11,6 +11,9 @@ import pytest
 from pydantic import BaseModel, SecretStr
 
 from aetherflow import NodeError, NodeOutputError, StoreError, Suspend, Worker, node, open_store
+from aetherflow.runs import RunFacts
+from aetherflow.state import Commit, StateScope, Write
+from aetherflow.status import JobStatus, NodeStatus
 from aetherflow.store import Store
 from storecase import store_url
 
@@ -164,6 +167,67 @@ def test_store_prune_drops_old_finished_jobs(store: Store) -> None:
         store.job(old.id)
 
 
+def test_store_keeps_a_new_jobs_records_in_order_after_every_job_is_pruned(store: Store) -> None:
+    """Pruning the newest records does not disturb the order of a later job's runs, events and state."""
+    with Worker(threads=1, store=store) as w:
+        w.submit(FLOW, {"n": 3}).result()
+        store.prune(older_than=datetime.now(UTC) + timedelta(seconds=1))
+        job = w.submit(FLOW, {"n": 4})
+        assert job.result() == 6
+    assert [r.node for r in store.node_runs(job.id)] == ["load", "total"]
+    types = [e.type for e in store.events(job.id)]
+    assert types[0] == "job_created" and types[-1] == "job_completed"
+    assert types.index("node_started") < types.index("state_committed") < types.index("job_completed")
+    assert [s.value for s in store.state_history(job.id)] == [6, 1]
+    assert store.progress(job.id).state[("job", "")] == {"sum": (6, 1)}
+
+
+def _last_run(job_id: str, output: object) -> RunFacts:
+    now = time.time()
+    commit = Commit(StateScope.JOB, "", job_id, "last", (Write("done", True, 1),), now)
+    return RunFacts(job_id, "last", 1, 1, NodeStatus.COMPLETED, "t", now, now, output, (commit,))
+
+
+def test_store_records_a_jobs_last_run_and_its_end_in_one_call(store: Store) -> None:
+    """`end_job` leaves the same records as the run and the status change written one after the other."""
+    store.create_job("ends-at-once", "f", {}, "w", time.time(), running=True)
+    last = _last_run("ends-at-once", 7)
+    store.end_job("ends-at-once", JobStatus.COMPLETED, time.time(), output=7, last_run=last)
+    job = store.job("ends-at-once")
+    assert (job.status, job.output) == ("completed", 7)
+    assert [(r.node, r.status) for r in store.node_runs("ends-at-once")] == [("last", "completed")]
+    assert [s.value for s in store.state_history("ends-at-once")] == [True]
+    assert [e.type for e in store.events("ends-at-once")] == [
+        "job_created",
+        "job_running",
+        "node_started",
+        "state_committed",
+        "node_completed",
+        "job_completed",
+    ]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_jobs_last_run_and_its_end_are_one_transaction(kind: str, tmp_path: Path) -> None:
+    """On a SQL store the last run and the job's end land together or not at all: one transaction."""
+    store = open_store(store_url(kind, tmp_path))
+    try:
+        store.create_job("one-tx", "f", {}, "w", time.time(), running=True)
+        writer = store._writer  # type: ignore[attr-defined]
+        before = writer.batches
+        store.end_job("one-tx", JobStatus.COMPLETED, time.time(), output=1, last_run=_last_run("one-tx", 1))
+        assert writer.batches == before + 1
+        store.create_job("refused", "f", {}, "w", time.time(), running=True)
+        with pytest.raises(ValueError, match="Unable to serialize"):  # the job's output cannot be stored: neither lands
+            store.end_job(
+                "refused", JobStatus.COMPLETED, time.time(), output=object(), last_run=_last_run("refused", 1)
+            )
+        assert store.node_runs("refused") == []
+        assert store.job("refused").status == "running"
+    finally:
+        store.close()
+
+
 def test_store_redacts_secret_inputs_outputs_and_state(store: Store, tmp_path: Path) -> None:
     @node
     def login(password: SecretStr, job_state) -> dict:
@@ -258,6 +322,83 @@ def test_async_durability_flushes_at_job_end_and_close(tmp_path: Path) -> None:
     assert len(store.jobs(flow="summing")) == 20
     assert all(r.status == "completed" for r in store.jobs(flow="summing"))
     store.close()
+
+
+def _jobs_in_file_alone(db: Path, copy: Path) -> int:
+    """Jobs in the store file itself, without its WAL: what a backup of that one file would hold."""
+    import sqlite3
+
+    copy.write_bytes(db.read_bytes())
+    conn = sqlite3.connect(copy)
+    try:
+        return int(conn.execute("SELECT count(*) FROM jobs").fetchone()[0])
+    except sqlite3.DatabaseError:  # copied mid-checkpoint: try again
+        return -1
+    finally:
+        conn.close()
+
+
+def test_sqlite_store_file_is_brought_up_to_date_while_the_store_is_open(tmp_path: Path) -> None:
+    """Commits reach the database file itself soon after they land, not only when the store closes."""
+    db = tmp_path / "runs.db"
+    store = open_store(f"sqlite:///{db}")
+    try:
+        for i in range(40):  # ~120 small commits: too few for SQLite's own checkpoint on commit
+            store.create_job(f"job-{i}", "f", {}, "w", time.time())
+            store.set_job_status(f"job-{i}", JobStatus.RUNNING, time.time())
+            store.set_job_status(f"job-{i}", JobStatus.COMPLETED, time.time(), output=i)
+        deadline = time.monotonic() + 10
+        while _jobs_in_file_alone(db, tmp_path / "copy.db") < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _jobs_in_file_alone(db, tmp_path / "copy.db") >= 20
+        assert len(store.jobs(limit=100)) == 40
+    finally:
+        store.close()
+
+
+def _assert_wal_bounded_while_writing(store: Store, wal: Path) -> None:
+    """Write 8,000 jobs (~8 pages each: 64,000 pages of WAL if it never started over); the WAL stays bounded.
+
+    Usually near 10,000 pages; the promise is the writer's own fallback checkpoint, past
+    40,000 pages, for when the background one does not get its turn (a starved machine).
+    """
+    try:
+        largest = 0
+        for i in range(8_000):
+            store.create_job(f"job-{i}", "f", {"pad": "x" * 16000}, "w", time.time())
+            if i % 100 == 0:
+                largest = max(largest, wal.stat().st_size)
+        assert len(store.jobs(limit=10_000)) == 8_000
+    finally:
+        store.close()
+    assert largest <= 42_000 * 4120, f"the WAL grew to {largest / 4120:,.0f} pages"
+
+
+def test_sqlite_wal_stays_bounded_during_a_long_run(tmp_path: Path) -> None:
+    """A store written without a pause keeps its WAL file bounded (about 40 MB), however long it runs."""
+    db = tmp_path / "runs.db"
+    store = open_store(f"sqlite:///{db}")
+    _assert_wal_bounded_while_writing(store, tmp_path / "runs.db-wal")
+
+
+def test_sqlite_wal_stays_bounded_when_the_background_checkpoint_cannot_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A checkpoint thread that cannot open the file hands checkpoints back to the commits, with a warning."""
+    import sqlite3
+
+    from aetherflow.store import sqlite as sqlite_store
+
+    db = tmp_path / "runs.db"
+    store = open_store(f"sqlite:///{db}")
+    store.jobs()  # this thread's reader, opened before connections start failing
+
+    def refuse(*args: object, **kwargs: object) -> sqlite3.Connection:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(sqlite_store.sqlite3, "connect", refuse)
+    _assert_wal_bounded_while_writing(store, tmp_path / "runs.db-wal")
+    assert "Cannot open" in caplog.text and "checkpoint it in the background" in caplog.text
 
 
 def test_memory_store_keeps_at_most_max_jobs() -> None:

@@ -576,3 +576,46 @@ def test_concurrent_jobs_share_transactions_and_sync_still_commits_before_succes
         store.close()
         for conn in checkers:
             conn.close()
+
+
+def test_concurrent_jobs_on_sqlite_share_transactions_and_sync_still_commits_before_successors(
+    tmp_path: Path,
+) -> None:
+    """16 jobs at once on SQLite: several node runs per transaction, and no step starts before its predecessor is in."""
+    db = tmp_path / "runs.db"
+    steps, jobs = 12, 16
+    seen: list[tuple[int, int]] = []  # (predecessors the job has run, completed runs another connection sees)
+    local = threading.local()
+    checkers: list[sqlite3.Connection] = []
+
+    @node
+    def step(x: int, execution: Any, job_state: Any) -> int:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = sqlite3.connect(db, check_same_thread=False)
+            checkers.append(conn)
+        committed = conn.execute(
+            "SELECT count(*) FROM node_runs WHERE job_id = ? AND status = 'completed'", (execution.job_id,)
+        ).fetchone()[0]
+        seen.append((x, committed))
+        job_state.set("x", x)
+        return x + 1
+
+    chain = step.repeat(steps)
+    store = open_store(f"sqlite:///{db}", durability="sync")
+    writer = store._writer  # type: ignore[attr-defined]
+    try:
+        with Worker(threads=jobs, store=store) as w:
+            chain.run({"x": 0}, worker=w)
+            batches, items = writer.batches, writer.items
+            submitted = [w.submit(chain, {"x": 0}) for _ in range(jobs)]
+            assert [j.result(60) for j in submitted] == [steps] * jobs
+            batches, items = writer.batches - batches, writer.items - items
+        assert all(committed == x for x, committed in seen), [s for s in seen if s[0] != s[1]][:5]
+        node_runs = steps * jobs
+        assert items >= node_runs
+        assert items / batches >= 2, f"{batches} transactions for {items} records: little group commit across jobs"
+    finally:
+        store.close()
+        for conn in checkers:
+            conn.close()

@@ -379,15 +379,22 @@ def resume(
         st.close()
         return
     remembered = st.target_of(record.flow)
-    where, recorded_context = recorded_run(remembered) if remembered is not None else (None, None)
-    where = target or where
-    if where is None:
+    recorded = recorded_run(remembered) if remembered is not None else None
+    # What this command line names is found from here; what `run` recorded, where `run` found it.
+    if target is not None:
+        flow = load_target(target)
+    elif recorded is not None:
+        flow = load_target(recorded.target, recorded.folder)
+    else:
         raise UsageError(
             f"Job {record.id} belongs to flow '{record.flow}', whose code location is unknown; pass --target path/to/file.py:flow."
         )
-    flow = load_target(where)
-    context = context or recorded_context  # the context `run` was given, unless another is named
-    ctx = load_context_ref(context) if context is not None else None
+    if context is not None:  # the context `run` was given, unless another is named
+        ctx = load_context_ref(context)
+    elif recorded is not None and recorded.context is not None:
+        ctx = load_context_ref(recorded.context, recorded.folder)
+    else:
+        ctx = None
     _check_context(flow, ctx, {}, action="was resumed")
     _log_without_secrets()
     with Worker(store=st, flows=[flow]) as worker:
@@ -430,7 +437,8 @@ def recover(
             if remembered is None:
                 continue
             try:
-                flows.append(_in_recorded_context(st, load_target(recorded_run(remembered)[0])))
+                recorded = recorded_run(remembered)
+                flows.append(_in_recorded_context(st, load_target(recorded.target, recorded.folder)))
             except (
                 TargetError,
                 ContextProfileError,
@@ -455,11 +463,11 @@ def _in_recorded_context(st: Store, flow: Any) -> Any:
     from .targets import load_context_ref, recorded_run
 
     remembered = st.target_of(flow.name)
-    context = recorded_run(remembered)[1] if remembered is not None else None
-    if context is None:
+    recorded = recorded_run(remembered) if remembered is not None else None
+    if recorded is None or recorded.context is None:
         return flow
     own = flow.named(flow.name)
-    own.context = load_context_ref(context)
+    own.context = load_context_ref(recorded.context, recorded.folder)
     return own
 
 

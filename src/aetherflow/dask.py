@@ -15,9 +15,10 @@ Scopes on the cluster (a worker plugin holds them on each Dask worker):
 - `Singleton`: one per Dask worker *process* — guarded there, but not shared across
   machines (nothing in-process can be).
 
-Nodes, inputs, outputs and context classes travel with cloudpickle: a context class defined
-in ``__main__``, a notebook or a function travels by value (shipping.py), and each Dask
-worker process keeps one copy of it and one instance, so a `Singleton` is one per process.
+Nodes, inputs and outputs travel with cloudpickle. The context travels as the driver's
+instance is at submit (shipping.py), scattered once to every Dask worker rather than sent
+with each task; each Dask worker process keeps one instance per version of it, so a
+`Singleton` is one per process.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import itertools
 import logging
 import sys
 import threading
+import weakref
 from dataclasses import dataclass, field
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any
@@ -82,7 +84,7 @@ class _Snapshot:
     item: Any
     inputs: dict[str, Any]
     outputs: dict[str, Any]
-    context: ShippedContext | None  # the context class, pickled once per class (shipping.py)
+    context: str | None  # the key of the context's shipment, which travels beside the snapshot (scattered)
     state: dict[str, dict[str, tuple[Any, int]]]  # "job" / "node" / "worker" -> entries
     answer: Any = UNSET  # the answer to a suspension, when this call resumes it
     trace: dict[str, str] | None = None  # the W3C context of the driver's node span, when traced (tracing.py)
@@ -146,17 +148,17 @@ class AetherFlowPlugin(WorkerPlugin):  # type: ignore[misc]
         self.threads.close_others()
         self.cache.close()
 
-    def context(self, shipped: ShippedContext | None) -> Any:
-        """The one instance of a context class on this Dask worker, whichever job sends it."""
-        if shipped is None:
+    def context(self, key: str | None, shipped: ShippedContext | None) -> Any:
+        """The one instance of a shipped context on this Dask worker, whichever job sends it."""
+        if key is None or shipped is None:
             return None
-        ctx = self.contexts.get(shipped.key)
+        ctx = self.contexts.get(key)
         if ctx is None:
-            with self._lock:  # one class and one instance per key, so a Singleton is one per process
-                ctx = self.contexts.get(shipped.key)
+            with self._lock:  # one instance per key, so a Singleton is one per process
+                ctx = self.contexts.get(key)
                 if ctx is None:
                     try:
-                        cls = unship(shipped)
+                        made = unship(shipped)
                     except (ImportError, AttributeError) as exc:
                         raise ContextNotImportableError(
                             f"Dask worker {self.address} cannot import the context {shipped.name}: {exc}. It travels "
@@ -164,7 +166,7 @@ class AetherFlowPlugin(WorkerPlugin):  # type: ignore[misc]
                             "on the Dask workers, or call cloudpickle.register_pickle_by_value(module) before "
                             "submitting to send it by value."
                         ) from None
-                    ctx = self.contexts[shipped.key] = cls()
+                    ctx = self.contexts[key] = made() if isinstance(made, type) else made
         return ctx
 
     def vertex(self, key: str, blob: bytes) -> VertexPlan:
@@ -211,11 +213,15 @@ def _plugin() -> AetherFlowPlugin:
     return plugin  # type: ignore[no-any-return]
 
 
-def _run_remote(snap: _Snapshot) -> _Returned:
-    """Runs on a Dask worker: one node call to its outcome, writes kept for the driver."""
+def _run_remote(snap: _Snapshot, shipped: ShippedContext | None) -> _Returned:
+    """Runs on a Dask worker: one node call to its outcome, writes kept for the driver.
+
+    ``shipped`` is the context scattered to the Dask workers: Dask hands each task the copy
+    its worker already holds, so the context's bytes cross the network once per worker.
+    """
     plugin = _plugin()
     view = _View(snap)
-    ctx = plugin.context(snap.context)
+    ctx = plugin.context(snap.context, shipped)
     vp = plugin.vertex(snap.vp_key, snap.vp_blob)
     injectors = {}
     for b in vp.bindings:
@@ -318,7 +324,11 @@ class DaskRunner(LocalRunner):
         self.id = "dask"  # the worker's id once it starts the runner: part of each vertex's cache key
         self._blobs: IdentityCache[tuple[str, bytes]] = IdentityCache(VERTEX_CACHE_SIZE)
         self._blob_serial = itertools.count()
-        self._outbox: SimpleQueue[tuple[_Sending, _Snapshot] | None] = SimpleQueue()
+        self._outbox: SimpleQueue[tuple[_Sending, _Snapshot, Any] | None] = SimpleQueue()
+        # Per context instance: its last shipment and the future of its copy scattered to the Dask
+        # workers. Dropped with the instance or replaced by a change; Dask frees a copy no task needs.
+        self._scattered: weakref.WeakKeyDictionary[Any, tuple[ShippedContext, Any]] = weakref.WeakKeyDictionary()
+        self._scatter_lock = threading.Lock()
         self._dispatcher = threading.Thread(target=self._dispatch, name="aetherflow-dask-dispatch", daemon=True)
         self._dispatcher.start()
 
@@ -327,8 +337,19 @@ class DaskRunner(LocalRunner):
         super().start(name, threads)
 
     def accepts(self, context: Any, flow: str) -> None:
-        # A context that cannot travel is refused at submit, before a job is recorded.
-        ship_context(context, flow)
+        # At each submit, map and resume, before a job is recorded: the context as it is now, or
+        # its refusal. A new or changed context is scattered to every Dask worker here, once.
+        self._shipment(context, ship_context(context, flow))
+
+    def _shipment(self, context: Any, shipped: ShippedContext) -> tuple[ShippedContext, Any]:
+        """``context``'s shipment and the future of its scattered copy (scattering it if it is new)."""
+        with self._scatter_lock:
+            current = self._scattered.get(context)
+            if current is None or current[0] is not shipped or current[1].status in ("lost", "cancelled", "error"):
+                scattered = self.client.scatter({f"aetherflow-context-{shipped.key}": shipped}, broadcast=True)  # type: ignore[no-untyped-call]
+                [future] = scattered.values()
+                current = self._scattered[context] = (shipped, future)
+        return current
 
     def send(self, driver: Driver, vertex: int, item: int, started: float) -> None:
         # Never blocks a worker thread: the task's result comes back through the queue.
@@ -339,6 +360,7 @@ class DaskRunner(LocalRunner):
         vp = run.plan.vertices[sending.i]
         item = run.map_items[sending.i][sending.k] if sending.k >= 0 else UNSET
         key, blob = self._vertex_blob(run.plan.flow, vp)
+        shipment = self._context_ref(call)
         snap = _Snapshot(
             key,
             blob,
@@ -349,7 +371,7 @@ class DaskRunner(LocalRunner):
             item,
             run.inputs,
             _needed_outputs(vp, run.outputs),
-            self._context_ref(call),
+            None if shipment is None else shipment[0].key,
             self._state_snapshot(call, vp),
             run.answer_to(sending.i, run.runs[sending.i], sending.k if sending.k >= 0 else None, UNSET),
         )
@@ -358,7 +380,7 @@ class DaskRunner(LocalRunner):
                 vp.name, run.runs[sending.i], sending.conflicts + 1, sending.k if sending.k >= 0 else None
             )
             snap.trace = call.trace.carrier(sending.span)
-        self._outbox.put((sending, snap))
+        self._outbox.put((sending, snap, None if shipment is None else shipment[1]))
 
     def _dispatch(self) -> None:
         """Send queued calls in batches: one `client.map` per batch, as Dask's own map does."""
@@ -378,9 +400,11 @@ class DaskRunner(LocalRunner):
                 batch.append(more)
             self._submit_batch(batch)
 
-    def _submit_batch(self, batch: list[tuple[_Sending, _Snapshot]]) -> None:
+    def _submit_batch(self, batch: list[tuple[_Sending, _Snapshot, Any]]) -> None:
         try:
-            futures = self.client.map(_run_remote, [snap for _, snap in batch], pure=False, retries=2)
+            futures = self.client.map(
+                _run_remote, [snap for _, snap, _ in batch], [ctx for _, _, ctx in batch], pure=False, retries=2
+            )
         except Exception:  # noqa: BLE001 - one bad value must not sink the batch: send them singly
             if len(batch) == 1:
                 sending = batch[0][0]
@@ -389,7 +413,7 @@ class DaskRunner(LocalRunner):
             for one in batch:
                 self._submit_batch([one])
             return
-        for (sending, _), future in zip(batch, futures, strict=True):
+        for (sending, _, _), future in zip(batch, futures, strict=True):
             future.add_done_callback(lambda f, s=sending: self.put((_Arrived(self, s, f, None), s.i, s.k)))  # type: ignore[no-untyped-call]
 
     def _arrived(self, arrived: _Arrived, thread: str) -> None:
@@ -480,9 +504,14 @@ class DaskRunner(LocalRunner):
             )
         return entry
 
-    def _context_ref(self, call: JobCall) -> ShippedContext | None:
-        """The flow's context class as the Dask workers receive it (pickled once per class)."""
-        return None if call.context is None else ship_context(call.context, call.flow)
+    def _context_ref(self, call: JobCall) -> tuple[ShippedContext, Any] | None:
+        """The job's context as last shipped (at the last submit that used it) and the future of its scattered copy."""
+        if call.context is None:
+            return None
+        current = self._scattered.get(call.context)
+        if current is not None and current[1].status == "finished":
+            return current
+        return self._shipment(call.context, current[0] if current else ship_context(call.context, call.flow))
 
     def _state_snapshot(self, call: JobCall, vp: VertexPlan) -> dict[str, dict[str, tuple[Any, int]]]:
         run = call.run

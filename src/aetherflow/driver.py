@@ -360,11 +360,20 @@ class Driver:
     # -- stopping and ending --------------------------------------------------------------------------
 
     def cancel(self) -> None:
-        """Start nothing more of the job; it ends once its running calls return."""
+        """Start nothing more of the job; it ends once its running calls return, but is recorded cancelled now."""
         if self.asked == _GO:
             self.asked = _CANCEL
-        if self.begun and self.run.cancel():  # else: it ends cancelled as it begins
+        if not self.begun:  # a job of `map` waiting for a thread: it ends cancelled as it begins, running nothing
+            if self.asked == _CANCEL:  # (not when taken over: the store is another process's now)
+                self._record_cancelled()
+            return
+        ended = self.run.cancel()
+        if ended:
             self.finish()
+        elif ended is False and not self.call.taken_over:
+            # Cancelled is final: the store says so before the running calls return, so a
+            # second Ctrl-C that ends the process meanwhile leaves nothing for recover() to run.
+            self._record_end(JOB_CANCELLED, UNSET)
 
     def let_go(self) -> None:
         """Another process claimed the job: start nothing more of it, and record nothing more.
@@ -380,6 +389,16 @@ class Driver:
             "Job %s was taken over by another process; stopping it here", job_id, extra={"job_id": job_id, "node": None}
         )
         self.cancel()
+
+    def _record_cancelled(self) -> None:
+        """Record a job that never began as cancelled now (cancelled is final: see `cancel`)."""
+        job_id = self.job.id
+        try:
+            self.crew.store.set_job_status(job_id, JOB_CANCELLED, time.time())
+        except Exception:
+            log.error(
+                "Could not record the end of job %s", job_id, exc_info=True, extra={"job_id": job_id, "node": None}
+            )
 
     def _forget(self) -> None:
         call = self.call

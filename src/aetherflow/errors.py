@@ -85,12 +85,21 @@ class ContextProfileError(AetherFlowError, ValueError):
 
 
 class MissingInputError(AetherFlowError, LookupError):
-    """A job was submitted without an input that some node requires."""
+    """A job was submitted without an input that some node requires (or without the context providing it).
 
-    def __init__(self, flow: str, missing: dict[str, list[str]], hints: dict[str, str]) -> None:
+    ``context_hint``, when given, is the whole message: a context the user's modules
+    define provides the missing names, so the job most likely lacks that context.
+    """
+
+    def __init__(
+        self, flow: str, missing: dict[str, list[str]], hints: dict[str, str], context_hint: str | None = None
+    ) -> None:
         self.flow = flow
         self.missing = missing  # input name -> nodes that need it
         self.hints = hints  # input name -> "Did you mean ...?" sentence
+        if context_hint is not None:
+            super().__init__(context_hint)
+            return
         parts = []
         for name, nodes in missing.items():
             needed = ", ".join(f"'{n}'" for n in nodes)

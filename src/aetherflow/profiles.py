@@ -40,15 +40,7 @@ def load_context(path: str | os.PathLike[str]) -> Any:
     """
     file = Path(path)
     where = str(file)
-    try:
-        data = tomllib.loads(file.read_text())
-    except FileNotFoundError:
-        raise ContextProfileError(where, [f"no such file (looked for {file.resolve()})."]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ContextProfileError(where, [f"not valid TOML: {exc}."]) from None
-    base = data.get("context", {}).get("base")
-    if not isinstance(base, str) or ":" not in base:
-        raise ContextProfileError(where, [f'[context] base must be "module:Class", found {base!r}.'])
+    data, base = _read(file)
     cls = _import(base, file.parent, where)
     ctx = cls()
     problems = []
@@ -65,6 +57,30 @@ def load_context(path: str | os.PathLike[str]) -> Any:
     if problems:
         raise ContextProfileError(where, problems)
     return ctx
+
+
+def base_module(path: str | os.PathLike[str]) -> str:
+    """The module a profile's ``[context] base`` names, as the profile spells it.
+
+    >>> base_module("contexts/shared.toml")
+    'examples.services'
+    """
+    return _read(Path(path))[1].partition(":")[0]
+
+
+def _read(file: Path) -> tuple[dict[str, Any], str]:
+    """The profile's TOML and its base ``module:Class``; every way it is unreadable says why."""
+    where = str(file)
+    try:
+        data = tomllib.loads(file.read_text())
+    except FileNotFoundError:
+        raise ContextProfileError(where, [f"no such file (looked for {file.resolve()})."]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ContextProfileError(where, [f"not valid TOML: {exc}."]) from None
+    base = data.get("context", {}).get("base")
+    if not isinstance(base, str) or ":" not in base:
+        raise ContextProfileError(where, [f'[context] base must be "module:Class", found {base!r}.'])
+    return data, base
 
 
 def _import(ref: str, folder: Path, where: str) -> Any:

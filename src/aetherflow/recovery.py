@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import AetherFlowError, JobClaimedError, MissingInputError, StoreError, UsageError
-from .graph import B_ANSWER, Graph, Plan, VertexPlan
+from .graph import B_ANSWER, Graph, Plan, Vertex, VertexPlan
 from .redaction import SECRET_MASK
 from .scheduler import JobRun
 from .sentinels import UNSET
@@ -50,13 +50,14 @@ def rebuild(progress: Progress, graph: Graph, plan: Plan, inputs: dict[str, Any]
     ready = set(run.start())
     ended = _complete_finished_maps(run, ready)
     for node, item, output in progress.completed:
-        if node not in graph.index:
+        vertex = graph.vertex(node)
+        if vertex is None:
             raise StoreError(
                 f"Job {progress.job.id} recorded a run of node '{node}', which flow '{flow}' does not have; "
                 "resume it with the flow it was started with."
             )
-        i = graph.index[node]
-        output = restore(output, _returns(graph, i))  # a set stays a set, a datetime a datetime
+        i = vertex.index
+        output = restore(output, _returns(vertex))  # a set stays a set, a datetime a datetime
         if item is not None:
             run.replay_item(node, item, output)  # an item of a mapped node: not run again
         elif i in ready:
@@ -68,8 +69,8 @@ def rebuild(progress: Progress, graph: Graph, plan: Plan, inputs: dict[str, Any]
     return Rebuilt(run, sorted(ready), ended)
 
 
-def _returns(graph: Graph, i: int) -> Any:
-    annotation = graph.nodes[i].annotation("return")
+def _returns(vertex: Vertex) -> Any:
+    annotation = vertex.node.annotation("return")
     return None if annotation is UNSET else annotation
 
 
@@ -120,19 +121,20 @@ def give_answer(progress: Progress, run: JobRun, answer: Any) -> tuple[str, int 
     """
     if answer is UNSET:
         pending = progress.answer
-        if pending is not None and progress.job.status is JOB_RUNNING and pending[0] in run.graph.index:
-            i = run.graph.index[pending[0]]
-            if not run.graph.nodes[i].is_secret("answer"):
-                run.give_answer(i, pending[1], pending[2])
+        if pending is not None and progress.job.status is JOB_RUNNING:
+            answered = run.graph.vertex(pending[0])
+            if answered is not None and not answered.node.is_secret("answer"):
+                run.give_answer(answered.index, pending[1], pending[2])
         return None
     node, item = progress.suspended, progress.suspended_item
-    if node is None or node not in run.graph.index:
+    vertex = run.graph.vertex(node) if node is not None else None
+    if vertex is None:
         raise AetherFlowError(
             f"Job {progress.job.id} records no suspended node of this flow to answer; resume it without answer=."
         )
-    i = run.graph.index[node]
+    i = vertex.index
     run.give_answer(i, item, _valid_answer(run.plan.vertices[i], answer))
-    return node, item, SECRET_MASK if run.graph.nodes[i].is_secret("answer") else answer
+    return vertex.name, item, SECRET_MASK if vertex.node.is_secret("answer") else answer
 
 
 def _valid_answer(vp: VertexPlan, answer: Any) -> Any:

@@ -81,10 +81,10 @@ def _no_graph(stored_target: str | None) -> str:
 
 def _layers(graph: Graph) -> dict[str, int]:
     """Depth of each vertex: the longest forward path from a source (loops drawn upwards)."""
-    depth: dict[int, int] = {}
-    for i in graph.order:
-        depth[i] = 1 + max((depth[p] for p in graph.preds[i]), default=-1)
-    return {graph.names[i]: d for i, d in depth.items()}
+    depth: dict[str, int] = {}
+    for v in graph.in_order():
+        depth[v.name] = 1 + max((depth[p] for p in v.preds), default=-1)
+    return depth
 
 
 def _graph_svg(graph: Graph, status: dict[str, str]) -> str:

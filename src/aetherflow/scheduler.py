@@ -7,6 +7,7 @@ again after it starts, waiting for the predecessors that run again in the loop.
 
 `JobRun` only decides; it never calls nodes. Its methods take the job's lock, update the
 counters, and return the vertices that became ready, which the worker then runs.
+What it reads of the graph besides the topology is a `Schedule`, derived once per graph.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import threading
 from typing import Any
 
 from .errors import LoopLimitError, NodeError, short_repr
-from .graph import Graph, Plan
+from .graph import Graph, Plan, Topology
+from .graph.topology import reach
 from .sentinels import UNSET
 from .state import StateScope, StateSpace
 from .status import JobStatus, NodeStatus
@@ -23,6 +25,65 @@ from .status import JobStatus, NodeStatus
 # Enum members read once: in Python 3.11 `NodeStatus.X` costs ~10x a global (EnumType.__getattr__).
 PENDING, RUNNING, COMPLETED = NodeStatus.PENDING, NodeStatus.RUNNING, NodeStatus.COMPLETED
 JOB_COMPLETED = JobStatus.COMPLETED
+
+
+class Schedule:
+    """What the scheduler reads of a graph besides its topology, indexed by vertex number.
+
+    Derived once per graph (`Graph.derived(Schedule)`), shared by every job of the flow.
+    """
+
+    __slots__ = ("link", "no_runs", "rearm", "sinks", "sole_sink", "sources", "waiting_at_start")
+
+    def __init__(self, graph: Topology) -> None:
+        n = len(graph.names)
+        pred_counts = [len(p) for p in graph.preds]
+        loops = any(graph.back_targets)
+        # Sources start the job; each other vertex first waits for a signal from every forward predecessor.
+        self.sources = [i for i, count in enumerate(pred_counts) if count == 0]
+        # What every job's counters start from (copied per job: cheaper than built).
+        self.waiting_at_start = dict(enumerate(pred_counts))
+        self.no_runs = dict.fromkeys(range(n), 0)
+        # After it starts, a vertex inside a loop is armed again: it waits for the signals of
+        # the predecessors that run again in the loop (none, outside loops).
+        self.rearm = [len(lp) for lp in _loop_preds(graph)] if loops else [0] * n
+        # The chain links: the scheduler's fast path (see `_links`).
+        self.link = [-1] * n if loops else _links(graph, pred_counts)
+        # The job's result: the sole sink's output, else {sink: output} of those that ran.
+        self.sinks = [i for i, succs in enumerate(graph.succs) if not succs and graph.branches[i] is None]
+        self.sole_sink = graph.names[self.sinks[0]] if len(self.sinks) == 1 else None
+
+
+def _links(graph: Topology, pred_counts: list[int]) -> list[int]:
+    """Per vertex, its chain successor, or -1 (in a graph without loops).
+
+    A link ``i -> s``: ``s`` is ``i``'s only successor, ``i`` is ``s``'s only predecessor,
+    and ``i`` chooses no branch. When ``i`` completes, ``s`` is ready at once, without
+    counting signals.
+    """
+    link = [-1] * len(graph.names)
+    for i, succs in enumerate(graph.succs):
+        if len(succs) == 1 and graph.branches[i] is None:
+            s = succs[0]
+            if pred_counts[s] == 1:
+                link[i] = s
+    return link
+
+
+def _loop_preds(graph: Topology) -> list[list[int]]:
+    """Per vertex, the predecessors that run again in a loop (they re-trigger it)."""
+    in_loop: set[int] = set()
+    for sw, targets in enumerate(graph.back_targets):
+        if targets:
+            upstream = reach([sw], graph.preds)
+            for t in targets:
+                in_loop |= reach([t], graph.succs) & upstream
+    # Anything downstream of a loop vertex re-runs when that vertex runs again.
+    affected = reach(in_loop, graph.succs)
+    return [
+        [p for p in graph.preds[i] if p in in_loop or p in affected] if i in affected else []
+        for i in range(len(graph.names))
+    ]
 
 
 class JobRun:
@@ -53,6 +114,7 @@ class JobRun:
         "outputs",
         "plan",
         "runs",
+        "schedule",
         "status",
         "stopped",
         "suspended",
@@ -60,14 +122,16 @@ class JobRun:
 
     def __init__(self, job_id: str, graph: Graph, plan: Plan, inputs: dict[str, Any]) -> None:
         n = len(graph.names)
+        schedule = graph.derived(Schedule)
         self.job_id = job_id
         self.graph = graph
+        self.schedule = schedule
         self.plan = plan
         self.inputs = inputs
         self.lock = threading.Lock()
         self.outputs: dict[str, Any] = {}
         self.status = [PENDING] * n
-        self.runs = graph.no_runs.copy()  # a dict of ints is not tracked by the GC
+        self.runs = schedule.no_runs.copy()  # a dict of ints is not tracked by the GC
         self.stopped: JobStatus | None = None  # FAILED / CANCELLED / SUSPENDED once decided
         self.error: BaseException | None = None
         self.suspended: tuple[str, str] | None = None  # (node, reason)
@@ -75,7 +139,7 @@ class JobRun:
             None  # (vertex, iteration, item, value): the answer to a suspension
         )
         self.in_flight = 0
-        self._waiting = graph.waiting_at_start.copy()
+        self._waiting = schedule.waiting_at_start.copy()
         self._got = bytearray(n)
         self._busy = bytearray(n)  # queued or running: a vertex never runs concurrently with itself
         self._again: dict[int, int] = {}
@@ -107,10 +171,10 @@ class JobRun:
         Called once, on a fresh job that no other thread sees yet (hence no lock): each
         source runs for the first time, which `max_iterations >= 1` always allows.
         """
-        g = self.graph
-        ready = list(g.sources)
+        sc = self.schedule
+        ready = list(sc.sources)
         for i in ready:
-            self._waiting[i] = g.rearm[i]
+            self._waiting[i] = sc.rearm[i]
             self.runs[i] = 1
             self._busy[i] = 1
         self.in_flight = len(ready)
@@ -176,7 +240,7 @@ class JobRun:
             self.status[i] = COMPLETED
             g = self.graph
             self.outputs[g.names[i]] = output
-            s = g.link[i]
+            s = self.schedule.link[i]
             if s >= 0 and self.stopped is None and not self._skipped_any:
                 # `s` waits for `i` alone and runs once: ready now. One run leaves, one enters.
                 self.runs[s] = 1
@@ -253,8 +317,11 @@ class JobRun:
             self._busy[i] = 0
             return self._ended([])
 
-    def cancel(self) -> bool:
+    def cancel(self) -> bool | None:
+        """Start nothing more: True when the job ends now, False when its running calls end it, None when it had stopped."""
         with self.lock:
+            if self.stopped is not None or self.in_flight < 0:
+                return None
             self._stop(JobStatus.CANCELLED, None)
             return self._ended([])
 
@@ -280,7 +347,7 @@ class JobRun:
         g = self.graph
         branches = g.branches[i]
         if branches is None:
-            waiting, got, rearm = self._waiting, self._got, g.rearm
+            waiting, got, rearm = self._waiting, self._got, self.schedule.rearm
             for s in g.succs[i]:
                 if rearm[s] and self._heard_again(s, i):
                     continue
@@ -335,7 +402,7 @@ class JobRun:
 
     def _signal(self, s: int, p: int, completed: bool, ready: list[int]) -> None:
         """``p`` settled (completed, or skipped when not ``completed``): one fewer signal for ``s`` to wait for."""
-        if self.graph.rearm[s] and self._heard_again(s, p):
+        if self.schedule.rearm[s] and self._heard_again(s, p):
             return
         waiting = self._waiting[s] - 1
         self._waiting[s] = waiting
@@ -346,7 +413,7 @@ class JobRun:
 
     def _settle(self, s: int, ready: list[int]) -> None:
         runs_it = self._got[s] and (not self._skipped_any or not self._misses_input(s))
-        self._waiting[s] = self.graph.rearm[s]
+        self._waiting[s] = self.schedule.rearm[s]
         if self._heard:
             self._heard.pop(s, None)
         self._got[s] = 0
@@ -398,7 +465,7 @@ class JobRun:
 
     def result(self) -> Any:
         """The sole sink's output, or ``{sink: output}`` of the sinks that ran."""
-        g = self.graph
-        if g.sole_sink is not None:
-            return self.outputs.get(g.sole_sink)
-        return {g.names[i]: self.outputs[g.names[i]] for i in g.sinks if g.names[i] in self.outputs}
+        sc, names = self.schedule, self.graph.names
+        if sc.sole_sink is not None:
+            return self.outputs.get(sc.sole_sink)
+        return {names[i]: self.outputs[names[i]] for i in sc.sinks if names[i] in self.outputs}

@@ -1,8 +1,10 @@
 """What a command line names: a flow (``path/to/file.py:flow`` or ``package.module:flow``)
 and a context (``--context module:Class``, ``path/to/file.py:Class`` or a TOML profile).
 
-`run` records where both are as paths that hold from any folder (`recorded`), so
-`resume` and `recover` started elsewhere find the same code.
+`run` records where both are in a form that holds from any folder (`record_run`): a
+file by its absolute path, a module by its name, and the folder `run` imported modules
+from when they were found in its current folder (not installed), so `resume` and
+`recover` started elsewhere import the same code.
 """
 
 from __future__ import annotations
@@ -14,15 +16,15 @@ import shlex
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .context import provider_names
 from .errors import AetherFlowError, closest
 from .flow import Flow
+from .missing_context import contexts_in, explain, is_context, modules_of
 from .node import Node
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Mapping
 
 CONTEXT_FORMS = "Give path/to/file.py:Class, package.module:Class or a .toml profile."
 
@@ -31,15 +33,16 @@ class TargetError(AetherFlowError):
     """A command-line target names no flow (or no context); the message says what exists."""
 
 
-def load_target(target: str) -> Flow:
-    """The flow a target names.
+def load_target(target: str, folder: str | None = None) -> Flow:
+    """The flow a target names; a module named by name is imported from ``folder`` (default:
+    the current folder) or the installed packages.
 
     >>> load_target("examples/demo.py:flow")
     """
     where, sep, attr = target.rpartition(":")
     if not sep or not where or not attr:
         raise TargetError(f"Target {target!r} should look like 'path/to/file.py:flow' or 'package.module:flow'.")
-    module = _load_module(where)
+    module = _load_module(where, folder)
     found = getattr(module, attr, None)
     if isinstance(found, Node):
         return found.as_flow()
@@ -57,20 +60,25 @@ def load_target(target: str) -> Flow:
     )
 
 
-def load_context_ref(ref: str) -> Any:
+def load_context_ref(ref: str, folder: str | None = None) -> Any:
     """The context ``--context`` names: a `BaseFlowContext` subclass or instance, or a profile's instance.
+
+    A module named by name (also a profile's base) is imported from ``folder`` (default: the
+    current folder) or the installed packages; a profile's base also from beside the profile.
 
     >>> load_context_ref("examples/demo.py:DemoContext")
     """
     if ref.endswith(".toml"):
         from .profiles import load_context
 
+        if folder is not None:
+            _search_first(folder)  # before the places the profile itself adds
         return load_context(ref)
     label = f"--context {ref}"
     where, sep, attr = ref.rpartition(":")
     if not sep or not where or not attr:
         raise TargetError(f"{label}: expected module:Class, path/to/file.py:Class or a .toml profile.")
-    module = _import_for(where, label)
+    module = _import_for(where, label, folder)
     found = getattr(module, attr, None)
     if is_context(found):
         return found
@@ -87,57 +95,80 @@ def load_context_ref(ref: str) -> Any:
     raise TargetError(f"{label}: '{attr}' in {where} is {kind}, not a BaseFlowContext subclass or instance.{there}")
 
 
-def is_context(value: Any) -> bool:
-    """A `BaseFlowContext` subclass (not the base itself) or a context instance."""
-    from dependency_injector import containers
-
-    from .context import BaseFlowContext
-
-    if isinstance(value, type):
-        return issubclass(value, BaseFlowContext) and value is not BaseFlowContext
-    return isinstance(value, containers.DynamicContainer)
-
-
-def contexts_in(module: ModuleType) -> list[str]:
-    """The public names of the contexts a module defines or imports, sorted."""
-    return sorted(name for name, value in vars(module).items() if not name.startswith("_") and is_context(value))
-
-
 def recorded(ref: str) -> str:
     """``ref`` (a target or a context) as it reads from any folder: a file by its absolute path.
 
-    A module found in the current folder is recorded by its file too; an installed
-    module, or a dotted one (its package's own imports need its name), by its name.
+    A module stays named by its name (its package's own imports need that name); where it
+    was found is `record_run`'s ``--folder``.
     """
     where, sep, attr = ref.rpartition(":")
     if ref.endswith(".toml"):
         return str(Path(ref).resolve())
-    if not sep:
-        return ref
-    if _is_path(where):
+    if sep and _is_path(where):
         return f"{Path(where).resolve()}:{attr}"
-    module = sys.modules.get(where)
-    file = getattr(module, "__file__", None)
-    if "." not in where and file and Path(file).resolve().is_relative_to(Path.cwd().resolve()):
-        return f"{Path(file).resolve()}:{attr}"
     return ref
 
 
+class Recorded(NamedTuple):
+    """What `run` recorded for a flow (`record_run`), read back by `recorded_run`."""
+
+    target: str
+    context: str | None  # the --context `run` was given
+    folder: str | None  # where `run` imported the modules named by name from, when not installed
+
+
 def record_run(target: str, context: str | None) -> str:
-    """What `run` remembers for a flow: the target, and ``--context`` if one was given."""
+    """What `run` remembers for a flow, after loading both: the target, ``--context`` if one
+    was given, and ``--folder`` if a module either names (or a profile's base) was imported
+    from the current folder.
+
+    >>> record_run("mypkg.flows:flow", "contexts/p.toml")  # in /srv/proj, mypkg not installed
+    'mypkg.flows:flow --context /srv/proj/contexts/p.toml --folder /srv/proj'
+    """
     words = [recorded(target)] + (["--context", recorded(context)] if context else [])
+    here = Path.cwd().resolve()
+    if any(_imported_from(name) == here for name in _modules_named(target, context)):
+        words += ["--folder", str(here)]
     return shlex.join(words)
 
 
-def recorded_run(text: str) -> tuple[str, str | None]:
-    """``(target, context or None)`` from what `record_run` wrote (or a bare target, as older runs recorded)."""
+def recorded_run(text: str) -> Recorded:
+    """What `record_run` wrote, read back (or a bare target, as older runs recorded)."""
     try:
         words = shlex.split(text)
     except ValueError:
-        return text, None
-    if len(words) == 3 and words[1] == "--context":
-        return words[0], words[2]
-    return (words[0], None) if len(words) == 1 else (text, None)
+        return Recorded(text, None, None)
+    options = dict(zip(words[1::2], words[2::2], strict=False))
+    if not words or len(words) % 2 == 0 or not set(options) <= {"--context", "--folder"}:
+        return Recorded(text, None, None)  # a bare target with spaces in it
+    return Recorded(words[0], options.get("--context"), options.get("--folder"))
+
+
+def _modules_named(target: str, context: str | None) -> list[str]:
+    """The modules ``target`` and ``context`` name by name (a profile by its base)."""
+    names = []
+    for ref in [target] + ([context] if context else []):
+        if ref.endswith(".toml"):
+            from .profiles import base_module
+
+            names.append(base_module(ref))
+            continue
+        where, sep, _ = ref.rpartition(":")
+        if sep and where and not _is_path(where):
+            names.append(where)
+    return names
+
+
+def _imported_from(name: str) -> Path | None:
+    """The folder of ``sys.path`` that module ``name`` was imported from (None: not imported from a file)."""
+    file = getattr(sys.modules.get(name), "__file__", None)
+    if not file:
+        return None
+    path = Path(os.path.abspath(file))
+    if path.stem == "__init__":
+        path = path.parent
+    depth = name.count(".")
+    return path.parents[depth].resolve() if depth < len(path.parents) else None
 
 
 def _is_path(where: str) -> bool:
@@ -148,22 +179,36 @@ _loaded: dict[Path, ModuleType] = {}  # a file named by both the target and --co
 _searched: dict[str, ModuleType] = {}  # the modules a command line named: where a missing context may be
 
 
-def _load_module(where: str) -> ModuleType:
+def _load_module(where: str, folder: str | None = None) -> ModuleType:
     if _is_path(where):
         path = Path(where)
         if not path.is_file():
             raise TargetError(f"No file {where} (looked in {Path.cwd()}).")
         return _exec_file(path, where)
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    home = folder or os.getcwd()
+    _search_first(home)
     try:
         module = importlib.import_module(where)
     except ModuleNotFoundError as exc:
         if exc.name is None or not (where == exc.name or where.startswith(exc.name + ".")):
             raise  # the module exists; something it imports does not
-        raise TargetError(f"No module named {where!r} ({exc}); give a file path or an importable module.") from None
+        if folder is not None:
+            raise TargetError(
+                f"No module named {where!r} ({exc}; looked in {folder}, where `run` imported it from, and the "
+                "installed packages). If the code moved, pass --target with where it is now."
+            ) from None
+        raise TargetError(
+            f"No module named {where!r} ({exc}; looked in {home} and the installed packages); "
+            "give a file path or an importable module."
+        ) from None
     _searched.setdefault(module.__name__, module)
     return module
+
+
+def _search_first(folder: str) -> None:
+    """Modules named by name are imported from ``folder`` before the installed packages."""
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
 
 
 def _exec_file(path: Path, where: str) -> ModuleType:
@@ -190,13 +235,18 @@ def _exec_file(path: Path, where: str) -> ModuleType:
     return module
 
 
-def _import_for(where: str, label: str) -> ModuleType:
+def _import_for(where: str, label: str, folder: str | None = None) -> ModuleType:
     """`_load_module` for ``--context``: every failure says which reference and how to fix it."""
     if _is_path(where) and not Path(where).is_file():
         raise TargetError(f"{label}: no file {where} (looked in {Path.cwd()}). {CONTEXT_FORMS}")
     try:
-        return _load_module(where)
+        return _load_module(where, folder)
     except TargetError as exc:
+        if "No module named" in str(exc) and folder is not None:
+            raise TargetError(
+                f"{label}: no module named {where!r} (looked in {folder}, where `run` imported it from, and the "
+                "installed packages). If the code moved, pass --context with where it is now."
+            ) from None
         if "No module named" in str(exc):
             raise TargetError(
                 f"{label}: no module named {where!r} (looked in {Path.cwd()} and the installed packages). {CONTEXT_FORMS}"
@@ -208,66 +258,6 @@ def _import_for(where: str, label: str) -> ModuleType:
         ) from exc
 
 
-def missing_context(flow: Flow, context: Any, values: Mapping[str, Any], action: str = "ran") -> str | None:
-    """Why ``flow`` cannot run in ``context``, when a context the command line's modules define would fix it.
-
-    Without the providers a node asks for, its parameters look like job inputs, and
-    the error then blames a map or an input: this names the providers, the context
-    used, and the one to pass instead. None when no such context exists.
-    """
-    from .errors import FlowDefinitionError
-
-    try:
-        graph = flow.graph
-    except FlowDefinitionError:  # a problem of the flow's shape, whatever the context
-        return None
-    current = provider_names(context)
-    candidates = [
-        (module, name, value)
-        for module in _modules_of(flow)
-        for name in contexts_in(module)
-        if (value := getattr(module, name)) is not None
-    ]
-    wanted: dict[str, list[str]] = {}  # provider name -> the vertices that ask for it
-    offered = {p for _, _, value in candidates for p in provider_names(value)} - current
-    for vertex, node in zip(graph.names, graph.nodes, strict=True):
-        for param in node.params:
-            if param.name in offered and param.name not in graph.index and param.name not in values:
-                wanted.setdefault(param.name, []).append(f"node '{vertex}' ({node.location})")
-    fixes = [c for c in candidates if set(wanted) <= provider_names(c[2]) and _binds(flow, c[2])]
-    if not wanted or not fixes:
-        return None
-    module, name, _ = fixes[0]
-    asked = " and ".join(f"'{p}' ({', '.join(users)})" for p, users in wanted.items())
-    if context is None:
-        used = f"it {action} without a context"
-    else:
-        has = ", ".join(sorted(current)) or "none"
-        used = f"it {action} with the context {_name_of(context)} (providers: {has})"
-    where = _where_of(module)
-    return (
-        f"Flow '{flow.name}' asks for {asked}, which no context provides: {used}. "
-        f"{name} (in {where}) provides {'them' if len(wanted) > 1 else 'it'}: pass --context {where}:{name}."
-    )
-
-
-def _binds(flow: Flow, context: Any) -> bool:
-    from .errors import FlowDefinitionError
-
-    try:
-        flow.graph.bind(provider_names(context))
-    except FlowDefinitionError:
-        return False
-    return True
-
-
-def _name_of(context: Any) -> str:
-    cls = context if isinstance(context, type) else type(context)
-    if not isinstance(context, type) and hasattr(context, "declarative_parent"):
-        cls = getattr(context, "declarative_parent", None) or cls
-    return cls.__name__
-
-
 def _where_of(module: ModuleType) -> str:
     """How a user names ``module`` on the command line: a file loaded by path by its path, else its name."""
     file = getattr(module, "__file__", None)
@@ -277,14 +267,12 @@ def _where_of(module: ModuleType) -> str:
     return module.__name__
 
 
-def _modules_of(flow: Flow) -> Iterable[ModuleType]:
-    """The modules the command line named, then those of the flow's nodes."""
-    seen = dict(_searched)
-    for node in flow.graph.nodes:
-        module = sys.modules.get(getattr(node.fn, "__module__", "") or "")
-        if module is not None:
-            seen.setdefault(module.__name__, module)
-    return seen.values()
+def missing_context(flow: Flow, context: Any, values: Mapping[str, Any], action: str = "ran") -> str | None:
+    """`missing_context.explain` for the command line: it looks in the modules the command named too."""
+    modules = {m.__name__: m for m in [*_searched.values(), *modules_of(flow)]}.values()
+    return explain(
+        flow, context, values, modules, lambda where, name: f"pass --context {where}:{name}", _where_of, action
+    )
 
 
 def parse_value(text: str) -> Any:

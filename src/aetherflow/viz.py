@@ -7,14 +7,14 @@ import re
 from typing import Any
 
 from .errors import short_repr
-from .graph import Graph, GraphSpec, _data_sources
+from .graph import Graph, GraphSpec, data_sources
 
 
 def _edges(spec: GraphSpec) -> list[tuple[str, str, str]]:
     """``(src, dst, label)``: plain edges unlabelled, branch edges labelled with their value."""
     edges: dict[tuple[str, str], str] = {}
     for v in spec.vertices.values():
-        for p in (*v.preds, *_data_sources(v, spec.vertices)):
+        for p in (*v.preds, *data_sources(v, spec.vertices)):
             edges.setdefault((p, v.name), "map" if v.mapped else "")
         for value, target in (v.branches or {}).items():
             edges[(v.name, target)] = short_repr(value, 40)  # never raises, even for a huge int
@@ -66,12 +66,9 @@ def topology(graph: Graph) -> dict[str, Any]:
     ``{"vertices": [{"name", "mapped", "switch"}], "edges": [{"src", "dst", "label", "loop"}]}``;
     ``loop`` marks a branch edge back upstream, ``label`` is a branch value's repr, ``"default"`` or ``"map"``.
     """
-    back = {(graph.names[i], graph.names[t]) for i, targets in enumerate(graph.back_targets) for t in targets}
+    back = {(v.name, t) for v in graph.vertices for t in v.loops_to}
     return {
-        "vertices": [
-            {"name": name, "mapped": graph.mapped[i], "switch": graph.branches[i] is not None}
-            for i, name in enumerate(graph.names)
-        ],
+        "vertices": [{"name": v.name, "mapped": v.mapped, "switch": v.switch} for v in graph.vertices],
         "edges": [{"src": a, "dst": b, "label": label, "loop": (a, b) in back} for a, b, label in _edges(graph.spec)],
     }
 

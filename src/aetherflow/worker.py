@@ -34,11 +34,13 @@ from .errors import (
     closest,
 )
 from .events import Hooks
+from .execution import current_execution
 from .flow import Flow, as_flow
 from .graph import B_PROVIDER, Plan, job_inputs
 from .invoke import JobCall
 from .job import Job
 from .lifetimes import check_lifetimes
+from .missing_context import explain, modules_of
 from .node import Node
 from .providers import injector_of
 from .recovery import claim, give_answer, rebuild, refuse_redacted_inputs
@@ -327,7 +329,7 @@ class Worker:
         f, name, _, plan, _, _ = prepared
         _refuse_unknown_inputs(plan, name, job_inputs(inputs))
         values = {**record.inputs, **(inputs or {})}
-        plan.check_inputs(values, name)
+        _check_inputs(prepared, values)
         rebuilt = rebuild(progress, f.graph, plan, values, name)
         if taking_over and record.status not in (JOB_RUNNING, JobStatus.PENDING):
             raise JobClaimedError(
@@ -439,7 +441,7 @@ class Worker:
         """Check a job's inputs and record it in the store: ``(job_id, inputs)``."""
         f, name, _, plan, _, _ = prepared
         values = job_inputs(inputs)  # a mapping with str keys, else UsageError
-        plan.check_inputs(values, name)
+        _check_inputs(prepared, values)
         if (
             self.store.persistent and self._topologies.get(name) is not f.graph
         ):  # once per flow here: the dashboard draws its jobs
@@ -530,8 +532,13 @@ class Worker:
         return make
 
     def _refuse_if_closed(self) -> None:
-        if self._closed:
+        if self._closed and not self._inside_a_running_job():
             raise AetherFlowError(f"Worker {self.id} is closed; create a new Worker to run more jobs.")
+
+    def _inside_a_running_job(self) -> bool:
+        """Whether a node of one of this worker's jobs is asking: its nested jobs are part of that job, which close() waits for."""
+        ex = current_execution()
+        return ex is not None and ex.worker_id == self.id and ex.job_id in self._active
 
     def _context_for(self, flow: Flow, context: Any) -> Any:
         ctx = context if context is not None else flow.context if flow.context is not None else self.context
@@ -636,6 +643,18 @@ class Worker:
                         driver.let_go()
             except Exception:
                 log.warning("Heartbeat of %s failed", self.id, exc_info=True)
+
+
+def _check_inputs(prepared: _Prepared, values: dict[str, Any]) -> None:
+    """`Plan.check_inputs`, blaming a missing context instead of the inputs when a context would fix it."""
+    try:
+        prepared.plan.check_inputs(values, prepared.name)
+    except MissingInputError as exc:
+        flow = prepared.flow
+        why = explain(flow, prepared.context, values, modules_of(flow), lambda where, name: f"pass context={name}")
+        if why is None:
+            raise
+        raise MissingInputError(exc.flow, exc.missing, exc.hints, why) from None
 
 
 def _refuse_unknown_inputs(plan: Plan, flow: str, given: dict[str, Any]) -> None:

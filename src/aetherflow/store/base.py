@@ -76,6 +76,26 @@ class Store(ABC):
     @abstractmethod
     def record_run(self, facts: RunFacts) -> None: ...
 
+    def end_job(
+        self,
+        job_id: str,
+        status: JobStatus,
+        ts: float,
+        *,
+        output: Any = UNSET,
+        error: str | None = None,
+        last_run: RunFacts | None = None,
+    ) -> None:
+        """Record the run that ended a job (if any) and the job's end, in one write.
+
+        The same records as `record_run` then `set_job_status`; a SQL store writes them in
+        one transaction, so both land or neither does (and its caller hears why), and a
+        job whose last node completed costs one commit fewer.
+        """
+        if last_run is not None:
+            self.record_run(last_run)
+        self.set_job_status(job_id, status, ts, output=output, error=error)
+
     def run_recorder(self, job_id: str) -> Callable[[RunFields], None]:
         """Where the worker records the completed runs of one job, as `RunFields`.
 

@@ -113,6 +113,12 @@ class SQLStore(Store):
     # looks it up. An embedded database knows: SQLite's retryable errors (locked, busy)
     # leave the transaction uncommitted, so it skips the extra row (one more page per commit).
     commit_outcome_can_be_lost = True
+    # The longest a group-commit leader waits for callers known to be on their way
+    # (BatchWriter._gather), unless the store is opened with ``group_wait=``. Measured per
+    # dialect (docs/benchmarks.md): off on PostgreSQL, where it made batches larger but not
+    # faster; on SQLite a batch's fixed cost (the transaction, its table pages) is most of
+    # a commit, so larger batches pay.
+    default_group_wait = 0.0
 
     def __init__(
         self,
@@ -122,7 +128,7 @@ class SQLStore(Store):
         pickle: bool = False,
         redact: Callable[[Any], Any] | None = None,
         snapshot_every: int = 100,
-        group_wait: float = 0.0,
+        group_wait: float | None = None,
     ) -> None:
         self.url = url
         self.pickle = pickle
@@ -139,11 +145,7 @@ class SQLStore(Store):
             self._transact,
             sync=durability == "sync",
             isolate=self._refused_by_data,
-            # The longest a group-commit leader waits for callers known to be on their way
-            # (BatchWriter._gather). Off by default: on the benchmark server it made batches
-            # larger but not faster (docs/benchmarks.md); a server whose commits are cheap
-            # next to their round trip may gain from ~0.0005.
-            max_wait=group_wait,
+            max_wait=self.default_group_wait if group_wait is None else group_wait,
         )
 
     # -- dialect ------------------------------------------------------------------------
@@ -288,6 +290,24 @@ class SQLStore(Store):
     def set_job_status(
         self, job_id: str, status: JobStatus, ts: float, *, output: Any = UNSET, error: str | None = None
     ) -> None:
+        self._submit(self._status_statements(job_id, status, ts, output, error))
+
+    def end_job(
+        self,
+        job_id: str,
+        status: JobStatus,
+        ts: float,
+        *,
+        output: Any = UNSET,
+        error: str | None = None,
+        last_run: RunFacts | None = None,
+    ) -> None:
+        run = [] if last_run is None else self._run_statements(last_run)  # first: it feeds the job's snapshot
+        self._submit(run + self._status_statements(job_id, status, ts, output, error))
+
+    def _status_statements(
+        self, job_id: str, status: JobStatus, ts: float, output: Any, error: str | None
+    ) -> list[Statement]:
         sets = ["status = ?", "error = ?"]
         error = storable_text(error)
         params: list[Any] = [status.value, error]
@@ -307,27 +327,28 @@ class SQLStore(Store):
         # lease and wakes must not overwrite what the process that took the job over records.
         owned = f"(pid IS NULL OR (pid = ? AND host = ? AND pstart {self.null_safe_eq} ?))"
         me = _this_process()
-        self._submit(
-            [
-                (f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND {owned}", [(*params, job_id, *me)]),
-                (
-                    f"INSERT INTO events (job_id, ts, type, node, data) SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND {owned})",
-                    [
-                        (
-                            job_id,
-                            ts,
-                            f"job_{status.value}",
-                            None,
-                            self._dump({"error": error}) if error else None,
-                            job_id,
-                            *me,
-                        )
-                    ],
-                ),
-            ]
-        )
+        return [
+            (f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND {owned}", [(*params, job_id, *me)]),
+            (
+                f"INSERT INTO events (job_id, ts, type, node, data) SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND {owned})",
+                [
+                    (
+                        job_id,
+                        ts,
+                        f"job_{status.value}",
+                        None,
+                        self._dump({"error": error}) if error else None,
+                        job_id,
+                        *me,
+                    )
+                ],
+            ),
+        ]
 
     def record_run(self, facts: RunFacts) -> None:
+        self._submit(self._run_statements(facts))
+
+    def _run_statements(self, facts: RunFacts) -> list[Statement]:
         f = facts
         status = _TEXT[f.status]
         node, error = storable_text(f.node), storable_text(f.error)
@@ -387,7 +408,7 @@ class SQLStore(Store):
             )
             statements.extend(self._snapshot_if_due(f.job_id, writes, f.finished))
         statements.append(("INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)", events))
-        self._submit(statements)
+        return statements
 
     def _snapshot_if_due(self, job_id: str, writes: list[tuple[Any, ...]], ts: float) -> list[Statement]:
         """Every ``snapshot_every`` commits of a job, a full copy of its state (faster resume)."""

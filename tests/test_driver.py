@@ -1,0 +1,167 @@
+"""A job's driver: readiness, the calling thread's share of its job, failures and cancellation recorded, nothing left hanging (driver.py)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from aetherflow import (
+    AetherFlowError,
+    Flow,
+    JobCancelledError,
+    JobStatus,
+    NodeError,
+    Worker,
+    node,
+)
+from shapes import inc
+
+
+def test_successor_of_fast_branch_does_not_wait_for_slow_sibling() -> None:
+    """No super-step barrier: fast -> after runs while slow is still running."""
+    slow_release = threading.Event()
+    after_ran = threading.Event()
+
+    @node
+    def root() -> int:
+        return 1
+
+    @node
+    def slow(root: int) -> int:
+        assert slow_release.wait(5)
+        return root
+
+    @node
+    def fast(root: int) -> int:
+        return root
+
+    @node
+    def after(fast: int) -> int:
+        after_ran.set()
+        return fast
+
+    with Worker(threads=4) as w:
+        job = w.submit(Flow([root, slow, fast, after]))
+        assert after_ran.wait(5), "after waited for slow"
+        slow_release.set()
+        assert job.result(5) == {"slow": 1, "after": 1}
+
+
+def test_run_works_on_its_job_in_the_calling_thread() -> None:
+    """worker.run / flow.run: the caller runs the chain itself; parallel branches use the pool."""
+    ran_on: dict[str, int] = {}
+
+    @node
+    def first() -> int:
+        ran_on["first"] = threading.get_ident()
+        return 1
+
+    @node
+    def second(first: int) -> int:
+        ran_on["second"] = threading.get_ident()
+        return first + 1
+
+    with Worker(threads=2, name="pool") as w:
+        assert first.then(second).run(worker=w) == 2
+        assert ran_on == {"first": threading.get_ident(), "second": threading.get_ident()}
+
+        def where(first: int) -> str:
+            return threading.current_thread().name
+
+        names = Flow([first, *[node(where, name=f"branch{i}") for i in range(3)]]).run(worker=w)
+    # one branch runs in the caller, the others on the worker's threads
+    assert sorted(n.startswith("pool-") for n in names.values()) == [False, True, True]
+
+
+def test_interrupt_of_a_node_running_in_the_calling_thread_ends_its_job() -> None:
+    @node
+    def interrupted(x: int) -> int:
+        raise KeyboardInterrupt
+
+    w = Worker(threads=1)
+    with pytest.raises(KeyboardInterrupt):
+        w.run(interrupted, {"x": 1})
+    [record] = w.store.jobs()
+    assert record.status == JobStatus.CANCELLED  # Ctrl-C cancels the job it interrupts
+    assert "interrupted by KeyboardInterrupt while running node 'interrupted'" in record.error
+    closing = threading.Thread(target=w.close)
+    closing.start()
+    closing.join(10)
+    assert not closing.is_alive(), "close() waited for a job that can never finish"
+
+
+def test_cancel_stops_pending_nodes(worker) -> None:
+    gate = threading.Event()
+    ran = []
+
+    @node
+    def first() -> int:
+        gate.wait(5)
+        return 1
+
+    @node
+    def second(first: int) -> int:
+        ran.append("second")
+        return first
+
+    job = worker.submit(first.then(second))
+    job.cancel()
+    gate.set()
+    with pytest.raises(JobCancelledError):
+        job.result(5)
+    assert job.status == "cancelled"
+    assert ran == []
+
+
+def test_failed_node_error_carries_node_and_job(worker) -> None:
+    @node
+    def boom() -> None:
+        raise RuntimeError("kaput")
+
+    job = worker.submit(boom)
+    with pytest.raises(NodeError) as info:
+        job.result()
+    assert info.value.node == "boom" and info.value.job_id == job.id
+    assert job.status == "failed"
+
+
+def test_store_that_cannot_record_fails_the_node_instead_of_hanging() -> None:
+    from aetherflow.store import MemoryStore
+
+    class BrokenStore(MemoryStore):
+        def record_run(self, facts):
+            raise OSError("disk full")
+
+    with Worker(threads=1, store=BrokenStore()) as w:
+        job = w.submit(inc, {"x": 1})
+        with pytest.raises(NodeError, match="could not be recorded.*disk full"):
+            job.result(timeout=10)
+
+
+def test_internal_error_fails_the_job_instead_of_hanging(monkeypatch: pytest.MonkeyPatch) -> None:
+
+    with Worker(threads=1) as w:
+
+        def broken(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("scheduler bug")
+
+        monkeypatch.setattr("aetherflow.driver.call_node", broken)
+        job = w.submit(inc, {"x": 1})
+        with pytest.raises(AetherFlowError, match="internal error in AetherFlow while running node 'inc'"):
+            job.result(timeout=10)
+
+
+def test_cancelling_a_suspended_job_records_it_cancelled(worker) -> None:
+    from aetherflow import JobSuspendedError, Suspend
+
+    @node
+    def wait_for_human(x: int) -> int:
+        raise Suspend("later")
+
+    job = worker.submit(wait_for_human, {"x": 1})
+    with pytest.raises(JobSuspendedError):
+        job.result(5)
+    job.cancel()
+    assert job.status == "cancelled"
+    assert worker.store.job(job.id).status == "cancelled"
