@@ -105,10 +105,8 @@ class Driver:
             run = JobRun(self.job.id, graph, plan, self.inputs or {})
             ready = run.start()
             self.run, self.call, self.inputs = run, make_call(run), None
-        except Exception as exc:  # a bug: the job must still end, or its result() waits for ever
-            log.critical("Could not start job %s", self.job.id, exc_info=True)
-            self.crew.done(self.job.id)
-            self.job._finished(JOB_FAILED, None, AetherFlowError(f"internal error while starting the job: {exc}"))
+        except Exception as exc:  # noqa: BLE001 - a bug: the job must still end (logged there), or its result() waits for ever
+            self._not_begun(exc)
             return
         self.begun = True
         # Stopped while it waited? `cancel` and `let_go` set `asked` before they look at
@@ -119,6 +117,22 @@ class Driver:
                 self._forget()
             run.cancel()
         self.start(ready, first_here=True, thread=thread)
+
+    def _not_begun(self, exc: Exception) -> None:
+        """A job that could not begin (a bug) ends failed, in the store too."""
+        job = self.job
+        log.critical("Could not start job %s", job.id, exc_info=True, extra={"job_id": job.id, "node": None})
+        error = AetherFlowError(
+            f"internal error in AetherFlow while starting job {job.id}: {type(exc).__name__}: {exc}"
+        )
+        try:
+            self.crew.store.set_job_status(job.id, JOB_FAILED, time.time(), error=str(error))
+        except Exception:
+            log.error(
+                "Could not record the end of job %s", job.id, exc_info=True, extra={"job_id": job.id, "node": None}
+            )
+        self.crew.done(job.id)
+        job._finished(JOB_FAILED, None, error, True)
 
     def start(self, ready: list[int], first_here: bool = False, ended: bool = False, thread: str | None = None) -> None:
         """Mark the job running and queue its ready vertices (the first runs on this thread when ``first_here``)."""
