@@ -253,10 +253,14 @@ _MAP_HISTORY = [
     "",
     "| change | effect |",
     "|---|---|",
-    "| before: every job's `JobRun`, `JobCall`, scopes, recorder, `Driver` and queued task made at submit (11 GC-tracked objects per waiting job) | 1.7–1.8× `ThreadPoolExecutor.map`; ~97,000 instructions per item; a 3,000-item map set off a full garbage collection (8.8 µs per item of GC) |",
+    "| before: every job's `JobRun`, `JobCall`, scopes, recorder, `Driver` and queued task made at submit (11 GC-tracked objects per waiting job) | 1.7–1.9× `ThreadPoolExecutor.map`; 97,000–110,000 instructions per item; a 3,000-item map set off a full garbage collection (8.8 µs per item of GC); 12 maps of 3,000 on one worker: 15–47 µs per item, rising |",
     "| a map's jobs begin on a free thread (`Starts`): one queued task per busy thread stands for all of them, the per-job objects are made as a job begins (4 per waiting job), and a finished map job's `Job` lets go of its `JobRun` | 1.4–1.6×; GC 0.6 µs per item (no full collection in a 3,000-item map) |",
     "| the `JobCall` built by position from what is bound once per map (a call by keyword cost ~350 ns more) | −2.5 % instructions per item |",
     "| job ids drawn 256 at a time from `os.urandom` (a system call per id cost ~0.4 µs; callgrind does not count it) | ~0.4 µs per item of wall time |",
+    "| all of the above | 1.3–1.55×; 94,000–95,000 instructions per item (a chain node unchanged: 21,000–22,200 against 22,200–22,600); 12 maps of 3,000: 10–18 µs per item, the last third 1.16× the first |",
+    "| the job's end recorded without the `_stored_output` call when the store checks no values | no change in instructions: **not kept** |",
+    "",
+    "What is left between `map` and `ThreadPoolExecutor.map` is CPU, not waiting: one thread running the same jobs costs about what eight do (~11 µs per job), and a job runs ~1,500 bytecodes, most of them making and ending its records (`JobRun` ~150, `JobCall` and scopes ~75, the driver's end of a job ~270, the memory store's record ~90) rather than calling the node. The slow rise over 36,000 jobs is the garbage collector walking the store's 10,000 kept jobs (two objects each) more often as they fill it.",
 ]
 
 
