@@ -12,7 +12,8 @@ from markupsafe import Markup
 
 from ..report import script_json
 from ..store import Store
-from .app import HERE, environment, job_context
+from .dashboard import HERE, environment
+from .pages.job import job_context
 
 
 def job_html(store: Store, job_id: str) -> str:

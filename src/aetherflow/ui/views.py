@@ -147,22 +147,84 @@ def vertex_views(
 # -- the flow graph ----------------------------------------------------------------------------
 
 BOX_W, BOX_H, GAP_X, GAP_Y, PAD = 170, 44, 40, 56, 36
+LANE = 40  # room on the right for each loop's curve
+Edge = dict[str, Any]  # as recorded with the flow's topology: src, dst, label, loop
 
 
 def graph_svg(topology: dict[str, Any] | None, views: dict[str, VertexView], job_id: str = "") -> Markup:
     """The flow's graph in layers (longest forward path), vertices coloured by status.
 
     Loop edges (a branch back upstream) are drawn as curves on the right, each with its
-    label on its own curve; branch labels sit on their edge, on a white ground.
+    label on its own curve; branch labels sit on their edge, on a white ground. Labels
+    are drawn last, over every edge.
     """
+    names, edges = _graph_of(topology, views)
+    loops = [e for e in edges if _is_loop(e)]
+    layout = _Layout.of(names, [e for e in edges if not _is_loop(e)])
+    width = PAD * 2 + layout.widest * (BOX_W + GAP_X) + LANE * len(loops)
+    height = PAD * 2 + layout.layers * (BOX_H + GAP_Y) - GAP_Y
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="graph" width="{width:.0f}" height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="flow graph">',
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#555"/></marker></defs>',
+    ]
+    drawn = [_forward_edge(e, layout) for e in edges if not _is_loop(e) and layout.has(e)]
+    drawn += [_loop_edge(e, layout, lane) for lane, e in enumerate(loops) if layout.has(e)]
+    out.extend(path for path, _ in drawn)
+    out.extend(_vertex(n, x, y, views.get(n, VertexView(n))) for n, (x, y) in layout.pos.items())
+    out.extend(label for _, label in drawn if label)
+    out.append("</svg>")
+    return Markup("\n".join(out))
+
+
+def _graph_of(topology: dict[str, Any] | None, views: dict[str, VertexView]) -> tuple[list[str], list[Edge]]:
+    """The vertices to draw (the recorded ones, then any other a run names) and the recorded edges."""
     names = [v["name"] for v in topology["vertices"]] if topology else list(views)
-    edges = topology["edges"] if topology else []
-    for n in views:
-        if n not in names:
-            names.append(n)
-    forward = [(e["src"], e["dst"]) for e in edges if not e["loop"] and e["src"] != e["dst"]]
+    names += [n for n in views if n not in names]
+    return names, topology["edges"] if topology else []
+
+
+def _is_loop(e: Edge) -> bool:
+    """A branch back upstream, or a vertex's edge to itself: drawn on the right, outside the layers."""
+    return bool(e["loop"] or e["src"] == e["dst"])
+
+
+@dataclass
+class _Layout:
+    """Where each vertex sits: its layer is its longest forward path from a source; each layer centred."""
+
+    depth: dict[str, int]
+    pos: dict[str, tuple[float, float]]  # top-left corner of each vertex's box
+    widest: int  # vertices in the widest layer
+    layers: int
+
+    @classmethod
+    def of(cls, names: list[str], forward: list[Edge]) -> _Layout:
+        depth = _depths(names, [(e["src"], e["dst"]) for e in forward])
+        rows: dict[int, list[str]] = defaultdict(list)
+        for n in names:
+            rows[depth[n]].append(n)
+        widest = max((len(r) for r in rows.values()), default=1)
+        pos: dict[str, tuple[float, float]] = {}
+        for d, row in rows.items():
+            offset = (widest - len(row)) * (BOX_W + GAP_X) / 2
+            for i, n in enumerate(row):
+                pos[n] = (PAD + offset + i * (BOX_W + GAP_X), PAD + d * (BOX_H + GAP_Y))
+        return cls(depth, pos, widest, max(rows, default=0) + 1)
+
+    def has(self, e: Edge) -> bool:
+        """Whether both ends of ``e`` are drawn (an edge may name a vertex the topology lacks)."""
+        return e["src"] in self.pos and e["dst"] in self.pos
+
+    @property
+    def right(self) -> float:
+        """Where the widest layer ends: loop lanes start past it."""
+        return PAD + self.widest * (BOX_W + GAP_X)
+
+
+def _depths(names: list[str], forward: list[tuple[str, str]]) -> dict[str, int]:
+    """Each vertex's longest forward path from a source (forward edges form a DAG, so this settles)."""
     depth = {n: 0 for n in names}
-    for _ in range(len(names)):  # longest path; forward edges form a DAG
+    for _ in range(len(names)):
         changed = False
         for a, b in forward:
             if a in depth and b in depth and depth[b] < depth[a] + 1:
@@ -170,78 +232,63 @@ def graph_svg(topology: dict[str, Any] | None, views: dict[str, VertexView], job
                 changed = True
         if not changed:
             break
-    rows: dict[int, list[str]] = defaultdict(list)
-    for n in names:
-        rows[depth[n]].append(n)
-    widest = max((len(r) for r in rows.values()), default=1)
-    pos: dict[str, tuple[float, float]] = {}
-    for d, row in rows.items():
-        offset = (widest - len(row)) * (BOX_W + GAP_X) / 2
-        for i, n in enumerate(row):
-            pos[n] = (PAD + offset + i * (BOX_W + GAP_X), PAD + d * (BOX_H + GAP_Y))
-    loops = [e for e in edges if e["loop"] or e["src"] == e["dst"]]
-    width = PAD * 2 + widest * (BOX_W + GAP_X) + 40 * len(loops)
-    height = PAD * 2 + (max(rows, default=0) + 1) * (BOX_H + GAP_Y) - GAP_Y
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="graph" width="{width:.0f}" height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="flow graph">',
-        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#555"/></marker></defs>',
-    ]
-    labels = []
-    for e in edges:
-        a, b, label = e["src"], e["dst"], e["label"]
-        if a not in pos or b not in pos or e in loops:
-            continue
-        (x1, y1), (x2, y2) = pos[a], pos[b]
-        sx, sy, tx, ty = x1 + BOX_W / 2, y1 + BOX_H, x2 + BOX_W / 2, y2
-        dash = ' stroke-dasharray="5,3"' if label == "map" else ""
-        if depth[b] - depth[a] > 1:  # skips a layer: bow around the vertices in between, on the left
-            bow = min(x1, x2) - 24
-            route = f"M{x1:.1f},{y1 + BOX_H / 2:.1f} C{bow:.1f},{y1 + BOX_H / 2:.1f} {bow:.1f},{ty + BOX_H / 2:.1f} {x2:.1f},{ty + BOX_H / 2:.1f}"
-            lx, ly = bow + 6, (y1 + ty + BOX_H) / 2
-        else:
-            route = f"M{sx:.1f},{sy:.1f} L{tx:.1f},{ty:.1f}"
-            lx, ly = sx + (tx - sx) * 0.55, sy + (ty - sy) * 0.55
-        out.append(f'<path class="edge" d="{route}" stroke="#555" fill="none"{dash} marker-end="url(#arrow)"/>')
-        if label:
-            labels.append(_label(lx, ly, label))
-    right = PAD + widest * (BOX_W + GAP_X)
-    for k, e in enumerate(loops):
-        a, b, label = e["src"], e["dst"], e["label"]
-        if a not in pos or b not in pos:
-            continue
-        (x1, y1), (x2, y2) = pos[a], pos[b]
-        lane = right + 20 + 40 * k
-        sy, ty = y1 + BOX_H / 2, y2 + BOX_H / 2
-        out.append(
-            f'<path class="edge loop" d="M{x1 + BOX_W:.1f},{sy:.1f} C{lane:.1f},{sy:.1f} {lane:.1f},{ty:.1f} {x2 + BOX_W:.1f},{ty:.1f}" '
-            f'stroke="#6a1b9a" fill="none" stroke-dasharray="6,3" marker-end="url(#arrow)"/>'
-        )
-        if label:
-            labels.append(_label(x1 + BOX_W + (lane - x1 - BOX_W) * 0.75, (sy + ty) / 2, label, "#6a1b9a"))
-    for n, (x, y) in pos.items():
-        v = views.get(n, VertexView(n))
-        fill = color(v.status)
-        text_fill = "#222" if v.status in ("not run", "pending", "suspended") else "#fff"
-        tip = (
-            f"{n}: {v.status}"
-            + (f" ({v.summary})" if v.summary else "")
-            + (f"; failed items: {', '.join(map(str, v.items_failed[:20]))}" if v.items_failed else "")
-        )
-        shape = (
-            f'<rect x="{x + 4}" y="{y + 4}" width="{BOX_W}" height="{BOX_H}" rx="6" fill="{fill}" opacity="0.45"/>'
-            if v.mapped
-            else ""
-        )
-        stroke = ' stroke="#222" stroke-width="2"' if v.switch else ""
-        out.append(
-            f'<a href="#node-{escape(n)}"><g class="vertex" data-node="{escape(n)}" data-status="{escape(v.status)}"><title>{escape(tip)}</title>{shape}'
-            f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="{4 if v.switch else 6}" fill="{fill}"{stroke}/>'
-            f'<text x="{x + BOX_W / 2}" y="{y + 18}" fill="{text_fill}" text-anchor="middle" font-weight="bold">{escape(_short(n, 22))}</text>'
-            f'<text x="{x + BOX_W / 2}" y="{y + 34}" fill="{text_fill}" text-anchor="middle" font-size="11">{escape(v.status + (" · " + v.summary if v.summary else ""))}</text></g></a>'
-        )
-    out.extend(labels)
-    out.append("</svg>")
-    return Markup("\n".join(out))
+    return depth
+
+
+def _forward_edge(e: Edge, layout: _Layout) -> tuple[str, str]:
+    """The edge's path and label (or ""): down to the next layer straight; past a layer, bowed around the vertices between, on the left."""
+    a, b, label = e["src"], e["dst"], e["label"]
+    (x1, y1), (x2, y2) = layout.pos[a], layout.pos[b]
+    sx, sy, tx, ty = x1 + BOX_W / 2, y1 + BOX_H, x2 + BOX_W / 2, y2
+    dash = ' stroke-dasharray="5,3"' if label == "map" else ""
+    if layout.depth[b] - layout.depth[a] > 1:
+        bow = min(x1, x2) - 24
+        route = f"M{x1:.1f},{y1 + BOX_H / 2:.1f} C{bow:.1f},{y1 + BOX_H / 2:.1f} {bow:.1f},{ty + BOX_H / 2:.1f} {x2:.1f},{ty + BOX_H / 2:.1f}"
+        lx, ly = bow + 6, (y1 + ty + BOX_H) / 2
+    else:
+        route = f"M{sx:.1f},{sy:.1f} L{tx:.1f},{ty:.1f}"
+        lx, ly = sx + (tx - sx) * 0.55, sy + (ty - sy) * 0.55
+    path = f'<path class="edge" d="{route}" stroke="#555" fill="none"{dash} marker-end="url(#arrow)"/>'
+    return path, _label(lx, ly, label) if label else ""
+
+
+def _loop_edge(e: Edge, layout: _Layout, lane: int) -> tuple[str, str]:
+    """The loop's path and label (or ""): a curve from the right of one box to the right of the other, in its own lane."""
+    (x1, y1), (x2, y2) = layout.pos[e["src"]], layout.pos[e["dst"]]
+    x = layout.right + 20 + LANE * lane
+    sy, ty = y1 + BOX_H / 2, y2 + BOX_H / 2
+    path = (
+        f'<path class="edge loop" d="M{x1 + BOX_W:.1f},{sy:.1f} C{x:.1f},{sy:.1f} {x:.1f},{ty:.1f} {x2 + BOX_W:.1f},{ty:.1f}" '
+        f'stroke="#6a1b9a" fill="none" stroke-dasharray="6,3" marker-end="url(#arrow)"/>'
+    )
+    label = e["label"]
+    return path, _label(x1 + BOX_W + (x - x1 - BOX_W) * 0.75, (sy + ty) / 2, label, "#6a1b9a") if label else ""
+
+
+def _vertex(n: str, x: float, y: float, v: VertexView) -> str:
+    """A vertex's box, linked to its row below the graph: a shadow box if mapped, a bold edge if a switch."""
+    fill = color(v.status)
+    text_fill = "#222" if v.status in ("not run", "pending", "suspended") else "#fff"
+    shape = (
+        f'<rect x="{x + 4}" y="{y + 4}" width="{BOX_W}" height="{BOX_H}" rx="6" fill="{fill}" opacity="0.45"/>'
+        if v.mapped
+        else ""
+    )
+    stroke = ' stroke="#222" stroke-width="2"' if v.switch else ""
+    return (
+        f'<a href="#node-{escape(n)}"><g class="vertex" data-node="{escape(n)}" data-status="{escape(v.status)}"><title>{escape(_tip(n, v))}</title>{shape}'
+        f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="{4 if v.switch else 6}" fill="{fill}"{stroke}/>'
+        f'<text x="{x + BOX_W / 2}" y="{y + 18}" fill="{text_fill}" text-anchor="middle" font-weight="bold">{escape(_short(n, 22))}</text>'
+        f'<text x="{x + BOX_W / 2}" y="{y + 34}" fill="{text_fill}" text-anchor="middle" font-size="11">{escape(v.status + (" · " + v.summary if v.summary else ""))}</text></g></a>'
+    )
+
+
+def _tip(n: str, v: VertexView) -> str:
+    return (
+        f"{n}: {v.status}"
+        + (f" ({v.summary})" if v.summary else "")
+        + (f"; failed items: {', '.join(map(str, v.items_failed[:20]))}" if v.items_failed else "")
+    )
 
 
 def _label(x: float, y: float, text: str, fill: str = "#333") -> str:
