@@ -165,3 +165,20 @@ def test_cancelling_a_suspended_job_records_it_cancelled(worker) -> None:
     job.cancel()
     assert job.status == "cancelled"
     assert worker.store.job(job.id).status == "cancelled"
+
+
+def test_a_map_job_that_cannot_begin_ends_failed_instead_of_hanging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An internal error while a map job begins fails that job (result and store), and the map returns."""
+    from aetherflow import AetherFlowError, Worker
+    from aetherflow.scheduler import JobRun
+
+    def broken(self: JobRun) -> list[int]:
+        raise RuntimeError("broken scheduler")
+
+    with Worker(threads=2) as w:
+        monkeypatch.setattr(JobRun, "start", broken)
+        out = w.map(inc, [{"x": 1}, {"x": 2}], progress=False, return_exceptions=True)
+        monkeypatch.undo()
+        assert [type(o) for o in out] == [AetherFlowError, AetherFlowError]
+        assert "RuntimeError: broken scheduler" in str(out[0])
+        assert w.store.status_counts() == {"failed": 2}

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,6 +56,65 @@ def test_many_jobs_of_many_flows_at_once() -> None:
 
 def test_map_returns_outputs_in_input_order(worker) -> None:
     assert worker.map(inc, [{"x": i} for i in range(50)], progress=False) == list(range(1, 51))
+
+
+def test_map_jobs_waiting_for_a_thread_hold_few_objects() -> None:
+    """A long map holds little per job until a thread starts it: each object is one more for every GC to walk."""
+    gate = threading.Event()
+
+    @node
+    def hold(i: int) -> int:
+        if i == 0:
+            gate.wait(10)  # keeps the one thread busy: every other job of the map waits
+        return i
+
+    n = 2000
+    many = [{"i": i} for i in range(n)]
+    out: list[Any] = []
+    with Worker(threads=1) as w:
+        w.map(hold, [{"i": 1}], progress=False)  # the flow's graph and plan, built once
+        gc.collect()
+        before = len(gc.get_objects())
+        mapping = threading.Thread(target=lambda: out.append(w.map(hold, many, progress=False)))
+        mapping.start()
+        deadline = time.monotonic() + 10
+        while sum(w.store.status_counts().values()) < n + 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)  # the last job recorded is also handed to the map
+        gc.collect()
+        per_job = (len(gc.get_objects()) - before) / n
+        gate.set()
+        mapping.join(10)
+    assert out == [list(range(n))]
+    assert per_job < 4.5, f"{per_job:.1f} GC-tracked objects per job waiting to start"  # 11 when all were made at once
+
+
+def test_ctrl_c_during_map_cancels_the_jobs_not_started() -> None:
+    """Ctrl-C while a map waits: running jobs finish, the others never start and are recorded cancelled."""
+    ran: list[int] = []
+
+    @node
+    def slow(i: int) -> int:
+        ran.append(i)
+        time.sleep(0.02)
+        return i
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with Worker(threads=2) as w:
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            with pytest.raises(KeyboardInterrupt):
+                w.map(slow, [{"i": i} for i in range(300)], progress=False)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    counts = w.store.status_counts()
+    assert 0 < len(ran) < 300
+    assert set(counts) == {"completed", "cancelled"} and sum(counts.values()) == 300  # none left running
+    assert counts["cancelled"] >= 300 - len(ran)  # a job interrupted while its node ran ends cancelled too
 
 
 def test_arun_awaits_without_blocking() -> None:
@@ -251,3 +313,22 @@ def test_an_input_the_store_cannot_hold_is_a_usage_error_in_place(tmp_path: Path
         assert isinstance(out[1], UsageError) and "input 'x'" in str(out[1])
         with pytest.raises(UsageError, match="JSON-able"):
             w.submit(f, {"x": Point()})
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_process_never_repeats_its_parents_job_ids() -> None:
+    """Job ids are drawn in batches: a child forked mid-batch must not hand out the ids its parent will."""
+    from aetherflow.worker import new_job_id
+
+    new_job_id()  # the parent now holds ids it has not handed out yet
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        os.write(write, " ".join(new_job_id() for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = set(os.read(read, 4096).decode().split())
+    os.close(read)
+    parent = {new_job_id() for _ in range(5)}
+    assert len(child) == 5 and not child & parent

@@ -16,19 +16,22 @@ import logging
 import threading
 import time
 import traceback
+from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import AetherFlowError, JobCancelledError, JobClaimedError, NodeError, StoreError, Suspend
 from .invoke import JobCall, Outcome, acall_node, call_node
 from .job import Job, JobSuspendedError
 from .runs import RunFields
+from .scheduler import JobRun
 from .sentinels import UNSET
 from .status import JobStatus, NodeStatus
 
 if TYPE_CHECKING:
     from .events import Hooks
+    from .graph import Graph, Plan
     from .runner import Runner
-    from .scheduler import JobRun
     from .store import Store
 
 log = logging.getLogger("aetherflow.worker")  # the same logger as events.py's
@@ -37,6 +40,9 @@ log = logging.getLogger("aetherflow.worker")  # the same logger as events.py's
 COMPLETED, SUSPENDED, FAILED = NodeStatus.COMPLETED, NodeStatus.SUSPENDED, NodeStatus.FAILED
 JOB_COMPLETED, JOB_SUSPENDED = JobStatus.COMPLETED, JobStatus.SUSPENDED
 JOB_FAILED, JOB_CANCELLED = JobStatus.FAILED, JobStatus.CANCELLED
+
+# What was asked of a job before it began (`Driver.asked`): nothing, to stop, or to let it go.
+_GO, _CANCEL, _LET_GO = 0, 1, 2
 
 
 class Crew:
@@ -65,22 +71,73 @@ class Crew:
 
 
 class Driver:
-    """Drives one job from its first ready vertex to its end (see the module docstring)."""
+    """Drives one job from its first ready vertex to its end (see the module docstring).
 
-    __slots__ = ("call", "crew", "job", "run")
+    A job of `Worker.map` gets its driver when it is recorded, but its `JobRun` and
+    `JobCall` only when a thread begins it (`begin`, from `Starts`): until then the driver
+    holds its inputs, and a pending job costs the garbage collector little. Its `Job` never
+    leaves the worker (map returns outputs), so when it ends the `Job` lets go of the
+    `JobRun` too: a finished job of a long map keeps one object alive, not four.
+    """
 
-    def __init__(self, crew: Crew, job: Job, run: JobRun, call: JobCall) -> None:
+    __slots__ = ("asked", "begun", "call", "crew", "inputs", "internal", "job", "run")
+
+    run: JobRun
+    call: JobCall
+
+    def __init__(
+        self, crew: Crew, job: Job, run: JobRun | None, call: JobCall | None, inputs: dict[str, Any] | None = None
+    ) -> None:
         self.crew = crew
         self.job = job
-        self.run = run
-        self.call = call
+        if run is not None and call is not None:
+            self.run, self.call = run, call
+        self.begun = run is not None
+        self.internal = run is None  # a job of `map`: its handle stays in the worker
+        self.inputs = inputs  # a pending job's inputs, until it begins
+        self.asked = _GO
 
     # -- starting ------------------------------------------------------------------------------
 
-    def start(self, ready: list[int], first_here: bool = False, ended: bool = False) -> None:
+    def begin(self, graph: Graph, plan: Plan, make_call: Callable[[JobRun], JobCall], thread: str) -> None:
+        """Start a pending job here: make its `JobRun` and `JobCall`, then run its first ready vertex on this thread."""
+        try:
+            run = JobRun(self.job.id, graph, plan, self.inputs or {})
+            ready = run.start()
+            self.run, self.call, self.inputs = run, make_call(run), None
+        except Exception as exc:  # noqa: BLE001 - a bug: the job must still end (logged there), or its result() waits for ever
+            self._not_begun(exc)
+            return
+        self.begun = True
+        # Stopped while it waited? `cancel` and `let_go` set `asked` before they look at
+        # `begun`, and this thread set `begun` before it looks at `asked`: one of the two
+        # sees the other (the GIL orders them), and stopping twice is harmless.
+        if self.asked:
+            if self.asked == _LET_GO:
+                self._forget()
+            run.cancel()
+        self.start(ready, first_here=True, thread=thread)
+
+    def _not_begun(self, exc: Exception) -> None:
+        """A job that could not begin (a bug) ends failed, in the store too."""
+        job = self.job
+        log.critical("Could not start job %s", job.id, exc_info=True, extra={"job_id": job.id, "node": None})
+        error = AetherFlowError(
+            f"internal error in AetherFlow while starting job {job.id}: {type(exc).__name__}: {exc}"
+        )
+        try:
+            self.crew.store.set_job_status(job.id, JOB_FAILED, time.time(), error=str(error))
+        except Exception:
+            log.error(
+                "Could not record the end of job %s", job.id, exc_info=True, extra={"job_id": job.id, "node": None}
+            )
+        self.crew.done(job.id)
+        job._finished(JOB_FAILED, None, error, True)
+
+    def start(self, ready: list[int], first_here: bool = False, ended: bool = False, thread: str | None = None) -> None:
         """Mark the job running and queue its ready vertices (the first runs on this thread when ``first_here``)."""
         job = self.job
-        job._began()
+        job._began(self.run)
         if self.crew.hooks:
             self.crew.hooks.emit("job_started", job=job.id, flow=self.call.flow)
         if ended or not ready:  # a resumed job whose every reachable vertex had completed
@@ -90,12 +147,12 @@ class Driver:
         for i in ready[1:] if first_here else ready:
             put((self, i, -1))
         if first_here:
-            self.step_here(ready[0])
+            self.step_here(ready[0], thread)
 
-    def step_here(self, i: int) -> None:
+    def step_here(self, i: int, thread: str | None = None) -> None:
         """Run vertex ``i`` and what follows it on the calling thread (see `Worker.run`)."""
         try:
-            self.step(i, -1, threading.current_thread().name)
+            self.step(i, -1, thread if thread is not None else threading.current_thread().name)
         except BaseException as exc:  # Ctrl-C while a node runs here, or a bug: end the job first
             self.fail(i, exc)
             raise
@@ -318,6 +375,12 @@ class Driver:
 
     def cancel(self) -> None:
         """Start nothing more of the job; it ends once its running calls return, but is recorded cancelled now."""
+        if self.asked == _GO:
+            self.asked = _CANCEL
+        if not self.begun:  # a job of `map` waiting for a thread: it ends cancelled as it begins, running nothing
+            if self.asked == _CANCEL:  # (not when taken over: the store is another process's now)
+                self._record_cancelled()
+            return
         ended = self.run.cancel()
         if ended:
             self.finish()
@@ -332,14 +395,29 @@ class Driver:
         A worker on another host that was silent past its lease (a long pause, a network
         split) may find its jobs taken over; it notices at its next heartbeat.
         """
-        call = self.call
-        call.taken_over = True
-        call.record_run = _forget
-        job_id = self.run.job_id
+        self.asked = _LET_GO
+        if self.begun:
+            self._forget()
+        job_id = self.job.id
         log.warning(
             "Job %s was taken over by another process; stopping it here", job_id, extra={"job_id": job_id, "node": None}
         )
         self.cancel()
+
+    def _record_cancelled(self) -> None:
+        """Record a job that never began as cancelled now (cancelled is final: see `cancel`)."""
+        job_id = self.job.id
+        try:
+            self.crew.store.set_job_status(job_id, JOB_CANCELLED, time.time())
+        except Exception:
+            log.error(
+                "Could not record the end of job %s", job_id, exc_info=True, extra={"job_id": job_id, "node": None}
+            )
+
+    def _forget(self) -> None:
+        call = self.call
+        call.taken_over = True
+        call.record_run = _forget
 
     def finish(self) -> None:
         """End the job: tear down its scopes, record its end, then hand its outcome to the `Job`."""
@@ -370,9 +448,9 @@ class Driver:
         if call.observed:
             log.debug("Job %s of flow '%s' %s", job.id, call.flow, status.value, extra={"job_id": job.id, "node": None})
         if status is JOB_COMPLETED:
-            job._finished(status, output, None)
+            job._finished(status, output, None, self.internal)
         else:
-            job._finished(status, None, self._error(status))
+            job._finished(status, None, self._error(status), self.internal)
 
     def _record_end(self, status: JobStatus, output: Any) -> JobStatus:
         """Record the job's end in the store; a completed job whose end cannot be recorded ends failed."""
@@ -414,6 +492,75 @@ class Driver:
             return JobCancelledError(job_id)
         node, reason = run.suspended or ("?", "")
         return JobSuspendedError(job_id, node, reason)
+
+
+class Starts:
+    """The jobs of one `Worker.map` recorded but not begun: the runner's threads begin them as they come free.
+
+    One task on the runner's queue per thread it keeps busy (up to ``limit``) stands for
+    all of them, rather than a task per job: a thread that begins a job runs its first
+    node itself (and each first ready successor, as any task does), then takes the next
+    job, with no hand-off through the queue and no thread woken per job.
+    """
+
+    __slots__ = ("_lock", "_pending", "_takers", "graph", "limit", "make_call", "plan", "put")
+
+    def __init__(
+        self, graph: Graph, plan: Plan, make_call: Callable[[JobRun], JobCall], runner: Runner, limit: int
+    ) -> None:
+        self.graph = graph
+        self.plan = plan
+        self.make_call = make_call
+        self.put = runner.put
+        self.limit = max(1, limit)
+        self._pending: deque[Driver] = deque()
+        self._takers = 0  # queued or running tasks of this map (changed under _lock)
+        self._lock = threading.Lock()
+
+    def add(self, driver: Driver) -> None:
+        """A job recorded: begin it as soon as a thread is free."""
+        self._pending.append(driver)
+        if self._takers < self.limit:  # read without the lock: most jobs of a map find every taker at work
+            self._wake()
+
+    def _wake(self) -> None:
+        """Queue one more taker, unless ``limit`` are at work."""
+        with self._lock:
+            wake = self._takers < self.limit
+            if wake:
+                self._takers += 1
+        if wake:
+            self.put((self, 0, -1))
+
+    def step(self, vertex: int, item: int, thread: str) -> None:
+        """A runner thread's turn: begin pending jobs until none is left."""
+        pending, graph, plan, make_call = self._pending, self.graph, self.plan, self.make_call
+        while True:
+            try:
+                driver = pending.popleft()  # atomic: each job is begun once
+            except IndexError:
+                with self._lock:
+                    self._takers -= 1
+                # `add` appends before it counts the takers, and this thread counted itself
+                # out before it looks again: a job added meanwhile is seen by one of the two.
+                if not pending:
+                    return
+                with self._lock:
+                    if self._takers >= self.limit:
+                        return
+                    self._takers += 1
+                continue
+            try:
+                driver.begin(graph, plan, make_call, thread)
+            except Exception:  # the job ended failed (`step_here`); the others must still begin
+                log.critical("AetherFlow internal error while running a node", exc_info=True)
+
+    def fail(self, vertex: int, exc: BaseException) -> None:
+        """A taker stopped by something no job caught (the job it ran ended with it): another takes its place."""
+        with self._lock:
+            self._takers -= 1
+        if self._pending:
+            self._wake()
 
 
 def recorded_job(job: Job, output: Any) -> Job:

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from .flow import Flow
     from .scheduler import JobRun
 
+# Guards the making of a job's waiter lock (waiters are few, and rarely early): one lock for
+# every job, since a lock per job would be one more object per job for the GC to walk.
+_waiters = _thread.allocate_lock()
+
 
 class JobSuspendedError(AetherFlowError):
     """``result()`` of a job paused by `Suspend`; resume it with ``worker.resume(job_id, answer=...)``."""
@@ -59,11 +63,11 @@ class Job:
         "run",
     )
 
-    def __init__(self, job_id: str, flow: Flow, run: JobRun, on_cancel: Callable[[Job], None]) -> None:
+    def __init__(self, job_id: str, flow: Flow, run: JobRun | None, on_cancel: Callable[[Job], None]) -> None:
         self.id = job_id
         self._on_cancel = on_cancel
         self.flow = flow
-        self.run = run
+        self.run = run  # None until the job starts (a job of `map` waiting for a thread)
         self._status = _PENDING
         self._ended = False
         self._waiter: _thread.LockType | None = None  # held until the job ends, once someone waits
@@ -87,7 +91,7 @@ class Job:
         return self._ended
 
     def _wait(self, timeout: float | None) -> bool:
-        with self.run.lock:  # waiters share one lock: make it once
+        with _waiters:  # waiters of a job share one lock: make it once
             waiter = self._waiter
             if waiter is None:
                 waiter = self._waiter = _thread.allocate_lock()
@@ -113,11 +117,18 @@ class Job:
 
     # -- called by the job's driver (driver.py), the one code that changes a job --------------
 
-    def _began(self) -> None:
+    def _began(self, run: JobRun) -> None:
+        self.run = run
         self._status = _RUNNING
 
-    def _finished(self, status: JobStatus, value: Any, error: BaseException | None) -> None:
-        """Called once by the job's driver when the job ends (after its teardowns)."""
+    def _finished(self, status: JobStatus, value: Any, error: BaseException | None, drop_run: bool = False) -> None:
+        """Called once by the job's driver when the job ends (after its teardowns).
+
+        ``drop_run``: nobody outside the worker holds this job (one of `Worker.map`'s), so
+        nobody reads its outputs or state; letting go of its `JobRun` spares the GC.
+        """
+        if drop_run:
+            self.run = None
         self._status = status
         self._value, self._error = value, error
         self._ended = True
@@ -146,24 +157,32 @@ class Job:
     @property
     def outputs(self) -> dict[str, Any]:
         """``{node: output}`` of every node that completed so far."""
-        with self.run.lock:
-            return dict(self.run.outputs)
+        run = self.run
+        if run is None:
+            return {}
+        with run.lock:
+            return dict(run.outputs)
 
     @property
     def state(self) -> dict[str, Any]:
         """The job's committed ``job_state`` as a plain dict."""
-        return self.run.job_space.snapshot()
+        run = self.run
+        return run.job_space.snapshot() if run is not None else {}
 
     def node_state(self, node: str) -> dict[str, Any]:
         """The committed ``node_state`` of one node in this job, as a plain dict."""
-        space = self.run.node_spaces.get(node)
-        if space is None and node not in self.run.graph.index:
-            raise KeyError(f"flow '{self.flow.name}' has no node '{node}' (nodes: {', '.join(self.run.graph.names)})")
+        graph = self.flow.graph
+        space = self.run.node_spaces.get(node) if self.run is not None else None
+        if space is None and node not in graph.index:
+            raise KeyError(f"flow '{self.flow.name}' has no node '{node}' (nodes: {', '.join(graph.names)})")
         return space.snapshot() if space is not None else {}
 
     @property
     def node_statuses(self) -> dict[str, NodeStatus]:
-        return dict(zip(self.run.graph.names, self.run.status, strict=True))
+        run = self.run
+        if run is None:
+            return dict.fromkeys(self.flow.graph.names, NodeStatus.PENDING)
+        return dict(zip(run.graph.names, run.status, strict=True))
 
     def cancel(self) -> None:
         """Stop the job: nodes not started yet never start; running ones finish."""
