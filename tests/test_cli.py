@@ -52,6 +52,24 @@ def aetherflow(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
+def killed_while_running(cwd: Path, *args: str) -> None:
+    """Run ``aetherflow *args`` with HANG=1 (the flows here hang once they print HANGING), then kill -9 it."""
+    import signal
+
+    exe = shutil.which("aetherflow", path=os.path.dirname(sys.executable)) or "aetherflow"
+    with subprocess.Popen(
+        [exe, *args],
+        cwd=cwd,
+        env={**os.environ, "HANG": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "HANGING"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     (tmp_path / "flows.py").write_text(FLOWS)
@@ -351,21 +369,9 @@ flow = first.then(slow).named("slow-flow")
 
 
 def test_jobs_tells_a_job_whose_process_died_and_recover_takes_it_over(tmp_path: Path) -> None:
-    import signal
 
     (tmp_path / "slowflow.py").write_text(SLOW_FLOW)
-    exe = shutil.which("aetherflow", path=os.path.dirname(sys.executable)) or "aetherflow"
-    with subprocess.Popen(
-        [exe, "run", "slowflow.py:flow", "-i", "n=1"],
-        cwd=tmp_path,
-        env={**os.environ, "HANG": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "HANGING"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
+    killed_while_running(tmp_path, "run", "slowflow.py:flow", "-i", "n=1")
     listed = aetherflow(tmp_path, "jobs")
     assert "owner gone" in listed.stdout and "aetherflow recover" in listed.stderr
     recovered = aetherflow(tmp_path, "recover")
@@ -555,24 +561,12 @@ def test_resume_from_another_folder_finds_the_flow_and_its_context(tmp_path: Pat
 
 def test_recover_from_another_folder_finds_the_flow(tmp_path: Path) -> None:
     """`recover` started elsewhere takes over a job that `run` started with a relative target."""
-    import signal
 
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "slowflow.py").write_text(SLOW_FLOW)
     (tmp_path / "elsewhere").mkdir()
     store = f"sqlite:///{tmp_path / 'runs.db'}"
-    exe = shutil.which("aetherflow", path=os.path.dirname(sys.executable)) or "aetherflow"
-    with subprocess.Popen(
-        [exe, "run", "sub/slowflow.py:flow", "-i", "n=1", "--store", store],
-        cwd=tmp_path,
-        env={**os.environ, "HANG": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "HANGING"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
+    killed_while_running(tmp_path, "run", "sub/slowflow.py:flow", "-i", "n=1", "--store", store)
     recovered = aetherflow(tmp_path / "elsewhere", "recover", "--store", store)
     assert recovered.returncode == 0, recovered.stderr
     assert recovered.stdout.split()[1:] == ["slow-flow", "completed", "20"]
@@ -676,21 +670,9 @@ def test_recover_from_any_folder_finds_what_run_imported_from_its_folder(
     package_project: Path, target: str, context: str
 ) -> None:
     """`recover` started elsewhere takes over a job whose flow and context `run` imported from its folder."""
-    import signal
 
     store = f"sqlite:///{package_project / 'runs.db'}"
-    exe = shutil.which("aetherflow", path=os.path.dirname(sys.executable)) or "aetherflow"
-    with subprocess.Popen(
-        [exe, "run", target, "-i", "n=1", "--context", context, "--store", store],
-        cwd=package_project,
-        env={**os.environ, "HANG": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "HANGING"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
+    killed_while_running(package_project, "run", target, "-i", "n=1", "--context", context, "--store", store)
     recovered = aetherflow(package_project.parent / "elsewhere", "recover", "--store", store)
     assert recovered.returncode == 0, recovered.stderr
     assert recovered.stdout.split()[1:] == ["slow-greeter", "completed", '"hello-1!"']

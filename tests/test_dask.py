@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,7 +104,11 @@ def test_conflicting_read_then_set_is_resent_then_fails(dask_worker: DaskWorker)
         job_state.set("k", 1)
 
     job = dask_worker.submit(greedy)
-    # a commit lands between every snapshot and its write-set: the driver re-sends, then gives up
+    _fails_with_a_conflict_while_spoiled(job)
+
+
+def _fails_with_a_conflict_while_spoiled(job: Any) -> None:
+    """A commit to key 'k' lands between every snapshot and its write-set: the driver re-sends, then gives up."""
     space = job.run.job_space
     stop = threading.Event()
 
@@ -175,25 +180,7 @@ def test_snapshot_then_set_on_the_cluster_conflicts_like_get_then_set(dask_worke
         job_state.set("k", seen.get("k", 0) + 1)
 
     job = dask_worker.submit(greedy_snapshot)
-    space = job.run.job_space
-    stop = threading.Event()
-
-    def spoil() -> None:
-        from aetherflow.state import StateHandle, commit
-
-        while not stop.is_set():
-            h = StateHandle(space)
-            h.set("k", 0)
-            commit([h], job.id, "spoiler")
-
-    t = threading.Thread(target=spoil)
-    t.start()
-    try:
-        with pytest.raises(StateConflictError):
-            job.result(60)
-    finally:
-        stop.set()
-        t.join()
+    _fails_with_a_conflict_while_spoiled(job)
 
 
 def test_a_node_error_from_the_cluster_keeps_its_cause_and_traceback(dask_worker: DaskWorker) -> None:
