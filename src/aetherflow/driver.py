@@ -365,6 +365,8 @@ class Driver:
         try:
             if run.failed(i, error, ends_as):
                 self.finish()
+            elif ends_as is JOB_CANCELLED:  # recorded now, as any cancel, not when the other running calls return
+                self.cancel()
         except Exception:  # the job's state is beyond repair; the log has both errors
             log.critical("Could not fail job %s after an internal error", run.job_id, exc_info=True)
 

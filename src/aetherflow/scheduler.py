@@ -318,11 +318,15 @@ class JobRun:
             return self._ended([])
 
     def cancel(self) -> bool | None:
-        """Start nothing more: True when the job ends now, False when its running calls end it, None when it had stopped."""
+        """Start nothing more: True when the job ends now, False when its running calls end it, None when it had ended.
+
+        Cancel wins over a stop that has not ended the job yet (a branch that failed or
+        suspended while a sibling runs): cancelled is final, never resumable.
+        """
         with self.lock:
-            if self.stopped is not None or self.in_flight < 0:
+            if self.in_flight < 0:
                 return None
-            self._stop(JobStatus.CANCELLED, None)
+            self.stopped = JobStatus.CANCELLED  # the error of a branch that failed first stays, for the record
             return self._ended([])
 
     def unrecorded(self, error: BaseException) -> JobStatus:

@@ -433,9 +433,28 @@ class Worker:
         job_id, values = self._record(prepared, inputs)
         job = Job(job_id, prepared.flow, None, self._cancel_fn)
         driver = Driver(self._crew, job, None, None, values)
-        self._active[job_id] = driver  # atomic; no lock on the per-job path
+        self._register(driver)
         starts.add(driver)
         return job
+
+    def _register(self, driver: Driver, new: bool = True) -> None:
+        """Count a job among those close() waits for; refuse it if close() began meanwhile.
+
+        No lock on the per-job path: close() sets ``_closed`` before it looks at ``_active``,
+        and this adds to ``_active`` before it looks at ``_closed``, so one of the two sees
+        the other. A ``new`` job refused here is recorded cancelled, not left running (a
+        resumed one stays as its record says, for the next resume or recover()).
+        """
+        job_id = driver.job.id
+        self._active[job_id] = driver  # atomic
+        if self._closed and not self._inside_a_running_job():
+            self._crew.done(job_id)  # wakes a close() that saw it
+            if new:
+                with contextlib.suppress(Exception):  # the refusal below is what the caller must learn
+                    self.store.set_job_status(
+                        job_id, JobStatus.CANCELLED, time.time(), error="the worker closed before the job began"
+                    )
+            self._refuse_if_closed()
 
     def _record(self, prepared: _Prepared, inputs: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
         """Check a job's inputs and record it in the store: ``(job_id, inputs)``."""
@@ -489,7 +508,7 @@ class Worker:
         self._refuse_if_closed()
         job = Job(run.job_id, prepared.flow, run, self._cancel_fn)
         driver = Driver(self._crew, job, run, self._call_maker(prepared, resumed)(run))
-        self._active[job.id] = driver  # atomic; no lock on the per-job path
+        self._register(driver, new=not resumed)
         driver.start(ready, first_here, ended)
         return job
 
