@@ -1,6 +1,10 @@
-"""Small nodes several test modules share: a step, a map, a branch."""
+"""Small things several test modules share: nodes (a step, a map, a branch) and a tiny switch interval."""
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from aetherflow import node
 
@@ -38,3 +42,14 @@ def even(x: int) -> str:
 @node
 def odd(x: int) -> str:
     return f"{x} is odd"
+
+
+@contextmanager
+def tiny_switch_interval() -> Iterator[None]:
+    """Make CPython switch threads every microsecond, so races show up at once."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from aetherflow import Flow, JobCancelledError, JobStatus, Worker, node, open_store
+from shapes import tiny_switch_interval
 
 
 def test_ctrl_c_in_a_node_on_the_calling_thread_records_its_job_cancelled_at_once(tmp_path: Path) -> None:
@@ -100,13 +101,7 @@ def _job_statuses(store: Any, job_id: str) -> list[str]:
     return [e.type for e in store.events(job_id) if e.type.startswith("job_")]
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
-def test_cancel_racing_completion_never_records_cancelled_after_completed(tmp_path: Path, kind: str) -> None:
-    """Cancel races a job's last node: completed may win or cancelled may win, never both in that order."""
-    import random
-
-    rng = random.Random(7)
-
+def _two_steps(name: str) -> Flow:
     @node
     def a(x: int) -> int:
         return x + 1
@@ -115,36 +110,48 @@ def test_cancel_racing_completion_never_records_cancelled_after_completed(tmp_pa
     def b(a: int) -> int:
         return a + 1
 
-    flow = a.then(b).named("race")
-    url = "memory://" if kind == "memory" else f"sqlite:///{tmp_path / 'r.db'}"
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
+    return a.then(b).named(name)
+
+
+def _ended_wrongly(store: Any, job_id: str, status: str) -> list[Any]:
+    """A job of `_two_steps` recorded cancelled after completed, or completed without both its runs."""
+    seq = _job_statuses(store, job_id)
+    runs = sorted((r.node, r.status.value) for r in store.node_runs(job_id))
     bad: list[Any] = []
-    try:
-        with Worker(threads=2, store=url) as w:
-            jobs = []
-            for i in range(300):
-                job = w.submit(flow, {"x": i})
-                for _ in range(rng.randint(0, 40)):
-                    pass
-                job.cancel()
-                jobs.append(job)
-            for job in jobs:
-                with contextlib.suppress(JobCancelledError):
-                    job.result(10)
-            w.store.flush()
-            for job in jobs:
-                seq = _job_statuses(w.store, job.id)
-                rec = w.store.job(job.id)
-                runs = [(r.node, r.status.value) for r in w.store.node_runs(job.id)]
-                if "job_completed" in seq and "job_cancelled" in seq[seq.index("job_completed") :]:
-                    bad.append(("cancelled after completed", job.id, seq))
-                if rec.status != job.status:
-                    bad.append(("store and handle disagree", job.id, rec.status, job.status, seq))
-                if job.status == "completed" and sorted(runs) != [("a", "completed"), ("b", "completed")]:
-                    bad.append(("completed runs lost", job.id, runs))
-    finally:
-        sys.setswitchinterval(old)
+    if "job_completed" in seq and "job_cancelled" in seq[seq.index("job_completed") :]:
+        bad.append(("cancelled after completed", job_id, seq))
+    if status == "completed" and runs != [("a", "completed"), ("b", "completed")]:
+        bad.append(("completed runs lost", job_id, runs))
+    return bad
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_cancel_racing_completion_never_records_cancelled_after_completed(tmp_path: Path, kind: str) -> None:
+    """Cancel races a job's last node: completed may win or cancelled may win, never both in that order."""
+    import random
+
+    rng = random.Random(7)
+
+    flow = _two_steps("race")
+    url = "memory://" if kind == "memory" else f"sqlite:///{tmp_path / 'r.db'}"
+    bad: list[Any] = []
+    with tiny_switch_interval(), Worker(threads=2, store=url) as w:
+        jobs = []
+        for i in range(300):
+            job = w.submit(flow, {"x": i})
+            for _ in range(rng.randint(0, 40)):
+                pass
+            job.cancel()
+            jobs.append(job)
+        for job in jobs:
+            with contextlib.suppress(JobCancelledError):
+                job.result(10)
+        w.store.flush()
+        for job in jobs:
+            rec = w.store.job(job.id)
+            bad += _ended_wrongly(w.store, job.id, job.status)
+            if rec.status != job.status:
+                bad.append(("store and handle disagree", job.id, rec.status, job.status))
     assert not bad, bad[:5]
 
 
@@ -155,56 +162,36 @@ def test_cancelling_map_jobs_racing_their_begin_and_end(tmp_path: Path, kind: st
 
     rng = random.Random(11)
 
-    @node
-    def a(x: int) -> int:
-        return x + 1
-
-    @node
-    def b(a: int) -> int:
-        return a + 1
-
-    flow = a.then(b).named("maprace")
+    flow = _two_steps("maprace")
     url = "memory://" if kind == "memory" else f"sqlite:///{tmp_path / 'r.db'}"
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
     out: list[Any] = []
     bad: list[Any] = []
     n = 600
-    try:
-        with Worker(threads=3, store=url) as w:
-            t = threading.Thread(
-                target=lambda: out.append(
-                    w.map(flow, [{"x": i} for i in range(n)], progress=False, return_exceptions=True)
-                )
-            )
-            t.start()
-            deadline = time.monotonic() + 20
-            while t.is_alive() and time.monotonic() < deadline:
-                for d in list(w._active.values()):
-                    if rng.random() < 0.05:
-                        d.job.cancel()
-                time.sleep(0)
-            t.join(30)
-            assert not t.is_alive(), "map hung"
-            w.store.flush()
-            [results] = out
-            completed = sum(not isinstance(r, BaseException) for r in results)
-            cancelled = sum(isinstance(r, JobCancelledError) for r in results)
-            assert cancelled > 0 and completed > 0, (completed, cancelled)
-            assert completed + cancelled == n, [
-                r for r in results if isinstance(r, BaseException) and not isinstance(r, JobCancelledError)
-            ][:3]
-            counts = w.store.status_counts()
-            assert counts.get("completed", 0) == completed and counts.get("cancelled", 0) == cancelled, counts
-            for rec in w.store.jobs(limit=n):
-                seq = _job_statuses(w.store, rec.id)
-                if "job_completed" in seq and "job_cancelled" in seq[seq.index("job_completed") :]:
-                    bad.append(("cancelled after completed", rec.id, seq))
-                runs = sorted((r.node, r.status.value) for r in w.store.node_runs(rec.id))
-                if rec.status == "completed" and runs != [("a", "completed"), ("b", "completed")]:
-                    bad.append(("completed runs lost", rec.id, runs))
-    finally:
-        sys.setswitchinterval(old)
+    with tiny_switch_interval(), Worker(threads=3, store=url) as w:
+        t = threading.Thread(
+            target=lambda: out.append(w.map(flow, [{"x": i} for i in range(n)], progress=False, return_exceptions=True))
+        )
+        t.start()
+        deadline = time.monotonic() + 20
+        while t.is_alive() and time.monotonic() < deadline:
+            for d in list(w._active.values()):
+                if rng.random() < 0.05:
+                    d.job.cancel()
+            time.sleep(0)
+        t.join(30)
+        assert not t.is_alive(), "map hung"
+        w.store.flush()
+        [results] = out
+        completed = sum(not isinstance(r, BaseException) for r in results)
+        cancelled = sum(isinstance(r, JobCancelledError) for r in results)
+        assert cancelled > 0 and completed > 0, (completed, cancelled)
+        assert completed + cancelled == n, [
+            r for r in results if isinstance(r, BaseException) and not isinstance(r, JobCancelledError)
+        ][:3]
+        counts = w.store.status_counts()
+        assert counts.get("completed", 0) == completed and counts.get("cancelled", 0) == cancelled, counts
+        for rec in w.store.jobs(limit=n):
+            bad += _ended_wrongly(w.store, rec.id, rec.status)
     assert not bad, bad[:5]
 
 
@@ -236,11 +223,9 @@ def test_many_maps_from_many_threads_with_thread_scoped_providers() -> None:
     async def awork(i: int) -> int:
         return i * 3
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
     results: dict[int, Any] = {}
     errors: list[BaseException] = []
-    try:
+    with tiny_switch_interval():
         w = Worker(Ctx, threads=3)
 
         def one(k: int) -> None:
@@ -259,8 +244,6 @@ def test_many_maps_from_many_threads_with_thread_scoped_providers() -> None:
         closer = threading.Thread(target=w.close)
         closer.start()
         closer.join(30)
-    finally:
-        sys.setswitchinterval(old)
     assert not hung, "maps hung"
     assert not closer.is_alive(), "close hung"
     assert not errors, errors[:3]
@@ -372,16 +355,12 @@ def test_job_ids_unique_across_threads_and_forks() -> None:
         with lock:
             got.append(mine)
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
+    with tiny_switch_interval():
         threads = [threading.Thread(target=drawer, args=(k,)) for k in range(6)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(60)
-    finally:
-        sys.setswitchinterval(old)
     for pid, read in children:
         data = b""
         while chunk := os.read(read, 65536):
@@ -701,35 +680,28 @@ def test_reading_map_job_handles_at_every_moment_never_raises() -> None:
     flow = a.then(b).named("reads")
     errors: list[BaseException] = []
     seen: set[str] = set()
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        with Worker(threads=3) as w:
-            out: list[Any] = []
-            t = threading.Thread(
-                target=lambda: out.append(w.map(flow, [{"i": i} for i in range(2000)], progress=False))
-            )
-            t.start()
-            deadline = time.monotonic() + 30
-            while t.is_alive() and time.monotonic() < deadline:
-                for d in list(w._active.values()):
-                    job = d.job
-                    try:
-                        st = job.status.value
-                        statuses = job.node_statuses
-                        outs = job.outputs
-                        _ = job.state
-                        job.node_state("a")
-                        seen.add(st)
-                        assert set(statuses) == {"a", "b"}
-                        if st == "pending":
-                            assert outs == {} and all(v == "pending" for v in statuses.values())
-                    except BaseException as exc:  # noqa: BLE001
-                        errors.append(exc)
-            t.join(30)
-            assert out and out[0] == [i + 1 for i in range(2000)]
-    finally:
-        sys.setswitchinterval(old)
+    with tiny_switch_interval(), Worker(threads=3) as w:
+        out: list[Any] = []
+        t = threading.Thread(target=lambda: out.append(w.map(flow, [{"i": i} for i in range(2000)], progress=False)))
+        t.start()
+        deadline = time.monotonic() + 30
+        while t.is_alive() and time.monotonic() < deadline:
+            for d in list(w._active.values()):
+                job = d.job
+                try:
+                    st = job.status.value
+                    statuses = job.node_statuses
+                    outs = job.outputs
+                    _ = job.state
+                    job.node_state("a")
+                    seen.add(st)
+                    assert set(statuses) == {"a", "b"}
+                    if st == "pending":
+                        assert outs == {} and all(v == "pending" for v in statuses.values())
+                except BaseException as exc:  # noqa: BLE001
+                    errors.append(exc)
+        t.join(30)
+        assert out and out[0] == [i + 1 for i in range(2000)]
     assert not errors, errors[:3]
     assert "pending" in seen
 

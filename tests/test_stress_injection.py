@@ -9,14 +9,12 @@ not keep every context it has seen alive.
 from __future__ import annotations
 
 import gc
-import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from aetherflow import BaseFlowContext, Flow, Worker, locked, node, providers
+from shapes import tiny_switch_interval
 
 REQUESTS = 3000
 
@@ -121,17 +119,6 @@ def test_flows_freed_per_request_are_not_kept_alive_by_the_worker() -> None:
 THREADS = 16
 INCREMENTS = 50
 TRIALS = 200
-
-
-@contextmanager
-def tiny_switch_interval() -> Iterator[None]:
-    """Make CPython switch threads every microsecond, so races show up at once."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
 
 
 class Counts(BaseFlowContext):
