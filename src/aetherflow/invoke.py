@@ -210,23 +210,16 @@ def _valid_input(b: Binding, vp: VertexPlan, ex: ExecutionContext, value: Any) -
     try:
         return b.check(value) if b.check is not None else value
     except ValidationError as exc:
-        if vp.node.is_secret(b.param):  # pydantic's message and error quote the input
-            raise NodeInputError(
-                f"parameter '{b.param}' got a {type(value).__name__} (value hidden: the parameter is secret), which is not valid for "
-                f"{_type_name(vp.node.annotation(b.param))}: {_first_error(exc)}. "
-                f"Fix the value passed in (from {_source(b.kind, b.key)}) or the annotation.",
-                node=vp.name,
-                job_id=ex.job_id,
-                attempt=ex.attempt,
-            ) from None
+        secret = vp.node.is_secret(b.param)  # pydantic's message and error quote the input: neither may show
+        got = f"a {type(value).__name__} (value hidden: the parameter is secret)" if secret else _short(value)
         raise NodeInputError(
-            f"parameter '{b.param}' got {_short(value)}, which is not valid for "
+            f"parameter '{b.param}' got {got}, which is not valid for "
             f"{_type_name(vp.node.annotation(b.param))}: {_first_error(exc)}. "
             f"Fix the value passed in (from {_source(b.kind, b.key)}) or the annotation.",
             node=vp.name,
             job_id=ex.job_id,
             attempt=ex.attempt,
-        ) from exc
+        ) from (None if secret else exc)
 
 
 def _state_space(call: JobCall, vp: VertexPlan, kind: int) -> StateSpace:
