@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import pickle
 import subprocess
 import sys
 import threading
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -242,20 +244,29 @@ def test_shipping_a_profile_instance_carries_its_rescoped_provider(tmp_path: Pat
     assert _run_shipped(shipped, "(type(ctx.cache).__name__, ctx.cache())", tmp_path) == "('ThreadLocalSingleton', {})"
 
 
+def _importable(folder: Path, name: str, source: str) -> ModuleType:
+    """Module ``name`` written in ``folder`` and imported from there: a context class importable by name."""
+    (folder / f"{name}.py").write_text(source)
+    sys.path.insert(0, str(folder))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(folder))
+
+
 def test_shipping_an_importable_contexts_own_values_by_reference(tmp_path: Path) -> None:
     """A value an importable class holds (a lock made at import) is imported on the other side, not pickled."""
-    (tmp_path / "shipping_locked_base.py").write_text(
-        "import threading\n"
-        "from aetherflow import BaseFlowContext, providers\n"
-        "class LockedContext(BaseFlowContext):\n"
-        "    config = providers.Configuration()\n"
-        "    lock = providers.Object(threading.Lock())\n"
+    shipping_locked_base = _importable(
+        tmp_path,
+        "shipping_locked_base",
+        (
+            "import threading\n"
+            "from aetherflow import BaseFlowContext, providers\n"
+            "class LockedContext(BaseFlowContext):\n"
+            "    config = providers.Configuration()\n"
+            "    lock = providers.Object(threading.Lock())\n"
+        ),
     )
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import shipping_locked_base  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(tmp_path))
     ctx = shipping_locked_base.LockedContext()
     ctx.config.from_dict({"n": 3})
     shipped = ship_context(ctx, "etl")
@@ -264,16 +275,15 @@ def test_shipping_an_importable_contexts_own_values_by_reference(tmp_path: Path)
 
 def test_shipping_an_instance_changed_with_a_value_that_cannot_travel_says_what_to_do(tmp_path: Path) -> None:
     """An importable class's instance given a lock: the error names the provider and how to make it on the workers."""
-    (tmp_path / "shipping_plain_base.py").write_text(
-        "from aetherflow import BaseFlowContext, providers\n"
-        "class PlainContext(BaseFlowContext):\n"
-        "    lock = providers.Object(None)\n"
+    shipping_plain_base = _importable(
+        tmp_path,
+        "shipping_plain_base",
+        (
+            "from aetherflow import BaseFlowContext, providers\n"
+            "class PlainContext(BaseFlowContext):\n"
+            "    lock = providers.Object(None)\n"
+        ),
     )
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import shipping_plain_base  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(tmp_path))
     ctx = shipping_plain_base.PlainContext()
     ctx.lock.override(providers.Object(threading.Lock()))
     with pytest.raises(ContextNotShippableError) as caught:
