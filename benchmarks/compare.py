@@ -892,14 +892,15 @@ def _fill(store: Any, events: int) -> str:
             )
         )
         for e in range(10):
-            event_rows.append((jid, created + e * 0.01, "node_completed", f"n{e}", None))
+            event_rows.append((jid, j * 10 + e + 1, created + e * 0.01, "node_completed", f"n{e}", None))
     store._execute_batch(
         [
             (
                 "INSERT INTO jobs (id, flow, status, inputs, output, error, created_at, started_at, finished_at, worker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 job_rows,
             ),
-            ("INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)", event_rows),
+            # Numbered here: a new store numbers a job's events per job, inside the transaction.
+            ("INSERT INTO events (job_id, seq, ts, type, node, data) VALUES (?, ?, ?, ?, ?, ?)", event_rows),
         ]
     )
     return f"{jobs // 2:032x}"
