@@ -9,7 +9,6 @@ worth retrying.
 from __future__ import annotations
 
 import base64
-import functools
 import itertools
 import json
 import os
@@ -37,18 +36,14 @@ from .writer import BatchWriter, retry
 
 Statement = tuple[str, list[tuple[Any, ...]]]  # SQL with "?" placeholders, rows of parameters
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 5
 _BATCH_IDS_KEPT = 1000  # per store, at most: far more than can be in doubt (one batch commits at a time)
 _BATCH_IDS_DROPPED = 100  # ... dropped this many at a time, so at least 900 are kept
 _TEXT: dict[Any, str] = {member: member.value for enum in (JobStatus, NodeStatus, StateScope) for member in enum}
 
 
-def migrations(real: str, serial_pk: str, clustered: bool = False) -> list[tuple[int, list[str]]]:
-    """Versioned schema steps; a store applies the ones newer than its recorded version.
-
-    ``clustered`` (SQLite stores created at version 6 or later) lays out each table of a
-    job's records as its own per-job index: see `_job_records`.
-    """
+def migrations(real: str, serial_pk: str) -> list[tuple[int, list[str]]]:
+    """Versioned schema steps; a store applies the ones newer than its recorded version."""
     return [
         (
             1,
@@ -57,25 +52,14 @@ def migrations(real: str, serial_pk: str, clustered: bool = False) -> list[tuple
                 "CREATE INDEX jobs_created ON jobs (created_at)",
                 "CREATE INDEX jobs_flow_created ON jobs (flow, created_at)",
                 "CREATE INDEX jobs_status_created ON jobs (status, created_at)",
-                *_job_records(
-                    "node_runs",
-                    "id",
-                    f"node TEXT NOT NULL, iteration INTEGER, attempt INTEGER, status TEXT NOT NULL, thread TEXT, started_at {real}, finished_at {real}, output TEXT, item INTEGER, error TEXT, traceback TEXT",
-                    serial_pk,
-                    clustered,
-                ),
-                *_job_records(
-                    "state_writes",
-                    "id",
-                    f"scope TEXT NOT NULL, namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT, deleted INTEGER NOT NULL, version INTEGER NOT NULL, node TEXT, ts {real}",
-                    serial_pk,
-                    clustered,
-                ),
+                f"CREATE TABLE node_runs (id {serial_pk}, job_id TEXT NOT NULL, node TEXT NOT NULL, iteration INTEGER, attempt INTEGER, status TEXT NOT NULL, thread TEXT, started_at {real}, finished_at {real}, output TEXT, item INTEGER, error TEXT, traceback TEXT)",
+                "CREATE INDEX node_runs_job ON node_runs (job_id, id)",
+                f"CREATE TABLE state_writes (id {serial_pk}, job_id TEXT NOT NULL, scope TEXT NOT NULL, namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT, deleted INTEGER NOT NULL, version INTEGER NOT NULL, node TEXT, ts {real})",
+                "CREATE INDEX state_writes_job ON state_writes (job_id, id)",
                 f"CREATE TABLE state_snapshots (id {serial_pk}, job_id TEXT NOT NULL, upto INTEGER NOT NULL, data TEXT NOT NULL, ts {real})",
                 "CREATE INDEX state_snapshots_job ON state_snapshots (job_id, id)",
-                *_job_records(
-                    "events", "seq", f"ts {real} NOT NULL, type TEXT NOT NULL, node TEXT, data TEXT", serial_pk, clustered
-                ),
+                f"CREATE TABLE events (seq {serial_pk}, job_id TEXT NOT NULL, ts {real} NOT NULL, type TEXT NOT NULL, node TEXT, data TEXT)",
+                "CREATE INDEX events_job ON events (job_id, seq)",
                 f"CREATE TABLE workers (id TEXT PRIMARY KEY, pid INTEGER, host TEXT, heartbeat {real})",
                 "CREATE TABLE targets (flow TEXT PRIMARY KEY, target TEXT NOT NULL)",
             ],
@@ -104,71 +88,16 @@ def migrations(real: str, serial_pk: str, clustered: bool = False) -> list[tuple
                 "ALTER TABLE jobs ADD COLUMN claim TEXT",
             ],
         ),
-        # Nothing changes in an existing store; the version says that the store may be
-        # clustered (SQLite stores created from now on), which an AetherFlow before it
-        # could not write: it refuses the store instead of failing every write.
-        (6, []),
     ]
 
 
-def _job_records(table: str, key: str, columns: str, serial_pk: str, clustered: bool) -> list[str]:
-    """A table of records of jobs, numbered by ``key``, and what finds a job's records in order.
-
-    Unclustered, rows are numbered across the store and a per-job index finds a job's: a
-    node run's commit writes a page of the table and a page of its index. Clustered, the
-    table is ordered by ``(job_id, key)`` (SQLite's WITHOUT ROWID) and numbered per job, so
-    it is its own per-job index: one page per table, ~4.5 WAL pages per node run instead
-    of ~7 (docs/benchmarks.md).
-    """
-    if clustered:
-        return [
-            f"CREATE TABLE {table} (job_id TEXT NOT NULL, {key} INTEGER NOT NULL, {columns}, PRIMARY KEY (job_id, {key})) WITHOUT ROWID"
-        ]
-    return [
-        f"CREATE TABLE {table} ({key} {serial_pk}, job_id TEXT NOT NULL, {columns})",
-        f"CREATE INDEX {table}_job ON {table} (job_id, {key})",
-    ]
-
-
-@functools.cache
-def insert_sql(table: str, columns: str, clustered: bool, only_if: str = "") -> str:
-    """An INSERT of one record of a job (``columns`` start with ``job_id``), optionally only if ``only_if`` holds.
-
-    Into a clustered table the record's number is the job's last plus one, taken inside the
-    transaction that inserts it: the store is written one transaction at a time, by any
-    number of processes, so two records of a job never get one number.
-    """
-    count = columns.count(",") + 1
-    if not clustered:
-        if not only_if:
-            return f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' for _ in range(count))})"
-        return f"INSERT INTO {table} ({columns}) SELECT {', '.join('?' for _ in range(count))} WHERE {only_if}"
-    key = _RECORD_KEYS[table]
-    rest = columns.split(", ", 1)[1]
-    # Numbered parameters: ?1 (the job) is used twice; a plain "?" in only_if takes the next number.
-    values = ", ".join(f"?{i}" for i in range(2, count + 1))
-    return (
-        f"INSERT INTO {table} (job_id, {key}, {rest}) SELECT ?1, "
-        f"(SELECT COALESCE(MAX({key}), 0) + 1 FROM {table} WHERE job_id = ?1), {values}"
-        + (f" WHERE {only_if}" if only_if else "")
-    )
-
-
-_RECORD_KEYS = {"node_runs": "id", "state_writes": "id", "events": "seq"}
-_NODE_RUN = "job_id, node, iteration, attempt, status, thread, started_at, finished_at, output, item, error, traceback"
-_STATE_WRITE = "job_id, scope, namespace, key, value, deleted, version, node, ts"
-_EVENT = "job_id, ts, type, node, data"
-
-
-def migrate(
-    current: int, execute: Callable[[str], Any], real: str, serial_pk: str, where: str, *, clustered: bool = False
-) -> None:
+def migrate(current: int, execute: Callable[[str], Any], real: str, serial_pk: str, where: str) -> None:
     """Apply the schema steps newer than ``current``, through ``execute`` (inside a transaction)."""
     if current > SCHEMA_VERSION:
         raise StoreError(
             f"{where} has schema version {current}, newer than this AetherFlow knows ({SCHEMA_VERSION}); upgrade aetherflow."
         )
-    for version, steps in migrations(real, serial_pk, clustered):
+    for version, steps in migrations(real, serial_pk):
         if version > current:
             for step in steps:
                 execute(step)
@@ -190,10 +119,6 @@ class SQLStore(Store):
     # faster; on SQLite a batch's fixed cost (the transaction, its table pages) is most of
     # a commit, so larger batches pay.
     default_group_wait = 0.0
-
-    # Whether this store's tables of job records are clustered per job (see `_job_records`):
-    # set by the dialect when it opens the store, since older stores keep their layout.
-    clustered = False
 
     def __init__(
         self,
@@ -277,9 +202,6 @@ class SQLStore(Store):
 
     # -- writes ----------------------------------------------------------------------------
 
-    def _insert(self, table: str, columns: str, only_if: str = "") -> str:
-        return insert_sql(table, columns, self.clustered, only_if)
-
     def _submit(self, statements: list[Statement]) -> None:
         self._writer.submit(statements)
 
@@ -361,7 +283,7 @@ class SQLStore(Store):
                         )
                     ],
                 ),
-                (self._insert("events", _EVENT), events),
+                ("INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)", events),
             ]
         )
 
@@ -408,7 +330,7 @@ class SQLStore(Store):
         return [
             (f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND {owned}", [(*params, job_id, *me)]),
             (
-                self._insert("events", _EVENT, f"EXISTS (SELECT 1 FROM jobs WHERE id = ? AND {owned})"),
+                f"INSERT INTO events (job_id, ts, type, node, data) SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND {owned})",
                 [
                     (
                         job_id,
@@ -432,7 +354,7 @@ class SQLStore(Store):
         node, error = storable_text(f.node), storable_text(f.error)
         statements: list[Statement] = [
             (
-                self._insert("node_runs", _NODE_RUN),
+                "INSERT INTO node_runs (job_id, node, iteration, attempt, status, thread, started_at, finished_at, output, item, error, traceback) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         f.job_id,
@@ -480,12 +402,12 @@ class SQLStore(Store):
         if writes:
             statements.append(
                 (
-                    self._insert("state_writes", _STATE_WRITE),
+                    "INSERT INTO state_writes (job_id, scope, namespace, key, value, deleted, version, node, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     writes,
                 )
             )
             statements.extend(self._snapshot_if_due(f.job_id, writes, f.finished))
-        statements.append((self._insert("events", _EVENT), events))
+        statements.append(("INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)", events))
         return statements
 
     def _snapshot_if_due(self, job_id: str, writes: list[tuple[Any, ...]], ts: float) -> list[Statement]:
@@ -548,7 +470,7 @@ class SQLStore(Store):
         self._submit(
             [
                 (
-                    self._insert("events", _EVENT),
+                    "INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)",
                     [(job_id, ts, "cancel_requested", None, self._dump({"by": by}))],
                 )
             ]
@@ -814,14 +736,13 @@ class SQLStore(Store):
         # of several claims of one view (also from one worker), only the first update
         # matches; a view someone claimed since matches nothing; the winner finds its token.
         now, token = time.time(), uuid.uuid4().hex
-        events: list[tuple[Any, ...]] = [(job_id, now, f"job_{becomes.value}", None, None, job_id, token)]
+        events: list[tuple[Any, ...]] = [(job_id, now, f"job_{becomes.value}", None, job_id, token)]
         if answered:
             events.append(
                 (
                     job_id,
                     now,
                     "job_answered",
-                    None,
                     self._dump({"node": answered[0], "item": answered[1], "answer": answered[2]}),
                     job_id,
                     token,
@@ -847,7 +768,7 @@ class SQLStore(Store):
                     ],
                 ),
                 (
-                    self._insert("events", _EVENT, "EXISTS (SELECT 1 FROM jobs WHERE id = ? AND claim = ?)"),
+                    "INSERT INTO events (job_id, ts, type, node, data) SELECT ?, ?, ?, NULL, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND claim = ?)",
                     events,
                 ),
             ]

@@ -125,15 +125,10 @@ class SQLiteStore(SQLStore):
             # write to the WAL (~10% of a node run's commit). A rowid is still the largest
             # plus one, so a job's records keep their order; only ids of the newest records,
             # once pruned, may be given again. Stores created before keep AUTOINCREMENT.
-            # A new store's job records are clustered per job (see sql._job_records);
-            # stores created before keep their layout.
-            migrate(
-                int(row[0]) if row else 0, conn.execute, "REAL", "INTEGER PRIMARY KEY", str(self.path), clustered=not row
-            )
+            migrate(int(row[0]) if row else 0, conn.execute, "REAL", "INTEGER PRIMARY KEY", str(self.path))
             conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
-            self.clustered = _is_clustered(conn)
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:  # SQLite may have rolled back already (disk full, corrupt file)
@@ -162,7 +157,6 @@ class SQLiteStore(SQLStore):
             raise StoreError(
                 f"{self.path} has schema version {row[0]}, newer than this AetherFlow knows ({SCHEMA_VERSION}); upgrade aetherflow."
             )
-        self.clustered = _is_clustered(self._conn)
 
     # -- writes and reads -------------------------------------------------------------------
 
@@ -287,14 +281,6 @@ class _Checkpointer:
                     log.debug("Background checkpoint of %s skipped: %s", self._path, exc)
         finally:
             conn.close()
-
-
-def _is_clustered(conn: sqlite3.Connection) -> bool:
-    """Whether the store's job records are clustered per job (created so at schema version 6 or later)."""
-    try:
-        return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'events_job'").fetchone() is None
-    except sqlite3.Error as exc:
-        raise StoreError(f"Cannot read the schema of the SQLite store: {type(exc).__name__}: {exc}.") from exc
 
 
 def _cannot_write(path: Path) -> bool:
