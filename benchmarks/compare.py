@@ -872,15 +872,21 @@ _HISTORY: list[tuple[int, float, float]] = []
 
 
 def _fill(store: Any, events: int) -> str:
-    """Bulk-insert ``events / 10`` finished jobs with 10 events each, like real runs."""
+    """Bulk-insert ``events / 10`` finished jobs with 10 events each, like real runs.
+
+    Keys as the store gives them: in a keyed store (see `aetherflow.store.sql.migrations`)
+    job number ``n``'s events are keyed from ``n`` times 2**32.
+    """
     jobs = events // 10
     now = time.time()
     job_rows, event_rows = [], []
     for j in range(jobs):
         jid = f"{j:032x}"
         created = now - (jobs - j) * 0.5
+        first = ((j + 1) << 32) + 1 if store.keyed else j * 10 + 1
         job_rows.append(
             (
+                j + 1,
                 jid,
                 f"flow-{j % 10}",
                 "completed" if j % 7 else "failed",
@@ -894,14 +900,14 @@ def _fill(store: Any, events: int) -> str:
             )
         )
         for e in range(10):
-            event_rows.append((jid, created + e * 0.01, "node_completed", f"n{e}", None))
+            event_rows.append((first + e, jid, created + e * 0.01, "node_completed", f"n{e}", None))
     store._execute_batch(
         [
             (
-                "INSERT INTO jobs (id, flow, status, inputs, output, error, created_at, started_at, finished_at, worker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO jobs ({'num' if store.keyed else 'rowid'}, id, flow, status, inputs, output, error, created_at, started_at, finished_at, worker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 job_rows,
             ),
-            ("INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)", event_rows),
+            ("INSERT INTO events (seq, job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?, ?)", event_rows),
         ]
     )
     return f"{jobs // 2:032x}"
