@@ -102,3 +102,29 @@ def test_a_jobs_events_from_two_processes_keep_the_order_they_were_written(tmp_p
     finally:
         running.close()
         cli.close()
+
+
+def test_a_stores_history_survives_vacuum_after_a_prune(tmp_path: Path) -> None:
+    """`VACUUM` (which renumbers a table's implicit rowids) after pruning older jobs leaves each job's history whole."""
+    path = tmp_path / "runs.db"
+    store = open_store(f"sqlite:///{path}")
+    with Worker(threads=2, store=store) as w:
+        old = [w.submit(prepare) for _ in range(3)]
+        for job in old:
+            job.result(10)
+        store.flush()
+        cutoff = datetime.now(UTC) + timedelta(seconds=1)
+        store.prune(older_than=cutoff)
+        kept = w.submit(prepare.named("kept"))
+        kept.result(10)
+    store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("VACUUM")
+    store = open_store(f"sqlite:///{path}")
+    try:
+        assert [j.id for j in store.jobs()] == [kept.id]
+        assert [e.type for e in store.events(kept.id)][-1] == "job_completed"
+        assert [r.node for r in store.node_runs(kept.id)] == ["prepare"]
+        assert [(s.key, s.value) for s in store.state_history(kept.id)] == [("prepared", True)]
+    finally:
+        store.close()
