@@ -8,6 +8,7 @@ terminated while threads write, a full disk, a corrupt file, a read-only store.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import socket
@@ -118,6 +119,45 @@ def test_a_commit_cut_short_is_never_reported_as_committed() -> None:
     assert "acknowledged" not in outcomes.values()
     assert sorted(o.split(":")[0] for o in outcomes.values()) == ["KeyboardInterrupt", "StoreError"]
     assert "interrupted before its commit finished" in next(o for o in outcomes.values() if o.startswith("StoreError"))
+
+
+class _CtrlCAsBeginReturns(sqlite3.Connection):
+    """Ctrl-C raised the moment BEGIN IMMEDIATE has taken the write lock, once armed.
+
+    Where CPython raises a Ctrl-C that came while BEGIN waited for another process's lock:
+    the signal is handled at the first check after the call returns, with the lock held.
+    """
+
+    armed = False
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        cursor = super().execute(sql, *args)
+        if sql == "BEGIN IMMEDIATE" and _CtrlCAsBeginReturns.armed:
+            _CtrlCAsBeginReturns.armed = False
+            raise KeyboardInterrupt
+        return cursor
+
+
+def test_ctrl_c_as_a_commit_begins_leaves_no_write_transaction_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C landing just after a commit's BEGIN leaves no transaction open: another process
+    writes at once (it used to wait 60 s, then fail 'database is locked'), and so does this store."""
+    connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", functools.partial(connect, factory=_CtrlCAsBeginReturns))
+    path = tmp_path / "s.db"
+    with open_store(f"sqlite:///{path}") as store:
+        _CtrlCAsBeginReturns.armed = True
+        with pytest.raises(KeyboardInterrupt):
+            store.create_job("interrupted", "f", {}, "w", time.time(), running=True)
+        other = connect(path, timeout=0, isolation_level=None)  # another process, waiting for nobody
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        store.create_job("next", "f", {}, "w", time.time(), running=True)
+        assert [r.id for r in store.jobs()] == ["next"]
 
 
 def test_a_caller_interrupted_while_waiting_does_not_keep_the_lead() -> None:

@@ -175,8 +175,10 @@ class SQLiteStore(SQLStore):
                 f"The SQLite store at {self.path.resolve()} is open read-only (the file or its folder cannot be written): it cannot record jobs. Use a writable path."
             )
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            # Inside the try: a Ctrl-C that comes while BEGIN waits for another process's
+            # lock is raised as BEGIN returns, with the lock held; it must still roll back.
+            conn.execute("BEGIN IMMEDIATE")
             for sql, rows in statements:
                 if len(rows) == 1:
                     conn.execute(sql, rows[0])
