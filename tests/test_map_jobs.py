@@ -717,6 +717,32 @@ def test_reading_map_job_handles_at_every_moment_never_raises() -> None:
     assert "pending" in seen
 
 
+def test_ctrl_c_between_recording_a_map_job_and_registering_it_records_it_cancelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C that lands after a map job's record committed, before the worker holds it, cancels it too.
+
+    Seen 1 in 25 runs of the Ctrl-C-twice test below under load: the job stayed 'running' and
+    recover() ran it. The interrupt is injected where CPython may raise it: as `_register` begins.
+    """
+
+    def interrupted(self: Worker, driver: Any, new: bool = True) -> None:
+        raise KeyboardInterrupt
+
+    @node
+    def quick(i: int) -> int:
+        return i
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    with Worker(threads=2, store=url) as w:
+        monkeypatch.setattr(Worker, "_register", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            w.map(quick, [{"i": 1}], progress=False)
+        monkeypatch.undo()
+    with open_store(url) as s:
+        assert s.status_counts() == {"cancelled": 1}
+
+
 @pytest.mark.parametrize("n", [50, 3000])
 def test_ctrl_c_twice_during_a_map_leaves_nothing_for_recover(tmp_path: Path, n: int) -> None:
     url = f"sqlite:///{tmp_path / 'c.db'}"

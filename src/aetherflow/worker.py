@@ -423,17 +423,30 @@ class Worker:
         return _Prepared(f, f.name, ctx, plan, self._injectors_for(ctx, plan), observed)
 
     def _start(self, prepared: _Prepared, inputs: Mapping[str, Any] | None, first_here: bool = False) -> Job:
-        job_id, values = self._record(prepared, inputs)
+        job_id = new_job_id()
+        try:
+            values = self._record(prepared, inputs, job_id)
+        except KeyboardInterrupt:
+            self._cancel_interrupted(job_id)
+            raise
         run = JobRun(job_id, prepared.flow.graph, prepared.plan, values)
         return self._launch(prepared, run, run.start(), first_here=first_here)
 
     def _enqueue(self, prepared: _Prepared, inputs: Mapping[str, Any] | None, starts: Starts) -> Job:
         """Record a job of `map` and hand it to ``starts``, which begins it on a free thread."""
         self._refuse_if_closed()
-        job_id, values = self._record(prepared, inputs)
-        job = Job(job_id, prepared.flow, None, self._cancel_fn)
-        driver = Driver(self._crew, job, None, None, values)
-        self._register(driver)
+        job_id = new_job_id()
+        try:
+            values = self._record(prepared, inputs, job_id)
+            job = Job(job_id, prepared.flow, None, self._cancel_fn)
+            driver = Driver(self._crew, job, None, None, values)
+            self._register(driver)
+        except KeyboardInterrupt:
+            # Also after its record committed: CPython raises a Ctrl-C at any call, and until
+            # the job is registered nobody else can cancel it (recover() would run it).
+            self._crew.done(job_id)
+            self._cancel_interrupted(job_id)
+            raise
         starts.add(driver)
         return job
 
@@ -456,8 +469,12 @@ class Worker:
                     )
             self._refuse_if_closed()
 
-    def _record(self, prepared: _Prepared, inputs: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
-        """Check a job's inputs and record it in the store: ``(job_id, inputs)``."""
+    def _record(self, prepared: _Prepared, inputs: Mapping[str, Any] | None, job_id: str) -> dict[str, Any]:
+        """Check a job's inputs and record it in the store as ``job_id``; its inputs.
+
+        The caller draws the id, so that a Ctrl-C landing anywhere in here (or just after)
+        can still be recorded against it (`_cancel_interrupted`).
+        """
         f, name, _, plan, _, _ = prepared
         values = job_inputs(inputs)  # a mapping with str keys, else UsageError
         _check_inputs(prepared, values)
@@ -466,19 +483,18 @@ class Worker:
         ):  # once per flow here: the dashboard draws its jobs
             self._topologies[name] = f.graph
             self.store.remember_topology(name, topology_json(f.graph))
-        job_id = new_job_id()
         stored = self._storable_inputs(plan, values)
         if self._check_value is not None:
             self._check_inputs_storable(self._check_value, stored)
-        try:
-            self.store.create_job(job_id, name, stored, self.id, time.time(), running=True)
-        except KeyboardInterrupt:  # Ctrl-C while recording it: the job never started, and never will
-            with contextlib.suppress(Exception):
-                self.store.set_job_status(
-                    job_id, JobStatus.CANCELLED, time.time(), error="interrupted while it was being submitted"
-                )
-            raise
-        return job_id, values
+        self.store.create_job(job_id, name, stored, self.id, time.time(), running=True)
+        return values
+
+    def _cancel_interrupted(self, job_id: str) -> None:
+        """Ctrl-C while a job was being submitted: it never started, and never will (a no-op if it was not recorded)."""
+        with contextlib.suppress(Exception):
+            self.store.set_job_status(
+                job_id, JobStatus.CANCELLED, time.time(), error="interrupted while it was being submitted"
+            )
 
     def _check_inputs_storable(self, check: Callable[[Any, str, str], None], inputs: dict[str, Any]) -> None:
         """Refuse, with what to do, an input the store cannot hold (rather than the encoder's own error)."""
