@@ -33,7 +33,7 @@ class Schedule:
     Derived once per graph (`Graph.derived(Schedule)`), shared by every job of the flow.
     """
 
-    __slots__ = ("link", "no_runs", "rearm", "sinks", "sole_sink", "sources", "waiting_at_start")
+    __slots__ = ("link", "no_runs", "rearm", "sinks", "sole_sink", "sources", "terminal", "waiting_at_start")
 
     def __init__(self, graph: Topology) -> None:
         n = len(graph.names)
@@ -51,6 +51,8 @@ class Schedule:
         self.link = [-1] * n if loops else _links(graph, pred_counts)
         # The job's result: the sole sink's output, else {sink: output} of those that ran.
         self.sinks = [i for i, succs in enumerate(graph.succs) if not succs and graph.branches[i] is None]
+        # Whether a vertex's completion can end the job: nothing follows it (see `JobRun.completed_last`).
+        self.terminal = [not succs and graph.branches[i] is None for i, succs in enumerate(graph.succs)]
         self.sole_sink = graph.names[self.sinks[0]] if len(self.sinks) == 1 else None
 
 
@@ -259,6 +261,23 @@ class JobRun:
         finally:
             lock.release()
 
+    def completed_last(self, i: int, output: Any) -> bool:
+        """Complete vertex ``i`` if that ends the job, and say so; otherwise change nothing.
+
+        It ends the job when ``i`` is the only run in flight and nothing follows it (no
+        successor, no branch, no loop waiting to run it again): what `completed` would then
+        do, decided before the run is recorded, so the driver records the run and the
+        job's end as one write (`Store.end_job`).
+        """
+        with self.lock:
+            if self.in_flight != 1 or not self.schedule.terminal[i] or (self._again and self._again.get(i)):
+                return False
+            self._busy[i] = 0
+            self.status[i] = COMPLETED
+            self.outputs[self.graph.names[i]] = output
+            self.in_flight = -1  # ended: reported exactly once, as `_ended` does
+            return True
+
     def start_map(self, i: int, items: list[Any]) -> tuple[list[int], list[Any]]:
         """Split a mapped vertex's one task into one per item not done yet: ``(todo, results)``."""
         self.map_items[i] = items
@@ -328,6 +347,18 @@ class JobRun:
                 return None
             self.stopped = JobStatus.CANCELLED  # the error of a branch that failed first stays, for the record
             return self._ended([])
+
+    def last_unrecorded(self, i: int, error: BaseException) -> JobStatus:
+        """Vertex ``i`` ended the job (`completed_last`), but the store could not record its run: it failed.
+
+        The job ends as it would have had the run failed: ``i`` failed with ``error``, its
+        output unseen, and the job failed unless it had stopped already (a cancel stays).
+        """
+        with self.lock:
+            self.outputs.pop(self.graph.names[i], None)
+            self.status[i] = NodeStatus.FAILED
+            self._stop(JobStatus.FAILED, error)
+            return self.stopped  # type: ignore[return-value]  # set by _stop
 
     def unrecorded(self, error: BaseException) -> JobStatus:
         """The ended job completed, but the store could not record that: it ends failed, with ``error``."""
