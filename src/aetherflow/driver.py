@@ -194,7 +194,12 @@ class Driver:
                 return  # the runner calls `returned` when the call comes back
             try:
                 outcome: Outcome | BaseException = call_node(
-                    call, vertices[i], runs[i], run.map_items[i][k] if k >= 0 else UNSET, k if k >= 0 else None, started
+                    call,
+                    vertices[i],
+                    runs[i],
+                    run.map_items[i][k] if k >= 0 else UNSET,  # type: ignore[index]  # k >= 0: start_map set them
+                    k if k >= 0 else None,
+                    started,
                 )
             except (NodeError, Suspend, AetherFlowError) as exc:
                 outcome = exc
@@ -225,7 +230,7 @@ class Driver:
                 call,
                 run.plan.vertices[i],
                 run.runs[i],
-                run.map_items[i][k] if k >= 0 else UNSET,
+                run.map_items[i][k] if k >= 0 else UNSET,  # type: ignore[index]  # k >= 0: start_map set them
                 k if k >= 0 else None,
                 started,
             )

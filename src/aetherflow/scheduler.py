@@ -144,14 +144,16 @@ class JobRun:
         self._waiting = schedule.waiting_at_start.copy()
         self._got = bytearray(n)
         self._busy = bytearray(n)  # queued or running: a vertex never runs concurrently with itself
-        self._again: dict[int, int] = {}
+        # The dicts below serve loops and maps only: None until one needs them (most jobs
+        # have neither, and a job's dicts are made and freed with it).
+        self._again: dict[int, int] | None = None
         # Per loop-affected vertex waiting for its signals: the predecessors heard since it last
         # settled. A predecessor that laps the loop again before the others signalled is heard
         # once (its latest output is the one read), so it cannot stand in for the others.
-        self._heard: dict[int, set[int]] = {}
+        self._heard: dict[int, set[int]] | None = None
         self._skipped_any = False
-        self._maps: dict[int, list[Any]] = {}  # vertex -> [results, remaining]
-        self.map_items: dict[int, list[Any]] = {}  # vertex -> the items it is mapped over
+        self._maps: dict[int, list[Any]] | None = None  # vertex -> [results, remaining]
+        self.map_items: dict[int, list[Any]] | None = None  # vertex -> the items it is mapped over
         self._job_space: StateSpace | None = None
         self.node_spaces: dict[str, StateSpace] = {}
 
@@ -186,7 +188,7 @@ class JobRun:
         """Remember an item of a mapped node completed before a crash or suspension: it is not run again."""
         i = self.graph.index[node]
         with self.lock:
-            self._maps.setdefault(i, [{}, 0])[0][item] = output
+            self._map_entries().setdefault(i, [{}, 0])[0][item] = output
 
     def replayed_map(self, i: int) -> list[Any] | None:
         """The results of mapped vertex ``i`` when every item of its recorded input was replayed, else None."""
@@ -203,11 +205,17 @@ class JobRun:
         done = self.replayed_items(i)
         if any(k not in done for k in range(count)):
             return None
-        self._maps.pop(i, None)  # a later iteration of a loop maps afresh
+        self._map_entries().pop(i, None)  # a later iteration of a loop maps afresh
         return [done[k] for k in range(count)]
 
+    def _map_entries(self) -> dict[int, list[Any]]:
+        """The state of the job's mapped vertices, made when the first map starts (or is replayed)."""
+        if self._maps is None:
+            self._maps = {}
+        return self._maps
+
     def replayed_items(self, i: int) -> dict[int, Any]:
-        entry = self._maps.get(i)
+        entry = self._maps.get(i) if self._maps is not None else None
         return entry[0] if entry is not None and isinstance(entry[0], dict) else {}
 
     def answer_to(self, i: int, iteration: int, item: int | None, default: Any) -> Any:
@@ -252,8 +260,9 @@ class JobRun:
             if self.stopped is None and (g.succs[i] or g.branches[i] is not None):
                 self._signal_successors(i, output, ready)
             self.in_flight -= 1
-            if self._again and self._again.get(i) and self.stopped is None:
-                self._again[i] -= 1
+            again = self._again
+            if again and again.get(i) and self.stopped is None:
+                again[i] -= 1
                 self._activate(i, ready)
             if ready or self.in_flight:
                 return ready, False
@@ -269,7 +278,9 @@ class JobRun:
         do, decided before the run is recorded, so the driver records the run and the
         job's end as one write (`Store.end_job`).
         """
-        with self.lock:
+        lock = self.lock
+        lock.acquire()  # half the cost of `with`: this runs once per job
+        try:
             if self.in_flight != 1 or not self.schedule.terminal[i] or (self._again and self._again.get(i)):
                 return False
             self._busy[i] = 0
@@ -277,9 +288,13 @@ class JobRun:
             self.outputs[self.graph.names[i]] = output
             self.in_flight = -1  # ended: reported exactly once, as `_ended` does
             return True
+        finally:
+            lock.release()
 
     def start_map(self, i: int, items: list[Any]) -> tuple[list[int], list[Any]]:
         """Split a mapped vertex's one task into one per item not done yet: ``(todo, results)``."""
+        if self.map_items is None:
+            self.map_items = {}
         self.map_items[i] = items
         with self.lock:
             done = self.replayed_items(i)
@@ -290,15 +305,16 @@ class JobRun:
                 todo.remove(answer[2])  # item suspending again must not stop the job before it has started
                 todo.insert(0, answer[2])
             if todo:
-                self._maps[i] = [results, len(todo)]
+                self._map_entries()[i] = [results, len(todo)]
                 self.in_flight += len(todo) - 1
             else:
-                self._maps.pop(i, None)
+                self._map_entries().pop(i, None)
         return todo, results
 
     def item_completed(self, i: int, k: int, output: Any) -> tuple[list[int], bool]:
         with self.lock:
-            entry = self._maps.get(i)
+            maps = self._map_entries()
+            entry = maps.get(i)
             if entry is None or self.stopped is not None:
                 self.in_flight -= 1
                 return [], self._ended([])
@@ -307,7 +323,7 @@ class JobRun:
             if entry[1] > 0:
                 self.in_flight -= 1
                 return [], False
-            del self._maps[i]
+            del maps[i]
         return self.completed(i, entry[0])
 
     def failed(self, i: int, error: BaseException, ends_job_as: JobStatus = JobStatus.FAILED) -> bool:
@@ -429,6 +445,8 @@ class JobRun:
 
     def _heard_again(self, s: int, p: int) -> bool:
         """Whether ``s`` already heard ``p`` since it last settled (and note that it has now)."""
+        if self._heard is None:
+            self._heard = {}
         heard = self._heard.setdefault(s, set())
         if p in heard:
             return True
@@ -475,6 +493,8 @@ class JobRun:
         if self.stopped is not None:
             return
         if self._busy[i]:
+            if self._again is None:
+                self._again = {}
             self._again[i] = self._again.get(i, 0) + 1
             return
         node = self.graph.nodes[i]
