@@ -535,8 +535,8 @@ class Driver:
                 job_id,
                 status,
                 time.time(),
-                output=self._stored_output(output),
-                error=self._end_error(status),
+                output=output if self.call.check_value is None else self._stored_output(output),
+                error=None if run.error is None and status is not JOB_SUSPENDED else self._end_error(status),
                 last_run=_facts(RunFacts, (job_id, *last)),
             )
         except Exception as exc:  # noqa: BLE001 - neither landed: the node failed, as when its run alone cannot be recorded
