@@ -227,3 +227,25 @@ def test_a_job_ending_on_a_completion_that_cannot_be_recorded_records_it_failed(
     assert job.status == "failed" and job.outputs == {"inc": 2}
     assert store.job(job.id).status == "failed"
     assert [(r.node, r.status) for r in store.node_runs(job.id)] == [("inc", "completed"), ("inc_2", "failed")]
+
+
+def test_ctrl_c_while_the_calling_thread_records_a_jobs_end_still_ends_the_job() -> None:
+    """Ctrl-C landing while `run`'s caller records the job's end: run() raises it, and the worker still closes."""
+    from aetherflow.store import MemoryStore
+
+    class Interrupted(MemoryStore):
+        def end_job(self, *args: object, **kwargs: object) -> None:
+            raise KeyboardInterrupt
+
+        def set_job_status(self, job_id: str, status: JobStatus, ts: float, **kwargs: object) -> None:
+            if status == "completed":  # a job's end recorded apart from its last run
+                raise KeyboardInterrupt
+            super().set_job_status(job_id, status, ts, **kwargs)  # type: ignore[arg-type]
+
+    w = Worker(threads=1, store=Interrupted())
+    with pytest.raises(KeyboardInterrupt):
+        w.run(inc, {"x": 1})
+    closing = threading.Thread(target=w.close, daemon=True)
+    closing.start()
+    closing.join(10)
+    assert not closing.is_alive(), "close() waits for a job that never ended"

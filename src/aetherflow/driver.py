@@ -482,7 +482,11 @@ class Driver:
             )
             return
         output = run.result() if status is JOB_COMPLETED else UNSET
-        status = self._record_end(status, output) if last is None else self._record_last(last, status, output)
+        try:
+            status = self._record_end(status, output) if last is None else self._record_last(last, status, output)
+        except BaseException as exc:  # Ctrl-C in `run`'s caller while it records: the job must still end here
+            self._interrupted(exc)
+            raise
         crew.runner.job_ended(call)  # teardowns end before result() returns
         if call.trace is not None:  # OpenTelemetry: end the job's span before result() returns
             call.trace.finished(status.value, run.error, run.suspended)
@@ -498,6 +502,23 @@ class Driver:
             job._finished(status, output, None, self.internal)
         else:
             job._finished(status, None, self._error(status), self.internal)
+
+    def _interrupted(self, exc: BaseException) -> None:
+        """End a job whose end was being recorded when ``exc`` (Ctrl-C) cut in, or close() would wait for it for ever.
+
+        The store keeps what the cut-short write left: the job's end, or a running job
+        that `recover` finishes (its owner is gone once the process exits).
+        """
+        job, call = self.job, self.call
+        error = JobCancelledError(job.id)
+        error.__cause__ = exc
+        try:
+            self.crew.runner.job_ended(call)
+            if call.trace is not None:
+                call.trace.finished(JOB_CANCELLED.value, error, None)
+        finally:
+            self.crew.done(job.id)
+            job._finished(JOB_CANCELLED, None, error, self.internal)
 
     def _end_error(self, status: JobStatus) -> str | None:
         """The error text recorded with a job's end."""
