@@ -119,7 +119,24 @@ class Driver:
             if self.asked == _LET_GO:
                 self._forget()
             run.cancel()
-        self.start(ready, first_here=True, thread=thread)
+        if not ready:  # no source: `start` ends the job at once
+            self.start(ready)
+            return
+        # What `start(ready, first_here=True)` and `step_here` do, inlined: two calls per job
+        # fewer (~1.6% of a one-node job's instructions, measured with callgrind).
+        job = self.job
+        job._began(run)
+        if self.crew.hooks:
+            self.crew.hooks.emit("job_started", job=job.id, flow=self.call.flow)
+        if len(ready) > 1:
+            put = self.crew.runner.put
+            for i in ready[1:]:
+                put((self, i, -1))
+        try:
+            self.step(ready[0], -1, thread)
+        except BaseException as exc:  # Ctrl-C while a node runs here, or a bug: end the job first
+            self.fail(ready[0], exc)
+            raise
 
     def _not_begun(self, exc: Exception) -> None:
         """A job that could not begin (a bug) ends failed, in the store too."""
