@@ -567,7 +567,7 @@ class Driver:
     def _record_last(self, last: RunFields, status: JobStatus, output: Any) -> JobStatus:
         """Record the run that ended the job and the job's end together; if they cannot be, that run failed."""
         run, job_id = self.run, self.run.job_id
-        name, attempt = last[0], last[2]
+        name, _, attempt, _, thread, started, _, output_run, _, _, _, item = last  # `RunFields`, named once
         try:
             self.crew.store.end_job(
                 job_id,
@@ -580,12 +580,12 @@ class Driver:
         except Exception as exc:  # noqa: BLE001 - neither landed: the node failed, as when its run alone cannot be recorded
             i = run.graph.index[name]
             error = self._unrecorded_run(name, exc)
-            self._record_failed(i, -1 if last[11] is None else last[11], last[5], last[4], error)
+            self._record_failed(i, -1 if item is None else item, started, thread, error)
             status = run.last_unrecorded(i, error)
             self._record_end(status, UNSET)
             return status
         if self.call.observed:
-            self._observe_completed(name, last[7], attempt)
+            self._observe_completed(name, output_run, attempt)
         return status
 
     def _stored_output(self, output: Any) -> Any:
