@@ -8,6 +8,10 @@ NaN and ±infinity are written as the ``NaN``/``Infinity`` tokens Python's json 
 reads back, so a float means the same on every store. A value comes back from JSON as
 plain data (lists, dicts with text keys, ISO text for times); `restore` turns it back
 into what an annotation says it is.
+
+pydantic is imported by the functions that need it, not at the top: `aetherflow jobs` and
+`show` read records through this package and never serialise a model, and pydantic is
+most of their start-up. A process that runs nodes has imported it already.
 """
 
 from __future__ import annotations
@@ -17,14 +21,14 @@ import json
 import typing
 from collections.abc import Callable, Iterator
 from functools import lru_cache
-from typing import Any
-
-from pydantic import BaseModel, SecretBytes, SecretStr, TypeAdapter
-from pydantic_core import PydanticSerializationError, to_jsonable_python
+from typing import TYPE_CHECKING, Any
 
 from ..errors import NodeOutputError
 from ..redaction import SECRET_MASK, mentions_secret
 from .base import Store
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 _SCALARS = frozenset({str, int, bool})  # floats too, now that NaN and infinity are stored
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=True).encode
@@ -39,6 +43,8 @@ def to_json(value: Any) -> str:
     try:
         return _encode(value)
     except (TypeError, ValueError):
+        from pydantic_core import to_jsonable_python
+
         return _encode(to_jsonable_python(value))
 
 
@@ -84,7 +90,7 @@ def value_checker(store: Store) -> Callable[[Any, str, str], None] | None:
             return
         try:
             to_json(value)
-        except (PydanticSerializationError, TypeError, ValueError) as exc:
+        except (TypeError, ValueError) as exc:  # pydantic's PydanticSerializationError is a ValueError
             raise NodeOutputError(
                 f"its {what} {type(value).__name__} cannot be stored as JSON in {store.url}: {exc}. "
                 "Return JSON-able data (dicts, lists, str, numbers, pydantic models), or open the "
@@ -129,6 +135,8 @@ def _cached_adapter(annotation: Any) -> TypeAdapter[Any] | None:
 
 
 def _build_adapter(annotation: Any) -> TypeAdapter[Any] | None:
+    from pydantic import TypeAdapter
+
     try:
         return TypeAdapter(annotation)
     except Exception:  # noqa: BLE001 - not a type pydantic knows (an arbitrary class): keep raw
@@ -144,6 +152,9 @@ def redact_secrets(value: Any) -> Any:
     JSON needs none of this (pydantic masks secrets when it serialises); pickle keeps
     objects as they are, so a pickling store calls this first.
     """
+    from pydantic import BaseModel, SecretBytes, SecretStr
+    from pydantic_core import to_jsonable_python
+
     if isinstance(value, SecretStr):
         return SecretStr(SECRET_MASK)
     if isinstance(value, SecretBytes):
