@@ -26,7 +26,9 @@ class _LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(stderr=self._stderr, soft_wrap=True)
+            # emoji=False: user text (a flow name, an error) is printed as written, ":bug:" included;
+            # rich would also import its 4,000-entry emoji table on every first print.
+            self._console = Console(stderr=self._stderr, soft_wrap=True, emoji=False)
         self._console.print(*objects, **options)
 
 
