@@ -1014,8 +1014,8 @@ def startup(quick: bool) -> Section:
     ):
         cpu = {"measured": float("inf"), "baseline": float("inf")}
         t_cmd, t_base = paired(
-            lambda args=args, cwd=cwd: _child(args, cwd, cpu, "measured"),
-            lambda: _child(baseline, folder, cpu, "baseline"),
+            lambda args=args, cwd=cwd, cpu=cpu: _child(args, cwd, cpu, "measured"),
+            lambda cpu=cpu: _child(baseline, folder, cpu, "baseline"),
             repeat,
             rounds,
         )
