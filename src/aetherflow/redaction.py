@@ -6,6 +6,7 @@ import dataclasses
 import typing
 from typing import Any
 
+from pydantic import BaseModel, SecretBytes, SecretStr
 from typing_extensions import is_typeddict  # knows typing's and typing_extensions' TypedDicts
 
 SECRET_MASK = "**********"  # what pydantic prints for a secret, and what a store keeps of one
@@ -17,10 +18,6 @@ def mentions_secret(annotation: Any) -> bool:
 
 
 def _mentions_secret(annotation: Any, seen: set[int]) -> bool:
-    # pydantic is imported here, not at the top: the stores import this module, and reading a
-    # store's history (`aetherflow jobs`) never needs pydantic. Once imported, this is a dict lookup.
-    from pydantic import BaseModel, SecretBytes, SecretStr
-
     if id(annotation) in seen:  # a model that refers to itself
         return False
     seen.add(id(annotation))

@@ -66,7 +66,7 @@ def styled(status: str) -> str:
 def json_line(value: Any) -> str:
     """A job's output as the JSON a store keeps of it; its repr as a JSON string if it has no JSON form."""
     try:
-        from ..store.serialize import to_json
+        from ..store.jsontext import to_json
 
         return to_json(value)
     except (TypeError, ValueError):
