@@ -30,8 +30,8 @@ from ..sentinels import DELETED, UNSET
 from ..state import StateScope
 from ..status import ENDED, FINISHED, JobStatus, NodeStatus
 from .base import Progress, Store, pending_answer
+from .jsontext import redact_secrets, storable_text, to_json  # not .serialize: it brings pydantic
 from .records import EventRecord, FlowStats, JobRecord, NodeRunRecord, StateRecord, WorkerRecord, epoch, utc
-from .serialize import redact_secrets, storable_text, to_json
 from .stats import flow_stats
 from .writer import BatchWriter, retry
 
