@@ -1034,6 +1034,56 @@ def startup(quick: bool) -> Section:
     return sec
 
 
+_FIRST_JOB = """
+from aetherflow import Worker, node
+
+@node
+def inc(x: int) -> int:
+    return x + 1
+
+with Worker(threads=2) as w:
+    inc.run({"x": 1}, worker=w)
+"""
+
+
+def imports(quick: bool) -> Section:
+    """What importing AetherFlow costs a program, beside what it cannot avoid: its container library."""
+    sec = Section(
+        "Import",
+        "A new process each time (wall time, best of 5 in each of 5 alternating rounds). `import aetherflow` "
+        "imports each public name on first use; the second row is what a program using a context imports "
+        "(`dependency_injector.containers` is most of it, and is the baseline); the third runs one "
+        "one-node job too, so nothing lazily deferred is left out.",
+    )
+    folder = Path(tempfile.mkdtemp())
+    floor = [sys.executable, "-c", "import dependency_injector.containers"]
+    repeat, rounds = (1, 2) if quick else (5, 5)
+    lines = ["| program | wall | CPU |", "|---|---|---|"]
+    cpu = {"measured": float("inf"), "baseline": float("inf")}
+    t_pass = best(lambda: _child([sys.executable, "-c", "pass"], folder, cpu, "baseline"), repeat * rounds)
+    lines.append(f"| `python -c pass` | {fmt(t_pass)} | {fmt(cpu['baseline'])} |")
+    for label, program in (
+        ("`import aetherflow`", "import aetherflow"),
+        (
+            "`from aetherflow import Worker, node, BaseFlowContext`",
+            "from aetherflow import Worker, node, BaseFlowContext",
+        ),
+        ("the import and one one-node job", _FIRST_JOB),
+    ):
+        cpu = {"measured": float("inf"), "baseline": float("inf")}
+        t_prog, t_floor = paired(
+            lambda program=program, cpu=cpu: _child([sys.executable, "-c", program], folder, cpu, "measured"),
+            lambda cpu=cpu: _child(floor, folder, cpu, "baseline"),
+            repeat,
+            rounds,
+        )
+        sec.rows.append(Row(label, t_prog, "`import dependency_injector.containers`", t_floor))
+        lines.append(f"| {label} | {fmt(t_prog)} | {fmt(cpu['measured'])} |")
+    lines.append(f"| `import dependency_injector.containers` | {fmt(t_floor)} | {fmt(cpu['baseline'])} |")
+    sec.extra.extend(lines)
+    return sec
+
+
 def _child(args: list[str], cwd: Path, cpu: dict[str, float], side: str) -> None:
     """Run a command to its end, its output discarded; keep the least CPU time a run of it took."""
     import resource  # here: POSIX only, like the rest of this section's subprocesses
@@ -1172,7 +1222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma-separated sections to skip: engine,scopes,state,durability,scale,history,dask,tracing,startup",
+        help="comma-separated sections to skip: engine,scopes,state,durability,scale,history,dask,tracing,startup,imports",
     )
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -1187,6 +1237,7 @@ def main(argv: list[str] | None = None) -> int:
         ("dask", dask_section),
         ("tracing", tracing_section),
         ("startup", startup),
+        ("imports", imports),
     ):
         if name in skip:
             continue

@@ -27,6 +27,7 @@ def test_compare_quick_writes_a_page_with_ratios_and_charts(tmp_path: Path) -> N
         "Durable cost per node",
         "History queries",
         "Command-line start-up",
+        "Import",
     ):
         assert f"## {title}" in text
     assert "| measured | baseline | ratio | target |" in text
