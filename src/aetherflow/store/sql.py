@@ -9,6 +9,7 @@ worth retrying.
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
 import json
 import os
@@ -29,37 +30,42 @@ from ..sentinels import DELETED, UNSET
 from ..state import StateScope
 from ..status import ENDED, FINISHED, JobStatus, NodeStatus
 from .base import Progress, Store, pending_answer
+from .jsontext import redact_secrets, storable_text, to_json  # not .serialize: it brings pydantic
 from .records import EventRecord, FlowStats, JobRecord, NodeRunRecord, StateRecord, WorkerRecord, epoch, utc
-from .serialize import redact_secrets, storable_text, to_json
 from .stats import flow_stats
 from .writer import BatchWriter, retry
 
 Statement = tuple[str, list[tuple[Any, ...]]]  # SQL with "?" placeholders, rows of parameters
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _BATCH_IDS_KEPT = 1000  # per store, at most: far more than can be in doubt (one batch commits at a time)
 _BATCH_IDS_DROPPED = 100  # ... dropped this many at a time, so at least 900 are kept
 _TEXT: dict[Any, str] = {member: member.value for enum in (JobStatus, NodeStatus, StateScope) for member in enum}
 
 
-def migrations(real: str, serial_pk: str) -> list[tuple[int, list[str]]]:
-    """Versioned schema steps; a store applies the ones newer than its recorded version."""
+def migrations(real: str, serial_pk: str, keyed: bool = False) -> list[tuple[int, list[str]]]:
+    """Versioned schema steps; a store applies the ones newer than its recorded version.
+
+    ``keyed`` (SQLite stores created at version 6 or later): each job has a number, and its
+    records' keys are that number times 2**32 plus their own, so a job's records lie
+    together in their tables and no per-job index is needed (see `insert_sql`).
+    """
     return [
         (
             1,
             [
-                f"CREATE TABLE jobs (id TEXT PRIMARY KEY, flow TEXT NOT NULL, status TEXT NOT NULL, inputs TEXT, output TEXT, error TEXT, created_at {real} NOT NULL, started_at {real}, finished_at {real}, worker TEXT)",
+                f"CREATE TABLE jobs ({'num INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE' if keyed else 'id TEXT PRIMARY KEY'}, flow TEXT NOT NULL, status TEXT NOT NULL, inputs TEXT, output TEXT, error TEXT, created_at {real} NOT NULL, started_at {real}, finished_at {real}, worker TEXT)",
                 "CREATE INDEX jobs_created ON jobs (created_at)",
                 "CREATE INDEX jobs_flow_created ON jobs (flow, created_at)",
                 "CREATE INDEX jobs_status_created ON jobs (status, created_at)",
                 f"CREATE TABLE node_runs (id {serial_pk}, job_id TEXT NOT NULL, node TEXT NOT NULL, iteration INTEGER, attempt INTEGER, status TEXT NOT NULL, thread TEXT, started_at {real}, finished_at {real}, output TEXT, item INTEGER, error TEXT, traceback TEXT)",
-                "CREATE INDEX node_runs_job ON node_runs (job_id, id)",
+                *([] if keyed else ["CREATE INDEX node_runs_job ON node_runs (job_id, id)"]),
                 f"CREATE TABLE state_writes (id {serial_pk}, job_id TEXT NOT NULL, scope TEXT NOT NULL, namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT, deleted INTEGER NOT NULL, version INTEGER NOT NULL, node TEXT, ts {real})",
-                "CREATE INDEX state_writes_job ON state_writes (job_id, id)",
+                *([] if keyed else ["CREATE INDEX state_writes_job ON state_writes (job_id, id)"]),
                 f"CREATE TABLE state_snapshots (id {serial_pk}, job_id TEXT NOT NULL, upto INTEGER NOT NULL, data TEXT NOT NULL, ts {real})",
                 "CREATE INDEX state_snapshots_job ON state_snapshots (job_id, id)",
                 f"CREATE TABLE events (seq {serial_pk}, job_id TEXT NOT NULL, ts {real} NOT NULL, type TEXT NOT NULL, node TEXT, data TEXT)",
-                "CREATE INDEX events_job ON events (job_id, seq)",
+                *([] if keyed else ["CREATE INDEX events_job ON events (job_id, seq)"]),
                 f"CREATE TABLE workers (id TEXT PRIMARY KEY, pid INTEGER, host TEXT, heartbeat {real})",
                 "CREATE TABLE targets (flow TEXT PRIMARY KEY, target TEXT NOT NULL)",
             ],
@@ -88,16 +94,79 @@ def migrations(real: str, serial_pk: str) -> list[tuple[int, list[str]]]:
                 "ALTER TABLE jobs ADD COLUMN claim TEXT",
             ],
         ),
+        # Nothing changes in an existing store: the version says that the store may be keyed
+        # (SQLite stores created from now on), which an AetherFlow before it could not write,
+        # so that one refuses the store instead of failing every write.
+        (6, []),
     ]
 
 
-def migrate(current: int, execute: Callable[[str], Any], real: str, serial_pk: str, where: str) -> None:
+# A keyed store (see `migrations`) numbers a job's records within 2**32 keys from its
+# job's number times 2**32: a new job's records are appended at the end of each table (a
+# rowid table's quick split, one page per table per commit), and a job's records are a
+# range of keys, found through the job's row. ~3.3 WAL pages per node run instead of ~7.
+_SPAN = 2**32 - 1
+_RECORD_KEYS = {"node_runs": "id", "state_writes": "id", "events": "seq"}
+_NODE_RUN = "job_id, node, iteration, attempt, status, thread, started_at, finished_at, output, item, error, traceback"
+_STATE_WRITE = "job_id, scope, namespace, key, value, deleted, version, node, ts"
+_EVENT = "job_id, ts, type, node, data"
+
+
+@functools.cache
+def insert_sql(table: str, columns: str, keyed: bool, only_if: str = "") -> str:
+    """An INSERT of one record of a job (``columns`` start with ``job_id``), only if ``only_if`` holds (if given).
+
+    Keyed, the record's key is the job's last plus one, taken inside the transaction that
+    inserts it: a store is written one transaction at a time, by any number of processes,
+    so two records of a job never get one key. A record of a job with no row gets the next
+    rowid instead.
+    """
+    count = columns.count(",") + 1
+    if not keyed:
+        if not only_if:
+            return f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' for _ in range(count))})"
+        return f"INSERT INTO {table} ({columns}) SELECT {', '.join('?' for _ in range(count))} WHERE {only_if}"
+    key = _RECORD_KEYS[table]
+    # Numbered parameters, since ?1 (the job) is used again; a plain "?" in only_if takes the next number.
+    values = ", ".join(f"?{i}" for i in range(1, count + 1))
+    lo = "(SELECT num << 32 FROM jobs WHERE id = ?1)"
+    following = f"(SELECT COALESCE(MAX({key}), {lo}) + 1 FROM {table} WHERE {key} BETWEEN {lo} AND {lo} + {_SPAN})"
+    if not only_if:
+        # VALUES, not INSERT ... SELECT: a SELECT that reads the table it inserts into is
+        # first copied to a temporary table (3 µs more per record).
+        return f"INSERT INTO {table} ({key}, {columns}) VALUES ({following}, {values})"
+    return f"INSERT INTO {table} ({key}, {columns}) SELECT {following}, {values} WHERE {only_if}"
+
+
+@functools.cache
+def of_job(table: str, keyed: bool) -> str:
+    """The condition "a record of the job given as the first parameter" on ``table``."""
+    if not keyed:
+        return "job_id = ?"
+    key = _RECORD_KEYS[table]
+    return (
+        f"{key} BETWEEN (SELECT num << 32 FROM jobs WHERE id = ?1) AND (SELECT (num << 32) + {_SPAN} FROM jobs WHERE id = ?1) "
+        "AND job_id = ?1"
+    )
+
+
+def of_job_row(table: str, keyed: bool, records: str, job: str) -> str:
+    """The join condition "record ``records`` is of job ``job``" (table aliases)."""
+    if not keyed:
+        return f"{records}.job_id = {job}.id"
+    key = _RECORD_KEYS[table]
+    return f"{records}.{key} BETWEEN {job}.num << 32 AND ({job}.num << 32) + {_SPAN} AND {records}.job_id = {job}.id"
+
+
+def migrate(
+    current: int, execute: Callable[[str], Any], real: str, serial_pk: str, where: str, *, keyed: bool = False
+) -> None:
     """Apply the schema steps newer than ``current``, through ``execute`` (inside a transaction)."""
     if current > SCHEMA_VERSION:
         raise StoreError(
             f"{where} has schema version {current}, newer than this AetherFlow knows ({SCHEMA_VERSION}); upgrade aetherflow."
         )
-    for version, steps in migrations(real, serial_pk):
+    for version, steps in migrations(real, serial_pk, keyed):
         if version > current:
             for step in steps:
                 execute(step)
@@ -119,6 +188,9 @@ class SQLStore(Store):
     # faster; on SQLite a batch's fixed cost (the transaction, its table pages) is most of
     # a commit, so larger batches pay.
     default_group_wait = 0.0
+    # Whether this store's job records are keyed by job (see `migrations`): set by the
+    # dialect when it opens the store, since older stores keep their layout.
+    keyed = False
 
     def __init__(
         self,
@@ -202,6 +274,12 @@ class SQLStore(Store):
 
     # -- writes ----------------------------------------------------------------------------
 
+    def _insert(self, table: str, columns: str, only_if: str = "") -> str:
+        return insert_sql(table, columns, self.keyed, only_if)
+
+    def _of_job(self, table: str) -> str:
+        return of_job(table, self.keyed)
+
     def _submit(self, statements: list[Statement]) -> None:
         self._writer.submit(statements)
 
@@ -283,7 +361,7 @@ class SQLStore(Store):
                         )
                     ],
                 ),
-                ("INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)", events),
+                (self._insert("events", _EVENT), events),
             ]
         )
 
@@ -330,7 +408,7 @@ class SQLStore(Store):
         return [
             (f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND {owned}", [(*params, job_id, *me)]),
             (
-                f"INSERT INTO events (job_id, ts, type, node, data) SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND {owned})",
+                self._insert("events", _EVENT, f"EXISTS (SELECT 1 FROM jobs WHERE id = ? AND {owned})"),
                 [
                     (
                         job_id,
@@ -354,7 +432,7 @@ class SQLStore(Store):
         node, error = storable_text(f.node), storable_text(f.error)
         statements: list[Statement] = [
             (
-                "INSERT INTO node_runs (job_id, node, iteration, attempt, status, thread, started_at, finished_at, output, item, error, traceback) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                self._insert("node_runs", _NODE_RUN),
                 [
                     (
                         f.job_id,
@@ -402,12 +480,12 @@ class SQLStore(Store):
         if writes:
             statements.append(
                 (
-                    "INSERT INTO state_writes (job_id, scope, namespace, key, value, deleted, version, node, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    self._insert("state_writes", _STATE_WRITE),
                     writes,
                 )
             )
             statements.extend(self._snapshot_if_due(f.job_id, writes, f.finished))
-        statements.append(("INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)", events))
+        statements.append((self._insert("events", _EVENT), events))
         return statements
 
     def _snapshot_if_due(self, job_id: str, writes: list[tuple[Any, ...]], ts: float) -> list[Statement]:
@@ -423,8 +501,8 @@ class SQLStore(Store):
             data = json.dumps(live["state"])
         return [
             (
-                "INSERT INTO state_snapshots (job_id, upto, data, ts) VALUES (?, (SELECT COALESCE(MAX(id), 0) FROM state_writes WHERE job_id = ?), ?, ?)",
-                [(job_id, job_id, data, ts)],
+                f"INSERT INTO state_snapshots (job_id, upto, data, ts) VALUES (?, (SELECT COALESCE(MAX(id), 0) FROM state_writes WHERE {self._of_job('state_writes')}), ?, ?)",
+                [(job_id, data, ts) if self.keyed else (job_id, job_id, data, ts)],
             )
         ]
 
@@ -470,7 +548,7 @@ class SQLStore(Store):
         self._submit(
             [
                 (
-                    "INSERT INTO events (job_id, ts, type, node, data) VALUES (?, ?, ?, ?, ?)",
+                    self._insert("events", _EVENT),
                     [(job_id, ts, "cancel_requested", None, self._dump({"by": by}))],
                 )
             ]
@@ -489,15 +567,22 @@ class SQLStore(Store):
         asked: list[str] = []
         for k in range(0, len(job_ids), 500):
             chunk = list(job_ids[k : k + 500])
-            asked += [
-                r[0]
-                for r in self._rows(
-                    f"SELECT DISTINCT c.job_id FROM events c WHERE c.type = 'cancel_requested' AND c.job_id IN ({', '.join('?' for _ in chunk)}) "
-                    "AND c.seq > COALESCE((SELECT MAX(r.seq) FROM events r WHERE r.job_id = c.job_id AND r.type = 'job_running'), 0)",
-                    chunk,
-                )
-            ]
+            asked += [r[0] for r in self._rows(self._cancel_requests_sql(len(chunk)), chunk)]
         return asked
+
+    def _cancel_requests_sql(self, count: int) -> str:
+        """Which of ``count`` jobs have a cancel request since they last started running."""
+        ids = ", ".join("?" for _ in range(count))
+        if not self.keyed:
+            return (
+                f"SELECT DISTINCT c.job_id FROM events c WHERE c.type = 'cancel_requested' AND c.job_id IN ({ids}) "
+                "AND c.seq > COALESCE((SELECT MAX(r.seq) FROM events r WHERE r.job_id = c.job_id AND r.type = 'job_running'), 0)"
+            )
+        return (
+            f"SELECT DISTINCT j.id FROM jobs j JOIN events c ON {of_job_row('events', True, 'c', 'j')} "
+            f"WHERE j.id IN ({ids}) AND c.type = 'cancel_requested' AND c.seq > COALESCE("
+            f"(SELECT MAX(r.seq) FROM events r WHERE {of_job_row('events', True, 'r', 'j')} AND r.type = 'job_running'), 0)"
+        )
 
     def status_counts(self, flow: str | None = None) -> dict[str, int]:
         rows = self._rows(
@@ -586,7 +671,7 @@ class SQLStore(Store):
 
     def node_runs(self, job_id: str) -> list[NodeRunRecord]:
         rows = self._rows(
-            "SELECT job_id, node, iteration, attempt, status, thread, started_at, finished_at, error, traceback, item FROM node_runs WHERE job_id = ? ORDER BY started_at, id",
+            f"SELECT job_id, node, iteration, attempt, status, thread, started_at, finished_at, error, traceback, item FROM node_runs WHERE {self._of_job('node_runs')} ORDER BY started_at, id",
             [job_id],
         )
         return [
@@ -595,7 +680,7 @@ class SQLStore(Store):
         ]
 
     def events(self, job_id: str, types: Sequence[str] | None = None) -> list[EventRecord]:
-        sql = "SELECT seq, ts, type, node, data FROM events WHERE job_id = ?"
+        sql = f"SELECT seq, ts, type, node, data FROM events WHERE {self._of_job('events')}"
         params: list[Any] = [job_id]
         if types:
             sql += f" AND type IN ({', '.join('?' for _ in types)})"
@@ -604,7 +689,7 @@ class SQLStore(Store):
         return [EventRecord(r[0], utc(r[1]), r[2], r[3], self._load(r[4]) or {}) for r in rows]
 
     def state_history(self, job_id: str, key: str | None = None) -> list[StateRecord]:
-        sql = "SELECT scope, namespace, key, value, version, ts, deleted FROM state_writes WHERE job_id = ?"
+        sql = f"SELECT scope, namespace, key, value, version, ts, deleted FROM state_writes WHERE {self._of_job('state_writes')}"
         params: list[Any] = [job_id]
         if key is not None:
             sql += " AND key = ?"
@@ -616,7 +701,7 @@ class SQLStore(Store):
         lo = epoch(since) or 0.0
         statuses = [r[0] for r in self._rows("SELECT status FROM jobs WHERE flow = ? AND created_at >= ?", [flow, lo])]
         runs = self._rows(
-            "SELECT r.node, r.status, r.finished_at - r.started_at FROM node_runs r JOIN jobs j ON j.id = r.job_id WHERE j.flow = ? AND j.created_at >= ?",
+            f"SELECT r.node, r.status, r.finished_at - r.started_at FROM node_runs r JOIN jobs j ON {of_job_row('node_runs', self.keyed, 'r', 'j')} WHERE j.flow = ? AND j.created_at >= ?",
             [flow, lo],
         )
         return flow_stats(flow, statuses, [(n, s, float(d or 0.0)) for n, s, d in runs])
@@ -635,13 +720,13 @@ class SQLStore(Store):
             chunk = [(i,) for i in ids[start : start + 500]]
             self._writer.submit(
                 [
-                    (f"DELETE FROM {table} WHERE {col} = ?", chunk)
-                    for table, col in (
-                        ("events", "job_id"),
-                        ("state_writes", "job_id"),
-                        ("state_snapshots", "job_id"),
-                        ("node_runs", "job_id"),
-                        ("jobs", "id"),
+                    (f"DELETE FROM {table} WHERE {where}", chunk)
+                    for table, where in (
+                        ("events", self._of_job("events")),
+                        ("state_writes", self._of_job("state_writes")),
+                        ("state_snapshots", "job_id = ?"),
+                        ("node_runs", self._of_job("node_runs")),
+                        ("jobs", "id = ?"),
                     )
                 ]
             )
@@ -666,7 +751,8 @@ class SQLStore(Store):
         suspended: tuple[str | None, int | None] = (None, None)
         ended: dict[tuple[str, int | None], float] = {}
         rows = self._rows(
-            "SELECT node, item, status, output, finished_at FROM node_runs WHERE job_id = ? ORDER BY id", [job_id]
+            f"SELECT node, item, status, output, finished_at FROM node_runs WHERE {self._of_job('node_runs')} ORDER BY id",
+            [job_id],
         )
         for node, item, status, output, finished in rows:
             ended[(node, item)] = max(finished or 0.0, ended.get((node, item), 0.0))
@@ -675,7 +761,8 @@ class SQLStore(Store):
             elif status == NodeStatus.SUSPENDED.value:
                 suspended = (node, item)
         answers = self._rows(
-            "SELECT ts, data FROM events WHERE job_id = ? AND type = 'job_answered' ORDER BY seq DESC LIMIT 1", [job_id]
+            f"SELECT ts, data FROM events WHERE {self._of_job('events')} AND type = 'job_answered' ORDER BY seq DESC LIMIT 1",
+            [job_id],
         )
         answered = None
         if answers:
@@ -705,7 +792,7 @@ class SQLStore(Store):
             upto = snap[0][0]
             raw.update(json.loads(snap[0][1]))
         rows = self._rows(
-            "SELECT scope, namespace, key, value, deleted, version FROM state_writes WHERE job_id = ? AND id > ? AND scope <> 'worker' ORDER BY id",
+            f"SELECT scope, namespace, key, value, deleted, version FROM state_writes WHERE {self._of_job('state_writes')} AND id > ? AND scope <> 'worker' ORDER BY id",
             [job_id, upto],
         )
         for scope, namespace, key, value, deleted, version in rows:
@@ -736,13 +823,14 @@ class SQLStore(Store):
         # of several claims of one view (also from one worker), only the first update
         # matches; a view someone claimed since matches nothing; the winner finds its token.
         now, token = time.time(), uuid.uuid4().hex
-        events: list[tuple[Any, ...]] = [(job_id, now, f"job_{becomes.value}", None, job_id, token)]
+        events: list[tuple[Any, ...]] = [(job_id, now, f"job_{becomes.value}", None, None, job_id, token)]
         if answered:
             events.append(
                 (
                     job_id,
                     now,
                     "job_answered",
+                    None,
                     self._dump({"node": answered[0], "item": answered[1], "answer": answered[2]}),
                     job_id,
                     token,
@@ -768,7 +856,7 @@ class SQLStore(Store):
                     ],
                 ),
                 (
-                    "INSERT INTO events (job_id, ts, type, node, data) SELECT ?, ?, ?, NULL, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND claim = ?)",
+                    self._insert("events", _EVENT, "EXISTS (SELECT 1 FROM jobs WHERE id = ? AND claim = ?)"),
                     events,
                 ),
             ]

@@ -125,10 +125,15 @@ class SQLiteStore(SQLStore):
             # write to the WAL (~10% of a node run's commit). A rowid is still the largest
             # plus one, so a job's records keep their order; only ids of the newest records,
             # once pruned, may be given again. Stores created before keep AUTOINCREMENT.
-            migrate(int(row[0]) if row else 0, conn.execute, "REAL", "INTEGER PRIMARY KEY", str(self.path))
+            # A new store's job records are keyed by job (see sql.migrations); stores
+            # created before keep their layout.
+            migrate(
+                int(row[0]) if row else 0, conn.execute, "REAL", "INTEGER PRIMARY KEY", str(self.path), keyed=not row
+            )
             conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
+            self.keyed = _is_keyed(conn)
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:  # SQLite may have rolled back already (disk full, corrupt file)
@@ -157,6 +162,10 @@ class SQLiteStore(SQLStore):
             raise StoreError(
                 f"{self.path} has schema version {row[0]}, newer than this AetherFlow knows ({SCHEMA_VERSION}); upgrade aetherflow."
             )
+        try:
+            self.keyed = _is_keyed(self._conn)
+        except sqlite3.Error as exc:
+            raise self._open_error(exc) from exc
 
     # -- writes and reads -------------------------------------------------------------------
 
@@ -281,6 +290,11 @@ class _Checkpointer:
                     log.debug("Background checkpoint of %s skipped: %s", self._path, exc)
         finally:
             conn.close()
+
+
+def _is_keyed(conn: sqlite3.Connection) -> bool:
+    """Whether the store's job records are keyed by job (created so at schema version 6 or later)."""
+    return conn.execute("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'num'").fetchone() is not None
 
 
 def _cannot_write(path: Path) -> bool:

@@ -1,0 +1,130 @@
+"""SQLite store layouts: a store made by an earlier schema keeps working, and a job's records keep one order."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from aetherflow import Suspend, Worker, node, open_store
+from aetherflow.status import JobStatus
+
+
+@node
+def prepare(job_state) -> int:
+    job_state.set("prepared", True)
+    return 1
+
+
+@node
+def approve(prepare: int, job_state, approved: bool = False) -> str:
+    if not approved:
+        raise Suspend("waiting for approval")
+    job_state.set("approved", True)
+    return "shipped"
+
+
+APPROVAL = prepare.then(approve).named("approval")
+
+
+def _schema_5_store(path: Path) -> None:
+    """A store as AetherFlow created it at schema version 5: one index per job beside each table of records."""
+    from aetherflow.store.sql import migrations
+
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    for version, steps in migrations("REAL", "INTEGER PRIMARY KEY"):
+        if version <= 5:
+            for sql in steps:
+                conn.execute(sql)
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '5')")
+    conn.execute(
+        "INSERT INTO jobs (id, flow, status, created_at, worker) VALUES ('old1', 'approval', 'completed', 1.0, 'w')"
+    )
+    conn.execute("INSERT INTO events (job_id, ts, type) VALUES ('old1', 1.0, 'job_created')")
+    conn.commit()
+    conn.close()
+
+
+def test_a_schema_5_store_opens_resumes_a_job_and_answers_history(tmp_path: Path) -> None:
+    """A store made before records were clustered per job still runs, suspends, resumes and is queried."""
+    path = tmp_path / "old.db"
+    _schema_5_store(path)
+    store = open_store(f"sqlite:///{path}")
+    with Worker(threads=2, store=store) as w:
+        job = w.submit(APPROVAL)
+        with pytest.raises(Exception, match="suspended"):
+            job.result(10)
+    store.close()
+
+    store = open_store(f"sqlite:///{path}")
+    with Worker(threads=2, store=store, flows=[APPROVAL]) as w:
+        assert w.resume(job.id, inputs={"approved": True}).result(10) == "shipped"
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    assert [j.id for j in store.jobs(flow="approval", status="completed", since=hour_ago)] == [job.id]
+    assert store.job("old1").status == "completed"
+    assert [e.type for e in store.events("old1")] == ["job_created"]
+    events = store.events(job.id)
+    assert [e.type for e in events][:2] == ["job_created", "job_running"]
+    assert [e.type for e in events][-1] == "job_completed"
+    assert [e.seq for e in events] == sorted({e.seq for e in events})
+    assert [(r.node, r.status) for r in store.node_runs(job.id)] == [
+        ("prepare", "completed"),
+        ("approve", "suspended"),
+        ("approve", "completed"),
+    ]
+    assert [(s.key, s.value) for s in store.state_history(job.id)] == [("prepared", True), ("approved", True)]
+    store.close()
+
+
+def test_a_jobs_events_from_two_processes_keep_the_order_they_were_written(tmp_path: Path) -> None:
+    """A cancel asked from another process (the CLI) lands between the running job's own events, in order."""
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    running, cli = open_store(url), open_store(url)
+    try:
+        running.create_job("j1", "f", {}, "w", time.time(), running=True)
+        cli.request_cancel("j1", time.time(), by="cli")
+        running.set_job_status("j1", JobStatus.CANCELLED, time.time())
+        cli.request_cancel("j1", time.time(), by="cli again")
+        for store in (running, cli):
+            events = store.events("j1")
+            assert [e.type for e in events] == [
+                "job_created",
+                "job_running",
+                "cancel_requested",
+                "job_cancelled",
+                "cancel_requested",
+            ]
+            assert [e.seq for e in events] == sorted({e.seq for e in events})
+    finally:
+        running.close()
+        cli.close()
+
+
+def test_a_stores_history_survives_vacuum_after_a_prune(tmp_path: Path) -> None:
+    """`VACUUM` (which renumbers a table's implicit rowids) after pruning older jobs leaves each job's history whole."""
+    path = tmp_path / "runs.db"
+    store = open_store(f"sqlite:///{path}")
+    with Worker(threads=2, store=store) as w:
+        old = [w.submit(prepare) for _ in range(3)]
+        for job in old:
+            job.result(10)
+        store.flush()
+        cutoff = datetime.now(UTC) + timedelta(seconds=1)
+        store.prune(older_than=cutoff)
+        kept = w.submit(prepare.named("kept"))
+        kept.result(10)
+    store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("VACUUM")
+    store = open_store(f"sqlite:///{path}")
+    try:
+        assert [j.id for j in store.jobs()] == [kept.id]
+        assert [e.type for e in store.events(kept.id)][-1] == "job_completed"
+        assert [r.node for r in store.node_runs(kept.id)] == ["prepare"]
+        assert [(s.key, s.value) for s in store.state_history(kept.id)] == [("prepared", True)]
+    finally:
+        store.close()
