@@ -128,3 +128,28 @@ def test_a_stores_history_survives_vacuum_after_a_prune(tmp_path: Path) -> None:
         assert [(s.key, s.value) for s in store.state_history(kept.id)] == [("prepared", True)]
     finally:
         store.close()
+
+
+def test_a_schema_5_store_written_by_this_version_still_opens_with_the_version_before(tmp_path: Path) -> None:
+    """An old store keeps its layout, so the AetherFlow that made it can still open it after this one wrote to it.
+
+    Version 6 changes nothing in an existing store (its migration step is empty); only new
+    SQLite stores are keyed. But opening a schema-5 store to write (a worker, `aetherflow
+    run`/`resume`/`recover`) records version 6 in it, and every AetherFlow before refuses a
+    store newer than it knows ("has schema version 6, newer than this AetherFlow knows (5);
+    upgrade aetherflow"): one command of the new version locks the old one (a rollback, a
+    fleet upgraded one host at a time) out of a store whose tables it could still use. The
+    same happens to a PostgreSQL store, which is never keyed.
+    """
+    path = tmp_path / "old.db"
+    _schema_5_store(path)
+    store = open_store(f"sqlite:///{path}")
+    try:
+        with Worker(threads=2, store=store) as w:
+            assert w.submit(prepare).result(10) == 1
+    finally:
+        store.close()
+    with sqlite3.connect(path) as conn:
+        version = int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+    # What AetherFlow at schema 5 checks when it opens a store (sql.migrate, sqlite._check_readable_version).
+    assert version <= 5, f"a store of the schema-5 layout now says version {version}: AetherFlow before 6 refuses it"
