@@ -181,6 +181,15 @@ def test_bad_command_line_is_explained_with_exit_code_2(project: Path) -> None:
     assert aetherflow(project).returncode == 2  # no command: help, as a usage error
 
 
+@pytest.mark.parametrize("since", ["99999999d", "9999999999999999999999s", "\u00b2d"])
+def test_a_since_out_of_range_is_a_usage_error_naming_the_option(project: Path, since: str) -> None:
+    """An age too large for a date (or a digit int() cannot read) is a bad --since, not a crash of another name."""
+    for command in (["jobs"], ["stats", "summing"]):
+        result = aetherflow(project, *command, "--since", since)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("error: --since") and len(result.stderr.splitlines()) == 1, result.stderr
+
+
 def test_run_with_a_context_profile(project: Path) -> None:
     root = Path(__file__).resolve().parent.parent
     (project / "counting.py").write_text(

@@ -182,11 +182,11 @@ def _when(text: str | None) -> datetime | None:
     if text is None:
         return None
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text[:-1].isdigit() and text[-1] in units:
-        return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
     try:
+        if text[:-1].isdigit() and text[-1] in units:  # int() refuses some digits isdigit() accepts ("²")
+            return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
         when = datetime.fromisoformat(text)
-    except ValueError:
+    except (ValueError, OverflowError):  # not a time, or an age reaching before year 1
         raise UsageError(
             f"--since {text!r}: expected an ISO time (2026-01-31T12:00) or an age like 30m, 2h, 7d."
         ) from None
