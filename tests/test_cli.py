@@ -190,6 +190,15 @@ def test_a_since_out_of_range_is_a_usage_error_naming_the_option(project: Path, 
         assert result.stderr.startswith("error: --since") and len(result.stderr.splitlines()) == 1, result.stderr
 
 
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_a_limit_below_one_is_a_usage_error(project: Path, limit: str) -> None:
+    """`jobs --limit` counts jobs to list: 0 or a negative number is a mistake, not "all of them"."""
+    aetherflow(project, "run", "flows.py:flow", "-i", "n=3")
+    result = aetherflow(project, "jobs", "--limit", limit)
+    assert result.returncode == 2, result.stdout
+    assert "--limit" in result.stderr and "1" in result.stderr, result.stderr
+
+
 def test_run_with_a_context_profile(project: Path) -> None:
     root = Path(__file__).resolve().parent.parent
     (project / "counting.py").write_text(

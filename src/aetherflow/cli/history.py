@@ -30,7 +30,7 @@ _STATUSES = ("pending", "running", "completed", "failed", "suspended", "cancelle
 @click.option("--flow", help="Only this flow.")
 @click.option("--status", help="|".join(_STATUSES))
 @click.option("--since", help="ISO time, or an age like 30m, 2h, 7d.")
-@click.option("--limit", type=int, default=20)
+@click.option("--limit", type=click.IntRange(min=1), default=20, help="How many jobs to list, newest first.")
 @store_option
 @json_option
 def jobs(flow: str | None, status: str | None, since: str | None, limit: int, store: str, as_json_: bool) -> None:
