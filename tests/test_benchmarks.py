@@ -20,7 +20,15 @@ def test_compare_quick_writes_a_page_with_ratios_and_charts(tmp_path: Path) -> N
     )
     assert result.returncode == 0, result.stderr[-3000:]
     text = page.read_text()
-    for title in ("Engine overhead per node", "Scopes", "State commits", "Durable cost per node", "History queries"):
+    for title in (
+        "Engine overhead per node",
+        "Scopes",
+        "State commits",
+        "Durable cost per node",
+        "History queries",
+        "Command-line start-up",
+        "Import",
+    ):
         assert f"## {title}" in text
     assert "| measured | baseline | ratio | target |" in text
     assert (tmp_path / "img" / "engine.png").stat().st_size > 1000

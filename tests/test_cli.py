@@ -181,6 +181,24 @@ def test_bad_command_line_is_explained_with_exit_code_2(project: Path) -> None:
     assert aetherflow(project).returncode == 2  # no command: help, as a usage error
 
 
+@pytest.mark.parametrize("since", ["99999999d", "9999999999999999999999s", "\u00b2d"])
+def test_a_since_out_of_range_is_a_usage_error_naming_the_option(project: Path, since: str) -> None:
+    """An age too large for a date (or a digit int() cannot read) is a bad --since, not a crash of another name."""
+    for command in (["jobs"], ["stats", "summing"]):
+        result = aetherflow(project, *command, "--since", since)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("error: --since") and len(result.stderr.splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_a_limit_below_one_is_a_usage_error(project: Path, limit: str) -> None:
+    """`jobs --limit` counts jobs to list: 0 or a negative number is a mistake, not "all of them"."""
+    aetherflow(project, "run", "flows.py:flow", "-i", "n=3")
+    result = aetherflow(project, "jobs", "--limit", limit)
+    assert result.returncode == 2, result.stdout
+    assert "--limit" in result.stderr and "1" in result.stderr, result.stderr
+
+
 def test_run_with_a_context_profile(project: Path) -> None:
     root = Path(__file__).resolve().parent.parent
     (project / "counting.py").write_text(
@@ -727,8 +745,8 @@ def test_a_failed_node_prints_one_line(project: Path) -> None:
     assert lines[-1].startswith("error: Node 'boom'")
 
 
-def test_help_and_jobs_import_no_flow_machinery(project: Path) -> None:
-    """`--help` and `jobs` start fast: they import neither the flow engine nor rich's markdown."""
+def imported_modules(cwd: Path, *args: str) -> set[str]:
+    """The modules ``aetherflow *args`` has imported when it exits (it must succeed)."""
     probe = (
         "import sys, atexit\n"
         "atexit.register(lambda: print('MODULES', ' '.join(sorted(sys.modules)), file=sys.stderr))\n"
@@ -736,11 +754,31 @@ def test_help_and_jobs_import_no_flow_machinery(project: Path) -> None:
         "sys.argv = ['aetherflow', *sys.argv[1:]]\n"
         "main()\n"
     )
-    heavy = {"aetherflow.node", "aetherflow.flow", "aetherflow.graph", "aetherflow.worker", "rich.markdown"}
+    result = subprocess.run([sys.executable, "-c", probe, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return set(result.stderr.rsplit("MODULES ", 1)[1].split())
+
+
+def test_help_and_jobs_import_no_flow_machinery(project: Path) -> None:
+    """`--help` and `jobs` start fast: they import neither the flow engine, rich's markdown, pydantic nor typer."""
+    heavy = {
+        "aetherflow.node",
+        "aetherflow.flow",
+        "aetherflow.graph",
+        "aetherflow.worker",
+        "rich.markdown",
+        "pydantic",  # validation: no value is read back through an annotation by --help or jobs
+        "typer",  # its options are built through pydantic; the CLI parses with click
+    }
     for args in (["--help"], ["jobs"]):
-        result = subprocess.run(
-            [sys.executable, "-c", probe, *args], cwd=project, capture_output=True, text=True, timeout=60
-        )
-        assert result.returncode == 0, result.stderr
-        loaded = set(result.stderr.rsplit("MODULES ", 1)[1].split())
-        assert heavy & loaded == set(), args
+        assert heavy & imported_modules(project, *args) == set(), args
+
+
+def test_show_and_stats_read_history_without_pydantic(project: Path) -> None:
+    """Looking at a recorded job (`show`, `stats`, as text or JSON) imports neither the flow engine nor pydantic."""
+    ran = aetherflow(project, "run", "flows.py:flow", "-i", "n=3")
+    assert ran.returncode == 0, ran.stderr
+    job_id = json.loads(aetherflow(project, "jobs", "--json").stdout)[0]["id"]
+    heavy = {"aetherflow.node", "aetherflow.worker", "pydantic"}
+    for args in (["show", job_id], ["show", job_id, "--json"], ["stats", "summing"], ["stats", "summing", "--json"]):
+        assert heavy & imported_modules(project, *args) == set(), args

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from aetherflow import (
     NodeError,
     Worker,
     node,
+    open_store,
 )
 from shapes import inc
 
@@ -182,3 +184,68 @@ def test_a_map_job_that_cannot_begin_ends_failed_instead_of_hanging(monkeypatch:
         assert [type(o) for o in out] == [AetherFlowError, AetherFlowError]
         assert "RuntimeError: broken scheduler" in str(out[0])
         assert w.store.status_counts() == {"failed": 2}
+
+
+def test_a_one_node_job_on_sqlite_commits_twice(tmp_path: Path) -> None:
+    """A one-node job costs SQLite two write transactions: the job's record, then its run and its end together."""
+    store = open_store(f"sqlite:///{tmp_path / 'runs.db'}")
+    try:
+        with Worker(threads=1, store=store) as w:
+            w.run(inc, {"x": 0})  # the flow's first job also records its shape, once
+            writer = store._writer  # type: ignore[attr-defined]
+            before = writer.batches
+            job = w.submit(inc, {"x": 1})
+            assert job.result(10) == 2
+            assert writer.batches - before == 2
+        assert [(r.node, r.status) for r in store.node_runs(job.id)] == [("inc", "completed")]
+        assert (store.job(job.id).status, store.job(job.id).output) == ("completed", 2)
+        assert [e.type for e in store.events(job.id)] == [
+            "job_created",
+            "job_running",
+            "node_started",
+            "node_completed",
+            "job_completed",
+        ]
+    finally:
+        store.close()
+
+
+def test_a_job_ending_on_a_completion_that_cannot_be_recorded_records_it_failed() -> None:
+    """When the last node's run and the job's end cannot be recorded together, the job fails, in the store too."""
+    from aetherflow.store import MemoryStore
+
+    class RefusesEnds(MemoryStore):
+        def end_job(self, *args: object, **kwargs: object) -> None:
+            raise OSError("disk full")
+
+    store = RefusesEnds()
+    with Worker(threads=1, store=store) as w:
+        job = w.submit(inc.then(inc), {"x": 1})
+        with pytest.raises(NodeError, match="could not be recorded.*disk full") as info:
+            job.result(timeout=10)
+    assert info.value.node == "inc_2"
+    assert job.status == "failed" and job.outputs == {"inc": 2}
+    assert store.job(job.id).status == "failed"
+    assert [(r.node, r.status) for r in store.node_runs(job.id)] == [("inc", "completed"), ("inc_2", "failed")]
+
+
+def test_ctrl_c_while_the_calling_thread_records_a_jobs_end_still_ends_the_job() -> None:
+    """Ctrl-C landing while `run`'s caller records the job's end: run() raises it, and the worker still closes."""
+    from aetherflow.store import MemoryStore
+
+    class Interrupted(MemoryStore):
+        def end_job(self, *args: object, **kwargs: object) -> None:
+            raise KeyboardInterrupt
+
+        def set_job_status(self, job_id: str, status: JobStatus, ts: float, **kwargs: object) -> None:
+            if status == "completed":  # a job's end recorded apart from its last run
+                raise KeyboardInterrupt
+            super().set_job_status(job_id, status, ts, **kwargs)  # type: ignore[arg-type]
+
+    w = Worker(threads=1, store=Interrupted())
+    with pytest.raises(KeyboardInterrupt):
+        w.run(inc, {"x": 1})
+    closing = threading.Thread(target=w.close, daemon=True)
+    closing.start()
+    closing.join(10)
+    assert not closing.is_alive(), "close() waits for a job that never ended"

@@ -1160,3 +1160,48 @@ def test_a_resume_with_an_input_no_node_reads_is_refused_with_a_suggestion(tmp_p
             w.resume(job.id, inputs={"aproved": True})
         assert w.store.job(job.id).status == "suspended"
         assert w.resume(job.id, inputs={"approved": True}).result(10) == "ok"
+
+
+TORN_DOWN_JOB = """
+import sys, time
+from aetherflow import BaseFlowContext, Worker, node, providers
+
+def session():
+    yield {}
+    print("TEARING DOWN", flush=True)
+    time.sleep(60)
+
+class Ctx(BaseFlowContext):
+    scratch = providers.JobScoped(session)
+
+@node
+def first(x: int) -> int:
+    return x + 1
+
+@node
+def last(first: int, scratch) -> int:
+    return first * 10
+
+with Worker(Ctx, threads=1, store=sys.argv[1]) as w:
+    w.submit(first.then(last).named("torn"), {"x": 1}).result()
+"""
+
+
+def test_a_kill_9_during_a_jobs_teardown_leaves_its_last_run_and_its_end_recorded(tmp_path: Path) -> None:
+    """The last node's run and the job's end land together, before the job's scopes are torn down: nothing to recover."""
+    import signal
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    with subprocess.Popen([sys.executable, "-c", TORN_DOWN_JOB, url], stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "TEARING DOWN"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    store = open_store(url)
+    try:
+        [job] = store.jobs()
+        assert (job.status, job.output) == ("completed", 20)
+        assert [(r.node, r.status) for r in store.node_runs(job.id)] == [("first", "completed"), ("last", "completed")]
+        assert store.orphaned_jobs(30.0, time.time()) == []
+    finally:
+        store.close()

@@ -6,6 +6,7 @@ import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -128,3 +129,87 @@ def test_a_stores_history_survives_vacuum_after_a_prune(tmp_path: Path) -> None:
         assert [(s.key, s.value) for s in store.state_history(kept.id)] == [("prepared", True)]
     finally:
         store.close()
+
+
+def test_a_schema_5_store_written_by_this_version_still_opens_with_the_version_before(tmp_path: Path) -> None:
+    """An old store keeps its layout, so the AetherFlow that made it can still open it after this one wrote to it.
+
+    Version 6 changes nothing in an existing store (its migration step is empty); only new
+    SQLite stores are keyed. But opening a schema-5 store to write (a worker, `aetherflow
+    run`/`resume`/`recover`) records version 6 in it, and every AetherFlow before refuses a
+    store newer than it knows ("has schema version 6, newer than this AetherFlow knows (5);
+    upgrade aetherflow"): one command of the new version locks the old one (a rollback, a
+    fleet upgraded one host at a time) out of a store whose tables it could still use. The
+    same happens to a PostgreSQL store, which is never keyed.
+    """
+    path = tmp_path / "old.db"
+    _schema_5_store(path)
+    store = open_store(f"sqlite:///{path}")
+    try:
+        with Worker(threads=2, store=store) as w:
+            assert w.submit(prepare).result(10) == 1
+    finally:
+        store.close()
+    with sqlite3.connect(path) as conn:
+        version = int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+    # What AetherFlow at schema 5 checks when it opens a store (sql.migrate, sqlite._check_readable_version).
+    assert version <= 5, f"a store of the schema-5 layout now says version {version}: AetherFlow before 6 refuses it"
+
+
+_flaky_calls: list[int] = []
+
+
+@node
+def flaky(job_state) -> str:
+    """Fails on its first run, succeeds when the job is resumed."""
+    _flaky_calls.append(1)
+    if len(_flaky_calls) == 1:
+        raise RuntimeError("first try fails")
+    job_state.set("fixed", True)
+    return "fixed"
+
+
+def test_prune_never_deletes_a_failed_job_that_another_process_resumed_meanwhile(tmp_path: Path) -> None:
+    """`prune(older_than=t)` deletes jobs finished before t; one resumed between its choice and its delete ended after t.
+
+    prune reads the ids of finished jobs, then deletes them by id alone in a later
+    transaction. A failed job resumed in between (from another process: `aetherflow
+    resume`) is deleted though it ran again and ended after t, or while it still runs: its
+    row, its runs and its events go (`aetherflow show` says there is no such job), and what
+    a running one writes afterwards belongs to no job. On a keyed store, those later records
+    also lie outside every job's range, so no prune can ever delete them. (The same race
+    exists before schema 6.)
+    """
+    _flaky_calls.clear()
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    pruner, resumer = open_store(url), open_store(url)
+    try:
+        with Worker(threads=1, store=resumer) as w:
+            job = w.submit(flaky)
+            with pytest.raises(Exception, match="first try fails"):
+                job.result(10)
+        resumer.flush()
+        time.sleep(0.01)
+        cutoff = datetime.now(UTC)  # the failed job is older; its resumed run ends after
+        time.sleep(0.01)
+
+        choose = pruner._rows
+        resumed: list[str] = []
+
+        def rows_then_resume(sql: str, params: Any = ()) -> Any:
+            found = choose(sql, params)
+            if sql.startswith("SELECT id FROM jobs WHERE status IN") and not resumed:
+                # The other process resumes the failed job, after prune chose it, before prune deletes.
+                with Worker(threads=1, store=resumer, flows=[flaky]) as w2:
+                    resumed.append(w2.resume(job.id).result(10))
+            return found
+
+        pruner._rows = rows_then_resume  # type: ignore[method-assign]
+        pruner.prune(older_than=cutoff)
+        assert resumed == ["fixed"]
+        record = resumer.job(job.id)  # StoreError "No job ..." when the resumed job was deleted
+        assert record.status == JobStatus.COMPLETED
+        assert [r.status for r in resumer.node_runs(job.id)] == ["failed", "completed"]
+    finally:
+        pruner.close()
+        resumer.close()

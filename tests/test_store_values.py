@@ -22,7 +22,8 @@ from pydantic import BaseModel, SecretBytes, SecretStr
 from aetherflow import NodeOutputError, Worker, node, open_store
 from aetherflow.redaction import mentions_secret
 from aetherflow.store import Store
-from aetherflow.store.serialize import redact_secrets, restore, storable_input, storable_text
+from aetherflow.store.jsontext import redact_secrets, storable_text
+from aetherflow.store.serialize import restore, storable_input
 from storecase import store_url
 
 KINDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]

@@ -358,7 +358,7 @@ class DaskRunner(LocalRunner):
     def _send(self, sending: _Sending) -> None:
         call, run = sending.driver.call, sending.driver.run
         vp = run.plan.vertices[sending.i]
-        item = run.map_items[sending.i][sending.k] if sending.k >= 0 else UNSET
+        item = run.map_items[sending.i][sending.k] if sending.k >= 0 else UNSET  # type: ignore[index]  # k >= 0: start_map set them
         key, blob = self._vertex_blob(run.plan.flow, vp)
         shipment = self._context_ref(call)
         snap = _Snapshot(

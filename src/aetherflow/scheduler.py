@@ -33,7 +33,7 @@ class Schedule:
     Derived once per graph (`Graph.derived(Schedule)`), shared by every job of the flow.
     """
 
-    __slots__ = ("link", "no_runs", "rearm", "sinks", "sole_sink", "sources", "waiting_at_start")
+    __slots__ = ("link", "no_runs", "rearm", "sinks", "sole_sink", "sources", "terminal", "waiting_at_start")
 
     def __init__(self, graph: Topology) -> None:
         n = len(graph.names)
@@ -51,6 +51,8 @@ class Schedule:
         self.link = [-1] * n if loops else _links(graph, pred_counts)
         # The job's result: the sole sink's output, else {sink: output} of those that ran.
         self.sinks = [i for i, succs in enumerate(graph.succs) if not succs and graph.branches[i] is None]
+        # Whether a vertex's completion can end the job: nothing follows it (see `JobRun.completed_last`).
+        self.terminal = [not succs and graph.branches[i] is None for i, succs in enumerate(graph.succs)]
         self.sole_sink = graph.names[self.sinks[0]] if len(self.sinks) == 1 else None
 
 
@@ -142,14 +144,16 @@ class JobRun:
         self._waiting = schedule.waiting_at_start.copy()
         self._got = bytearray(n)
         self._busy = bytearray(n)  # queued or running: a vertex never runs concurrently with itself
-        self._again: dict[int, int] = {}
+        # The dicts below serve loops and maps only: None until one needs them (most jobs
+        # have neither, and a job's dicts are made and freed with it).
+        self._again: dict[int, int] | None = None
         # Per loop-affected vertex waiting for its signals: the predecessors heard since it last
         # settled. A predecessor that laps the loop again before the others signalled is heard
         # once (its latest output is the one read), so it cannot stand in for the others.
-        self._heard: dict[int, set[int]] = {}
+        self._heard: dict[int, set[int]] | None = None
         self._skipped_any = False
-        self._maps: dict[int, list[Any]] = {}  # vertex -> [results, remaining]
-        self.map_items: dict[int, list[Any]] = {}  # vertex -> the items it is mapped over
+        self._maps: dict[int, list[Any]] | None = None  # vertex -> [results, remaining]
+        self.map_items: dict[int, list[Any]] | None = None  # vertex -> the items it is mapped over
         self._job_space: StateSpace | None = None
         self.node_spaces: dict[str, StateSpace] = {}
 
@@ -184,7 +188,7 @@ class JobRun:
         """Remember an item of a mapped node completed before a crash or suspension: it is not run again."""
         i = self.graph.index[node]
         with self.lock:
-            self._maps.setdefault(i, [{}, 0])[0][item] = output
+            self._map_entries().setdefault(i, [{}, 0])[0][item] = output
 
     def replayed_map(self, i: int) -> list[Any] | None:
         """The results of mapped vertex ``i`` when every item of its recorded input was replayed, else None."""
@@ -201,11 +205,17 @@ class JobRun:
         done = self.replayed_items(i)
         if any(k not in done for k in range(count)):
             return None
-        self._maps.pop(i, None)  # a later iteration of a loop maps afresh
+        self._map_entries().pop(i, None)  # a later iteration of a loop maps afresh
         return [done[k] for k in range(count)]
 
+    def _map_entries(self) -> dict[int, list[Any]]:
+        """The state of the job's mapped vertices, made when the first map starts (or is replayed)."""
+        if self._maps is None:
+            self._maps = {}
+        return self._maps
+
     def replayed_items(self, i: int) -> dict[int, Any]:
-        entry = self._maps.get(i)
+        entry = self._maps.get(i) if self._maps is not None else None
         return entry[0] if entry is not None and isinstance(entry[0], dict) else {}
 
     def answer_to(self, i: int, iteration: int, item: int | None, default: Any) -> Any:
@@ -250,8 +260,9 @@ class JobRun:
             if self.stopped is None and (g.succs[i] or g.branches[i] is not None):
                 self._signal_successors(i, output, ready)
             self.in_flight -= 1
-            if self._again and self._again.get(i) and self.stopped is None:
-                self._again[i] -= 1
+            again = self._again
+            if again and again.get(i) and self.stopped is None:
+                again[i] -= 1
                 self._activate(i, ready)
             if ready or self.in_flight:
                 return ready, False
@@ -259,8 +270,31 @@ class JobRun:
         finally:
             lock.release()
 
+    def completed_last(self, i: int, output: Any) -> bool:
+        """Complete vertex ``i`` if that ends the job, and say so; otherwise change nothing.
+
+        It ends the job when ``i`` is the only run in flight and nothing follows it (no
+        successor, no branch, no loop waiting to run it again): what `completed` would then
+        do, decided before the run is recorded, so the driver records the run and the
+        job's end as one write (`Store.end_job`).
+        """
+        lock = self.lock
+        lock.acquire()  # half the cost of `with`: this runs once per job
+        try:
+            if self.in_flight != 1 or not self.schedule.terminal[i] or (self._again and self._again.get(i)):
+                return False
+            self._busy[i] = 0
+            self.status[i] = COMPLETED
+            self.outputs[self.graph.names[i]] = output
+            self.in_flight = -1  # ended: reported exactly once, as `_ended` does
+            return True
+        finally:
+            lock.release()
+
     def start_map(self, i: int, items: list[Any]) -> tuple[list[int], list[Any]]:
         """Split a mapped vertex's one task into one per item not done yet: ``(todo, results)``."""
+        if self.map_items is None:
+            self.map_items = {}
         self.map_items[i] = items
         with self.lock:
             done = self.replayed_items(i)
@@ -271,15 +305,16 @@ class JobRun:
                 todo.remove(answer[2])  # item suspending again must not stop the job before it has started
                 todo.insert(0, answer[2])
             if todo:
-                self._maps[i] = [results, len(todo)]
+                self._map_entries()[i] = [results, len(todo)]
                 self.in_flight += len(todo) - 1
             else:
-                self._maps.pop(i, None)
+                self._map_entries().pop(i, None)
         return todo, results
 
     def item_completed(self, i: int, k: int, output: Any) -> tuple[list[int], bool]:
         with self.lock:
-            entry = self._maps.get(i)
+            maps = self._map_entries()
+            entry = maps.get(i)
             if entry is None or self.stopped is not None:
                 self.in_flight -= 1
                 return [], self._ended([])
@@ -288,7 +323,7 @@ class JobRun:
             if entry[1] > 0:
                 self.in_flight -= 1
                 return [], False
-            del self._maps[i]
+            del maps[i]
         return self.completed(i, entry[0])
 
     def failed(self, i: int, error: BaseException, ends_job_as: JobStatus = JobStatus.FAILED) -> bool:
@@ -328,6 +363,18 @@ class JobRun:
                 return None
             self.stopped = JobStatus.CANCELLED  # the error of a branch that failed first stays, for the record
             return self._ended([])
+
+    def last_unrecorded(self, i: int, error: BaseException) -> JobStatus:
+        """Vertex ``i`` ended the job (`completed_last`), but the store could not record its run: it failed.
+
+        The job ends as it would have had the run failed: ``i`` failed with ``error``, its
+        output unseen, and the job failed unless it had stopped already (a cancel stays).
+        """
+        with self.lock:
+            self.outputs.pop(self.graph.names[i], None)
+            self.status[i] = NodeStatus.FAILED
+            self._stop(JobStatus.FAILED, error)
+            return self.stopped  # type: ignore[return-value]  # set by _stop
 
     def unrecorded(self, error: BaseException) -> JobStatus:
         """The ended job completed, but the store could not record that: it ends failed, with ``error``."""
@@ -398,6 +445,8 @@ class JobRun:
 
     def _heard_again(self, s: int, p: int) -> bool:
         """Whether ``s`` already heard ``p`` since it last settled (and note that it has now)."""
+        if self._heard is None:
+            self._heard = {}
         heard = self._heard.setdefault(s, set())
         if p in heard:
             return True
@@ -444,6 +493,8 @@ class JobRun:
         if self.stopped is not None:
             return
         if self._busy[i]:
+            if self._again is None:
+                self._again = {}
             self._again[i] = self._again.get(i, 0) + 1
             return
         node = self.graph.nodes[i]

@@ -6,7 +6,7 @@ non-zero; ``--debug`` shows the traceback.
 
 One module per concept:
 
-- `app`: the typer app, `main` (the console script), exit codes and the one-line error.
+- `app`: the click group, `main` (the console script), exit codes and the one-line error.
 - `running`: ``run``, ``resume``, ``recover`` (inputs, answers, the context check).
 - `history`: ``jobs``, ``show``, ``stats`` (times and durations as a reader wants them).
 - `drawing`: ``graph``. `dashboard`: ``ui``.

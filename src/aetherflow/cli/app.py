@@ -1,16 +1,17 @@
-"""The typer app and the console-script entry point: one line per error, and the exit code.
+"""The click group and the console-script entry point: one line per error, and the exit code.
 
-The app lists the commands in the order ``--help`` shows them; each is a plain function in
-the module of its concept, which knows nothing of the app.
+The group lists the commands in the order ``--help`` shows them; each is a click command in
+the module of its concept, which knows nothing of the group.
+
+click, not typer: typer builds a pydantic validator for every option, which made pydantic
+(~60 ms) part of every command's start-up, ``--help`` included.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated
 
-import typer
-from typer.exceptions import TyperException
+import click
 
 from ..errors import AetherFlowError, ContextProfileError
 from ..errors import UsageError as ApiUsageError
@@ -20,15 +21,25 @@ from .options import UsageError
 from .output import err
 from .running import StillSuspendedError
 
-# Plain help text (no rich_markup_mode): typer's rich help imports rich's markdown and
-# traceback modules, a third of `aetherflow --help`'s start-up.
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-    help="Run AetherFlow flows and look at their history.",
-)
+
+class _Commands(click.Group):
+    """A group that lists its commands in the order they were added (click sorts them by name)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+_debug = False  # --debug: print the traceback above the one-line error
+
+
+@click.group(cls=_Commands, no_args_is_help=True, context_settings={"show_default": True})
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+def app(debug: bool) -> None:
+    """Run AetherFlow flows and look at their history."""
+    global _debug
+    _debug = debug
+
+
 for _command in (
     running.run,
     history.jobs,
@@ -39,32 +50,22 @@ for _command in (
     history.stats,
     dashboard.ui,
 ):
-    app.command()(_command)
-
-_debug = False  # --debug: print the traceback above the one-line error
-
-
-@app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
-    global _debug
-    _debug = debug
+    app.add_command(_command)
 
 
 def main() -> None:
     """Console-script entry point: one clear line per error, non-zero exit."""
     try:
-        app(standalone_mode=False)
+        app.main(standalone_mode=False)
         failures.release()
     except AetherFlowError as exc:
         _fail(exc, _exit_code(exc))
-    except (typer.Abort, KeyboardInterrupt):
+    except (click.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)
-    except TyperException as exc:  # a bad option or a missing argument: click explains it
-        show = getattr(exc, "show", None)
-        if show is not None:
-            show()
-        sys.exit(getattr(exc, "exit_code", 2))
+    except click.ClickException as exc:  # a bad option or a missing argument: click explains it
+        exc.show()
+        sys.exit(exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence: one line, no traceback
         _fail(exc, 1)
 

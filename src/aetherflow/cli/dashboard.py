@@ -7,31 +7,26 @@ The socket is bound before the server starts, so the printed URL (with the port 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
+import click
 
-from .options import DEFAULT_STORE, StoreOpt, UsageError, open_to_write
+from .options import UsageError, open_to_write, store_option
 from .output import err
 
 if TYPE_CHECKING:
     import socket
 
 
-def ui(
-    store: StoreOpt = DEFAULT_STORE,
-    host: Annotated[
-        str, typer.Option("--host", help="Address to listen on; anything but loopback needs a token.")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: any free port).")] = 8765,
-    open_browser: Annotated[bool, typer.Option("--open", help="Open the dashboard in a browser.")] = False,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token", help="Required on every request (or set AETHERFLOW_UI_TOKEN); needed for a non-loopback --host."
-        ),
-    ] = None,
-) -> None:
+@click.command()
+@store_option
+@click.option("--host", default="127.0.0.1", help="Address to listen on; anything but loopback needs a token.")
+@click.option("--port", type=int, default=8765, help="Port to listen on (0: any free port).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the dashboard in a browser.")
+@click.option(
+    "--token", help="Required on every request (or set AETHERFLOW_UI_TOKEN); needed for a non-loopback --host."
+)
+def ui(store: str, host: str, port: int, open_browser: bool, token: str | None) -> None:
     """Serve the run dashboard: jobs, graphs, timelines, state, flows and workers, in a browser."""
     try:
         import uvicorn

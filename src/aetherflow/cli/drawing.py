@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import click
 
-import typer
-
-from .options import UsageError
+from .options import UsageError, argument
 from .running import check_context
 
 
-def graph(
-    target: Annotated[str, typer.Argument(help="path/to/file.py:flow or package.module:flow")],
-    format: Annotated[str, typer.Option("--format", help="mermaid or dot")] = "mermaid",
-    context: Annotated[
-        str | None,
-        typer.Option(
-            "--context",
-            help="Also check the flow against this context (module:Class, path/to/file.py:Class or a .toml profile).",
-        ),
-    ] = None,
-) -> None:
+@click.command()
+@argument("target", help="path/to/file.py:flow or package.module:flow")
+@click.option("--format", default="mermaid", help="mermaid or dot")
+@click.option(
+    "--context",
+    help="Also check the flow against this context (module:Class, path/to/file.py:Class or a .toml profile).",
+)
+def graph(target: str, format: str, context: str | None) -> None:
     """Print a flow's graph as Mermaid or Graphviz DOT."""
     from ..targets import load_context_ref, load_target
 

@@ -11,11 +11,11 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
+import click
 
-from .options import DEFAULT_STORE, LEASE, JsonOpt, StoreOpt, UsageError, full_id, open_to_read
+from .options import LEASE, UsageError, argument, full_id, json_option, open_to_read, store_option
 from .output import err, escape, out, styled, table
 
 if TYPE_CHECKING:
@@ -26,16 +26,14 @@ if TYPE_CHECKING:
 _STATUSES = ("pending", "running", "completed", "failed", "suspended", "cancelled")
 
 
-def jobs(
-    flow: Annotated[str | None, typer.Option("--flow", help="Only this flow.")] = None,
-    status: Annotated[
-        str | None, typer.Option("--status", help="pending|running|completed|failed|suspended|cancelled")
-    ] = None,
-    since: Annotated[str | None, typer.Option("--since", help="ISO time, or an age like 30m, 2h, 7d.")] = None,
-    limit: Annotated[int, typer.Option("--limit")] = 20,
-    store: StoreOpt = DEFAULT_STORE,
-    as_json_: JsonOpt = False,
-) -> None:
+@click.command()
+@click.option("--flow", help="Only this flow.")
+@click.option("--status", help="|".join(_STATUSES))
+@click.option("--since", help="ISO time, or an age like 30m, 2h, 7d.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, help="How many jobs to list, newest first.")
+@store_option
+@json_option
+def jobs(flow: str | None, status: str | None, since: str | None, limit: int, store: str, as_json_: bool) -> None:
     """List jobs, newest first."""
     from ..store.records import as_json
 
@@ -70,18 +68,13 @@ def jobs(
         )
 
 
-def show(
-    job_id: Annotated[str, typer.Argument(help="A job id (a unique prefix is enough).")],
-    store: StoreOpt = DEFAULT_STORE,
-    as_json_: JsonOpt = False,
-    html: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report here.")] = None,
-    target: Annotated[
-        str | None,
-        typer.Option(
-            "--target", help="path/to/file.py:flow to draw the flow graph in the HTML report (its code is imported)."
-        ),
-    ] = None,
-) -> None:
+@click.command()
+@argument("job_id", help="A job id (a unique prefix is enough).")
+@store_option
+@json_option
+@click.option("--html", type=click.Path(path_type=Path), help="Write a self-contained HTML report here.")
+@click.option("--target", help="path/to/file.py:flow to draw the flow graph in the HTML report (its code is imported).")
+def show(job_id: str, store: str, as_json_: bool, html: Path | None, target: str | None) -> None:
     """One job: its status and a per-node timeline."""
     st = open_to_read(store)
     job = st.job(full_id(st, job_id))
@@ -96,12 +89,12 @@ def show(
         _print_job(st, job, runs)
 
 
-def stats(
-    flow: Annotated[str, typer.Argument(help="A flow name.")],
-    since: Annotated[str | None, typer.Option("--since")] = None,
-    store: StoreOpt = DEFAULT_STORE,
-    as_json_: JsonOpt = False,
-) -> None:
+@click.command()
+@argument("flow", help="A flow name.")
+@click.option("--since")
+@store_option
+@json_option
+def stats(flow: str, since: str | None, store: str, as_json_: bool) -> None:
     """Counts, success rate and per-node p50/p95 of one flow."""
     from ..store.records import as_json
 
@@ -189,11 +182,11 @@ def _when(text: str | None) -> datetime | None:
     if text is None:
         return None
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text[:-1].isdigit() and text[-1] in units:
-        return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
     try:
+        if text[:-1].isdigit() and text[-1] in units:  # int() refuses some digits isdigit() accepts ("²")
+            return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
         when = datetime.fromisoformat(text)
-    except ValueError:
+    except (ValueError, OverflowError):  # not a time, or an age reaching before year 1
         raise UsageError(
             f"--since {text!r}: expected an ISO time (2026-01-31T12:00) or an age like 30m, 2h, 7d."
         ) from None

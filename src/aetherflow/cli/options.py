@@ -1,11 +1,12 @@
-"""What several commands share: the store and context options, the error for a bad value, the
-store a command opens, and the job a job-id prefix names."""
+"""What several commands share: the store, JSON and context options, positional arguments, the
+error for a bad value, the store a command opens, and the job a job-id prefix names."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import typer
+import click
 
 from ..errors import AetherFlowError
 
@@ -15,15 +16,22 @@ if TYPE_CHECKING:
 DEFAULT_STORE = "sqlite:///.aetherflow/runs.db"
 LEASE = 30.0  # a worker's default lease: how long a silent worker on another host keeps its jobs
 
-StoreOpt = Annotated[str, typer.Option("--store", help="Store URL (sqlite:///..., postgresql://..., memory://).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-ContextOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--context",
-        help="The flow's context: module:Class, path/to/file.py:Class, or a TOML profile (file.toml).",
-    ),
-]
+F = TypeVar("F", bound=Callable[..., Any])
+
+store_option = click.option(
+    "--store", default=DEFAULT_STORE, help="Store URL (sqlite:///..., postgresql://..., memory://)."
+)
+json_option = click.option("--json", "as_json_", is_flag=True, help="Print JSON for scripts.")
+context_option = click.option(
+    "--context",
+    default=None,
+    help="The flow's context: module:Class, path/to/file.py:Class, or a TOML profile (file.toml).",
+)
+
+
+def argument(name: str, help: str) -> Callable[[F], F]:
+    """A required positional argument, shown as its name in usage lines and errors ("Missing argument 'target'")."""
+    return click.argument(name, metavar=name, help=help)
 
 
 class UsageError(AetherFlowError):

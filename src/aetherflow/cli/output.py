@@ -26,7 +26,9 @@ class _LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(stderr=self._stderr, soft_wrap=True)
+            # emoji=False: user text (a flow name, an error) is printed as written, ":bug:" included;
+            # rich would also import its 4,000-entry emoji table on every first print.
+            self._console = Console(stderr=self._stderr, soft_wrap=True, emoji=False)
         self._console.print(*objects, **options)
 
 
@@ -64,7 +66,7 @@ def styled(status: str) -> str:
 def json_line(value: Any) -> str:
     """A job's output as the JSON a store keeps of it; its repr as a JSON string if it has no JSON form."""
     try:
-        from ..store.serialize import to_json
+        from ..store.jsontext import to_json
 
         return to_json(value)
     except (TypeError, ValueError):

@@ -10,13 +10,13 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
+import click
 
 from ..errors import AetherFlowError, ContextProfileError
 from . import logs
-from .options import DEFAULT_STORE, LEASE, ContextOpt, StoreOpt, UsageError, full_id, open_to_write
+from .options import LEASE, UsageError, argument, context_option, full_id, open_to_write, store_option
 from .output import err, escape, json_line
 
 if TYPE_CHECKING:
@@ -28,22 +28,26 @@ class StillSuspendedError(AetherFlowError):
     """The job paused (exit code 3): not a failure, it waits for `aetherflow resume`."""
 
 
+@click.command()
+@argument("target", help="path/to/file.py:flow or package.module:flow")
+@click.option("--input", "-i", multiple=True, help="An input as key=value (JSON values parse).")
+@click.option("--inputs", type=click.Path(path_type=Path), help="A JSON file of inputs.")
+@click.option("--threads", type=int, help="Worker threads.")
+@store_option
+@context_option
+@click.option(
+    "--log-level",
+    default="WARNING",
+    help="Show AetherFlow's log records from this level up on stderr: DEBUG, INFO, WARNING, ERROR or CRITICAL.",
+)
 def run(
-    target: Annotated[str, typer.Argument(help="path/to/file.py:flow or package.module:flow")],
-    input: Annotated[
-        list[str] | None, typer.Option("--input", "-i", help="An input as key=value (JSON values parse).")
-    ] = None,
-    inputs: Annotated[Path | None, typer.Option("--inputs", help="A JSON file of inputs.")] = None,
-    threads: Annotated[int | None, typer.Option("--threads", help="Worker threads.")] = None,
-    store: StoreOpt = DEFAULT_STORE,
-    context: ContextOpt = None,
-    log_level: Annotated[
-        str,
-        typer.Option(
-            "--log-level",
-            help="Show AetherFlow's log records from this level up on stderr: DEBUG, INFO, WARNING, ERROR or CRITICAL.",
-        ),
-    ] = "WARNING",
+    target: str,
+    input: tuple[str, ...],
+    inputs: Path | None,
+    threads: int | None,
+    store: str,
+    context: str | None,
+    log_level: str,
 ) -> None:
     """Run one job of a flow and print its output as JSON on the last line."""
     from ..progress import progress_bar
@@ -51,7 +55,7 @@ def run(
     from ..worker import Worker
 
     flow = load_target(target)
-    values = _inputs(input or [], inputs)
+    values = _inputs(input, inputs)
     logs.hide_secret_inputs(flow, values)
     # Before the worker is made: it decides per job whether DEBUG records are wanted.
     logs.log_without_secrets(logs.log_level(log_level))
@@ -74,18 +78,15 @@ def run(
     st.close()
 
 
+@click.command()
+@argument("job_id", help="The job to continue.")
+@click.option("--input", "-i", multiple=True, help="New or changed input as key=value.")
+@click.option("--target", help="Where the flow's code is, if not the one `run` used.")
+@click.option("--answer", help="JSON answer to the suspension, given to the node's `answer` parameter.")
+@context_option
+@store_option
 def resume(
-    job_id: Annotated[str, typer.Argument(help="The job to continue.")],
-    input: Annotated[list[str] | None, typer.Option("--input", "-i", help="New or changed input as key=value.")] = None,
-    target: Annotated[
-        str | None, typer.Option("--target", help="Where the flow's code is, if not the one `run` used.")
-    ] = None,
-    answer: Annotated[
-        str | None,
-        typer.Option("--answer", help="JSON answer to the suspension, given to the node's `answer` parameter."),
-    ] = None,
-    context: ContextOpt = None,
-    store: StoreOpt = DEFAULT_STORE,
+    job_id: str, input: tuple[str, ...], target: str | None, answer: str | None, context: str | None, store: str
 ) -> None:
     """Continue a suspended or crashed job; completed nodes are not run again."""
     from ..worker import Worker
@@ -104,22 +105,20 @@ def resume(
     check_context(flow, ctx, {}, action="was resumed")
     logs.log_without_secrets()
     with Worker(store=st, flows=[flow]) as worker:
-        job = worker.resume(record.id, inputs=_inputs(input or [], None) or None, answer=_answer(answer), context=ctx)
+        job = worker.resume(record.id, inputs=_inputs(input, None) or None, answer=_answer(answer), context=ctx)
         output = _output(job)  # suspended again: exit 3, like `run`
     print(json_line(output))
     st.close()
 
 
-def recover(
-    target: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--target",
-            help="path/to/file.py:flow of a flow to recover (repeatable); default: the flows `run` recorded.",
-        ),
-    ] = None,
-    store: StoreOpt = DEFAULT_STORE,
-) -> None:
+@click.command()
+@click.option(
+    "--target",
+    multiple=True,
+    help="path/to/file.py:flow of a flow to recover (repeatable); default: the flows `run` recorded.",
+)
+@store_option
+def recover(target: tuple[str, ...], store: str) -> None:
     """Take over every running job whose process is gone; completed nodes are not run again."""
     from ..targets import load_target
     from ..worker import Worker
@@ -156,7 +155,7 @@ def check_context(flow: Any, ctx: Any, values: dict[str, Any], action: str = "ra
         raise UsageError(why) from exc
 
 
-def _inputs(pairs: list[str], file: Path | None) -> dict[str, Any]:
+def _inputs(pairs: tuple[str, ...], file: Path | None) -> dict[str, Any]:
     """The job's inputs: the ``--inputs`` JSON file's, then each ``--input key=value`` over them."""
     from ..targets import parse_value
 

@@ -96,6 +96,9 @@ class MemoryStore(Store):
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
         self._records_its_own_way = type(self).record_run is not MemoryStore.record_run  # a subclass's
+        self._ends_its_own_way = (
+            self._records_its_own_way or type(self).set_job_status is not MemoryStore.set_job_status
+        )
 
     # -- writes ---------------------------------------------------------------------
 
@@ -143,6 +146,33 @@ class MemoryStore(Store):
             self._drop_oldest()
         else:
             self._finished.pop(job_id, None)  # resumed: running again, never dropped while it runs
+
+    def end_job(
+        self,
+        job_id: str,
+        status: JobStatus,
+        ts: float,
+        *,
+        output: Any = UNSET,
+        error: str | None = None,
+        last_run: RunFacts | None = None,
+    ) -> None:
+        job = self._jobs.get(job_id)
+        if job is None or self._ends_its_own_way or job.changes is not None or job.finished is not None:
+            super().end_job(job_id, status, ts, output=output, error=error, last_run=last_run)
+            return
+        if last_run is not None:
+            job.runs.extend(last_run[1:])
+        if status not in ENDED:
+            self.set_job_status(job_id, status, ts, output=output, error=error)
+            return
+        # The usual end of a job, as `set_job_status` records it: on the fields, no list of changes.
+        job.status, job.finished, job.error = status, ts, error
+        if output is not UNSET:
+            job.output = output
+        self._finished[job_id] = None
+        if len(self._finished) > self.max_jobs:
+            self._drop_oldest()
 
     def _drop_oldest(self) -> None:
         while len(self._finished) > self.max_jobs:

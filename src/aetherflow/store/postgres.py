@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..errors import StoreError
-from .sql import SCHEMA_VERSION, SQLStore, Statement, migrate, migrations
+from .sql import UNKEYED_VERSION, SQLStore, Statement, migrate, migrations
 
 try:
     import psycopg
@@ -84,7 +84,7 @@ class PostgresStore(SQLStore):
             )
             cur.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                (str(SCHEMA_VERSION),),
+                (str(UNKEYED_VERSION),),  # PostgreSQL stores are never keyed
             )
 
     def _execute_batch(self, statements: list[Statement]) -> None:

@@ -1,62 +1,33 @@
-"""Values as JSON for persistent stores (pydantic models included); pickle only when asked.
+"""Values a persistent store keeps, checked and restored through annotations (pydantic).
 
 Secrets stay secret: pydantic serialises `SecretStr`/`SecretBytes` as ``"**********"``, so
 their plain value never reaches a table or a file; with pickle they are replaced before
-pickling (`redact_secrets`); a store's ``redact=`` hook handles other values.
+pickling (`jsontext.redact_secrets`); a store's ``redact=`` hook handles other values.
 
-NaN and ±infinity are written as the ``NaN``/``Infinity`` tokens Python's json module
-reads back, so a float means the same on every store. A value comes back from JSON as
-plain data (lists, dicts with text keys, ISO text for times); `restore` turns it back
-into what an annotation says it is.
+A value comes back from JSON as plain data (lists, dicts with text keys, ISO text for
+times); `restore` turns it back into what an annotation says it is. The text itself is
+made in `jsontext.py`, which the SQL stores import without pydantic.
+
+The worker imports this module, and with it pydantic: it loads when a worker is made, not
+during its first job (a job that `submit` returned must be recorded at once).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import typing
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel, SecretBytes, SecretStr, TypeAdapter
-from pydantic_core import PydanticSerializationError, to_jsonable_python
+from pydantic import TypeAdapter
+from pydantic_core import PydanticSerializationError
 
 from ..errors import NodeOutputError
 from ..redaction import SECRET_MASK, mentions_secret
 from .base import Store
+from .jsontext import to_json
 
 _SCALARS = frozenset({str, int, bool})  # floats too, now that NaN and infinity are stored
-_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=True).encode
-
-
-def to_json(value: Any) -> str:
-    """JSON text of ``value``; plain data takes the C encoder, the rest goes through pydantic.
-
-    The text is ASCII (``ensure_ascii``): a lone surrogate or a NUL in a string becomes a
-    ``\\udcff``/``\\u0000`` escape, which every database can hold and `from_json` restores.
-    """
-    try:
-        return _encode(value)
-    except (TypeError, ValueError):
-        return _encode(to_jsonable_python(value))
-
-
-def from_json(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def storable_text(text: str | None) -> str | None:
-    """``text`` as every database can hold it: lone surrogates escaped, NUL characters replaced.
-
-    Error messages and file names may carry both (``os.listdir`` gives ``'\\udcff'`` for
-    a byte that is not UTF-8); SQLite refuses the first and PostgreSQL the second, and a
-    record that cannot be written is a failure nobody hears of.
-    """
-    if text is None or (text.isascii() and "\x00" not in text):
-        return text  # the usual case: one C-speed scan
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text.replace("\x00", "\\x00")
 
 
 def is_iterator(value: Any) -> bool:
@@ -133,40 +104,6 @@ def _build_adapter(annotation: Any) -> TypeAdapter[Any] | None:
         return TypeAdapter(annotation)
     except Exception:  # noqa: BLE001 - not a type pydantic knows (an arbitrary class): keep raw
         return None
-
-
-# -- secrets ----------------------------------------------------------------------------------
-
-
-def redact_secrets(value: Any) -> Any:
-    """``value`` with every `SecretStr`/`SecretBytes` inside it replaced by a masked one.
-
-    JSON needs none of this (pydantic masks secrets when it serialises); pickle keeps
-    objects as they are, so a pickling store calls this first.
-    """
-    if isinstance(value, SecretStr):
-        return SecretStr(SECRET_MASK)
-    if isinstance(value, SecretBytes):
-        return SecretBytes(SECRET_MASK.encode())
-    if isinstance(value, dict):
-        return {k: redact_secrets(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = [redact_secrets(v) for v in value]
-        if isinstance(value, tuple) and hasattr(value, "_fields"):
-            return type(value)(*items)  # a named tuple
-        return type(value)(items) if type(value) in (list, tuple, set, frozenset) else items
-    if isinstance(value, BaseModel):
-        return value.model_copy(
-            update={name: redact_secrets(getattr(value, name)) for name in type(value).model_fields}
-        )
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        try:
-            return dataclasses.replace(
-                value, **{f.name: redact_secrets(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
-            )
-        except Exception:  # noqa: BLE001 - a dataclass that cannot be rebuilt: store what JSON would
-            return to_jsonable_python(value, fallback=repr)
-    return value
 
 
 def storable_input(value: Any, annotation: Any) -> Any:

@@ -30,14 +30,18 @@ from ..sentinels import DELETED, UNSET
 from ..state import StateScope
 from ..status import ENDED, FINISHED, JobStatus, NodeStatus
 from .base import Progress, Store, pending_answer
+from .jsontext import redact_secrets, storable_text, to_json  # not .serialize: it brings pydantic
 from .records import EventRecord, FlowStats, JobRecord, NodeRunRecord, StateRecord, WorkerRecord, epoch, utc
-from .serialize import redact_secrets, storable_text, to_json
 from .stats import flow_stats
 from .writer import BatchWriter, retry
 
 Statement = tuple[str, list[tuple[Any, ...]]]  # SQL with "?" placeholders, rows of parameters
 
 SCHEMA_VERSION = 6
+# What a store that is not keyed (see `migrations`) records: step 6 changed nothing in it,
+# so AetherFlow at version 5 can still open it (a rollback, a fleet upgraded host by host).
+# A later step that changes every store's tables makes every store record SCHEMA_VERSION.
+UNKEYED_VERSION = 5
 _BATCH_IDS_KEPT = 1000  # per store, at most: far more than can be in doubt (one batch commits at a time)
 _BATCH_IDS_DROPPED = 100  # ... dropped this many at a time, so at least 900 are kept
 _TEXT: dict[Any, str] = {member: member.value for enum in (JobStatus, NodeStatus, StateScope) for member in enum}
@@ -708,19 +712,17 @@ class SQLStore(Store):
 
     def prune(self, older_than: datetime) -> int:
         cutoff = epoch(older_than)
-        finished = ("completed", "failed", "cancelled")
-        ids = [
-            r[0]
-            for r in self._rows(
-                "SELECT id FROM jobs WHERE status IN (?, ?, ?) AND COALESCE(finished_at, created_at) < ?",
-                [*finished, cutoff],
-            )
-        ]
+        ended = ("completed", "failed", "cancelled")
+        still = "status IN (?, ?, ?) AND COALESCE(finished_at, created_at) < ?"
+        ids = [r[0] for r in self._rows(f"SELECT id FROM jobs WHERE {still}", [*ended, cutoff])]
+        # The delete checks again, in its own transaction, that each job is still ended and
+        # old: another process may have resumed one since it was chosen above.
+        still_pruned = f"EXISTS (SELECT 1 FROM jobs WHERE id = ? AND {still})"
         for start in range(0, len(ids), 500):
-            chunk = [(i,) for i in ids[start : start + 500]]
+            chunk = [(i, i, *ended, cutoff) for i in ids[start : start + 500]]
             self._writer.submit(
                 [
-                    (f"DELETE FROM {table} WHERE {where}", chunk)
+                    (f"DELETE FROM {table} WHERE {where} AND {still_pruned}", chunk)
                     for table, where in (
                         ("events", self._of_job("events")),
                         ("state_writes", self._of_job("state_writes")),
@@ -734,7 +736,14 @@ class SQLStore(Store):
         # process left behind.
         self._writer.submit([("DELETE FROM write_batches WHERE ts < ?", [(time.time() - 3600,)])])
         self.flush()
-        return len(ids)
+        return len(ids) - self._still_there(ids)
+
+    def _still_there(self, ids: list[str]) -> int:
+        """How many of ``ids`` name jobs in the store."""
+        return sum(
+            self._rows(f"SELECT COUNT(*) FROM jobs WHERE id IN ({', '.join('?' for _ in chunk)})", chunk)[0][0]
+            for chunk in (ids[k : k + 500] for k in range(0, len(ids), 500))
+        )
 
     def job_ids(self, prefix: str, limit: int = 2) -> list[str]:
         # Not LIKE: it reads "_" and "%" as wildcards, and SQLite's ignores case.

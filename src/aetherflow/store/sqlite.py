@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 from ..errors import StoreError
-from .sql import SCHEMA_VERSION, SQLStore, Statement, migrate
+from .sql import SCHEMA_VERSION, UNKEYED_VERSION, SQLStore, Statement, migrate
 
 log = logging.getLogger("aetherflow.store")
 
@@ -130,10 +130,11 @@ class SQLiteStore(SQLStore):
             migrate(
                 int(row[0]) if row else 0, conn.execute, "REAL", "INTEGER PRIMARY KEY", str(self.path), keyed=not row
             )
-            conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
             self.keyed = _is_keyed(conn)
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION if self.keyed else UNKEYED_VERSION),),
+            )
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:  # SQLite may have rolled back already (disk full, corrupt file)
