@@ -767,15 +767,22 @@ def test_ctrl_c_twice_during_a_map_leaves_nothing_for_recover(tmp_path: Path, n:
     ) as proc:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
         proc.send_signal(signal.SIGINT)
-        time.sleep(1.0)  # the running nodes sleep 2 s: the first Ctrl-C had 1 s to record
-        with open_store(url) as s:
-            between = s.status_counts()
+        # The running nodes wait for the release file: the first Ctrl-C must record every
+        # unfinished job cancelled while they still run (polled, so a loaded machine is slow, not wrong).
+        deadline = time.monotonic() + 30
+        while True:
+            with open_store(url) as s:
+                between = s.status_counts()
+            if "running" not in between or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
+        Path(f"{marks}.release").touch()
+        _, err = proc.communicate(timeout=30)
     before = marks.read_text().count("\n")
     with subprocess.Popen(
         [sys.executable, script, url, str(marks), "recover"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as proc2:
         proc2.communicate(timeout=60)
     after = marks.read_text().count("\n")
-    assert "running" not in between and after == before, (between, before, after)
+    assert "running" not in between and after == before, (between, before, after, err[-2000:])
