@@ -171,8 +171,8 @@ class Job:
 
     def node_state(self, node: str) -> dict[str, Any]:
         """The committed ``node_state`` of one node in this job, as a plain dict."""
-        graph = self.flow.graph
-        space = self.run.node_spaces.get(node) if self.run is not None else None
+        graph, run = self.flow.graph, self.run  # read once: a finished map job lets go of its run
+        space = run.node_spaces.get(node) if run is not None else None
         if space is None and node not in graph.index:
             raise KeyError(f"flow '{self.flow.name}' has no node '{node}' (nodes: {', '.join(graph.names)})")
         return space.snapshot() if space is not None else {}
