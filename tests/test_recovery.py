@@ -1220,8 +1220,11 @@ def pay(x: int) -> int:
 store = open_store(sys.argv[1])
 execute = type(store)._execute_batch
 
+slowed = []
+
 def slow_end(self, statements):
-    if any("UPDATE jobs SET status" in sql for sql, _ in statements):
+    if not slowed and any("UPDATE jobs SET status" in sql for sql, _ in statements):
+        slowed.append(1)
         print("ENDING", flush=True)
         time.sleep(5)  # the commit of the job's end, slow: the Ctrl-C lands here
     return execute(self, statements)
