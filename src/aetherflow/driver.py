@@ -530,13 +530,15 @@ class Driver:
     def _interrupted(self, exc: BaseException) -> None:
         """End a job whose end was being recorded when ``exc`` (Ctrl-C) cut in, or close() would wait for it for ever.
 
-        The store keeps what the cut-short write left: the job's end, or a running job
-        that `recover` finishes (its owner is gone once the process exits).
+        The job is recorded cancelled, as the first Ctrl-C records every unfinished job
+        (DESIGN), whatever the cut-short write left: never a running job that `recover`
+        would run again and complete.
         """
         job, call = self.job, self.call
         error = JobCancelledError(job.id)
         error.__cause__ = exc
         try:
+            self._record_end(JOB_CANCELLED, UNSET)
             self.crew.runner.job_ended(call)
             if call.trace is not None:
                 call.trace.finished(JOB_CANCELLED.value, error, None)
