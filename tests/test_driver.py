@@ -327,3 +327,32 @@ def test_ctrl_c_during_a_teardown_in_runs_caller_still_ends_the_job_and_close_re
         assert job.status == "completed"
     finally:
         store.close()
+
+
+def test_a_sqlite_store_subclass_still_hears_the_last_run_and_the_jobs_end(tmp_path: Path) -> None:
+    """A subclass that overrides `record_run` and `set_job_status` (to audit them) hears every run and the end.
+
+    The memory store honours such overrides (it falls back to them in `end_job`); the SQL
+    store's `end_job` writes the last run and the end itself, so the subclass hears neither.
+    """
+    from aetherflow.runs import RunFacts
+    from aetherflow.store.sqlite import SQLiteStore
+
+    heard: list[tuple[str, str]] = []
+
+    class Audited(SQLiteStore):
+        def record_run(self, facts: RunFacts) -> None:
+            heard.append(("run", facts.node))
+            super().record_run(facts)
+
+        def set_job_status(self, job_id: str, status: JobStatus, ts: float, **kwargs: object) -> None:
+            heard.append(("job", status.value))
+            super().set_job_status(job_id, status, ts, **kwargs)  # type: ignore[arg-type]
+
+    store = Audited(f"sqlite:///{tmp_path / 'runs.db'}")
+    try:
+        with Worker(threads=1, store=store) as w:
+            assert w.run(inc.then(inc), {"x": 1}) == 3
+    finally:
+        store.close()
+    assert heard == [("run", "inc"), ("run", "inc_2"), ("job", "completed")]
