@@ -249,3 +249,110 @@ def test_ctrl_c_while_the_calling_thread_records_a_jobs_end_still_ends_the_job()
     closing.start()
     closing.join(10)
     assert not closing.is_alive(), "close() waits for a job that never ended"
+
+
+def test_a_store_whose_job_end_fails_after_the_last_run_landed_does_not_record_that_run_twice() -> None:
+    """A store without its own `end_job` (the base one: `record_run`, then `set_job_status`) whose end fails once.
+
+    The last run landed (completed, with its output) before the end failed: the node must
+    not also be recorded failed with "its run could not be recorded", a second start and all.
+    """
+    from aetherflow.store import MemoryStore
+
+    class EndFailsOnce(MemoryStore):
+        failed = False
+
+        def set_job_status(self, job_id: str, status: JobStatus, ts: float, **kwargs: object) -> None:
+            if status == "completed" and not self.failed:
+                self.failed = True
+                raise OSError("disk full")
+            super().set_job_status(job_id, status, ts, **kwargs)  # type: ignore[arg-type]
+
+    store = EndFailsOnce()
+    with Worker(threads=1, store=store) as w:
+        job = w.submit(inc.then(inc), {"x": 1})
+        with pytest.raises(AetherFlowError):
+            job.result(timeout=10)
+    assert job.status == store.job(job.id).status == "failed"
+    runs = [(r.node, r.status) for r in store.node_runs(job.id)]
+    events = [(e.type, e.node) for e in store.events(job.id)]
+    assert runs.count(("inc_2", "completed")) + runs.count(("inc_2", "failed")) == 1, runs
+    assert events.count(("node_started", "inc_2")) == 1, events
+
+
+CTRL_C_IN_TEARDOWN = """
+import sys, threading, time
+from aetherflow import BaseFlowContext, Worker, node, providers
+
+def session():
+    yield {}
+    print("TEARING DOWN", flush=True)
+    time.sleep(5)
+
+class Ctx(BaseFlowContext):
+    scratch = providers.JobScoped(session)
+
+@node
+def last(x: int, scratch) -> int:
+    return x * 10
+
+w = Worker(Ctx, threads=1, store=sys.argv[1])
+try:
+    w.run(last.named("torn"), {"x": 1})
+except KeyboardInterrupt:
+    print("INTERRUPTED", flush=True)
+closing = threading.Thread(target=w.close, daemon=True)
+closing.start()
+closing.join(10)
+print("HANGS" if closing.is_alive() else "CLOSED", flush=True)
+"""
+
+
+def test_ctrl_c_during_a_teardown_in_runs_caller_still_ends_the_job_and_close_returns(tmp_path: Path) -> None:
+    """Ctrl-C while `run`'s calling thread tears down the job's scopes (its end already recorded): close() returns."""
+    import signal
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    with subprocess.Popen([sys.executable, "-c", CTRL_C_IN_TEARDOWN, url], stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "TEARING DOWN"
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert out.split() == ["INTERRUPTED", "CLOSED"], out
+    store = open_store(url)
+    try:
+        [job] = store.jobs()
+        assert job.status == "completed"
+    finally:
+        store.close()
+
+
+def test_a_sqlite_store_subclass_still_hears_the_last_run_and_the_jobs_end(tmp_path: Path) -> None:
+    """A subclass that overrides `record_run` and `set_job_status` (to audit them) hears every run and the end.
+
+    The memory store honours such overrides (it falls back to them in `end_job`); the SQL
+    store's `end_job` writes the last run and the end itself, so the subclass hears neither.
+    """
+    from aetherflow.runs import RunFacts
+    from aetherflow.store.sqlite import SQLiteStore
+
+    heard: list[tuple[str, str]] = []
+
+    class Audited(SQLiteStore):
+        def record_run(self, facts: RunFacts) -> None:
+            heard.append(("run", facts.node))
+            super().record_run(facts)
+
+        def set_job_status(self, job_id: str, status: JobStatus, ts: float, **kwargs: object) -> None:
+            heard.append(("job", status.value))
+            super().set_job_status(job_id, status, ts, **kwargs)  # type: ignore[arg-type]
+
+    store = Audited(f"sqlite:///{tmp_path / 'runs.db'}")
+    try:
+        with Worker(threads=1, store=store) as w:
+            assert w.run(inc.then(inc), {"x": 1}) == 3
+    finally:
+        store.close()
+    assert heard == [("run", "inc"), ("run", "inc_2"), ("job", "completed")]

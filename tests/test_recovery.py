@@ -1205,3 +1205,77 @@ def test_a_kill_9_during_a_jobs_teardown_leaves_its_last_run_and_its_end_recorde
         assert store.orphaned_jobs(30.0, time.time()) == []
     finally:
         store.close()
+
+
+CTRL_C_WHILE_ENDING = """
+import os, sys, threading, time
+from aetherflow import Worker, node, open_store
+
+@node
+def pay(x: int) -> int:
+    with open(os.environ["MARKER"], "a") as f:
+        f.write("pay\\n")
+    return x * 10
+
+store = open_store(sys.argv[1])
+execute = type(store)._execute_batch
+
+slowed = []
+
+def slow_end(self, statements):
+    if not slowed and any("UPDATE jobs SET status" in sql for sql, _ in statements):
+        slowed.append(1)
+        print("ENDING", flush=True)
+        time.sleep(5)  # the commit of the job's end, slow: the Ctrl-C lands here
+    return execute(self, statements)
+
+type(store)._execute_batch = slow_end
+w = Worker(threads=1, store=store)
+try:
+    w.run(pay.named("pays"), {"x": 1})
+except KeyboardInterrupt:
+    print("INTERRUPTED", flush=True)
+closing = threading.Thread(target=w.close, daemon=True)
+closing.start()
+closing.join(10)
+print("HANGS" if closing.is_alive() else "CLOSED", flush=True)
+"""
+
+
+@node
+def pay(x: int) -> int:
+    with open(os.environ["MARKER"], "a") as f:
+        f.write("pay\n")
+    return x * 10
+
+
+def test_one_ctrl_c_while_runs_caller_records_a_jobs_end_records_it_cancelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DESIGN: the first SIGINT marks unfinished jobs cancelled in the store (the job is cancelled in memory too).
+
+    A Ctrl-C that lands while `run`'s caller commits the last run with the job's end
+    leaves the job `running` in the store instead: `recover` then runs its node again
+    (its side effect twice) and completes a job its caller was told was cancelled.
+    """
+    import signal
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    marker = tmp_path / "marker"
+    monkeypatch.setenv("MARKER", str(marker))
+    with subprocess.Popen([sys.executable, "-c", CTRL_C_WHILE_ENDING, url], stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ENDING"
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert out.split() == ["INTERRUPTED", "CLOSED"], out
+    store = open_store(url)
+    try:
+        [job] = store.jobs()
+        assert job.status == "cancelled", job.status
+    finally:
+        store.close()
+    with Worker(threads=1, store=url, flows=[pay.named("pays")]) as w:
+        for recovered in w.recover():
+            recovered.result(10)
+    assert marker.read_text().split() == ["pay"]

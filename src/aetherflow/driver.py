@@ -504,7 +504,14 @@ class Driver:
         except BaseException as exc:  # Ctrl-C in `run`'s caller while it records: the job must still end here
             self._interrupted(exc)
             raise
-        crew.runner.job_ended(call)  # teardowns end before result() returns
+        try:
+            crew.runner.job_ended(call)  # teardowns end before result() returns
+        finally:  # Ctrl-C in `run`'s caller during a teardown: the end is recorded, the job still ends
+            self._hand_out(status, output)
+
+    def _hand_out(self, status: JobStatus, output: Any) -> None:
+        """Hand a job whose end is recorded (and whose scopes are torn down) to its `Job`."""
+        run, job, call, crew = self.run, self.job, self.call, self.crew
         if call.trace is not None:  # OpenTelemetry: end the job's span before result() returns
             call.trace.finished(status.value, run.error, run.suspended)
         crew.active.pop(job.id, None)  # `crew.done`, inlined: a suspended job lives in the store until it is resumed
@@ -523,13 +530,15 @@ class Driver:
     def _interrupted(self, exc: BaseException) -> None:
         """End a job whose end was being recorded when ``exc`` (Ctrl-C) cut in, or close() would wait for it for ever.
 
-        The store keeps what the cut-short write left: the job's end, or a running job
-        that `recover` finishes (its owner is gone once the process exits).
+        The job is recorded cancelled, as the first Ctrl-C records every unfinished job
+        (DESIGN), whatever the cut-short write left: never a running job that `recover`
+        would run again and complete.
         """
         job, call = self.job, self.call
         error = JobCancelledError(job.id)
         error.__cause__ = exc
         try:
+            self._record_end(JOB_CANCELLED, UNSET)
             self.crew.runner.job_ended(call)
             if call.trace is not None:
                 call.trace.finished(JOB_CANCELLED.value, error, None)
