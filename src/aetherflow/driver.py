@@ -27,6 +27,7 @@ from .runs import RunFacts, RunFields
 from .scheduler import JobRun
 from .sentinels import UNSET
 from .status import JobStatus, NodeStatus
+from .store.base import LastRunRecordedError
 
 if TYPE_CHECKING:
     from .events import Hooks
@@ -555,23 +556,27 @@ class Driver:
 
     def _record_end(self, status: JobStatus, output: Any) -> JobStatus:
         """Record the job's end in the store; a completed job whose end cannot be recorded ends failed."""
-        run, store, job_id = self.run, self.crew.store, self.run.job_id
+        store, job_id = self.crew.store, self.run.job_id
         try:
             store.set_job_status(
                 job_id, status, time.time(), output=self._stored_output(output), error=self._end_error(status)
             )
-        except Exception as exc:
-            log.error(
-                "Could not record the end of job %s", job_id, exc_info=True, extra={"job_id": job_id, "node": None}
-            )
-            if status is JOB_COMPLETED:
-                cause = StoreError(
-                    f"Job {job_id} ran to its end, but {store.url} could not record that: {type(exc).__name__}: {exc}. "
-                    "Its completed nodes are recorded; once the store is writable, resume() or recover() records the end without running them again."
-                )
-                cause.__cause__ = exc
-                return run.unrecorded(cause)
+        except Exception as exc:  # noqa: BLE001 - logged there, with its traceback
+            return self._end_unrecorded(status, exc)
         return status
+
+    def _end_unrecorded(self, status: JobStatus, exc: Exception) -> JobStatus:
+        """The status of a job whose end ``exc`` kept from the store: a completed one ends failed."""
+        run, job_id = self.run, self.run.job_id
+        log.error("Could not record the end of job %s", job_id, exc_info=exc, extra={"job_id": job_id, "node": None})
+        if status is not JOB_COMPLETED:
+            return status
+        cause = StoreError(
+            f"Job {job_id} ran to its end, but {self.crew.store.url} could not record that: {type(exc).__name__}: {exc}. "
+            "Its completed nodes are recorded; once the store is writable, resume() or recover() records the end without running them again."
+        )
+        cause.__cause__ = exc
+        return run.unrecorded(cause)
 
     def _record_last(self, last: RunFields, status: JobStatus, output: Any) -> JobStatus:
         """Record the run that ended the job and the job's end together; if they cannot be, that run failed."""
@@ -586,6 +591,12 @@ class Driver:
                 error=None if run.error is None and status is not JOB_SUSPENDED else self._end_error(status),
                 last_run=_facts(RunFacts, (job_id, *last)),
             )
+        except LastRunRecordedError as exc:  # a store that writes them one at a time: only the end is missing
+            if self.call.observed:
+                self._observe_completed(name, output_run, attempt)
+            cause = exc.__cause__
+            status = self._end_unrecorded(status, cause if isinstance(cause, Exception) else exc)
+            return self._record_end(status, UNSET)  # failed, if the store takes that: memory and store agree
         except Exception as exc:  # noqa: BLE001 - neither landed: the node failed, as when its run alone cannot be recorded
             i = run.graph.index[name]
             error = self._unrecorded_run(name, exc)

@@ -42,6 +42,10 @@ def pending_answer(
     return None if ended.get((node, item), float("-inf")) >= ts else (node, item, value)
 
 
+class LastRunRecordedError(Exception):
+    """`Store.end_job` recorded the run that ended a job, but not the job's end (``__cause__`` says why)."""
+
+
 class Store(ABC):
     """Records jobs, node runs, state commits and events; answers history queries."""
 
@@ -92,9 +96,15 @@ class Store(ABC):
         one transaction, so both land or neither does (and its caller hears why), and a
         job whose last node completed costs one commit fewer.
         """
-        if last_run is not None:
-            self.record_run(last_run)
-        self.set_job_status(job_id, status, ts, output=output, error=error)
+        if last_run is None:
+            self.set_job_status(job_id, status, ts, output=output, error=error)
+            return
+        self.record_run(last_run)
+        try:
+            self.set_job_status(job_id, status, ts, output=output, error=error)
+        except Exception as exc:
+            # Written one at a time here: the caller must not record that run again, as failed.
+            raise LastRunRecordedError(f"job {job_id}'s last run was recorded, its end was not") from exc
 
     def run_recorder(self, job_id: str) -> Callable[[RunFields], None]:
         """Where the worker records the completed runs of one job, as `RunFields`.
