@@ -190,6 +190,20 @@ def test_a_since_out_of_range_is_a_usage_error_naming_the_option(project: Path, 
         assert result.stderr.startswith("error: --since") and len(result.stderr.splitlines()) == 1, result.stderr
 
 
+def test_reading_a_store_that_does_not_exist_creates_nothing(project: Path) -> None:
+    """`jobs`, `show` and `stats` on a store path with a typo find no jobs; they never create that store."""
+    typo = project / "typo" / "runs.db"
+    url = f"sqlite:///{typo}"
+    listed = aetherflow(project, "jobs", "--store", url, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+    assert aetherflow(project, "stats", "summing", "--store", url).returncode == 0
+    shown = aetherflow(project, "show", "abc", "--store", url)
+    assert shown.returncode == 2 and "No job id starts with 'abc'" in shown.stderr, shown.stderr
+    assert aetherflow(project, "jobs").returncode == 0  # the default store, before any run
+    assert not (project / "typo").exists() and not (project / ".aetherflow").exists()
+
+
 @pytest.mark.parametrize("limit", ["0", "-1"])
 def test_a_limit_below_one_is_a_usage_error(project: Path, limit: str) -> None:
     """`jobs --limit` counts jobs to list: 0 or a negative number is a mistake, not "all of them"."""

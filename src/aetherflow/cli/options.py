@@ -47,7 +47,11 @@ def open_to_write(url: str) -> Store:
 
 def open_to_read(url: str) -> Store:
     """The store a read command looks at: read-only when it exists, so a store on a
-    read-only mount, or someone else's, can still be read; never written by reading."""
+    read-only mount, or someone else's, can still be read; never written by reading.
+
+    A SQLite store that does not exist has no jobs: reading it (a typo in ``--store``, or
+    ``jobs`` before the first run) creates neither the file nor its folder.
+    """
     from ..store import open_store
 
     if url.startswith("sqlite://"):
@@ -55,6 +59,7 @@ def open_to_read(url: str) -> Store:
 
         if sqlite_path(url)[0].is_file():
             return open_store(url, readonly=True)
+        return open_store("memory://")
     return open_store(url)
 
 
