@@ -53,3 +53,20 @@ def tiny_switch_interval() -> Iterator[None]:
         yield
     finally:
         sys.setswitchinterval(old)
+
+
+# The opening of a child process's script whose job-scoped `scratch` prints TEARING DOWN,
+# then sleeps TEARDOWN_SECONDS (the script sets it first) while its job's scopes are torn
+# down: the moment the end-of-job tests kill or interrupt the process.
+SLOW_TEARDOWN_CONTEXT = """
+import sys, threading, time
+from aetherflow import BaseFlowContext, Worker, node, providers
+
+def session():
+    yield {}
+    print("TEARING DOWN", flush=True)
+    time.sleep(TEARDOWN_SECONDS)
+
+class Ctx(BaseFlowContext):
+    scratch = providers.JobScoped(session)
+"""

@@ -17,7 +17,7 @@ from aetherflow import (
     node,
     open_store,
 )
-from shapes import inc
+from shapes import SLOW_TEARDOWN_CONTEXT, inc
 
 
 def test_successor_of_fast_branch_does_not_wait_for_slow_sibling() -> None:
@@ -280,18 +280,10 @@ def test_a_store_whose_job_end_fails_after_the_last_run_landed_does_not_record_t
     assert events.count(("node_started", "inc_2")) == 1, events
 
 
-CTRL_C_IN_TEARDOWN = """
-import sys, threading, time
-from aetherflow import BaseFlowContext, Worker, node, providers
-
-def session():
-    yield {}
-    print("TEARING DOWN", flush=True)
-    time.sleep(5)
-
-class Ctx(BaseFlowContext):
-    scratch = providers.JobScoped(session)
-
+CTRL_C_IN_TEARDOWN = (
+    "TEARDOWN_SECONDS = 5\n"
+    + SLOW_TEARDOWN_CONTEXT
+    + """
 @node
 def last(x: int, scratch) -> int:
     return x * 10
@@ -306,6 +298,7 @@ closing.start()
 closing.join(10)
 print("HANGS" if closing.is_alive() else "CLOSED", flush=True)
 """
+)
 
 
 def test_ctrl_c_during_a_teardown_in_runs_caller_still_ends_the_job_and_close_returns(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from aetherflow import AetherFlowError, Worker, node, open_store
 from resources import crashing
+from shapes import SLOW_TEARDOWN_CONTEXT
 from storecase import postgres_url
 
 RESOURCES = Path(__file__).parent / "resources"
@@ -1162,18 +1163,10 @@ def test_a_resume_with_an_input_no_node_reads_is_refused_with_a_suggestion(tmp_p
         assert w.resume(job.id, inputs={"approved": True}).result(10) == "ok"
 
 
-TORN_DOWN_JOB = """
-import sys, time
-from aetherflow import BaseFlowContext, Worker, node, providers
-
-def session():
-    yield {}
-    print("TEARING DOWN", flush=True)
-    time.sleep(60)
-
-class Ctx(BaseFlowContext):
-    scratch = providers.JobScoped(session)
-
+TORN_DOWN_JOB = (
+    "TEARDOWN_SECONDS = 60\n"
+    + SLOW_TEARDOWN_CONTEXT
+    + """
 @node
 def first(x: int) -> int:
     return x + 1
@@ -1185,6 +1178,7 @@ def last(first: int, scratch) -> int:
 with Worker(Ctx, threads=1, store=sys.argv[1]) as w:
     w.submit(first.then(last).named("torn"), {"x": 1}).result()
 """
+)
 
 
 def test_a_kill_9_during_a_jobs_teardown_leaves_its_last_run_and_its_end_recorded(tmp_path: Path) -> None:
