@@ -70,3 +70,16 @@ def session():
 class Ctx(BaseFlowContext):
     scratch = providers.JobScoped(session)
 """
+
+
+def signalled_while_tearing_down(script: str, url: str, signum: int) -> str:
+    """Run ``script`` (which opens with SLOW_TEARDOWN_CONTEXT) on store ``url``, send it
+    ``signum`` as its job's scopes are torn down, and return what it printed after."""
+    import subprocess
+
+    with subprocess.Popen([sys.executable, "-c", script, url], stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "TEARING DOWN"
+        proc.send_signal(signum)
+        out, _ = proc.communicate(timeout=60)
+    return out

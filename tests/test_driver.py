@@ -17,7 +17,7 @@ from aetherflow import (
     node,
     open_store,
 )
-from shapes import SLOW_TEARDOWN_CONTEXT, inc
+from shapes import SLOW_TEARDOWN_CONTEXT, inc, signalled_while_tearing_down
 
 
 def test_successor_of_fast_branch_does_not_wait_for_slow_sibling() -> None:
@@ -304,15 +304,9 @@ print("HANGS" if closing.is_alive() else "CLOSED", flush=True)
 def test_ctrl_c_during_a_teardown_in_runs_caller_still_ends_the_job_and_close_returns(tmp_path: Path) -> None:
     """Ctrl-C while `run`'s calling thread tears down the job's scopes (its end already recorded): close() returns."""
     import signal
-    import subprocess
-    import sys
 
     url = f"sqlite:///{tmp_path / 'runs.db'}"
-    with subprocess.Popen([sys.executable, "-c", CTRL_C_IN_TEARDOWN, url], stdout=subprocess.PIPE, text=True) as proc:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "TEARING DOWN"
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+    out = signalled_while_tearing_down(CTRL_C_IN_TEARDOWN, url, signal.SIGINT)
     assert out.split() == ["INTERRUPTED", "CLOSED"], out
     store = open_store(url)
     try:

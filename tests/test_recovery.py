@@ -15,7 +15,7 @@ import pytest
 
 from aetherflow import AetherFlowError, Worker, node, open_store
 from resources import crashing
-from shapes import SLOW_TEARDOWN_CONTEXT
+from shapes import SLOW_TEARDOWN_CONTEXT, signalled_while_tearing_down
 from storecase import postgres_url
 
 RESOURCES = Path(__file__).parent / "resources"
@@ -1186,11 +1186,7 @@ def test_a_kill_9_during_a_jobs_teardown_leaves_its_last_run_and_its_end_recorde
     import signal
 
     url = f"sqlite:///{tmp_path / 'runs.db'}"
-    with subprocess.Popen([sys.executable, "-c", TORN_DOWN_JOB, url], stdout=subprocess.PIPE, text=True) as proc:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "TEARING DOWN"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+    signalled_while_tearing_down(TORN_DOWN_JOB, url, signal.SIGKILL)
     store = open_store(url)
     try:
         [job] = store.jobs()
