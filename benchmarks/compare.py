@@ -89,6 +89,13 @@ def inc(x: int) -> int:
     return x + 1
 
 
+@node
+def set_x(x: int, job_state: Any) -> int:
+    """A step that writes state: one `job_state` key per node run (the durable benchmarks' unit)."""
+    job_state.set("x", x)
+    return x + 1
+
+
 def plain_chain(n: int) -> int:
     x = 0
     f = inc.fn
@@ -404,13 +411,8 @@ def state(quick: bool) -> Section:
         job_state.set("i", i)
         return worker_state.apply("n", lambda v: v + 1, default=0)
 
-    @node
-    def write(x: int, job_state: Any) -> int:
-        job_state.set("x", x)
-        return x + 1
-
     chain_len = 500 if quick else 2000
-    chain = write.repeat(chain_len)
+    chain = set_x.repeat(chain_len)
     with Worker(threads=8) as w:
         chain.run({"x": 0}, worker=w)
         t_chain = best(lambda: chain.run({"x": 0}, worker=w), 9)
@@ -437,12 +439,7 @@ def durability(quick: bool) -> Section:
         f"A {n}-node chain whose nodes each write one `job_state` key; cost per node above the memory store.",
     )
 
-    @node
-    def step(x: int, job_state: Any) -> int:
-        job_state.set("x", x)
-        return x + 1
-
-    chain = step.repeat(n)
+    chain = set_x.repeat(n)
     with Worker(threads=8) as w:
         chain.run({"x": 0}, worker=w)
         t_mem = best(lambda: chain.run({"x": 0}, worker=w), rep) / n
@@ -502,12 +499,7 @@ def concurrent_chains(url: str, levels: list[int], steps: int, rounds: int) -> d
     slows all of them rather than bending the curve.
     """
 
-    @node
-    def step(x: int, job_state: Any) -> int:
-        job_state.set("x", x)
-        return x + 1
-
-    chain = step.repeat(steps)
+    chain = set_x.repeat(steps)
     best: dict[int, Level] = {jobs: Level() for jobs in levels}
     with contextlib.ExitStack() as stack:
         workers = {}
@@ -747,13 +739,8 @@ def scale(quick: bool) -> Section:
     for label, kind, url in [("SQLite", "sqlite", urls[0][1]), *([("PostgreSQL", "postgres", pg)] if pg else [])]:
         peer_rows(sec, label, kind, url, levels, steps, max(2, rounds - 2))
 
-    @node
-    def step(x: int, job_state: Any) -> int:
-        job_state.set("x", x)
-        return x + 1
-
     n = 100 if quick else 200
-    long_chain = step.repeat(n)
+    long_chain = set_x.repeat(n)
     with contextlib.ExitStack() as stack:
         # One chain alone: AetherFlow against LangGraph's SqliteSaver, in alternating rounds.
         peer = langgraph_chain("sqlite", urls[0][1], n, 1, stack)

@@ -72,6 +72,21 @@ class Ctx(BaseFlowContext):
 """
 
 
+# The end of a child process's script that runs `flow` on `inputs` with worker `w` on its
+# own thread (the script defines all three, and imports threading): it says INTERRUPTED
+# if a Ctrl-C cut `run` short, then CLOSED, or HANGS if `w.close()` took over 10 s.
+RUN_INTERRUPTED_THEN_CLOSE = """
+try:
+    w.run(flow, inputs)
+except KeyboardInterrupt:
+    print("INTERRUPTED", flush=True)
+closing = threading.Thread(target=w.close, daemon=True)
+closing.start()
+closing.join(10)
+print("HANGS" if closing.is_alive() else "CLOSED", flush=True)
+"""
+
+
 def signalled_while_tearing_down(script: str, url: str, signum: int) -> str:
     """Run ``script`` (which opens with SLOW_TEARDOWN_CONTEXT) on store ``url``, send it
     ``signum`` as its job's scopes are torn down, and return what it printed after."""

@@ -17,7 +17,7 @@ from aetherflow import (
     node,
     open_store,
 )
-from shapes import SLOW_TEARDOWN_CONTEXT, inc, signalled_while_tearing_down
+from shapes import RUN_INTERRUPTED_THEN_CLOSE, SLOW_TEARDOWN_CONTEXT, inc, signalled_while_tearing_down
 
 
 def test_successor_of_fast_branch_does_not_wait_for_slow_sibling() -> None:
@@ -289,15 +289,9 @@ def last(x: int, scratch) -> int:
     return x * 10
 
 w = Worker(Ctx, threads=1, store=sys.argv[1])
-try:
-    w.run(last.named("torn"), {"x": 1})
-except KeyboardInterrupt:
-    print("INTERRUPTED", flush=True)
-closing = threading.Thread(target=w.close, daemon=True)
-closing.start()
-closing.join(10)
-print("HANGS" if closing.is_alive() else "CLOSED", flush=True)
+flow, inputs = last.named("torn"), {"x": 1}
 """
+    + RUN_INTERRUPTED_THEN_CLOSE
 )
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from aetherflow import AetherFlowError, Worker, node, open_store
 from resources import crashing
-from shapes import SLOW_TEARDOWN_CONTEXT, signalled_while_tearing_down
+from shapes import RUN_INTERRUPTED_THEN_CLOSE, SLOW_TEARDOWN_CONTEXT, signalled_while_tearing_down
 from storecase import postgres_url
 
 RESOURCES = Path(__file__).parent / "resources"
@@ -1197,7 +1197,8 @@ def test_a_kill_9_during_a_jobs_teardown_leaves_its_last_run_and_its_end_recorde
         store.close()
 
 
-CTRL_C_WHILE_ENDING = """
+CTRL_C_WHILE_ENDING = (
+    """
 import os, sys, threading, time
 from aetherflow import Worker, node, open_store
 
@@ -1221,15 +1222,10 @@ def slow_end(self, statements):
 
 type(store)._execute_batch = slow_end
 w = Worker(threads=1, store=store)
-try:
-    w.run(pay.named("pays"), {"x": 1})
-except KeyboardInterrupt:
-    print("INTERRUPTED", flush=True)
-closing = threading.Thread(target=w.close, daemon=True)
-closing.start()
-closing.join(10)
-print("HANGS" if closing.is_alive() else "CLOSED", flush=True)
+flow, inputs = pay.named("pays"), {"x": 1}
 """
+    + RUN_INTERRUPTED_THEN_CLOSE
+)
 
 
 @node
