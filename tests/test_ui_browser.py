@@ -179,13 +179,17 @@ def test_a_user_finds_a_failure_and_resumes_a_suspended_job(
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "p.notice")))
     assert "Resuming in process" in browser.find_element(By.CSS_SELECTOR, "p.notice").text
     browser.execute_script("window.__sameDocument = true;")
-    WebDriverWait(browser, 40, poll_frequency=0.3).until(
+    # The page updates in place: an element read while it is being replaced goes stale; read it again.
+    live = (StaleElementReferenceException,)
+    WebDriverWait(browser, 40, poll_frequency=0.3, ignored_exceptions=live).until(
         lambda b: "completed" in b.find_element(By.ID, "job-status").text
     )
     assert browser.execute_script("return window.__sameDocument === true;"), (
         "the page reloaded instead of updating in place"
     )
-    WebDriverWait(browser, 10).until(lambda b: '"shipped 7: go"' in b.find_element(By.TAG_NAME, "main").text)
+    WebDriverWait(browser, 10, ignored_exceptions=live).until(
+        lambda b: '"shipped 7: go"' in b.find_element(By.TAG_NAME, "main").text
+    )
     browser.save_screenshot(str(shots / "ui-resumed-job.png"))
 
 
